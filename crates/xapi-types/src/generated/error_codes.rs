@@ -1,0 +1,2 @@
+//! Generated error codes.
+pub const INTERNAL_ERROR: &str = "INTERNAL_ERROR";

@@ -1,0 +1,24 @@
+//! XAPI wire vocabulary: the datamodel schema (generated from `spec/xenapi.json`), refs, errors and sans-IO codecs.
+//!
+//! Values on the wire are carried as [`Value`] (`serde_json::Value`) with these conventions, the same for
+//! XML-RPC and JSON-RPC:
+//! - `int` → JSON integer (`i64`); `float` → JSON number; `bool` → `true`/`false`;
+//! - `string`, `X ref`, `enum`, `datetime` → JSON string (datetimes in XAPI form `YYYYMMDDTHH:MM:SSZ`);
+//! - `t set` → array; `(k -> v) map` → object (keys stringified); records → object; `void` → `""`.
+//!
+//! XML-RPC is untyped on output (ints look like strings), so decoders give the raw shape and
+//! [`schema::coerce`] turns it into the canonical form above using the datamodel type.
+
+pub mod datetime;
+pub mod error;
+pub mod generated;
+pub mod jsonrpc;
+pub mod records;
+pub mod refs;
+pub mod schema;
+pub mod xmlrpc;
+
+pub use error::{CodecError, XapiError};
+pub use refs::Ref;
+pub use schema::{ClassSpec, EnumSpec, FieldSpec, MessageSpec, ParamSpec, Qualifier, Type};
+pub use serde_json::Value;
