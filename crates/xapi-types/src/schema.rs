@@ -134,14 +134,577 @@ pub struct CoerceError {
 /// Turn a decoded wire value into the canonical form for `ty` (see the crate docs), accepting what XAPI accepts:
 /// ints as numbers or numeric strings, floats as numbers or numeric strings, `""` as an empty struct/array where
 /// XML-RPC loses the difference, datetimes in any ISO 8601 form (normalised to XAPI's), enum values checked.
+///
+/// Details:
+/// - `int`: JSON integers, integral floats (`3.0`), decimal strings (`"42"`, surrounding blanks ignored);
+///   anything else (including out-of-range values) is an error.
+/// - `float`: numbers or numeric strings; always returned as a JSON float; non-finite values are errors.
+/// - `bool`: only real booleans (XML-RPC `<boolean>` already decodes to one); `"true"` is an error.
+/// - `string`/`ref`: any string (refs are not checked; `""` is a valid null-ish ref for XO).
+/// - `enum`: a string matching one of the enum's values, case-insensitively (as XAPI's unmarshallers do),
+///   returned in the datamodel's spelling; unknown values are errors. An enum missing from the tables accepts
+///   any string.
+/// - `datetime`: any form [`crate::datetime::parse_unix`] accepts, normalised to `YYYYMMDDTHH:MM:SSZ`.
+/// - `set`: an array (elements coerced) or `""` (empty set). `map`: an object (keys coerced by the key type
+///   and re-stringified, e.g. `"007"` → `"7"` for int keys; values coerced) or `""` (empty map).
+/// - `record`: an object; every field the class declares is coerced by its type, unknown members are kept;
+///   missing fields are not added (see [`default_value`]). An unknown class passes any object through.
+/// - `option`: `null` stays `null`, anything else is coerced as the inner type.
+/// - `void`: anything becomes `""`. `any`: passed through untouched.
+/// - `EventBatch` / `EventSet`: `valid_ref_counts` become ints, each event's `snapshot` is coerced as a record
+///   of the event's `class` (matched case-insensitively), other members are kept.
 pub fn coerce(ty: &Type, value: Value) -> Result<Value, CoerceError> {
-    let _ = (ty, value);
-    todo!("implemented by the xapi-types work")
+    match ty {
+        Type::Any => Ok(value),
+        Type::Void => Ok(Value::String(String::new())),
+        Type::Option(inner) => match value {
+            Value::Null => Ok(Value::Null),
+            v => coerce(inner, v),
+        },
+        Type::Int => coerce_int(&value).ok_or_else(|| mismatch(ty, &value)),
+        Type::Float => coerce_float(&value).ok_or_else(|| mismatch(ty, &value)),
+        Type::Bool => match value {
+            Value::Bool(_) => Ok(value),
+            v => Err(mismatch(ty, &v)),
+        },
+        Type::String | Type::Ref(_) => match value {
+            Value::String(_) => Ok(value),
+            v => Err(mismatch(ty, &v)),
+        },
+        Type::Enum(name) => match (&value, enum_spec(name)) {
+            (Value::String(_), None) => Ok(value),
+            (Value::String(s), Some(spec)) => spec
+                .values
+                .iter()
+                .find(|v| **v == s.as_str())
+                .or_else(|| spec.values.iter().find(|v| v.eq_ignore_ascii_case(s)))
+                .map(|v| Value::String((*v).to_owned()))
+                .ok_or_else(|| mismatch(ty, &value)),
+            _ => Err(mismatch(ty, &value)),
+        },
+        Type::DateTime => match &value {
+            Value::String(s) => crate::datetime::normalise(s)
+                .map(Value::String)
+                .ok_or_else(|| mismatch(ty, &value)),
+            _ => Err(mismatch(ty, &value)),
+        },
+        Type::Set(inner) => match value {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| coerce(inner, v))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Value::String(s) if s.is_empty() => Ok(Value::Array(Vec::new())),
+            v => Err(mismatch(ty, &v)),
+        },
+        Type::Map(kt, vt) => match value {
+            Value::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    let key = coerce(kt, Value::String(k)).map(key_text)?;
+                    out.insert(key, coerce(vt, v)?);
+                }
+                Ok(Value::Object(out))
+            }
+            Value::String(s) if s.is_empty() => Ok(Value::Object(serde_json::Map::new())),
+            v => Err(mismatch(ty, &v)),
+        },
+        Type::Record(name) => match (value, class(name)) {
+            (Value::Object(map), Some(spec)) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    let v = match spec.field(&k) {
+                        Some(f) => coerce(&f.ty, v).map_err(|e| CoerceError {
+                            expected: format!("{} (field {}.{})", e.expected, spec.name, f.name),
+                            got: e.got,
+                        })?,
+                        None => v,
+                    };
+                    out.insert(k, v);
+                }
+                Ok(Value::Object(out))
+            }
+            (v @ Value::Object(_), None) => Ok(v),
+            (v, _) => Err(mismatch(ty, &v)),
+        },
+        Type::EventSet => match value {
+            Value::Array(items) => items
+                .into_iter()
+                .map(coerce_event)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Value::String(s) if s.is_empty() => Ok(Value::Array(Vec::new())),
+            v => Err(mismatch(ty, &v)),
+        },
+        Type::EventBatch => match value {
+            Value::Object(mut map) => {
+                if let Some(events) = map.remove("events") {
+                    map.insert("events".to_owned(), coerce(&Type::EventSet, events)?);
+                }
+                if let Some(counts) = map.remove("valid_ref_counts") {
+                    let counts = coerce(&Type::Map(&Type::String, &Type::Int), counts)?;
+                    map.insert("valid_ref_counts".to_owned(), counts);
+                }
+                if let Some(token) = map.remove("token") {
+                    map.insert("token".to_owned(), coerce(&Type::String, token)?);
+                }
+                Ok(Value::Object(map))
+            }
+            v => Err(mismatch(ty, &v)),
+        },
+    }
+}
+
+fn coerce_event(value: Value) -> Result<Value, CoerceError> {
+    let Value::Object(mut map) = value else {
+        return Err(mismatch(&Type::EventSet, &value));
+    };
+    let class_name = map
+        .get("class")
+        .and_then(Value::as_str)
+        .and_then(class)
+        .map(|c| c.name);
+    if let (Some(name), Some(snapshot)) = (class_name, map.remove("snapshot")) {
+        map.insert(
+            "snapshot".to_owned(),
+            coerce(&Type::Record(name), snapshot)?,
+        );
+    }
+    Ok(Value::Object(map))
+}
+
+fn coerce_int(value: &Value) -> Option<Value> {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Some(Value::from(i));
+            }
+            let f = n.as_f64()?;
+            (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64)
+                .then(|| Value::from(f as i64))
+        }
+        Value::String(s) => {
+            let t = s.trim();
+            t.strip_prefix('+')
+                .unwrap_or(t)
+                .parse::<i64>()
+                .ok()
+                .map(Value::from)
+        }
+        _ => None,
+    }
+}
+
+fn coerce_float(value: &Value) -> Option<Value> {
+    let f = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    serde_json::Number::from_f64(f).map(Value::Number)
+}
+
+/// A map key back in its stringified form.
+fn key_text(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn mismatch(ty: &Type, value: &Value) -> CoerceError {
+    let mut got = match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("bool {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(a) => format!("array of {}", a.len()),
+        Value::Object(o) => format!("struct of {}", o.len()),
+    };
+    if got.len() > 100 {
+        let cut = (0..=97)
+            .rev()
+            .find(|i| got.is_char_boundary(*i))
+            .unwrap_or(0);
+        got.truncate(cut);
+        got.push_str("...");
+    }
+    CoerceError {
+        expected: ty.to_string(),
+        got,
+    }
+}
+
+impl std::fmt::Display for Type {
+    /// The datamodel spelling (`(string -> enum vm_operations) map`, `VM ref set`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Type::String => f.write_str("string"),
+            Type::Int => f.write_str("int"),
+            Type::Float => f.write_str("float"),
+            Type::Bool => f.write_str("bool"),
+            Type::DateTime => f.write_str("datetime"),
+            Type::Ref(c) => write!(f, "{c} ref"),
+            Type::Enum(e) => write!(f, "enum {e}"),
+            Type::Set(t) => write!(f, "{t} set"),
+            Type::Map(k, v) => write!(f, "({k} -> {v}) map"),
+            Type::Record(c) => write!(f, "{c} record"),
+            Type::Option(t) => write!(f, "{t} option"),
+            Type::Void => f.write_str("void"),
+            Type::EventBatch => f.write_str("an event batch"),
+            Type::EventSet => f.write_str("event record set"),
+            Type::Any => f.write_str("any"),
+        }
+    }
 }
 
 /// The value a field takes when unset: its datamodel default, or the type default
 /// (`""`, `0`, `0.0`, `false`, `{}`, `[]`, `OpaqueRef:NULL`, epoch datetime, first enum value).
+///
+/// Datamodel defaults are OCaml-ish text (`{}`, `Null`, `OpaqueRef:NULL`, `""`, `"()"`, `-1.`, `{0}`,
+/// `{"active" -> "false"}`); they are parsed by the field's type. Unparsable text falls back to the type default.
 pub fn default_value(field: &FieldSpec) -> Value {
-    let _ = field;
-    todo!("implemented by the xapi-types work")
+    field
+        .default
+        .and_then(|text| parse_default(&field.ty, text.trim()))
+        .unwrap_or_else(|| type_default(&field.ty))
+}
+
+/// The zero value of a type: `""`, `0`, `0.0`, `false`, `{}`, `[]`, `OpaqueRef:NULL`, the epoch datetime, the
+/// first value of an enum (`""` if unknown), `null` for options and `Any`, an empty batch for `EventBatch`.
+pub fn type_default(ty: &Type) -> Value {
+    match ty {
+        Type::String | Type::Void => Value::String(String::new()),
+        Type::Int => Value::from(0),
+        Type::Float => Value::from(0.0),
+        Type::Bool => Value::Bool(false),
+        Type::DateTime => Value::String(crate::datetime::EPOCH.to_owned()),
+        Type::Ref(_) => Value::String(crate::Ref::NULL_STR.to_owned()),
+        Type::Enum(name) => Value::String(
+            enum_spec(name)
+                .and_then(|e| e.values.first())
+                .map(|v| (*v).to_owned())
+                .unwrap_or_default(),
+        ),
+        Type::Set(_) | Type::EventSet => Value::Array(Vec::new()),
+        Type::Map(..) | Type::Record(_) => Value::Object(serde_json::Map::new()),
+        Type::Option(_) | Type::Any => Value::Null,
+        Type::EventBatch => serde_json::json!({"events": [], "valid_ref_counts": {}, "token": ""}),
+    }
+}
+
+/// Split `text` on `sep` outside double-quoted strings.
+fn split_top(text: &str, sep: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !quoted && rest.starts_with(sep) {
+            parts.push(std::mem::take(&mut cur));
+            rest = &rest[sep.len()..];
+            continue;
+        }
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if c == '\\' && quoted {
+            cur.push(c);
+            rest = &rest[1..];
+            if let Some(n) = rest.chars().next() {
+                cur.push(n);
+                rest = &rest[n.len_utf8()..];
+            }
+            continue;
+        }
+        cur.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    parts.push(cur);
+    parts
+}
+
+fn unquote(text: &str) -> String {
+    if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
+        serde_json::from_str::<String>(text).unwrap_or_else(|_| text[1..text.len() - 1].to_owned())
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Parse one datamodel default text as `ty`.
+fn parse_default(ty: &Type, text: &str) -> Option<Value> {
+    match ty {
+        Type::Ref(_) => Some(Value::String(match text {
+            "Null" | "OpaqueRef:NULL" | "" => crate::Ref::NULL_STR.to_owned(),
+            other => unquote(other),
+        })),
+        Type::String => Some(Value::String(unquote(text))),
+        Type::Enum(_) => {
+            let v = unquote(text);
+            coerce(ty, Value::String(v)).ok()
+        }
+        Type::Int | Type::Float | Type::DateTime => coerce(ty, Value::String(unquote(text))).ok(),
+        Type::Bool => match text {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        Type::Option(inner) => parse_default(inner, text),
+        Type::Set(inner) => {
+            let body = text.strip_prefix('{')?.strip_suffix('}')?.trim();
+            if body.is_empty() {
+                return Some(Value::Array(Vec::new()));
+            }
+            split_top(body, ",")
+                .iter()
+                .map(|e| parse_default(inner, e.trim()))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array)
+        }
+        Type::Map(kt, vt) => {
+            let body = text.strip_prefix('{')?.strip_suffix('}')?.trim();
+            let mut map = serde_json::Map::new();
+            if body.is_empty() {
+                return Some(Value::Object(map));
+            }
+            for entry in split_top(body, ",") {
+                let kv = split_top(entry.trim(), "->");
+                let [k, v] = kv.as_slice() else { return None };
+                let key = parse_default(kt, k.trim()).map(key_text)?;
+                map.insert(key, parse_default(vt, v.trim())?);
+            }
+            Some(Value::Object(map))
+        }
+        Type::Void | Type::Record(_) | Type::EventBatch | Type::EventSet | Type::Any => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SS_MAP: Type = Type::Map(&Type::String, &Type::String);
+
+    fn field(ty: Type, default: Option<&'static str>) -> FieldSpec {
+        FieldSpec {
+            name: "f",
+            ty,
+            qualifier: Qualifier::Rw,
+            default,
+            removed: false,
+        }
+    }
+
+    #[test]
+    fn coerces_ints() {
+        assert_eq!(coerce(&Type::Int, json!(5)), Ok(json!(5)));
+        assert_eq!(coerce(&Type::Int, json!("-42")), Ok(json!(-42)));
+        assert_eq!(
+            coerce(&Type::Int, json!(" 8589934592 ")),
+            Ok(json!(8_589_934_592_i64))
+        );
+        assert_eq!(coerce(&Type::Int, json!(3.0)), Ok(json!(3)));
+        for bad in [
+            json!(3.5),
+            json!("x"),
+            json!(""),
+            json!(true),
+            json!(null),
+            json!([1]),
+            json!(u64::MAX),
+        ] {
+            let e = coerce(&Type::Int, bad.clone()).unwrap_err();
+            assert_eq!(e.expected, "int", "{bad}");
+        }
+    }
+
+    #[test]
+    fn coerces_floats() {
+        assert_eq!(coerce(&Type::Float, json!(1)), Ok(json!(1.0)));
+        assert!(coerce(&Type::Float, json!(1)).unwrap().is_f64());
+        assert_eq!(coerce(&Type::Float, json!("60.1")), Ok(json!(60.1)));
+        assert_eq!(coerce(&Type::Float, json!(0.5)), Ok(json!(0.5)));
+        for bad in [
+            json!("nan"),
+            json!("inf"),
+            json!("x"),
+            json!(false),
+            json!(null),
+        ] {
+            assert!(coerce(&Type::Float, bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn coerces_bools_strings_refs() {
+        assert_eq!(coerce(&Type::Bool, json!(true)), Ok(json!(true)));
+        assert!(coerce(&Type::Bool, json!("true")).is_err());
+        assert!(coerce(&Type::Bool, json!(1)).is_err());
+        assert_eq!(coerce(&Type::String, json!("")), Ok(json!("")));
+        assert!(coerce(&Type::String, json!(1)).is_err());
+        assert!(coerce(&Type::String, json!(null)).is_err());
+        assert_eq!(
+            coerce(&Type::Ref("VM"), json!("anything")),
+            Ok(json!("anything"))
+        );
+        assert!(coerce(&Type::Ref("VM"), json!([])).is_err());
+    }
+
+    #[test]
+    fn coerces_datetimes() {
+        assert_eq!(
+            coerce(&Type::DateTime, json!("2025-03-19T04:16:24Z")),
+            Ok(json!("20250319T04:16:24Z"))
+        );
+        assert!(coerce(&Type::DateTime, json!("yesterday")).is_err());
+        assert!(coerce(&Type::DateTime, json!(0)).is_err());
+    }
+
+    #[test]
+    fn coerces_sets_and_maps() {
+        let ints = Type::Set(&Type::Int);
+        assert_eq!(coerce(&ints, json!(["1", 2])), Ok(json!([1, 2])));
+        assert_eq!(coerce(&ints, json!("")), Ok(json!([])));
+        assert!(coerce(&ints, json!(["x"])).is_err());
+        assert!(coerce(&ints, json!("x")).is_err());
+        assert!(coerce(&ints, json!({})).is_err());
+        assert_eq!(coerce(&SS_MAP, json!("")), Ok(json!({})));
+        assert_eq!(coerce(&SS_MAP, json!({"a": "b"})), Ok(json!({"a": "b"})));
+        assert!(coerce(&SS_MAP, json!({"a": 1})).is_err());
+        assert!(coerce(&SS_MAP, json!([])).is_err());
+        let int_map = Type::Map(&Type::Int, &Type::Float);
+        assert_eq!(
+            coerce(&int_map, json!({"007": "1.5"})),
+            Ok(json!({"7": 1.5}))
+        );
+        assert!(coerce(&int_map, json!({"x": 1})).is_err());
+    }
+
+    #[test]
+    fn option_void_any() {
+        assert_eq!(
+            coerce(&Type::Option(&Type::Int), json!(null)),
+            Ok(json!(null))
+        );
+        assert_eq!(coerce(&Type::Option(&Type::Int), json!("4")), Ok(json!(4)));
+        assert_eq!(coerce(&Type::Void, json!(null)), Ok(json!("")));
+        assert_eq!(coerce(&Type::Any, json!({"x": [1]})), Ok(json!({"x": [1]})));
+    }
+
+    #[test]
+    fn unknown_class_record_passes_objects() {
+        let t = Type::Record("no_such_class");
+        assert_eq!(coerce(&t, json!({"a": "1"})), Ok(json!({"a": "1"})));
+        assert!(coerce(&t, json!("")).is_err());
+    }
+
+    #[test]
+    fn event_shapes() {
+        let batch = json!({"events": [], "valid_ref_counts": {"vm": "3"}, "token": "t"});
+        assert_eq!(
+            coerce(&Type::EventBatch, batch),
+            Ok(json!({"events": [], "valid_ref_counts": {"vm": 3}, "token": "t"}))
+        );
+        assert!(coerce(&Type::EventBatch, json!([])).is_err());
+        assert!(coerce(&Type::EventSet, json!(["x"])).is_err());
+        assert_eq!(coerce(&Type::EventSet, json!("")), Ok(json!([])));
+    }
+
+    #[test]
+    fn error_text_is_bounded() {
+        let e = coerce(&Type::Int, json!("x".repeat(1000))).unwrap_err();
+        assert!(e.got.len() <= 100);
+        assert_eq!(e.to_string().split(',').next().unwrap(), "expected int");
+    }
+
+    #[test]
+    fn displays_datamodel_spelling() {
+        assert_eq!(
+            Type::Map(&Type::String, &Type::Enum("vm_operations")).to_string(),
+            "(string -> enum vm_operations) map"
+        );
+        assert_eq!(Type::Set(&Type::Ref("VM")).to_string(), "VM ref set");
+        assert_eq!(
+            Type::Option(&Type::Record("sr_stat")).to_string(),
+            "sr_stat record option"
+        );
+    }
+
+    #[test]
+    fn parses_datamodel_defaults() {
+        let cases: Vec<(Type, &str, Value)> = vec![
+            (Type::Ref("VM"), "Null", json!("OpaqueRef:NULL")),
+            (Type::Ref("VM"), "OpaqueRef:NULL", json!("OpaqueRef:NULL")),
+            (Type::String, "\"\"", json!("")),
+            (Type::String, "\"()\"", json!("()")),
+            (Type::String, "\"UTC\"", json!("UTC")),
+            (Type::Int, "21474836480", json!(21_474_836_480_i64)),
+            (Type::Int, "-1", json!(-1)),
+            (Type::Float, "-1.", json!(-1.0)),
+            (Type::Float, "0.", json!(0.0)),
+            (Type::Bool, "true", json!(true)),
+            (
+                Type::DateTime,
+                "19700101T00:00:00Z",
+                json!("19700101T00:00:00Z"),
+            ),
+            (Type::Set(&Type::String), "{}", json!([])),
+            (Type::Set(&Type::Int), "{0}", json!([0])),
+            (
+                Type::Set(&Type::Ref("role")),
+                "{OpaqueRef:0165f154-ba3e-034e-6b27-5d271af109ba}",
+                json!(["OpaqueRef:0165f154-ba3e-034e-6b27-5d271af109ba"]),
+            ),
+            (SS_MAP, "{}", json!({})),
+            (
+                SS_MAP,
+                "{\"active\" -> \"false\"}",
+                json!({"active": "false"}),
+            ),
+            (
+                SS_MAP,
+                "{\"address\" -> \"localhost\", \"port\" -> \"27000\"}",
+                json!({"address": "localhost", "port": "27000"}),
+            ),
+            (Type::Map(&Type::Int, &Type::Int), "{}", json!({})),
+        ];
+        for (ty, text, want) in cases {
+            assert_eq!(default_value(&field(ty, Some(text))), want, "{ty} {text}");
+        }
+    }
+
+    #[test]
+    fn falls_back_to_type_defaults() {
+        assert_eq!(default_value(&field(Type::Int, None)), json!(0));
+        assert_eq!(default_value(&field(Type::Int, Some("bogus"))), json!(0));
+        assert_eq!(default_value(&field(Type::Float, None)), json!(0.0));
+        assert_eq!(
+            default_value(&field(Type::Bool, Some("maybe"))),
+            json!(false)
+        );
+        assert_eq!(default_value(&field(Type::String, None)), json!(""));
+        assert_eq!(
+            default_value(&field(Type::Ref("SR"), None)),
+            json!("OpaqueRef:NULL")
+        );
+        assert_eq!(
+            default_value(&field(Type::DateTime, None)),
+            json!("19700101T00:00:00Z")
+        );
+        assert_eq!(default_value(&field(SS_MAP, Some("{broken"))), json!({}));
+        assert_eq!(
+            default_value(&field(Type::Set(&Type::Int), None)),
+            json!([])
+        );
+        assert_eq!(
+            default_value(&field(Type::Option(&Type::String), None)),
+            json!(null)
+        );
+        assert_eq!(
+            default_value(&field(Type::Enum("no_such_enum"), None)),
+            json!("")
+        );
+    }
 }

@@ -368,7 +368,7 @@ pub fn format_double(f: f64) -> String {
             s
         }
     }
-    if exp < -4 || exp >= P {
+    if !(-4..P).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{}e{sign}{:02}", strip(mantissa), exp.abs())
     } else {
