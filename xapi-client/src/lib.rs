@@ -1,1 +1,31 @@
-//! placeholder
+//! XAPI client: JSON-RPC (XML-RPC fallback) over HTTP or HTTPS (rustls) to XCP-ng / XenServer pools.
+//!
+//! - [`Client`]: login following `HOST_IS_SLAVE`, generic [`Client::call`] with the session inserted, re-login
+//!   on `SESSION_INVALID`, bounded concurrency and per-call timeouts; typed helpers (`get_all_records`, …).
+//! - Async tasks: [`Client::call_async`] awaits tasks through `event.from`, no polling.
+//! - [`Client::watch`]: a [`Watch`] stream of [`WatchEvent`]s (full `Reset`, incremental `Changes`,
+//!   `Disconnected`) for cache engines.
+//!
+//! Values are `serde_json::Value` in the canonical form described in [`xapi_types`]. Passwords and session ids are
+//! [`Secret`]s: never printed by `Debug`, never logged.
+
+mod client;
+mod error;
+mod events;
+mod http;
+mod options;
+mod rpc;
+mod secret;
+mod task;
+mod tls;
+mod watch;
+
+pub use client::Client;
+pub use error::{Error, Result, XapiError};
+pub use events::{parse_event_batch, ClassNames, EventBatch, ObjectChange, Op};
+pub use options::ClientOptions;
+pub use rpc::Protocol;
+pub use secret::Secret;
+pub use task::task_outcome;
+pub use watch::{ClassRecords, Watch, WatchEvent, WatchOptions};
+pub use xapi_types::{Ref, Value};

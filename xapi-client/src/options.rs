@@ -1,0 +1,74 @@
+//! Client configuration: where to connect, credentials, TLS policy, concurrency and timeouts.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::Secret;
+
+/// How to reach and log into a pool.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// `https://host[:port]` or `http://host[:port]` of any pool member (the master is found via `HOST_IS_SLAVE`).
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+    /// Accept any server certificate (XAPI hosts are usually self-signed), as XO's `allowUnauthorized`.
+    pub allow_unauthorized: bool,
+    /// Extra trusted root certificates (DER), on top of webpki-roots.
+    pub extra_roots: Vec<Vec<u8>>,
+    /// Maximum RPCs in flight at once (long-polling `event.from` calls are not counted).
+    pub max_concurrency: usize,
+    /// Per-call timeout (connect + request + full response).
+    pub call_timeout: Duration,
+    /// Sent as `originator` at login (XAPI keeps at most 500 sessions per originator).
+    pub originator: String,
+}
+
+impl ClientOptions {
+    pub fn new(
+        url: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<Secret>,
+    ) -> Self {
+        ClientOptions {
+            url: url.into(),
+            username: username.into(),
+            password: password.into(),
+            allow_unauthorized: false,
+            extra_roots: Vec::new(),
+            max_concurrency: 16,
+            call_timeout: Duration::from_secs(120),
+            originator: "xo-rs".to_owned(),
+        }
+    }
+
+    pub fn allow_unauthorized(mut self, yes: bool) -> Self {
+        self.allow_unauthorized = yes;
+        self
+    }
+
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    pub fn call_timeout(mut self, t: Duration) -> Self {
+        self.call_timeout = t;
+        self
+    }
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("allow_unauthorized", &self.allow_unauthorized)
+            .field("extra_roots", &self.extra_roots.len())
+            .field("max_concurrency", &self.max_concurrency)
+            .field("call_timeout", &self.call_timeout)
+            .field("originator", &self.originator)
+            .finish()
+    }
+}

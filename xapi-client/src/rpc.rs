@@ -1,0 +1,150 @@
+//! One RPC over a [`Transport`]: JSON-RPC v2 first, XML-RPC fallback, XML-RPC results coerced by the schema.
+
+use serde_json::Value;
+use xapi_types::schema::{self, MessageSpec, Type};
+use xapi_types::{jsonrpc, xmlrpc};
+
+use crate::http::{HttpResponse, Transport};
+use crate::{Error, Result};
+
+/// The RPC dialect spoken with a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `POST /jsonrpc`, JSON-RPC v2.
+    JsonRpc,
+    /// `POST /`, XAPI's XML-RPC.
+    XmlRpc,
+}
+
+/// The datamodel entry for a wire method name (`VM.start`, `Async.VM.start`), and whether it is the async form.
+pub(crate) fn message_spec(method: &str) -> Option<(&'static MessageSpec, bool)> {
+    let (is_async, sync) = match method.strip_prefix("Async.") {
+        Some(rest) => (true, rest),
+        None => (false, method),
+    };
+    let (class, msg) = sync.split_once('.')?;
+    let spec = schema::class(class)?.message(msg)?;
+    Some((spec, is_async))
+}
+
+/// The result type of a sync method, if the schema knows it.
+pub(crate) fn result_type(method: &str) -> Option<Type> {
+    match message_spec(method)? {
+        (_, true) => Some(Type::Ref("task")),
+        (spec, false) => Some(spec.result),
+    }
+}
+
+/// Canonicalise an XML-RPC-decoded value by the method's result type (raw if the method is unknown).
+pub(crate) fn coerce_result(method: &str, value: Value) -> Result<Value> {
+    match result_type(method) {
+        Some(ty) => schema::coerce(&ty, value).map_err(|e| {
+            Error::structure(format!(
+                "result of {method} does not fit its schema type: {e}"
+            ))
+        }),
+        None => Ok(value),
+    }
+}
+
+fn media_type_is(resp: &HttpResponse, expected: &str) -> bool {
+    resp.content_type
+        .as_deref()
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mt| mt.trim().eq_ignore_ascii_case(expected))
+}
+
+/// Perform one call. `params` already carries the session id when the method takes one.
+pub(crate) async fn call(
+    transport: &Transport,
+    id: u64,
+    method: &str,
+    params: &[Value],
+) -> Result<Value> {
+    match transport.protocol() {
+        Some(Protocol::XmlRpc) => call_xml(transport, method, params).await,
+        Some(Protocol::JsonRpc) => {
+            let resp = post_json(transport, id, method, params).await?;
+            if resp.status != 200 || !media_type_is(&resp, "application/json") {
+                return Err(Error::Http {
+                    status: resp.status,
+                    path: transport.endpoint.path("/jsonrpc"),
+                });
+            }
+            decode_json(&resp.body)
+        }
+        None => {
+            let resp = post_json(transport, id, method, params).await?;
+            if resp.status == 200 && media_type_is(&resp, "application/json") {
+                let v = decode_json(&resp.body);
+                if !matches!(v, Err(Error::Codec(_))) {
+                    transport.set_protocol(Some(Protocol::JsonRpc));
+                }
+                return v;
+            }
+            tracing::debug!(
+                status = resp.status,
+                content_type = resp.content_type.as_deref().unwrap_or(""),
+                "no JSON-RPC at {}, falling back to XML-RPC",
+                transport.endpoint.url()
+            );
+            let v = call_xml(transport, method, params).await;
+            if v.is_ok() || matches!(v, Err(Error::Xapi(_))) {
+                transport.set_protocol(Some(Protocol::XmlRpc));
+            }
+            v
+        }
+    }
+}
+
+async fn post_json(
+    transport: &Transport,
+    id: u64,
+    method: &str,
+    params: &[Value],
+) -> Result<HttpResponse> {
+    let body = jsonrpc::encode_call(jsonrpc::Version::V2, &Value::from(id), method, params);
+    transport
+        .post(
+            &transport.endpoint.path("/jsonrpc"),
+            "application/json",
+            body,
+        )
+        .await
+}
+
+fn decode_json(body: &[u8]) -> Result<Value> {
+    Ok(jsonrpc::decode_response(body)?.result?)
+}
+
+async fn call_xml(transport: &Transport, method: &str, params: &[Value]) -> Result<Value> {
+    let types: Option<Vec<Type>> =
+        message_spec(method).map(|(m, _)| m.params.iter().map(|p| p.ty).collect());
+    let types = types.as_deref().and_then(|t| t.get(..params.len()));
+    let body = xmlrpc::encode_call(method, params, types);
+    let path = transport.endpoint.path("/");
+    let resp = transport.post(&path, "text/xml", body.into_bytes()).await?;
+    if resp.status != 200 {
+        return Err(Error::Http {
+            status: resp.status,
+            path,
+        });
+    }
+    let value = xmlrpc::decode_response(&resp.body)??;
+    coerce_result(method, value)
+}
+
+/// Parse a task's `result` field (the XML-RPC serialisation of the return value, e.g. `<value>OpaqueRef:…</value>`;
+/// `""` for void) and canonicalise it by the sync method's result type when known.
+pub(crate) fn parse_task_result(method: Option<&str>, text: &str) -> Result<Value> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Value::String(String::new()));
+    }
+    let doc = format!("<?xml version=\"1.0\"?><methodResponse><params><param>{text}</param></params></methodResponse>");
+    let value = xmlrpc::decode_response(doc.as_bytes())??;
+    match method {
+        Some(m) => coerce_result(m, value),
+        None => Ok(value),
+    }
+}
