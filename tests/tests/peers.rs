@@ -1,0 +1,72 @@
+//! Peer-compatibility suites: unmodified third-party XAPI clients against xapi-sim.
+//!
+//! Each test starts its own simulated pool in-process (TLS, self-signed, `127.0.0.1:0`, 3 hosts)
+//! and runs one peer script from `tests/peers/` as a child process with the URL and credentials
+//! in `XO_PEER_*` variables. The clients come from `scripts/setup-peers.sh` (run by
+//! `./scripts/test.sh`); when they are missing these tests fail and say so — they never skip.
+
+use xo_tests::{run_peer, HarnessError, Peer, PeerTarget, SimOptions, SimPool};
+
+/// Starts a pool, runs `script` with `peer` against it, and fails with the whole transcript
+/// unless the script exited 0 having reported its summary line.
+fn run_scenario(peer: Peer, script: &str, extra_env: &[(&str, &str)], summary: &str) {
+    let pool = SimPool::start(SimOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let target = PeerTarget::of(&pool);
+    assert!(
+        target.slave_url.is_some(),
+        "a 3-host pool must expose slave URLs"
+    );
+    let out = match run_peer(peer, script, &target, extra_env) {
+        Ok(out) => out,
+        Err(e @ HarnessError::PeersNotProvisioned { .. }) => {
+            panic!("peer client not provisioned: {e}")
+        }
+        Err(e) => panic!("{e}"),
+    };
+    out.assert_success(script);
+    assert!(
+        out.stdout.contains(summary) && out.stdout.contains(" steps ok, 0 failed"),
+        "{script}: no clean summary line\n{}",
+        out.transcript()
+    );
+    assert!(
+        !out.stdout.contains("not ok - "),
+        "{script}: a step failed\n{}",
+        out.transcript()
+    );
+}
+
+/// Official Python SDK (PyPI `xenapi`, XML-RPC): login, every class's get_all_records, VM
+/// start/shutdown/clone with event.from, Async tasks, error codes, HOST_IS_SLAVE.
+#[test]
+fn python_xenapi_sdk_scenario() {
+    run_scenario(
+        Peer::Python,
+        "python/scenario.py",
+        &[],
+        "python-xenapi peer:",
+    );
+}
+
+/// Xen Orchestra's client (npm `xen-api`) over JSON-RPC: its event loop (event.inject +
+/// event.from + get_all_records of every class) must stay healthy through the scenario.
+#[test]
+fn node_xen_api_json_rpc_scenario() {
+    run_scenario(
+        Peer::Node,
+        "node/scenario.mjs",
+        &[("XO_PEER_TRANSPORT", "json-rpc")],
+        "node xen-api peer (json-rpc):",
+    );
+}
+
+/// The same client forced onto its XML-RPC transport (what it falls back to on older hosts).
+#[test]
+fn node_xen_api_xml_rpc_scenario() {
+    run_scenario(
+        Peer::Node,
+        "node/scenario.mjs",
+        &[("XO_PEER_TRANSPORT", "xml-rpc")],
+        "node xen-api peer (xml-rpc):",
+    );
+}
