@@ -1,0 +1,568 @@
+//! Scripted-exchange tests: wire details of the client against a tiny scripted server on loopback.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use support::{fail, ok, serve, serve_on, serve_tls, JsonMode, Reply, Seen};
+use xapi_client::{Client, ClientOptions, Error, Op, Protocol, Ref, WatchEvent, WatchOptions};
+
+fn opts(url: String) -> ClientOptions {
+    ClientOptions::new(url, "root", "s3cret-pw")
+}
+
+/// A handler that logs in as `OpaqueRef:session-<n>` and delegates everything else.
+fn with_login(
+    rest: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+) -> impl Fn(&Seen) -> Reply + Send + Sync {
+    let logins = AtomicUsize::new(0);
+    move |s: &Seen| match s.method.as_str() {
+        "session.login_with_password" => {
+            let n = logins.fetch_add(1, Ordering::SeqCst) + 1;
+            ok(json!(format!("OpaqueRef:session-{n}")))
+        }
+        "session.logout" => ok(json!("")),
+        _ => rest(s),
+    }
+}
+
+#[tokio::test]
+async fn json_rpc_v2_success_inserts_session() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| ok(json!(["OpaqueRef:vm1", "OpaqueRef:vm2"]))),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let v = c.call("VM.get_all", vec![]).await.unwrap();
+    assert_eq!(v, json!(["OpaqueRef:vm1", "OpaqueRef:vm2"]));
+    assert_eq!(c.protocol(), Some(Protocol::JsonRpc));
+    let reqs = srv.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs
+        .iter()
+        .all(|r| r.protocol == "json" && r.path == "/jsonrpc"));
+    assert!(
+        reqs[0].body.contains("\"jsonrpc\":\"2.0\""),
+        "v2 request: {}",
+        reqs[0].body
+    );
+    assert_eq!(
+        reqs[0].params,
+        json!(["root", "s3cret-pw", "1.1", "xo-rs"])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+    assert_eq!(reqs[1].method, "VM.get_all");
+    assert_eq!(reqs[1].params, vec![json!("OpaqueRef:session-1")]);
+}
+
+#[tokio::test]
+async fn json_rpc_failure_is_typed_xapi_error() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| fail("HANDLE_INVALID", &["VM", "OpaqueRef:nope"])),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    match c.call("VM.get_record", vec![json!("OpaqueRef:nope")]).await {
+        Err(Error::Xapi(e)) => {
+            assert_eq!(e.code, "HANDLE_INVALID");
+            assert_eq!(e.params, vec!["VM", "OpaqueRef:nope"]);
+        }
+        other => panic!("expected XAPI error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn login_failure_is_returned() {
+    let srv = serve(JsonMode::Served, |_| {
+        fail(
+            "SESSION_AUTHENTICATION_FAILED",
+            &["root", "Authentication failure"],
+        )
+    })
+    .await;
+    let err = Client::connect(opts(srv.url("http"))).await.unwrap_err();
+    assert_eq!(err.xapi_code(), Some("SESSION_AUTHENTICATION_FAILED"));
+}
+
+async fn check_xml_fallback(mode: JsonMode) {
+    let srv = serve(
+        mode,
+        with_login(|s| match s.method.as_str() {
+            "VM.get_all" => ok(json!(["OpaqueRef:vm1"])),
+            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert_eq!(c.protocol(), Some(Protocol::XmlRpc));
+    assert_eq!(
+        c.call("VM.get_all", vec![]).await.unwrap(),
+        json!(["OpaqueRef:vm1"])
+    );
+    let err = c.call("VM.frobnicate", vec![]).await.unwrap_err();
+    assert_eq!(err.xapi_code(), Some("MESSAGE_METHOD_UNKNOWN"));
+    let reqs = srv.requests();
+    // Only the XML-RPC requests are decoded by the server; /jsonrpc was tried once, then never again.
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs.iter().all(|r| r.protocol == "xml" && r.path == "/"));
+    assert!(reqs[0]
+        .body
+        .contains("<methodName>session.login_with_password</methodName>"));
+    assert!(reqs[1].body.contains("OpaqueRef:session-1"));
+}
+
+#[tokio::test]
+async fn falls_back_to_xml_rpc_when_jsonrpc_is_html() {
+    check_xml_fallback(JsonMode::Html).await;
+}
+
+#[tokio::test]
+async fn falls_back_to_xml_rpc_when_jsonrpc_is_404() {
+    check_xml_fallback(JsonMode::NotFound).await;
+}
+
+#[tokio::test]
+async fn forced_xml_rpc_encodes_params_and_decodes_structs() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|s| match s.method.as_str() {
+            "VM.get_record" => {
+                ok(json!({"uuid": "u1", "name_label": "vm one", "is_a_template": false}))
+            }
+            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+        }),
+    )
+    .await;
+    let c = Client::with_protocol(opts(srv.url("http")), Some(Protocol::XmlRpc)).unwrap();
+    let rec = c
+        .get_record("VM", &Ref::from("OpaqueRef:vm1"))
+        .await
+        .unwrap();
+    assert_eq!(rec["name_label"], "vm one");
+    assert_eq!(rec["is_a_template"], false);
+    assert!(srv.requests().iter().all(|r| r.protocol == "xml"));
+}
+
+#[tokio::test]
+async fn host_is_slave_redirects_to_master_keeping_port() {
+    // The slave listens on 127.0.0.1:P; the master must listen on 127.0.0.2:P (same port, another address).
+    let (slave, master) = loop {
+        let slave = serve(JsonMode::Served, |s| match s.method.as_str() {
+            "session.login_with_password" => fail("HOST_IS_SLAVE", &["127.0.0.2"]),
+            _ => fail("HOST_IS_SLAVE", &["127.0.0.2"]),
+        })
+        .await;
+        let addr = format!("127.0.0.2:{}", slave.addr.port()).parse().unwrap();
+        let handler: support::Handler = Arc::new(with_login(|_| ok(json!("master answer"))));
+        if let Ok(m) = serve_on(addr, JsonMode::Served, None, handler).await {
+            break (slave, m);
+        }
+    };
+    let c = Client::connect(opts(slave.url("http"))).await.unwrap();
+    assert_eq!(c.url(), format!("http://127.0.0.2:{}", slave.addr.port()));
+    assert_eq!(
+        c.call("pool.get_all", vec![]).await.unwrap(),
+        json!("master answer")
+    );
+    assert_eq!(slave.methods(), vec!["session.login_with_password"]);
+    assert_eq!(
+        master.methods(),
+        vec!["session.login_with_password", "pool.get_all"]
+    );
+}
+
+#[tokio::test]
+async fn session_invalid_relogs_in_once_and_retries() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|s| {
+            if s.params.first() == Some(&json!("OpaqueRef:session-1")) {
+                fail("SESSION_INVALID", &["OpaqueRef:session-1"])
+            } else {
+                ok(json!("fine"))
+            }
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert_eq!(c.call("host.get_all", vec![]).await.unwrap(), json!("fine"));
+    assert_eq!(
+        srv.methods(),
+        vec![
+            "session.login_with_password",
+            "host.get_all",
+            "session.login_with_password",
+            "host.get_all"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn persistent_session_invalid_gives_up_with_redacted_error() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|s| {
+            let sid = s
+                .params
+                .first()
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            Reply::Rpc(Err(xapi_types::XapiError::new("SESSION_INVALID", [sid])))
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let err = c.call("host.get_all", vec![]).await.unwrap_err();
+    assert_eq!(err.xapi_code(), Some("SESSION_INVALID"));
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("OpaqueRef:session"),
+        "session id leaked: {shown}"
+    );
+    // One login, one call, one re-login, one retry: no loop.
+    assert_eq!(srv.methods().len(), 4);
+}
+
+#[tokio::test]
+async fn call_timeout_gives_timeout_error() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| Reply::Delay(Duration::from_secs(5), Box::new(ok(json!("late"))))),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http")).call_timeout(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        c.call("VM.get_all", vec![]).await,
+        Err(Error::Timeout(_))
+    ));
+    let err = c
+        .call_with_timeout("VM.get_all", vec![], Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(d) if d == Duration::from_millis(50)));
+}
+
+#[tokio::test]
+async fn connection_refused_is_transport_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = Client::connect(opts(format!("http://127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    assert!(err.is_connection_error());
+}
+
+#[tokio::test]
+async fn malformed_json_body_is_codec_error() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| Reply::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: "{\"result\": [1, 2".to_owned(),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert!(matches!(
+        c.call("VM.get_all", vec![]).await,
+        Err(Error::Codec(_))
+    ));
+}
+
+#[tokio::test]
+async fn malformed_xml_body_is_codec_error() {
+    let srv = serve(
+        JsonMode::NotFound,
+        with_login(|_| Reply::Raw {
+            status: 200,
+            content_type: "text/xml",
+            body: "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>"
+                .to_owned(),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert!(matches!(
+        c.call("VM.get_all", vec![]).await,
+        Err(Error::Codec(_))
+    ));
+}
+
+#[tokio::test]
+async fn http_500_is_http_error() {
+    let srv = serve(
+        JsonMode::NotFound,
+        with_login(|_| Reply::Raw {
+            status: 500,
+            content_type: "text/html",
+            body: "<html>boom</html>".to_owned(),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert!(matches!(
+        c.call("VM.get_all", vec![]).await,
+        Err(Error::Http { status: 500, .. })
+    ));
+}
+
+#[tokio::test]
+async fn tls_self_signed_accepted_with_allow_unauthorized() {
+    let srv = serve_tls(JsonMode::Served, with_login(|_| ok(json!("over tls")))).await;
+    let c = Client::connect(opts(srv.url("https")).allow_unauthorized(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.call("pool.get_all", vec![]).await.unwrap(),
+        json!("over tls")
+    );
+}
+
+#[tokio::test]
+async fn tls_self_signed_rejected_by_default() {
+    let srv = serve_tls(JsonMode::Served, with_login(|_| ok(json!("over tls")))).await;
+    let err = Client::connect(opts(srv.url("https"))).await.unwrap_err();
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(srv.requests().is_empty());
+}
+
+#[tokio::test]
+async fn logout_sends_session_and_forgets_it() {
+    let srv = serve(JsonMode::Served, with_login(|_| ok(json!("")))).await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert!(c.is_logged_in());
+    c.logout().await.unwrap();
+    assert!(!c.is_logged_in());
+    assert_eq!(
+        srv.methods(),
+        vec!["session.login_with_password", "session.logout"]
+    );
+    assert_eq!(srv.requests()[1].params, vec![json!("OpaqueRef:session-1")]);
+    // A later call logs in again.
+    c.call("VM.get_all", vec![]).await.unwrap();
+    assert_eq!(srv.methods()[2], "session.login_with_password");
+}
+
+#[tokio::test]
+async fn debug_output_has_no_secrets() {
+    let srv = serve(JsonMode::Served, with_login(|_| ok(json!("")))).await;
+    let o = opts(srv.url("http"));
+    let c = Client::connect(o.clone()).await.unwrap();
+    let shown = format!("{o:?} {c:?} {:?}", c.session_id());
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(!shown.contains("OpaqueRef:session"), "{shown}");
+    assert_eq!(c.session_id().unwrap().expose(), "OpaqueRef:session-1");
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| Reply::Delay(Duration::from_millis(30), Box::new(ok(json!(1))))),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http")).max_concurrency(2))
+        .await
+        .unwrap();
+    let calls = (0..8).map(|_| c.call("VM.get_all", vec![]));
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.unwrap(), json!(1));
+    }
+    let max = srv.in_flight_max.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&max), "max in flight {max}");
+}
+
+fn task_handler(final_status: &'static str) -> impl Fn(&Seen) -> Reply + Send + Sync {
+    with_login(move |s| match s.method.as_str() {
+        "Async.VM.clone" => ok(json!("OpaqueRef:task1")),
+        "task.get_record" => {
+            ok(json!({"uuid": "t", "status": "pending", "result": "", "error_info": []}))
+        }
+        "event.from" => {
+            assert_eq!(s.params[1], json!(["task/OpaqueRef:task1"]));
+            let snapshot = match final_status {
+                "success" => {
+                    json!({"status": "success", "result": "<value>OpaqueRef:newvm</value>", "error_info": []})
+                }
+                _ => {
+                    json!({"status": "failure", "result": "", "error_info": ["VM_BAD_POWER_STATE", "OpaqueRef:vm", "halted", "running"]})
+                }
+            };
+            ok(json!({
+                "events": [{"id": "9", "timestamp": "0.0", "class": "task", "operation": "mod",
+                            "ref": "OpaqueRef:task1", "snapshot": snapshot}],
+                "valid_ref_counts": {"task": 1},
+                "token": "00000000000000000009,00000000000000000000"
+            }))
+        }
+        "task.destroy" => ok(json!("")),
+        _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+    })
+}
+
+#[tokio::test]
+async fn call_async_waits_on_task_events_and_parses_result() {
+    let srv = serve(JsonMode::Served, task_handler("success")).await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let v = c
+        .call_async("VM.clone", vec![json!("OpaqueRef:vm"), json!("copy")])
+        .await
+        .unwrap();
+    assert_eq!(v, json!("OpaqueRef:newvm"));
+    assert_eq!(
+        srv.methods(),
+        vec![
+            "session.login_with_password",
+            "Async.VM.clone",
+            "task.get_record",
+            "event.from",
+            "task.destroy"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn call_async_failure_gives_error_info() {
+    let srv = serve(JsonMode::Served, task_handler("failure")).await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let err = c
+        .call_async("VM.clone", vec![json!("OpaqueRef:vm"), json!("copy")])
+        .await
+        .unwrap_err();
+    match err {
+        Error::Xapi(e) => assert_eq!(
+            e.to_description(),
+            ["VM_BAD_POWER_STATE", "OpaqueRef:vm", "halted", "running"]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(srv.methods().last().unwrap(), "task.destroy");
+}
+
+#[tokio::test]
+async fn wait_task_on_destroyed_task_is_task_vanished() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| fail("HANDLE_INVALID", &["task", "OpaqueRef:gone"])),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let err = c.wait_task(&Ref::from("OpaqueRef:gone")).await.unwrap_err();
+    assert!(matches!(err, Error::TaskVanished(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn watcher_loads_follows_events_and_resyncs_on_events_lost() {
+    let event_calls = Arc::new(AtomicUsize::new(0));
+    let ec = event_calls.clone();
+    let srv = serve(JsonMode::Served, with_login(move |s| match s.method.as_str() {
+        "system.listMethods" => ok(json!(["VM.get_all_records", "pool.get_all_records", "VM.start", "host.get_record"])),
+        "pool.get_all" => ok(json!(["OpaqueRef:pool"])),
+        "event.inject" => {
+            assert_eq!(s.params[1..], [json!("pool"), json!("OpaqueRef:pool")]);
+            ok(json!("00000000000000000010,00000000000000000000"))
+        }
+        "VM.get_all_records" => ok(json!({"OpaqueRef:vm1": {"uuid": "u1", "power_state": "Halted"}})),
+        "pool.get_all_records" => ok(json!({"OpaqueRef:pool": {"uuid": "p"}})),
+        "event.from" => match ec.fetch_add(1, Ordering::SeqCst) {
+            0 => {
+                assert_eq!(s.params[1], json!(["VM", "pool"]));
+                assert_eq!(s.params[2], json!("00000000000000000010,00000000000000000000"));
+                ok(json!({
+                    "events": [
+                        {"id": "11", "timestamp": "0.0", "class": "vm", "operation": "mod", "ref": "OpaqueRef:vm1",
+                         "snapshot": {"uuid": "u1", "power_state": "Running"}},
+                        {"id": "12", "timestamp": "0.0", "class": "vm", "operation": "del", "ref": "OpaqueRef:vm0"}
+                    ],
+                    "valid_ref_counts": {"vm": 1, "pool": 1},
+                    "token": "00000000000000000012,00000000000000000000"
+                }))
+            }
+            1 => {
+                assert_eq!(s.params[2], json!("00000000000000000012,00000000000000000000"));
+                fail("EVENTS_LOST", &[])
+            }
+            2 => fail("INTERNAL_ERROR", &["boom"]),
+            _ => Reply::Delay(Duration::from_secs(30), Box::new(fail("INTERNAL_ERROR", &["late"]))),
+        },
+        _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+    }))
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let mut w = c.watch(WatchOptions {
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        ..WatchOptions::default()
+    });
+    let Some(WatchEvent::Reset { records }) = w.next().await else {
+        panic!("no reset")
+    };
+    assert_eq!(records.len(), 2);
+    assert_eq!(records["VM"][0].0, Ref::from("OpaqueRef:vm1"));
+    assert_eq!(records["VM"][0].1["power_state"], "Halted");
+    let Some(WatchEvent::Changes(ch)) = w.next().await else {
+        panic!("no changes")
+    };
+    assert_eq!(ch.len(), 2);
+    assert_eq!((ch[0].class.as_str(), ch[0].op), ("VM", Op::Mod));
+    assert_eq!(ch[0].snapshot.as_ref().unwrap()["power_state"], "Running");
+    assert_eq!((ch[1].op, ch[1].snapshot.is_none()), (Op::Del, true));
+    // EVENTS_LOST: immediate full reload.
+    assert!(matches!(w.next().await, Some(WatchEvent::Reset { .. })));
+    // Another failure: Disconnected with the backoff delay, then a reload.
+    match w.next().await {
+        Some(WatchEvent::Disconnected { error, retry_in }) => {
+            assert!(error.contains("INTERNAL_ERROR"), "{error}");
+            assert_eq!(retry_in, Duration::from_millis(10));
+        }
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+    assert!(matches!(w.next().await, Some(WatchEvent::Reset { .. })));
+    let inject_count = srv
+        .methods()
+        .iter()
+        .filter(|m| *m == "event.inject")
+        .count();
+    assert_eq!(inject_count, 3);
+}
+
+#[tokio::test]
+async fn watcher_backs_off_exponentially_when_unreachable() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let c = Client::new(opts(format!("http://127.0.0.1:{port}"))).unwrap();
+    let mut w = c.watch(WatchOptions {
+        classes: Some(vec!["VM".into()]),
+        backoff_initial: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(20),
+        ..WatchOptions::default()
+    });
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        match w.next().await {
+            Some(WatchEvent::Disconnected { retry_in, error }) => {
+                assert!(error.contains("transport"), "{error}");
+                delays.push(retry_in.as_millis());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(delays, vec![5, 10, 20, 20]);
+}
