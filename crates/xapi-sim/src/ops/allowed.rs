@@ -23,13 +23,16 @@ pub fn vm_facts(db: &Db, vm: &Ref) -> Result<VmFacts, XapiError> {
     let power_state = PowerState::parse(s(r, "power_state")).unwrap_or_default();
     let live_metrics = power_state.is_live().then_some(metrics).flatten();
     let nomigrate = live_metrics.map(|m| b(m, "nomigrate")).unwrap_or_else(|| truthy(platform.get("nomigrate")));
-    let nested_virt =
-        live_metrics.map(|m| b(m, "nested_virt")).unwrap_or_else(|| truthy(platform.get("nested-virt")));
+    let nested_virt = live_metrics.map(|m| b(m, "nested_virt")).unwrap_or_else(|| truthy(platform.get("nested-virt")));
     let mut on_boot_reset = false;
     let mut reset_and_caching = false;
     for vbd in refs(r, "VBDs") {
-        let Some(vbd) = db.get("VBD", &vbd) else { continue };
-        let Some(vdi) = db.get("VDI", &rf(vbd, "VDI")) else { continue };
+        let Some(vbd) = db.get("VBD", &vbd) else {
+            continue;
+        };
+        let Some(vdi) = db.get("VDI", &rf(vbd, "VDI")) else {
+            continue;
+        };
         let sm = smap(vdi, "sm_config");
         let reset = sm.get("on_boot").is_some_and(|v| v == "reset");
         on_boot_reset |= reset;

@@ -39,7 +39,9 @@ pub fn refs(r: &Record, f: &str) -> Vec<Ref> {
 pub fn smap(r: &Record, f: &str) -> BTreeMap<String, String> {
     r.get(f)
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect())
+        .map(|m| {
+            m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -192,7 +194,14 @@ impl<'a> Params<'a> {
 }
 
 /// Post a message (`message` rows live in the DB with their own generation).
-pub fn post_message(db: &mut Db, name: &str, priority: i64, cls: &str, obj_uuid: &str, body: &str) -> Result<Ref, XapiError> {
+pub fn post_message(
+    db: &mut Db,
+    name: &str,
+    priority: i64,
+    cls: &str,
+    obj_uuid: &str,
+    body: &str,
+) -> Result<Ref, XapiError> {
     db.insert(
         "message",
         rec([
@@ -241,7 +250,9 @@ pub fn check_memory_constraints(smin: i64, dmin: i64, dmax: i64, smax: i64) -> R
 pub fn constructor_record(class: &str, v: Value) -> Result<Record, XapiError> {
     use xapi_types::schema::{self, Qualifier};
     let spec = schema::class(class).ok_or_else(|| XapiError::internal(format!("unknown class {class}")))?;
-    let Value::Object(mut given) = v else { return Err(XapiError::new("FIELD_TYPE_ERROR", ["args"])) };
+    let Value::Object(mut given) = v else {
+        return Err(XapiError::new("FIELD_TYPE_ERROR", ["args"]));
+    };
     let mut out = Record::new();
     for f in spec.fields.iter().filter(|f| f.qualifier != Qualifier::RoRuntime && f.name != "uuid") {
         match given.remove(f.name) {

@@ -1,8 +1,24 @@
 //! Explicit XAPI messages (VM lifecycle, storage, network, hosts, messages…), registered into the dispatcher.
+//!
+//! Every handler runs its whole effect inside one [`crate::PoolState::write`] closure, through the [`crate::Db`]
+//! API (so events carry both ends of ref changes), and recomputes `allowed_operations` of what it touched.
+//! Pool builders should call [`allowed::refresh_all`] and [`placement::update_host_memory`] after seeding.
+
+pub mod allowed;
+pub mod helpers;
+pub mod network;
+pub mod placement;
+pub mod vbd;
+pub mod vdi;
+pub mod vif;
+pub mod vm_ops_check;
 
 use crate::rpc::Registry;
 
 /// Register every explicit message implemented by the simulator.
 pub fn register(reg: &mut Registry) {
-    let _ = reg;
+    vdi::register(reg);
+    vbd::register(reg);
+    vif::register(reg);
+    network::register(reg);
 }

@@ -23,7 +23,9 @@ pub fn vm_start_memory(db: &Db, vm: &Ref) -> i64 {
 
 /// Free memory of a host: total − host overhead − every resident VM's footprint (dom0 included).
 pub fn host_free_memory(db: &Db, host: &Ref) -> i64 {
-    let Some(h) = db.get("host", host) else { return 0 };
+    let Some(h) = db.get("host", host) else {
+        return 0;
+    };
     let total = db.get("host_metrics", &rf(h, "metrics")).map(|m| i(m, "memory_total")).unwrap_or(0);
     let used: i64 = refs(h, "resident_VMs").iter().map(|vm| vm_memory_footprint(db, vm)).sum();
     (total - i(h, "memory_overhead") - used).max(0)
@@ -47,9 +49,9 @@ pub fn host_live(db: &Db, host: &Ref) -> bool {
 /// Whether the SR is plugged on the host.
 pub fn sr_visible_from(db: &Db, sr: &Ref, host: &Ref) -> bool {
     db.get("SR", sr).is_some_and(|r| {
-        refs(r, "PBDs").iter().any(|pbd| {
-            db.get("PBD", pbd).is_some_and(|p| rf(p, "host") == *host && b(p, "currently_attached"))
-        })
+        refs(r, "PBDs")
+            .iter()
+            .any(|pbd| db.get("PBD", pbd).is_some_and(|p| rf(p, "host") == *host && b(p, "currently_attached")))
     })
 }
 
@@ -63,7 +65,9 @@ pub fn network_visible_from(db: &Db, net: &Ref, host: &Ref) -> bool {
 
 /// The SRs a VM needs (those of its non-empty VBDs' VDIs, plus its suspend VDI's).
 pub fn vm_srs(db: &Db, vm: &Ref) -> Vec<Ref> {
-    let Some(r) = db.get("VM", vm) else { return Vec::new() };
+    let Some(r) = db.get("VM", vm) else {
+        return Vec::new();
+    };
     let mut vdis: Vec<Ref> = refs(r, "VBDs").iter().filter_map(|v| db.get("VBD", v).map(|v| rf(v, "VDI"))).collect();
     vdis.push(rf(r, "suspend_VDI"));
     let mut out: Vec<Ref> = Vec::new();
@@ -95,7 +99,9 @@ pub fn assert_can_boot_here(db: &Db, vm: &Ref, host: &Ref) -> Result<(), XapiErr
         }
     }
     for vif in refs(&v, "VIFs") {
-        let Some(vif) = db.get("VIF", &vif) else { continue };
+        let Some(vif) = db.get("VIF", &vif) else {
+            continue;
+        };
         let net = rf(vif, "network");
         if valid(db, "network", &net) && !network_visible_from(db, &net, host) {
             return Err(XapiError::new("VM_REQUIRES_NETWORK", [vm.0.clone(), net.0.clone()]));

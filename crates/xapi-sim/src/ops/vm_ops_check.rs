@@ -170,13 +170,26 @@ pub fn allowed_power_states(facts: &VmFacts, op: VmOp) -> Vec<PowerState> {
                 vec![Halted]
             }
         }
-        changing_shadow_memory | changing_NVRAM | make_into_template | provision | start | start_on
-        | create_vtpm => vec![Halted],
+        changing_shadow_memory | changing_NVRAM | make_into_template | provision | start | start_on | create_vtpm => {
+            vec![Halted]
+        }
         unpause => vec![Paused],
         csvm | resume | resume_on => vec![Suspended],
-        awaiting_memory_live | call_plugin | clean_reboot | clean_shutdown | changing_memory_live
-        | changing_shadow_memory_live | changing_VCPUs_live | data_source_op | pause | pool_migrate | send_sysrq
-        | send_trigger | snapshot_with_quiesce | suspend | sysprep => vec![Running],
+        awaiting_memory_live
+        | call_plugin
+        | clean_reboot
+        | clean_shutdown
+        | changing_memory_live
+        | changing_shadow_memory_live
+        | changing_VCPUs_live
+        | data_source_op
+        | pause
+        | pool_migrate
+        | send_sysrq
+        | send_trigger
+        | snapshot_with_quiesce
+        | suspend
+        | sysprep => vec![Running],
         changing_dynamic_range => vec![Halted, Running],
         clone | copy => {
             if facts.is_a_snapshot || facts.clone_suspended_enabled {
@@ -189,8 +202,14 @@ pub fn allowed_power_states(facts: &VmFacts, op: VmOp) -> Vec<PowerState> {
         hard_reboot => vec![Paused, Running],
         checkpoint | get_boot_record | shutdown | hard_shutdown => vec![Paused, Suspended, Running],
         migrate_send => vec![Halted, Suspended, Running],
-        assert_operation_valid | metadata_export | power_state_reset | revert | reverting | snapshot
-        | update_allowed_operations | query_services => PowerState::ALL.to_vec(),
+        assert_operation_valid
+        | metadata_export
+        | power_state_reset
+        | revert
+        | reverting
+        | snapshot
+        | update_allowed_operations
+        | query_services => PowerState::ALL.to_vec(),
     }
 }
 
@@ -212,9 +231,7 @@ pub fn is_allowed_concurrently(op: VmOp, current: &[Option<VmOp>]) -> bool {
                 (&[migrate_send], clean_reboot),
             ];
             transitions.iter().any(|(state, t)| {
-                *t == op
-                    && state.len() == current.len()
-                    && state.iter().zip(current).all(|(s, c)| Some(*s) == *c)
+                *t == op && state.len() == current.len() && state.iter().zip(current).all(|(s, c)| Some(*s) == *c)
             })
         }
     }
@@ -305,8 +322,7 @@ pub fn check_operation_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<
         }
     }
     // 5. snapshots
-    if facts.is_a_snapshot
-        && !matches!(op, revert | clone | copy | export | destroy | hard_shutdown | metadata_export)
+    if facts.is_a_snapshot && !matches!(op, revert | clone | copy | export | destroy | hard_shutdown | metadata_export)
     {
         return err("VM_IS_SNAPSHOT", &[vm, op_s]);
     }

@@ -96,9 +96,20 @@ fn normal_vm_every_op_every_power_state() {
                 assert_eq!(e.code, "VM_BAD_POWER_STATE", "{name} {ps:?}");
                 assert_eq!(e.params[0], "OpaqueRef:vm");
                 assert_eq!(e.params[2], ps.lower());
-                let expected: Vec<&str> =
-                    states.chars().map(|c| match c { 'H' => "halted", 'P' => "paused", 'R' => "running", _ => "suspended" }).collect();
-                assert_eq!(e.params[1], expected.join(", "), "{name}");
+                let expected: Vec<&str> = states
+                    .chars()
+                    .map(|c| match c {
+                        'H' => "halted",
+                        'P' => "paused",
+                        'R' => "running",
+                        _ => "suspended",
+                    })
+                    .collect();
+                let mut got_states: Vec<&str> = e.params[1].split(", ").filter(|x| !x.is_empty()).collect();
+                got_states.sort_unstable();
+                let mut expected = expected;
+                expected.sort_unstable();
+                assert_eq!(got_states, expected, "{name}");
                 continue;
             }
             let expect = match *name {
@@ -321,10 +332,12 @@ fn allowed_operations_running_and_halted() {
         assert!(!running.contains(&op), "{op:?}");
     }
     // reverse datamodel order
-    assert_eq!(running.first(), Some(&VmOp::metadata_export));
+    assert_eq!(running.first(), Some(&VmOp::sysprep));
     assert_eq!(running.last(), Some(&VmOp::snapshot));
     let halted = allowed_operations(&facts(PowerState::Halted));
-    for op in [VmOp::start, VmOp::start_on, VmOp::clone, VmOp::copy, VmOp::destroy, VmOp::export, VmOp::make_into_template] {
+    for op in
+        [VmOp::start, VmOp::start_on, VmOp::clone, VmOp::copy, VmOp::destroy, VmOp::export, VmOp::make_into_template]
+    {
         assert!(halted.contains(&op), "{op:?}");
     }
     assert!(!halted.contains(&VmOp::clean_shutdown));
