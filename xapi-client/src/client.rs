@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     login_lock: tokio::sync::Mutex<()>,
     limiter: Semaphore,
     next_id: AtomicU64,
+    /// Addresses of pool members, probed at login when the current host is unreachable (master failover).
+    pool_hosts: Mutex<Vec<String>>,
 }
 
 #[derive(Default)]
@@ -103,6 +105,7 @@ impl Client {
                 login_lock: tokio::sync::Mutex::new(()),
                 limiter: Semaphore::new(max),
                 next_id: AtomicU64::new(0),
+                pool_hosts: Mutex::new(Vec::new()),
                 opts,
             }),
         })
@@ -305,6 +308,8 @@ impl Client {
             Value::String(o.originator.clone()),
         ];
         let mut hops = 0;
+        let mut first_failure: Option<Error> = None;
+        let mut tried: Vec<String> = Vec::new();
         loop {
             let transport = self.transport();
             match self
@@ -331,9 +336,45 @@ impl Client {
                     tracing::info!(from = %transport.endpoint.url(), master, "host is a pool member, going to the master");
                     self.redirect(&transport, &master)?;
                 }
+                Err(e) if e.is_connection_error() => {
+                    // The host is unreachable: try the other pool members (one may be the new master, or a
+                    // member that answers HOST_IS_SLAVE with it), as XO does on failover.
+                    tried.push(transport.endpoint.host.clone());
+                    let next = self
+                        .pool_hosts()
+                        .into_iter()
+                        .find(|h| !tried.iter().any(|t| t == h));
+                    let first = first_failure.get_or_insert(e);
+                    match next {
+                        Some(h) => {
+                            tracing::info!(unreachable = %transport.endpoint.url(), next = %h, "trying another pool member");
+                            hops = 0;
+                            self.redirect(&transport, &h)?;
+                        }
+                        None => return Err(first.clone()),
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Addresses of the pool's members (`host.address`), probed at login when the current host is unreachable.
+    /// The watcher keeps this up to date from `host` records.
+    pub fn set_pool_hosts(&self, addresses: Vec<String>) {
+        *self
+            .inner
+            .pool_hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = addresses;
+    }
+
+    pub fn pool_hosts(&self) -> Vec<String> {
+        self.inner
+            .pool_hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Point the client at `master` (same scheme, port and path), unless another caller already moved it.

@@ -106,8 +106,9 @@ const MAX_QUICK_RESYNCS: u32 = 3;
 async fn run(client: Client, opts: WatchOptions, tx: mpsc::Sender<WatchEvent>) {
     let mut backoff = opts.backoff_initial;
     let mut quick_resyncs = 0u32;
+    let mut after_connection_error = false;
     loop {
-        let failure = match load(&client, &opts).await {
+        let failure = match load(&client, &opts, after_connection_error).await {
             Err(e) => e,
             Ok(Loaded {
                 classes,
@@ -130,6 +131,7 @@ async fn run(client: Client, opts: WatchOptions, tx: mpsc::Sender<WatchEvent>) {
                     return;
                 }
                 backoff = opts.backoff_initial;
+                after_connection_error = false;
                 loop {
                     if !opts.debounce.is_zero() {
                         tokio::time::sleep(opts.debounce).await;
@@ -167,6 +169,7 @@ async fn run(client: Client, opts: WatchOptions, tx: mpsc::Sender<WatchEvent>) {
             continue;
         }
         quick_resyncs = 0;
+        after_connection_error = failure.is_connection_error();
         tracing::warn!(retry_in = ?backoff, "pool watcher failed: {failure}");
         let ev = WatchEvent::Disconnected {
             error: failure.to_string(),
@@ -182,7 +185,10 @@ async fn run(client: Client, opts: WatchOptions, tx: mpsc::Sender<WatchEvent>) {
 
 /// Initial load: token first (`event.inject("pool", pool)`), then every class's records, fetched concurrently
 /// (bounded by the client's concurrency limit).
-async fn load(client: &Client, opts: &WatchOptions) -> Result<Loaded> {
+async fn load(client: &Client, opts: &WatchOptions, fresh_login: bool) -> Result<Loaded> {
+    if fresh_login {
+        client.login().await?;
+    }
     let classes = match &opts.classes {
         Some(c) => c.clone(),
         None => client.record_classes().await?,
@@ -212,6 +218,21 @@ async fn load(client: &Client, opts: &WatchOptions) -> Result<Loaded> {
                 tracing::debug!(class, "skipping class: {e}");
             }
             Err(e) => return Err(e),
+        }
+    }
+    if let Some(hosts) = records
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v)
+    {
+        let addresses: Vec<String> = hosts
+            .iter()
+            .filter_map(|(_, h)| h.get("address").and_then(Value::as_str))
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !addresses.is_empty() {
+            client.set_pool_hosts(addresses);
         }
     }
     let names = ClassNames::new(classes.iter().map(String::as_str));

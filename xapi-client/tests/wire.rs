@@ -566,3 +566,68 @@ async fn watcher_backs_off_exponentially_when_unreachable() {
     }
     assert_eq!(delays, vec![5, 10, 20, 20]);
 }
+
+#[tokio::test]
+async fn xml_rpc_results_are_coerced_by_schema() {
+    // XAPI's XML-RPC sends ints as untyped `<value>` strings; the client types them with the datamodel.
+    let srv = serve(
+        JsonMode::NotFound,
+        with_login(|s| match s.method.as_str() {
+            "VM.get_memory_static_max" => ok(json!("4294967296")),
+            "VM.get_VCPUs_max" => ok(json!("not a number")),
+            "system.listMethods" => ok(json!(["VM.get_all_records", "host.get_all_records"])),
+            _ => ok(json!("raw")),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert_eq!(c.protocol(), Some(Protocol::XmlRpc));
+    let v = c
+        .call("VM.get_memory_static_max", vec![json!("OpaqueRef:vm")])
+        .await
+        .unwrap();
+    assert_eq!(v, json!(4294967296i64));
+    // A value that does not fit the schema type is a codec error, not a silent string.
+    assert!(matches!(
+        c.call("VM.get_VCPUs_max", vec![json!("OpaqueRef:vm")])
+            .await,
+        Err(Error::Codec(_))
+    ));
+    // Unknown methods come back raw; listMethods is unwrapped.
+    assert_eq!(
+        c.call("VM.not_in_schema", vec![]).await.unwrap(),
+        json!("raw")
+    );
+    assert_eq!(c.record_classes().await.unwrap(), vec!["VM", "host"]);
+}
+
+#[tokio::test]
+async fn login_fails_over_to_a_known_pool_member() {
+    // The configured host (127.0.0.1:P) is down; a pool member at 127.0.0.2:P is up.
+    let (port, member) = loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.2:{port}").parse().unwrap();
+        let handler: support::Handler = Arc::new(with_login(|_| ok(json!("from member"))));
+        if let Ok(m) = serve_on(addr, JsonMode::Served, None, handler).await {
+            break (port, m);
+        }
+    };
+    let c = Client::new(opts(format!("http://127.0.0.1:{port}"))).unwrap();
+    // Without known members the connection error is returned as is.
+    assert!(matches!(c.login().await, Err(Error::Transport(_))));
+    c.set_pool_hosts(vec!["127.0.0.1".into(), "127.0.0.2".into()]);
+    c.login().await.unwrap();
+    assert_eq!(c.url(), format!("http://127.0.0.2:{port}"));
+    assert_eq!(
+        c.call("pool.get_all", vec![]).await.unwrap(),
+        json!("from member")
+    );
+    assert_eq!(
+        member.methods(),
+        vec!["session.login_with_password", "pool.get_all"]
+    );
+}
