@@ -12,13 +12,22 @@ pub struct XapiError {
 }
 
 impl XapiError {
-    pub fn new(code: impl Into<String>, params: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self { code: code.into(), params: params.into_iter().map(Into::into).collect() }
+    pub fn new(
+        code: impl Into<String>,
+        params: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            code: code.into(),
+            params: params.into_iter().map(Into::into).collect(),
+        }
     }
 
     /// An error with no parameters.
     pub fn code(code: impl Into<String>) -> Self {
-        Self { code: code.into(), params: Vec::new() }
+        Self {
+            code: code.into(),
+            params: Vec::new(),
+        }
     }
 
     /// `INTERNAL_ERROR [text]`.
@@ -28,14 +37,19 @@ impl XapiError {
 
     /// The wire form `[code, params…]`.
     pub fn to_description(&self) -> Vec<String> {
-        std::iter::once(self.code.clone()).chain(self.params.iter().cloned()).collect()
+        std::iter::once(self.code.clone())
+            .chain(self.params.iter().cloned())
+            .collect()
     }
 
     /// Parse `[code, params…]`; an empty description becomes `INTERNAL_ERROR`.
     pub fn from_description(desc: Vec<String>) -> Self {
         let mut it = desc.into_iter();
         match it.next() {
-            Some(code) => Self { code, params: it.collect() },
+            Some(code) => Self {
+                code,
+                params: it.collect(),
+            },
             None => Self::internal("empty error description"),
         }
     }

@@ -30,6 +30,13 @@ impl Ref {
     }
 }
 
+impl Default for Ref {
+    /// The null reference.
+    fn default() -> Self {
+        Self::null()
+    }
+}
+
 impl fmt::Debug for Ref {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -154,6 +154,24 @@ pub struct CoerceError {
 /// - `EventBatch` / `EventSet`: `valid_ref_counts` become ints, each event's `snapshot` is coerced as a record
 ///   of the event's `class` (matched case-insensitively), other members are kept.
 pub fn coerce(ty: &Type, value: Value) -> Result<Value, CoerceError> {
+    coerce_with(ty, value, Strictness::Strict)
+}
+
+/// Like [`coerce`], but enum values missing from this crate's tables are kept as they are instead of being
+/// errors (known values are still put in the datamodel's spelling). For clients reading what a possibly newer
+/// server sends; servers validating input use [`coerce`].
+pub fn canonicalise(ty: &Type, value: Value) -> Result<Value, CoerceError> {
+    coerce_with(ty, value, Strictness::Lenient)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    Strict,
+    Lenient,
+}
+
+fn coerce_with(ty: &Type, value: Value, mode: Strictness) -> Result<Value, CoerceError> {
+    let coerce = |t: &Type, v: Value| coerce_with(t, v, mode);
     match ty {
         Type::Any => Ok(value),
         Type::Void => Ok(Value::String(String::new())),
@@ -179,6 +197,7 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, CoerceError> {
                 .find(|v| **v == s.as_str())
                 .or_else(|| spec.values.iter().find(|v| v.eq_ignore_ascii_case(s)))
                 .map(|v| Value::String((*v).to_owned()))
+                .or_else(|| (mode == Strictness::Lenient).then(|| value.clone()))
                 .ok_or_else(|| mismatch(ty, &value)),
             _ => Err(mismatch(ty, &value)),
         },
@@ -230,7 +249,7 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, CoerceError> {
         Type::EventSet => match value {
             Value::Array(items) => items
                 .into_iter()
-                .map(coerce_event)
+                .map(|ev| coerce_event(ev, mode))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             Value::String(s) if s.is_empty() => Ok(Value::Array(Vec::new())),
@@ -255,7 +274,7 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, CoerceError> {
     }
 }
 
-fn coerce_event(value: Value) -> Result<Value, CoerceError> {
+fn coerce_event(value: Value, mode: Strictness) -> Result<Value, CoerceError> {
     let Value::Object(mut map) = value else {
         return Err(mismatch(&Type::EventSet, &value));
     };
@@ -267,7 +286,7 @@ fn coerce_event(value: Value) -> Result<Value, CoerceError> {
     if let (Some(name), Some(snapshot)) = (class_name, map.remove("snapshot")) {
         map.insert(
             "snapshot".to_owned(),
-            coerce(&Type::Record(name), snapshot)?,
+            coerce_with(&Type::Record(name), snapshot, mode)?,
         );
     }
     Ok(Value::Object(map))
