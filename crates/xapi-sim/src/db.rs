@@ -56,12 +56,28 @@ pub type Record = Map<String, Value>;
 pub const MESSAGE_CLASS: &str = "message";
 
 /// Classes that are not DB tables (no rows, absent from `valid_ref_counts`).
-pub const NON_TABLE_CLASSES: &[&str] =
-    &["event", "auth", "data_source", "sr_stat", "probe_result", "vdi_nbd_server_info", "message"];
+pub const NON_TABLE_CLASSES: &[&str] = &[
+    "event",
+    "auth",
+    "data_source",
+    "sr_stat",
+    "probe_result",
+    "vdi_nbd_server_info",
+    "message",
+];
 
 /// Classes whose changes never produce events.
-pub const NO_EVENT_CLASSES: &[&str] =
-    &["session", "user", "secret", "event", "data_source", "auth", "sr_stat", "probe_result", "vdi_nbd_server_info"];
+pub const NO_EVENT_CLASSES: &[&str] = &[
+    "session",
+    "user",
+    "secret",
+    "event",
+    "data_source",
+    "auth",
+    "sr_stat",
+    "probe_result",
+    "vdi_nbd_server_info",
+];
 
 /// Default bound of the tombstone queue.
 pub const DEFAULT_TOMBSTONE_LIMIT: usize = 100_000;
@@ -140,8 +156,18 @@ const EXPLICIT_PAIRS: &[(&str, &str, &str, &str)] = &[
     ("PIF", "VLAN_slave_of", "VLAN", "tagged_PIF"),
     ("PIF", "tunnel_access_PIF_of", "tunnel", "access_PIF"),
     ("PIF", "tunnel_transport_PIF_of", "tunnel", "transport_PIF"),
-    ("PIF", "sriov_physical_PIF_of", "network_sriov", "physical_PIF"),
-    ("PIF", "sriov_logical_PIF_of", "network_sriov", "logical_PIF"),
+    (
+        "PIF",
+        "sriov_physical_PIF_of",
+        "network_sriov",
+        "physical_PIF",
+    ),
+    (
+        "PIF",
+        "sriov_logical_PIF_of",
+        "network_sriov",
+        "logical_PIF",
+    ),
     ("VDI", "snapshots", "VDI", "snapshot_of"),
     ("PGPU", "resident_VGPUs", "VGPU", "resident_on"),
 ];
@@ -153,20 +179,38 @@ pub fn inverse_pairs() -> &'static [InversePair] {
         let mut out = Vec::new();
         for c in schema::classes() {
             for f in c.fields {
-                let Type::Set(Type::Ref(x)) = f.ty else { continue };
-                if let Some(&(_, _, oc, of)) = EXPLICIT_PAIRS.iter().find(|p| p.0 == c.name && p.1 == f.name) {
+                let Type::Set(Type::Ref(x)) = f.ty else {
+                    continue;
+                };
+                if let Some(&(_, _, oc, of)) = EXPLICIT_PAIRS
+                    .iter()
+                    .find(|p| p.0 == c.name && p.1 == f.name)
+                {
                     if let Some(ocs) = schema::class(oc) {
                         if let Some(ofs) = ocs.field(of) {
-                            out.push(InversePair { class: ocs.name, field: ofs.name, target: c.name, set_field: f.name });
+                            out.push(InversePair {
+                                class: ocs.name,
+                                field: ofs.name,
+                                target: c.name,
+                                set_field: f.name,
+                            });
                         }
                     }
                     continue;
                 }
                 let Some(xc) = schema::class(x) else { continue };
-                let cands: Vec<_> =
-                    xc.fields.iter().filter(|g| matches!(g.ty, Type::Ref(t) if t == c.name)).collect();
+                let cands: Vec<_> = xc
+                    .fields
+                    .iter()
+                    .filter(|g| matches!(g.ty, Type::Ref(t) if t == c.name))
+                    .collect();
                 if cands.len() == 1 {
-                    out.push(InversePair { class: xc.name, field: cands[0].name, target: c.name, set_field: f.name });
+                    out.push(InversePair {
+                        class: xc.name,
+                        field: cands[0].name,
+                        target: c.name,
+                        set_field: f.name,
+                    });
                 }
             }
         }
@@ -289,7 +333,12 @@ impl Db {
     pub fn changes_after(&self, after: u64) -> (Vec<Change>, bool) {
         let lost = self.changelog.front().is_some_and(|c| c.id > after + 1);
         let lost = lost || (self.changelog.is_empty() && self.change_seq > after);
-        let v = self.changelog.iter().filter(|c| c.id > after).cloned().collect();
+        let v = self
+            .changelog
+            .iter()
+            .filter(|c| c.id > after)
+            .cloned()
+            .collect();
         (v, lost)
     }
 
@@ -303,7 +352,9 @@ impl Db {
     }
 
     fn table(&self, class: &str) -> Option<&Table> {
-        self.tables.get(class).or_else(|| Self::canon(class).and_then(|c| self.tables.get(c)))
+        self.tables
+            .get(class)
+            .or_else(|| Self::canon(class).and_then(|c| self.tables.get(c)))
     }
 
     fn bump(&mut self, class: &str) -> u64 {
@@ -321,7 +372,12 @@ impl Db {
             return;
         }
         self.change_seq += 1;
-        self.changelog.push_back(Change { id: self.change_seq, class, r: r.clone(), op });
+        self.changelog.push_back(Change {
+            id: self.change_seq,
+            class,
+            r: r.clone(),
+            op,
+        });
         self.trim_changelog();
     }
 
@@ -353,24 +409,46 @@ impl Db {
     /// inverse relations. Errors: unknown class or ref already present → `INTERNAL_ERROR`; duplicate uuid →
     /// `DB_UNIQUENESS_CONSTRAINT_VIOLATION [class, "uuid", uuid]`.
     pub fn create(&mut self, class: &str, r: Ref, mut fields: Record) -> Result<Ref, XapiError> {
-        let spec = schema::class(class).ok_or_else(|| XapiError::internal(format!("unknown class {class}")))?;
+        let spec = schema::class(class)
+            .ok_or_else(|| XapiError::internal(format!("unknown class {class}")))?;
         let cname = spec.name;
         if self.class_index.contains_key(&r) || r.is_null() {
             return Err(XapiError::internal(format!("ref {r} already exists")));
         }
         let mut rec = Record::new();
+        let defaults = default_record(spec);
         for f in spec.fields {
-            let v = fields.remove(f.name).unwrap_or_else(|| schema::default_value(f));
+            let v = match fields.remove(f.name) {
+                Some(v) => v,
+                None => defaults
+                    .get(f.name)
+                    .cloned()
+                    .unwrap_or_else(|| schema::default_value(f)),
+            };
             rec.insert(f.name.to_owned(), v);
         }
         if spec.field("uuid").is_some() {
-            let empty = rec.get("uuid").and_then(Value::as_str).is_none_or(str::is_empty);
+            let empty = rec
+                .get("uuid")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
             if empty {
                 rec.insert("uuid".into(), Value::String(Self::new_uuid()));
             }
-            let u = rec.get("uuid").and_then(Value::as_str).unwrap_or_default().to_owned();
-            if self.tables.get(cname).is_some_and(|t| t.by_uuid.contains_key(&u)) {
-                return Err(XapiError::new("DB_UNIQUENESS_CONSTRAINT_VIOLATION", [cname, "uuid", u.as_str()]));
+            let u = rec
+                .get("uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if self
+                .tables
+                .get(cname)
+                .is_some_and(|t| t.by_uuid.contains_key(&u))
+            {
+                return Err(XapiError::new(
+                    "DB_UNIQUENESS_CONSTRAINT_VIOLATION",
+                    [cname, "uuid", u.as_str()],
+                ));
             }
         }
         let g = self.bump(cname);
@@ -382,7 +460,14 @@ impl Db {
         if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
             table.by_uuid.insert(u.to_owned(), r.clone());
         }
-        table.rows.insert(r.clone(), Row { fields: rec, created: g, modified: g });
+        table.rows.insert(
+            r.clone(),
+            Row {
+                fields: rec,
+                created: g,
+                modified: g,
+            },
+        );
         self.class_index.insert(r.clone(), cname);
         self.log(cname, &r, ChangeOp::Add);
         for (p, t) in links {
@@ -393,13 +478,24 @@ impl Db {
 
     /// Add (`add = true`) or remove `member` in `target`'s mirror set.
     fn link(&mut self, p: &InversePair, target: &Ref, member: &Ref, add: bool, g: u64) {
-        let Some(row) = self.tables.get_mut(p.target).and_then(|t| t.rows.get_mut(target)) else { return };
-        let set = row.fields.entry(p.set_field.to_owned()).or_insert_with(|| Value::Array(Vec::new()));
+        let Some(row) = self
+            .tables
+            .get_mut(p.target)
+            .and_then(|t| t.rows.get_mut(target))
+        else {
+            return;
+        };
+        let set = row
+            .fields
+            .entry(p.set_field.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()));
         if !set.is_array() {
             *set = Value::Array(Vec::new());
         }
         let Value::Array(items) = set else { return };
-        let pos = items.iter().position(|v| v.as_str() == Some(member.as_str()));
+        let pos = items
+            .iter()
+            .position(|v| v.as_str() == Some(member.as_str()));
         let changed = match (add, pos) {
             (true, None) => {
                 items.push(Value::String(member.0.clone()));
@@ -430,12 +526,15 @@ impl Db {
 
     /// The record or `HANDLE_INVALID [class, ref]`.
     pub fn record(&self, class: &str, r: &Ref) -> Result<&Record, XapiError> {
-        self.get(class, r).ok_or_else(|| handle_invalid(Self::canon(class).unwrap_or(class), r))
+        self.get(class, r)
+            .ok_or_else(|| handle_invalid(Self::canon(class).unwrap_or(class), r))
     }
 
     /// One field, or `HANDLE_INVALID` (no such row) / `INTERNAL_ERROR` (no such field).
     pub fn field(&self, class: &str, r: &Ref, name: &str) -> Result<&Value, XapiError> {
-        self.record(class, r)?.get(name).ok_or_else(|| XapiError::internal(format!("no field {class}.{name}")))
+        self.record(class, r)?
+            .get(name)
+            .ok_or_else(|| XapiError::internal(format!("no field {class}.{name}")))
     }
 
     pub fn exists(&self, class: &str, r: &Ref) -> bool {
@@ -443,10 +542,19 @@ impl Db {
     }
 
     /// Set one field (bumps the generation, fixes inverse relations).
-    pub fn set_field(&mut self, class: &str, r: &Ref, name: &str, value: Value) -> Result<(), XapiError> {
+    pub fn set_field(
+        &mut self,
+        class: &str,
+        r: &Ref,
+        name: &str,
+        value: Value,
+    ) -> Result<(), XapiError> {
         let spec = schema::class(class).ok_or_else(|| handle_invalid(class, r))?;
         if spec.field(name).is_none() {
-            return Err(XapiError::internal(format!("no field {}.{name}", spec.name)));
+            return Err(XapiError::internal(format!(
+                "no field {}.{name}",
+                spec.name
+            )));
         }
         let name = name.to_owned();
         self.update(class, r, move |rec| {
@@ -456,20 +564,37 @@ impl Db {
 
     /// Modify a row in place with one generation bump; inverse relations and the uuid index are fixed
     /// afterwards. `HANDLE_INVALID` if the row does not exist.
-    pub fn update<R>(&mut self, class: &str, r: &Ref, f: impl FnOnce(&mut Record) -> R) -> Result<R, XapiError> {
+    pub fn update<R>(
+        &mut self,
+        class: &str,
+        r: &Ref,
+        f: impl FnOnce(&mut Record) -> R,
+    ) -> Result<R, XapiError> {
         let cname = Self::canon(class).ok_or_else(|| handle_invalid(class, r))?;
         if !self.exists(cname, r) {
             return Err(handle_invalid(cname, r));
         }
         let pairs: Vec<&'static InversePair> = pairs_of(cname).collect();
         let g = self.bump(cname);
-        let table = self.tables.get_mut(cname).ok_or_else(|| handle_invalid(cname, r))?;
-        let row = table.rows.get_mut(r).ok_or_else(|| handle_invalid(cname, r))?;
-        let before: Vec<Option<Ref>> = pairs.iter().map(|p| ref_of(row.fields.get(p.field))).collect();
+        let table = self
+            .tables
+            .get_mut(cname)
+            .ok_or_else(|| handle_invalid(cname, r))?;
+        let row = table
+            .rows
+            .get_mut(r)
+            .ok_or_else(|| handle_invalid(cname, r))?;
+        let before: Vec<Option<Ref>> = pairs
+            .iter()
+            .map(|p| ref_of(row.fields.get(p.field)))
+            .collect();
         let old_uuid = row.fields.get("uuid").cloned();
         let out = f(&mut row.fields);
         row.modified = g;
-        let after: Vec<Option<Ref>> = pairs.iter().map(|p| ref_of(row.fields.get(p.field))).collect();
+        let after: Vec<Option<Ref>> = pairs
+            .iter()
+            .map(|p| ref_of(row.fields.get(p.field)))
+            .collect();
         let new_uuid = row.fields.get("uuid").cloned();
         if old_uuid != new_uuid {
             if let Some(u) = old_uuid.as_ref().and_then(Value::as_str) {
@@ -497,20 +622,35 @@ impl Db {
     pub fn touch(&mut self, class: &str, r: &Ref) -> Result<u64, XapiError> {
         self.update(class, r, |_| ())?;
         let cname = Self::canon(class).unwrap_or(class);
-        Ok(if cname == MESSAGE_CLASS { self.message_generation } else { self.generation })
+        Ok(if cname == MESSAGE_CLASS {
+            self.message_generation
+        } else {
+            self.generation
+        })
     }
 
     /// Delete a row (tombstone + inverse relations). `HANDLE_INVALID` if absent.
     pub fn destroy(&mut self, class: &str, r: &Ref) -> Result<(), XapiError> {
         let cname = Self::canon(class).ok_or_else(|| handle_invalid(class, r))?;
-        let table = self.tables.get_mut(cname).ok_or_else(|| handle_invalid(cname, r))?;
-        let row = table.rows.remove(r).ok_or_else(|| handle_invalid(cname, r))?;
+        let table = self
+            .tables
+            .get_mut(cname)
+            .ok_or_else(|| handle_invalid(cname, r))?;
+        let row = table
+            .rows
+            .remove(r)
+            .ok_or_else(|| handle_invalid(cname, r))?;
         if let Some(u) = row.fields.get("uuid").and_then(Value::as_str) {
             table.by_uuid.remove(u);
         }
         self.class_index.remove(r);
         let g = self.bump(cname);
-        let t = Tombstone { class: cname, r: r.clone(), created: row.created, deleted: g };
+        let t = Tombstone {
+            class: cname,
+            r: r.clone(),
+            created: row.created,
+            deleted: g,
+        };
         if cname == MESSAGE_CLASS {
             self.message_tombstones.push_back(t);
         } else if !NO_EVENT_CLASSES.contains(&cname) {
@@ -533,7 +673,9 @@ impl Db {
 
     /// Any object with this uuid: (class, ref).
     pub fn find_by_uuid_any(&self, uuid: &str) -> Option<(&'static str, Ref)> {
-        self.tables.iter().find_map(|(c, t)| t.by_uuid.get(uuid).map(|r| (*c, r.clone())))
+        self.tables
+            .iter()
+            .find_map(|(c, t)| t.by_uuid.get(uuid).map(|r| (*c, r.clone())))
     }
 
     /// The class of an existing ref.
@@ -543,7 +685,9 @@ impl Db {
 
     /// Every (ref, record) of a class (empty for unknown classes).
     pub fn all<'a>(&'a self, class: &str) -> impl Iterator<Item = (&'a Ref, &'a Record)> + 'a {
-        self.table(class).into_iter().flat_map(|t| t.rows.iter().map(|(r, row)| (r, &row.fields)))
+        self.table(class)
+            .into_iter()
+            .flat_map(|t| t.rows.iter().map(|(r, row)| (r, &row.fields)))
     }
 
     /// Every (ref, row) of a class, with generations.
@@ -553,7 +697,10 @@ impl Db {
 
     /// Refs of a class matching a predicate.
     pub fn find(&self, class: &str, mut pred: impl FnMut(&Record) -> bool) -> Vec<Ref> {
-        self.all(class).filter(|(_, rec)| pred(rec)).map(|(r, _)| r.clone()).collect()
+        self.all(class)
+            .filter(|(_, rec)| pred(rec))
+            .map(|(r, _)| r.clone())
+            .collect()
     }
 
     /// Every ref of a class.
@@ -593,6 +740,29 @@ pub fn rec<K: Into<String>>(items: impl IntoIterator<Item = (K, Value)>) -> Reco
     items.into_iter().map(|(k, v)| (k.into(), v)).collect()
 }
 
+/// The record of a class with every field at its default (computed once per class).
+pub fn default_record(spec: &ClassSpec) -> &'static Record {
+    static CACHE: OnceLock<HashMap<&'static str, Record>> = OnceLock::new();
+    static EMPTY: OnceLock<Record> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        schema::classes()
+            .iter()
+            .map(|c| {
+                (
+                    c.name,
+                    c.fields
+                        .iter()
+                        .map(|f| (f.name.to_owned(), schema::default_value(f)))
+                        .collect(),
+                )
+            })
+            .collect()
+    });
+    cache
+        .get(spec.name)
+        .unwrap_or_else(|| EMPTY.get_or_init(Record::new))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,7 +770,9 @@ mod tests {
 
     fn db_with_vm() -> (Db, Ref) {
         let mut db = Db::new();
-        let vm = db.insert("VM", rec([("name_label", json!("vm1"))])).unwrap();
+        let vm = db
+            .insert("VM", rec([("name_label", json!("vm1"))]))
+            .unwrap();
         (db, vm)
     }
 
@@ -611,14 +783,19 @@ mod tests {
         let spec = schema::class("VM").unwrap();
         assert_eq!(r.len(), spec.fields.len());
         assert!(!r["uuid"].as_str().unwrap().is_empty());
-        assert_eq!(db.find_by_uuid("vm", r["uuid"].as_str().unwrap()), Some(vm.clone()));
+        assert_eq!(
+            db.find_by_uuid("vm", r["uuid"].as_str().unwrap()),
+            Some(vm.clone())
+        );
         assert_eq!(db.class_of(&vm), Some("VM"));
     }
 
     #[test]
     fn inverse_sets_follow_single_refs() {
         let (mut db, vm) = db_with_vm();
-        let vm2 = db.insert("VM", rec([("name_label", json!("vm2"))])).unwrap();
+        let vm2 = db
+            .insert("VM", rec([("name_label", json!("vm2"))]))
+            .unwrap();
         let g0 = db.generation();
         let vbd = db.insert("VBD", rec([("VM", json!(vm.0))])).unwrap();
         assert_eq!(db.generation(), g0 + 1);
@@ -635,8 +812,12 @@ mod tests {
     #[test]
     fn explicit_pairs_resolve() {
         let p = inverse_pairs();
-        assert!(p.iter().any(|p| p.class == "VM" && p.field == "resident_on" && p.set_field == "resident_VMs"));
-        assert!(p.iter().any(|p| p.class == "VDI" && p.field == "SR" && p.set_field == "VDIs"));
+        assert!(p
+            .iter()
+            .any(|p| p.class == "VM" && p.field == "resident_on" && p.set_field == "resident_VMs"));
+        assert!(p
+            .iter()
+            .any(|p| p.class == "VDI" && p.field == "SR" && p.set_field == "VDIs"));
         assert!(!p.iter().any(|p| p.class == "VM" && p.field == "affinity"));
     }
 
@@ -645,9 +826,17 @@ mod tests {
         let mut db = Db::new();
         let r = Ref::from("OpaqueRef:nope");
         let e = db.record("vm", &r).unwrap_err();
-        assert_eq!(e.to_description(), vec!["HANDLE_INVALID", "VM", "OpaqueRef:nope"]);
+        assert_eq!(
+            e.to_description(),
+            vec!["HANDLE_INVALID", "VM", "OpaqueRef:nope"]
+        );
         assert_eq!(db.destroy("VM", &r).unwrap_err().code, "HANDLE_INVALID");
-        assert_eq!(db.set_field("VM", &r, "name_label", json!("x")).unwrap_err().code, "HANDLE_INVALID");
+        assert_eq!(
+            db.set_field("VM", &r, "name_label", json!("x"))
+                .unwrap_err()
+                .code,
+            "HANDLE_INVALID"
+        );
     }
 
     #[test]

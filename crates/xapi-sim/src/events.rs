@@ -48,7 +48,9 @@ pub fn parse_subs(entries: &[Value]) -> Result<Vec<Sub>, XapiError> {
                 return Ok(Sub::All);
             }
             match s.split_once('/') {
-                None if !s.is_empty() && !s.contains(char::is_whitespace) => Ok(Sub::Class(s.to_ascii_lowercase())),
+                None if !s.is_empty() && !s.contains(char::is_whitespace) => {
+                    Ok(Sub::Class(s.to_ascii_lowercase()))
+                }
                 Some((c, r)) if !c.is_empty() && !r.is_empty() && !r.contains('/') => {
                     Ok(Sub::Object(c.to_ascii_lowercase(), Ref::from(r)))
                 }
@@ -80,7 +82,10 @@ pub fn parse_token(t: &str) -> Result<(u64, u64), XapiError> {
     }
     let bad = || XapiError::new("EVENT_FROM_TOKEN_PARSE_FAILURE", [t]);
     match t.split_once(',') {
-        Some((a, b)) => Ok((a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?)),
+        Some((a, b)) => Ok((
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        )),
         None => Ok((t.trim().parse().map_err(|_| bad())?, 0)),
     }
 }
@@ -138,7 +143,13 @@ pub fn collect(db: &Db, subs: &[Sub], token: (u64, u64)) -> Vec<Value> {
         let since = if is_msg { m } else { g };
         let lower = t.class.to_ascii_lowercase();
         if t.deleted > since && t.created <= since && wants(subs, &lower, &t.r) {
-            let ev = event(if is_msg { 0 } else { t.deleted }, &lower, "del", &t.r, None);
+            let ev = event(
+                if is_msg { 0 } else { t.deleted },
+                &lower,
+                "del",
+                &t.r,
+                None,
+            );
             if is_msg {
                 msgs.push(ev)
             } else {
@@ -170,14 +181,30 @@ fn session_invalid(s: &Ref) -> XapiError {
 /// `event.from(classes, token, timeout)`.
 fn from(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
     let session = ctx.session.clone().unwrap_or_else(Ref::null);
-    let subs = parse_subs(params.first().and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default())?;
+    let subs = parse_subs(
+        params
+            .first()
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    )?;
     let token = parse_token(params.get(1).and_then(Value::as_str).unwrap_or_default())?;
-    let timeout = params.get(2).and_then(Value::as_f64).unwrap_or(f64::INFINITY);
-    let wait = if timeout.is_finite() { Duration::from_secs_f64(timeout.max(0.0)).min(MAX_WAIT) } else { MAX_WAIT };
+    let timeout = params
+        .get(2)
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::INFINITY);
+    let wait = if timeout.is_finite() {
+        Duration::from_secs_f64(timeout.max(0.0)).min(MAX_WAIT)
+    } else {
+        MAX_WAIT
+    };
     let deadline = Instant::now() + wait;
     let pool = &ctx.pool;
     let batching = pool.config.event_batching;
-    let only_tasks = !subs.is_empty() && subs.iter().all(|s| matches!(s, Sub::Class(c) | Sub::Object(c, _) if c == "task"));
+    let only_tasks = !subs.is_empty()
+        && subs
+            .iter()
+            .all(|s| matches!(s, Sub::Class(c) | Sub::Object(c, _) if c == "task"));
     if !only_tasks && !batching.is_zero() {
         std::thread::sleep(batching.min(wait));
     }
@@ -218,14 +245,24 @@ fn from(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
 
 /// `event.inject(class, ref)`: a no-op `mod` at generation g; returns token (g-1, 0).
 fn inject(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
-    let class = params.first().and_then(Value::as_str).unwrap_or_default().to_owned();
+    let class = params
+        .first()
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let r = Ref::from(params.get(1).and_then(Value::as_str).unwrap_or_default());
     let invalid = || XapiError::new("HANDLE_INVALID", [class.clone(), r.0.clone()]);
     let exact = schema::classes().iter().any(|c| c.name == class);
     if !exact {
         return Err(invalid());
     }
-    let g = ctx.pool.write(|db| if db.exists(&class, &r) { db.touch(&class, &r).ok() } else { None });
+    let g = ctx.pool.write(|db| {
+        if db.exists(&class, &r) {
+            db.touch(&class, &r).ok()
+        } else {
+            None
+        }
+    });
     let g = g.ok_or_else(invalid)?;
     Ok(Value::String(format_token(g.saturating_sub(1), 0)))
 }
@@ -236,7 +273,13 @@ fn get_current_id(ctx: &Ctx, _: Vec<Value>) -> Result<Value, XapiError> {
 }
 
 fn classes_of(params: &[Value]) -> Result<HashSet<String>, XapiError> {
-    let subs = parse_subs(params.first().and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default())?;
+    let subs = parse_subs(
+        params
+            .first()
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    )?;
     Ok(subs
         .into_iter()
         .map(|s| match s {
@@ -252,7 +295,10 @@ fn legacy_register(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
     let classes = classes_of(&params)?;
     let seq = ctx.pool.read(|db| db.change_seq());
     let mut legacy = ctx.pool.legacy.lock();
-    let reg = legacy.entry(session).or_insert_with(|| LegacyRegistration { classes: HashSet::new(), cursor: seq });
+    let reg = legacy.entry(session).or_insert_with(|| LegacyRegistration {
+        classes: HashSet::new(),
+        cursor: seq,
+    });
     reg.classes.extend(classes);
     Ok(Value::from(""))
 }
@@ -279,7 +325,10 @@ fn legacy_next(ctx: &Ctx, _: Vec<Value>) -> Result<Value, XapiError> {
             return Err(session_invalid(&session));
         }
         let Some(reg) = pool.legacy.lock().get(&session).cloned() else {
-            return Err(XapiError::new("SESSION_NOT_REGISTERED", [session.0.clone()]));
+            return Err(XapiError::new(
+                "SESSION_NOT_REGISTERED",
+                [session.0.clone()],
+            ));
         };
         let (changes, lost) = db.changes_after(reg.cursor);
         if lost || db.change_seq().saturating_sub(reg.cursor) > limit {
@@ -329,10 +378,16 @@ mod tests {
     fn tokens() {
         assert_eq!(parse_token("").unwrap(), (0, 0));
         assert_eq!(parse_token(&format_token(12, 3)).unwrap(), (12, 3));
-        assert_eq!(format_token(12, 3), "00000000000000000012,00000000000000000003");
+        assert_eq!(
+            format_token(12, 3),
+            "00000000000000000012,00000000000000000003"
+        );
         assert_eq!(parse_token("42").unwrap(), (42, 0));
         let e = parse_token("nope").unwrap_err();
-        assert_eq!(e.to_description(), vec!["EVENT_FROM_TOKEN_PARSE_FAILURE", "nope"]);
+        assert_eq!(
+            e.to_description(),
+            vec!["EVENT_FROM_TOKEN_PARSE_FAILURE", "nope"]
+        );
         assert!(parse_token("1,x").is_err());
     }
 

@@ -26,7 +26,12 @@ impl Faults {
     /// The next call of `method` (wire name without `Async.`, e.g. `VM.start`) fails with `err` instead of running.
     /// Several calls queue several failures.
     pub fn fail_next(&self, method: &str, err: XapiError) {
-        self.inner.lock().fail_next.entry(method.to_owned()).or_default().push_back(err);
+        self.inner
+            .lock()
+            .fail_next
+            .entry(method.to_owned())
+            .or_default()
+            .push_back(err);
     }
 
     /// Delay added before answering every RPC (0 = none).

@@ -10,13 +10,24 @@ use crate::db::{Db, Record};
 use crate::rpc::{method_unknown, wire_class, Ctx};
 
 static WHERE_PARAMS: [ParamSpec; 2] = [
-    ParamSpec { name: "session_id", ty: Type::Ref("session"), required: true },
-    ParamSpec { name: "expr", ty: Type::String, required: true },
+    ParamSpec {
+        name: "session_id",
+        ty: Type::Ref("session"),
+        required: true,
+    },
+    ParamSpec {
+        name: "expr",
+        ty: Type::String,
+        required: true,
+    },
 ];
 
 /// The (undeclared but real) `get_all_records_where(expr)` message of a class.
 pub fn get_all_records_where_spec(class: &ClassSpec) -> MessageSpec {
-    let result = class.message("get_all_records").map(|m| m.result).unwrap_or(Type::Any);
+    let result = class
+        .message("get_all_records")
+        .map(|m| m.result)
+        .unwrap_or(Type::Any);
     MessageSpec {
         name: "get_all_records_where",
         params: &WHERE_PARAMS,
@@ -30,14 +41,23 @@ pub fn get_all_records_where_spec(class: &ClassSpec) -> MessageSpec {
 
 /// Handler used for every message without a registered one.
 pub fn generic_handler(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
-    let (cname, mname) = ctx.method.split_once('.').ok_or_else(|| method_unknown(&ctx.method))?;
+    let (cname, mname) = ctx
+        .method
+        .split_once('.')
+        .ok_or_else(|| method_unknown(&ctx.method))?;
     let class = wire_class(cname).ok_or_else(|| method_unknown(&ctx.method))?;
     let implicit = class.message(mname).is_none_or(|m| m.implicit);
     let mut p = params.into_iter();
     let mut next = || p.next().unwrap_or(Value::Null);
     let pool = &ctx.pool;
     match mname {
-        "get_all" => Ok(pool.read(|db| Value::Array(db.all(class.name).map(|(r, _)| r.0.clone().into()).collect()))),
+        "get_all" => Ok(pool.read(|db| {
+            Value::Array(
+                db.all(class.name)
+                    .map(|(r, _)| r.0.clone().into())
+                    .collect(),
+            )
+        })),
         "get_all_records" => Ok(pool.read(|db| all_records(db, class.name, |_| true))),
         "get_all_records_where" => {
             let expr = parse_expr(next().as_str().unwrap_or_default())?;
@@ -45,7 +65,10 @@ pub fn generic_handler(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError
         }
         "get_record" => {
             let r = as_ref(&next());
-            pool.read(|db| db.record(class.name, &r).map(|rec| Value::Object(rec.clone())))
+            pool.read(|db| {
+                db.record(class.name, &r)
+                    .map(|rec| Value::Object(rec.clone()))
+            })
         }
         "get_by_uuid" => {
             let u = next().as_str().unwrap_or_default().to_owned();
@@ -68,7 +91,8 @@ pub fn generic_handler(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError
         }
         "destroy" if implicit => {
             let r = as_ref(&next());
-            pool.write(|db| db.destroy(class.name, &r)).map(|_| Value::from(""))
+            pool.write(|db| db.destroy(class.name, &r))
+                .map(|_| Value::from(""))
         }
         _ => {
             let (op, field) = split_field_op(class, mname).ok_or_else(|| {
@@ -145,7 +169,12 @@ fn field_op(
         return pool.read(|db| db.field(table, r, field.name).cloned());
     }
     pool.write(|db| {
-        let uuid = db.record(table, r)?.get("uuid").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let uuid = db
+            .record(table, r)?
+            .get("uuid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let cur = db.field(table, r, field.name)?.clone();
         let newv = match op {
             FieldOp::Set => a,
@@ -153,7 +182,10 @@ fn field_op(
                 let key = key_string(&a);
                 let mut m = cur.as_object().cloned().unwrap_or_default();
                 if m.contains_key(&key) {
-                    return Err(XapiError::new("MAP_DUPLICATE_KEY", [table, field.name, uuid.as_str(), key.as_str()]));
+                    return Err(XapiError::new(
+                        "MAP_DUPLICATE_KEY",
+                        [table, field.name, uuid.as_str(), key.as_str()],
+                    ));
                 }
                 m.insert(key, b);
                 Value::Object(m)
@@ -192,20 +224,31 @@ fn key_string(v: &Value) -> String {
 /// Generated constructor: takes the RW and RO/constructor fields; fields without a datamodel default are
 /// required (`INTERNAL_ERROR [Dispatcher_FieldNotFound("<field>")]` otherwise, as XAPI).
 fn create(ctx: &Ctx, class: &ClassSpec, v: Value) -> Result<Value, XapiError> {
-    let Value::Object(mut given) = v else { return Err(XapiError::new("FIELD_TYPE_ERROR", ["args"])) };
+    let Value::Object(mut given) = v else {
+        return Err(XapiError::new("FIELD_TYPE_ERROR", ["args"]));
+    };
     let mut rec = Record::new();
-    for f in class.fields.iter().filter(|f| f.qualifier != Qualifier::RoRuntime && f.name != "uuid") {
+    for f in class
+        .fields
+        .iter()
+        .filter(|f| f.qualifier != Qualifier::RoRuntime && f.name != "uuid")
+    {
         match given.remove(f.name) {
             Some(v) => {
                 rec.insert(f.name.to_owned(), v);
             }
             None if f.default.is_none() => {
-                return Err(XapiError::internal(format!("Dispatcher_FieldNotFound(\"{}\")", f.name)));
+                return Err(XapiError::internal(format!(
+                    "Dispatcher_FieldNotFound(\"{}\")",
+                    f.name
+                )));
             }
             None => {}
         }
     }
-    ctx.pool.write(|db| db.insert(class.name, rec)).map(|r| Value::String(r.0))
+    ctx.pool
+        .write(|db| db.insert(class.name, rec))
+        .map(|r| Value::String(r.0))
 }
 
 /// A parsed `get_all_records_where` expression (XAPI's `Db_filter` language).
@@ -315,7 +358,10 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             }
             _ => {
                 let start = i;
-                while i < cs.len() && !cs[i].is_whitespace() && !matches!(cs[i], '(' | ')' | '=' | '<' | '"') {
+                while i < cs.len()
+                    && !cs[i].is_whitespace()
+                    && !matches!(cs[i], '(' | ')' | '=' | '<' | '"')
+                {
                     i += 1;
                 }
                 if start == i {
@@ -402,7 +448,9 @@ impl Parser {
                 }
                 _ => None,
             },
-            Tok::Word(w) => w.strip_prefix("field/").map(|f| Operand::Field(f.to_owned())),
+            Tok::Word(w) => w
+                .strip_prefix("field/")
+                .map(|f| Operand::Field(f.to_owned())),
             _ => None,
         }
     }
@@ -430,22 +478,44 @@ mod tests {
     use serde_json::json;
 
     fn r() -> Record {
-        crate::db::rec([("name_label", json!("a b")), ("is_a_template", json!(false)), ("VCPUs_max", json!(2))])
+        crate::db::rec([
+            ("name_label", json!("a b")),
+            ("is_a_template", json!(false)),
+            ("VCPUs_max", json!(2)),
+        ])
     }
 
     #[test]
     fn expressions() {
-        assert!(parse_expr(r#"field "name_label"="a b""#).unwrap().eval(&r()));
-        assert!(parse_expr(r#"field/name_label = "a b""#).unwrap().eval(&r()));
-        assert!(parse_expr(r#"field "is_a_template"="false" and field "VCPUs_max"="2""#).unwrap().eval(&r()));
-        assert!(parse_expr(r#"not (field "name_label"="x") or false"#).unwrap().eval(&r()));
+        assert!(parse_expr(r#"field "name_label"="a b""#)
+            .unwrap()
+            .eval(&r()));
+        assert!(parse_expr(r#"field/name_label = "a b""#)
+            .unwrap()
+            .eval(&r()));
+        assert!(
+            parse_expr(r#"field "is_a_template"="false" and field "VCPUs_max"="2""#)
+                .unwrap()
+                .eval(&r())
+        );
+        assert!(parse_expr(r#"not (field "name_label"="x") or false"#)
+            .unwrap()
+            .eval(&r()));
         assert!(parse_expr("true").unwrap().eval(&r()));
-        assert!(!parse_expr(r#"field "name_label"<>"a b""#).unwrap().eval(&r()));
+        assert!(!parse_expr(r#"field "name_label"<>"a b""#)
+            .unwrap()
+            .eval(&r()));
     }
 
     #[test]
     fn bad_expressions() {
-        for s in [r#"field "x""#, "(true", r#""unterminated"#, "true true", "field = "] {
+        for s in [
+            r#"field "x""#,
+            "(true",
+            r#""unterminated"#,
+            "true true",
+            "field = ",
+        ] {
             assert_eq!(parse_expr(s).unwrap_err().code, "INTERNAL_ERROR", "{s}");
         }
     }

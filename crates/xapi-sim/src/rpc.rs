@@ -54,7 +54,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("handlers", &self.handlers.len()).finish()
+        f.debug_struct("Registry")
+            .field("handlers", &self.handlers.len())
+            .finish()
     }
 }
 
@@ -95,7 +97,11 @@ pub struct Outcome {
 
 impl Outcome {
     fn err(e: XapiError) -> Self {
-        Outcome { result: Err(e), ty: Type::Any, bare: false }
+        Outcome {
+            result: Err(e),
+            ty: Type::Any,
+            bare: false,
+        }
     }
 }
 
@@ -105,7 +111,12 @@ pub fn list_methods() -> &'static [String] {
     NAMES.get_or_init(|| {
         let mut v: Vec<String> = schema::classes()
             .iter()
-            .flat_map(|c| c.messages.iter().filter(|m| !m.removed).map(move |m| format!("{}.{}", c.name, m.name)))
+            .flat_map(|c| {
+                c.messages
+                    .iter()
+                    .filter(|m| !m.removed)
+                    .map(move |m| format!("{}.{}", c.name, m.name))
+            })
             .collect();
         v.push("system.listMethods".into());
         v
@@ -122,10 +133,19 @@ pub fn wire_class(name: &str) -> Option<&'static ClassSpec> {
     schema::classes().iter().find(|c| c.name == name)
 }
 
-const LOGIN_METHODS: &[&str] = &["session.login_with_password", "session.slave_local_login_with_password"];
+const LOGIN_METHODS: &[&str] = &[
+    "session.login_with_password",
+    "session.slave_local_login_with_password",
+];
 
 /// Dispatch one call received by `host`.
-pub fn dispatch(pool: &Arc<PoolState>, reg: &Registry, host: &Ref, method: &str, params: Vec<Value>) -> Outcome {
+pub fn dispatch(
+    pool: &Arc<PoolState>,
+    reg: &Registry,
+    host: &Ref,
+    method: &str,
+    params: Vec<Value>,
+) -> Outcome {
     let (is_async, name) = match method.strip_prefix("Async.") {
         Some(rest) => (true, rest),
         None => (false, method),
@@ -134,11 +154,24 @@ pub fn dispatch(pool: &Arc<PoolState>, reg: &Registry, host: &Ref, method: &str,
         return Outcome::err(e);
     }
     if method == "system.listMethods" {
-        let v = Value::Array(list_methods().iter().map(|s| Value::String(s.clone())).collect());
-        return Outcome { result: Ok(v), ty: Type::Set(&Type::String), bare: true };
+        let v = Value::Array(
+            list_methods()
+                .iter()
+                .map(|s| Value::String(s.clone()))
+                .collect(),
+        );
+        return Outcome {
+            result: Ok(v),
+            ty: Type::Set(&Type::String),
+            bare: true,
+        };
     }
-    let Some((cname, mname)) = name.split_once('.') else { return Outcome::err(method_unknown(method)) };
-    let Some(class) = wire_class(cname) else { return Outcome::err(method_unknown(method)) };
+    let Some((cname, mname)) = name.split_once('.') else {
+        return Outcome::err(method_unknown(method));
+    };
+    let Some(class) = wire_class(cname) else {
+        return Outcome::err(method_unknown(method));
+    };
     let spec: MessageSpec = match class.message(mname) {
         Some(m) => *m,
         None if mname == "get_all_records_where" && class.message("get_all_records").is_some() => {
@@ -157,11 +190,17 @@ pub fn dispatch(pool: &Arc<PoolState>, reg: &Registry, host: &Ref, method: &str,
     if params.len() < required || params.len() > declared {
         return Outcome::err(XapiError::new(
             "MESSAGE_PARAMETER_COUNT_MISMATCH",
-            [method.to_owned(), declared.to_string(), params.len().to_string()],
+            [
+                method.to_owned(),
+                declared.to_string(),
+                params.len().to_string(),
+            ],
         ));
     }
-    let takes_session =
-        spec.params.first().is_some_and(|p| p.name == "session_id" || matches!(p.ty, Type::Ref("session")));
+    let takes_session = spec
+        .params
+        .first()
+        .is_some_and(|p| p.name == "session_id" || matches!(p.ty, Type::Ref("session")));
     let mut params = params;
     let mut session = None;
     if takes_session && !params.is_empty() {
@@ -171,14 +210,24 @@ pub fn dispatch(pool: &Arc<PoolState>, reg: &Registry, host: &Ref, method: &str,
         }
         let master = pool.master();
         if *host != master && !pool.is_local_session(&s) {
-            return Outcome::err(XapiError::new("HOST_IS_SLAVE", [pool.host_address(&master)]));
+            return Outcome::err(XapiError::new(
+                "HOST_IS_SLAVE",
+                [pool.host_address(&master)],
+            ));
         }
         session = Some(s);
     } else if LOGIN_METHODS[0] == name && *host != pool.master() {
         let master = pool.master();
-        return Outcome::err(XapiError::new("HOST_IS_SLAVE", [pool.host_address(&master)]));
+        return Outcome::err(XapiError::new(
+            "HOST_IS_SLAVE",
+            [pool.host_address(&master)],
+        ));
     }
-    let specs = if takes_session { &spec.params[1..] } else { spec.params };
+    let specs = if takes_session {
+        &spec.params[1..]
+    } else {
+        spec.params
+    };
     let mut coerced = Vec::with_capacity(params.len());
     for (p, v) in specs.iter().zip(params) {
         match coerce_param(p.name, &p.ty, v) {
@@ -186,7 +235,13 @@ pub fn dispatch(pool: &Arc<PoolState>, reg: &Registry, host: &Ref, method: &str,
             Err(e) => return Outcome::err(e),
         }
     }
-    let ctx = Ctx { pool: pool.clone(), session, host: host.clone(), method: name.to_owned(), task: None };
+    let ctx = Ctx {
+        pool: pool.clone(),
+        session,
+        host: host.clone(),
+        method: name.to_owned(),
+        task: None,
+    };
     if is_async {
         let handler = resolve(reg, class, &spec, name);
         let task = pool.create_task(method, "", host, true);
@@ -194,20 +249,30 @@ pub fn dispatch(pool: &Arc<PoolState>, reg: &Registry, host: &Ref, method: &str,
         let mut actx = ctx;
         actx.task = Some(task.clone());
         let result_type = spec.result;
-        let spawned = std::thread::Builder::new().name("xapi-sim-async".into()).spawn(move || {
-            let mut out = handler(&actx, coerced);
-            if out.is_ok() && actx.pool.task_cancelling(&task) {
-                out = Err(XapiError::new("TASK_CANCELLED", [task.0.clone()]));
-            }
-            actx.pool.complete_task(&task, &out, &result_type);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("xapi-sim-async".into())
+            .spawn(move || {
+                let mut out = handler(&actx, coerced);
+                if out.is_ok() && actx.pool.task_cancelling(&task) {
+                    out = Err(XapiError::new("TASK_CANCELLED", [task.0.clone()]));
+                }
+                actx.pool.complete_task(&task, &out, &result_type);
+            });
         return match spawned {
-            Ok(_) => Outcome { result: Ok(Value::String(reply)), ty: Type::Ref("task"), bare: false },
+            Ok(_) => Outcome {
+                result: Ok(Value::String(reply)),
+                ty: Type::Ref("task"),
+                bare: false,
+            },
             Err(e) => Outcome::err(XapiError::internal(format!("cannot spawn: {e}"))),
         };
     }
     let handler = resolve(reg, class, &spec, name);
-    Outcome { result: handler(&ctx, coerced), ty: spec.result, bare: false }
+    Outcome {
+        result: handler(&ctx, coerced),
+        ty: spec.result,
+        bare: false,
+    }
 }
 
 /// Coerce one parameter; maps coercion failures to XAPI's errors.
@@ -251,6 +316,9 @@ mod tests {
         r.register("VM.start", a);
         r.register("VM.start", b);
         assert!(r.contains("VM.start"));
-        assert_eq!(r.get("VM.start").map(|h| h as usize), Some(b as usize));
+        let pool = Arc::new(PoolState::new(crate::db::Db::new(), crate::state::SimConfig::default()));
+        let ctx = Ctx { pool, session: None, host: Ref::null(), method: "VM.start".into(), task: None };
+        let h = r.get("VM.start").unwrap();
+        assert_eq!(h(&ctx, vec![]).unwrap(), Value::from(2));
     }
 }

@@ -142,9 +142,15 @@ impl PoolState {
     /// Hosts in creation order of their address (127.0.0.1, .2, …).
     pub fn hosts(&self) -> Vec<Ref> {
         self.read(|db| {
-            let mut v: Vec<(String, Ref)> =
-                db.all("host").map(|(r, h)| (h["address"].as_str().unwrap_or("").to_owned(), r.clone())).collect();
-            v.sort_by_key(|(a, _)| a.parse::<std::net::Ipv4Addr>().map(u32::from).unwrap_or(u32::MAX));
+            let mut v: Vec<(String, Ref)> = db
+                .all("host")
+                .map(|(r, h)| (h["address"].as_str().unwrap_or("").to_owned(), r.clone()))
+                .collect();
+            v.sort_by_key(|(a, _)| {
+                a.parse::<std::net::Ipv4Addr>()
+                    .map(u32::from)
+                    .unwrap_or(u32::MAX)
+            });
             v.into_iter().map(|(_, r)| r).collect()
         })
     }
@@ -211,7 +217,9 @@ impl PoolState {
     /// Simulate a toolstack restart on `host`: every session whose `this_host` is that host is destroyed.
     pub fn restart_host(&self, host: &Ref) {
         let gone: Vec<Ref> = self.read(|db| {
-            db.find("session", |s| s.get("this_host").and_then(Value::as_str) == Some(host.as_str()))
+            db.find("session", |s| {
+                s.get("this_host").and_then(Value::as_str) == Some(host.as_str())
+            })
         });
         for s in gone {
             self.destroy_session(&s);
@@ -222,7 +230,11 @@ impl PoolState {
     pub fn designate_master(&self, host: &Ref) -> Result<(), XapiError> {
         self.write(|db| {
             db.record("host", host)?;
-            let pool = db.refs("pool").into_iter().next().ok_or_else(|| XapiError::internal("no pool"))?;
+            let pool = db
+                .refs("pool")
+                .into_iter()
+                .next()
+                .ok_or_else(|| XapiError::internal("no pool"))?;
             db.set_field("pool", &pool, "master", json!(host.0))
         })
     }
@@ -230,7 +242,13 @@ impl PoolState {
     // ----- tasks -----
 
     /// Create a pending task (as `task.create` / `Async.*` do).
-    pub fn create_task(&self, label: &str, description: &str, host: &Ref, cancellable: bool) -> Ref {
+    pub fn create_task(
+        &self,
+        label: &str,
+        description: &str,
+        host: &Ref,
+        cancellable: bool,
+    ) -> Ref {
         let now = now_xapi();
         self.write(|db| {
             db.insert(
@@ -238,7 +256,14 @@ impl PoolState {
                 rec([
                     ("name_label", json!(label)),
                     ("name_description", json!(description)),
-                    ("allowed_operations", if cancellable { json!(["cancel"]) } else { json!([]) }),
+                    (
+                        "allowed_operations",
+                        if cancellable {
+                            json!(["cancel"])
+                        } else {
+                            json!([])
+                        },
+                    ),
                     ("created", json!(now)),
                     ("finished", json!(xapi_types::datetime::EPOCH)),
                     ("status", json!("pending")),
@@ -265,11 +290,18 @@ impl PoolState {
 
     /// Finish a task: `success` with `result` = the XML-RPC text of the value (typed by `result_type`),
     /// or `failure` / `cancelled` (code `TASK_CANCELLED`) with `error_info`.
-    pub fn complete_task(&self, task: &Ref, outcome: &Result<Value, XapiError>, result_type: &Type) {
+    pub fn complete_task(
+        &self,
+        task: &Ref,
+        outcome: &Result<Value, XapiError>,
+        result_type: &Type,
+    ) {
         let now = now_xapi();
         let (status, result, error_info) = match outcome {
             Ok(v) => ("success", task_result_text(v, result_type), json!([])),
-            Err(e) if e.code == "TASK_CANCELLED" => ("cancelled", String::new(), json!(e.to_description())),
+            Err(e) if e.code == "TASK_CANCELLED" => {
+                ("cancelled", String::new(), json!(e.to_description()))
+            }
             Err(e) => ("failure", String::new(), json!(e.to_description())),
         };
         self.write(|db| {
@@ -295,7 +327,11 @@ pub fn master_of(db: &Db) -> Ref {
 
 /// A string field ("" if absent).
 pub fn str_field(db: &Db, class: &str, r: &Ref, field: &str) -> String {
-    db.get(class, r).and_then(|rec| rec.get(field)).and_then(Value::as_str).unwrap_or_default().to_owned()
+    db.get(class, r)
+        .and_then(|rec| rec.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The current time in XAPI datetime form.

@@ -20,7 +20,9 @@ fn as_ref(v: Option<&Value>) -> Ref {
 fn create(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
     let label = params.first().and_then(Value::as_str).unwrap_or_default();
     let desc = params.get(1).and_then(Value::as_str).unwrap_or_default();
-    Ok(Value::String(ctx.pool.create_task(label, desc, &ctx.host, false).0))
+    Ok(Value::String(
+        ctx.pool.create_task(label, desc, &ctx.host, false).0,
+    ))
 }
 
 /// `task.cancel(task)`: pending + cancellable → `cancelling` (the running operation then ends `cancelled`);
@@ -34,7 +36,10 @@ fn cancel(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|v| v == "cancel"));
         if str_field(db, "task", &t, "status") != "pending" || !cancellable {
-            return Err(XapiError::new("OPERATION_NOT_ALLOWED", ["task is not cancellable"]));
+            return Err(XapiError::new(
+                "OPERATION_NOT_ALLOWED",
+                ["task is not cancellable"],
+            ));
         }
         db.update("task", &t, |r| {
             r.insert("status".into(), json!("cancelling"));
@@ -47,5 +52,7 @@ fn cancel(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
 /// `task.destroy(task)`.
 fn destroy(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
     let t = as_ref(params.first());
-    ctx.pool.write(|db| db.destroy("task", &t)).map(|_| Value::from(""))
+    ctx.pool
+        .write(|db| db.destroy("task", &t))
+        .map(|_| Value::from(""))
 }

@@ -1,0 +1,274 @@
+//! HTTP(S) front end: one listener per host, XAPI's routing (`/jsonrpc` → JSON-RPC, any other POST → XML-RPC,
+//! `OPTIONS` → CORS), exact content types, HTTP 500 for transport-level failures.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use xapi_types::{jsonrpc, xmlrpc, Ref};
+
+use crate::rpc::{dispatch, Outcome, Registry};
+use crate::state::PoolState;
+
+/// Largest accepted RPC body (XAPI: ~300 KiB; a little more here).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// What one host listener needs.
+#[derive(Debug)]
+pub(crate) struct HostCtx {
+    pub pool: Arc<PoolState>,
+    pub registry: Arc<Registry>,
+    pub host: Ref,
+}
+
+/// A request the fault injector wants dropped (closes the connection without an answer).
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by fault injection")]
+struct Dropped;
+
+/// A self-signed certificate for `names` (DNS names or IPs) and the matching acceptor.
+pub(crate) fn tls_acceptor(names: Vec<String>) -> Result<(TlsAcceptor, String, Vec<u8>), String> {
+    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    let cert_der = ck.cert.der().to_vec();
+    let cert_pem = ck.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.key_pair.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert_der.clone())],
+            key,
+        )
+        .map_err(|e| e.to_string())?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(cfg)), cert_pem, cert_der))
+}
+
+/// Accept connections until `shutdown` flips.
+pub(crate) async fn serve_host(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    hc: Arc<HostCtx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                continue;
+            }
+        };
+        let hc = hc.clone();
+        let tls = tls.clone();
+        let mut sd = shutdown.clone();
+        tokio::spawn(async move {
+            let run = async {
+                match tls {
+                    Some(acc) => match acc.accept(stream).await {
+                        Ok(s) => serve_conn(TokioIo::new(s), hc).await,
+                        Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                    },
+                    None => serve_conn(TokioIo::new(stream), hc).await,
+                }
+            };
+            tokio::select! {
+                _ = run => {}
+                _ = sd.changed() => {}
+            }
+        });
+    }
+}
+
+async fn serve_conn<I>(io: I, hc: Arc<HostCtx>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(req, hc.clone()));
+    if let Err(e) = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, svc)
+        .await
+    {
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+fn base(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_str(content_type)
+            .unwrap_or(header::HeaderValue::from_static("text/plain")),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, no-store"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        header::HeaderValue::from_static("X-Requested-With"),
+    );
+    r
+}
+
+/// XAPI's HTTP 500 page for transport-level failures.
+fn internal_error(detail: &str) -> Response<Full<Bytes>> {
+    let esc = detail
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let body = format!(
+        "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and \
+         try again. If the problem persists, please contact your support representative.<h1> Additional \
+         information </h1>{esc}</body></html>"
+    );
+    base(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "text/html",
+        Bytes::from(body),
+    )
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    hc: Arc<HostCtx>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    if hc.pool.faults.take_drop() {
+        return Err(Dropped);
+    }
+    match *req.method() {
+        Method::OPTIONS => {
+            let mut r = base(StatusCode::OK, "text/plain", Bytes::new());
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                header::HeaderValue::from_static("POST, GET, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                header::HeaderValue::from_static("X-Requested-With, Content-Type"),
+            );
+            return Ok(r);
+        }
+        Method::POST => {}
+        _ => {
+            return Ok(base(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                Bytes::from_static(b"Not found"),
+            ))
+        }
+    }
+    let json = req.uri().path() == "/jsonrpc";
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(internal_error(&format!("request body: {e}"))),
+    };
+    let latency = hc.pool.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if json {
+        let call = match jsonrpc::decode_call(&body) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(internal_error(&format!(
+                    "Jsonrpc.Malformed_method_request: {e}"
+                )))
+            }
+        };
+        let out = run(hc, call.method, call.params).await;
+        let bytes = jsonrpc::encode_response(call.version, &call.id, &out.result);
+        Ok(base(StatusCode::OK, "application/json", Bytes::from(bytes)))
+    } else {
+        let call = match xmlrpc::decode_call(&body) {
+            Ok(c) => c,
+            Err(e) => return Ok(internal_error(&format!("Xmlrpc parse error: {e}"))),
+        };
+        let out = run(hc, call.method, call.params).await;
+        let text = match (&out.result, out.bare) {
+            (Ok(v), true) => xmlrpc::encode_bare_response(v, &out.ty),
+            _ => xmlrpc::encode_response(&out.result, &out.ty),
+        };
+        Ok(base(StatusCode::OK, "text/xml", Bytes::from(text)))
+    }
+}
+
+async fn run(hc: Arc<HostCtx>, method: String, params: Vec<serde_json::Value>) -> Outcome {
+    let method_for_log = method.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        dispatch(&hc.pool, &hc.registry, &hc.host, &method, params)
+    })
+    .await;
+    match res {
+        Ok(o) => {
+            if let Err(e) = &o.result {
+                tracing::debug!(method = %method_for_log, code = %e.code, "call failed");
+            }
+            o
+        }
+        Err(e) => Outcome {
+            result: Err(xapi_types::XapiError::internal(format!(
+                "handler panicked: {e}"
+            ))),
+            ty: xapi_types::Type::Any,
+            bare: false,
+        },
+    }
+}
+
+/// Bind `addr`, then every slave address on the same port. With port 0 the master's port is reused; on a clash
+/// the whole set is retried a few times.
+pub(crate) async fn bind_all(
+    addrs: &[std::net::IpAddr],
+    port: u16,
+) -> std::io::Result<Vec<TcpListener>> {
+    let mut last_err = None;
+    for _ in 0..8 {
+        let first = TcpListener::bind(SocketAddr::new(addrs[0], port)).await?;
+        let p = first.local_addr()?.port();
+        let mut out = vec![first];
+        let mut ok = true;
+        for ip in &addrs[1..] {
+            match TcpListener::bind(SocketAddr::new(*ip, p)).await {
+                Ok(l) => out.push(l),
+                Err(e) => {
+                    last_err = Some(e);
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            return Ok(out);
+        }
+        if port != 0 {
+            break;
+        }
+    }
+    Err(last_err.unwrap_or_else(|| std::io::Error::other("bind failed")))
+}
