@@ -31,13 +31,14 @@ pub fn decode_call(body: &[u8]) -> Result<Call, CodecError> {
     };
     let params = match (obj.remove("params"), version) {
         (Some(Value::Array(p)), _) => p,
-        (None, Version::V2) => Vec::new(),
+        (None | Some(Value::Null), Version::V2) => Vec::new(),
         // rpclib passes a v2 by-name object as one positional argument.
         (Some(p @ Value::Object(_)), Version::V2) => vec![p],
         _ => return Err(structure("params must be an array")),
     };
     let id = match obj.remove("id") {
-        Some(id @ (Value::Number(_) | Value::String(_))) => id,
+        Some(id @ Value::String(_)) => id,
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Value::Number(n),
         Some(Value::Null) | None => return Err(structure("id is required and must not be null")),
         Some(_) => return Err(structure("id must be a number or a string")),
     };
@@ -116,7 +117,7 @@ pub struct Response {
 /// `error` as an array is v1's `[code, params…]`; as an object it is v2's `{code, message: CODE, data:
 /// [params…]}` (a non-array `data` becomes one param). Non-string params are kept as their JSON text.
 pub fn decode_response(body: &[u8]) -> Result<Response, CodecError> {
-    let Value::Object(mut obj) = parse(body)? else {
+    let Value::Object(mut obj) = parse_response(body)? else {
         return Err(structure("response is not a JSON object"));
     };
     if let Some(v) = obj.get("jsonrpc") {
@@ -155,6 +156,61 @@ fn structure(msg: &str) -> CodecError {
 
 fn parse(body: &[u8]) -> Result<Value, CodecError> {
     serde_json::from_slice(body).map_err(|e| CodecError::Json(e.to_string()))
+}
+
+/// Parse a response, tolerating the non-standard `NaN` / `Infinity` / `-Infinity` XAPI may emit for odd
+/// floats: they become the strings `"nan"`, `"inf"`, `"-inf"` (the same text the XML-RPC decoder keeps for
+/// non-finite doubles; [`crate::schema::coerce`] rejects them as floats).
+fn parse_response(body: &[u8]) -> Result<Value, CodecError> {
+    match parse(body) {
+        Ok(v) => Ok(v),
+        Err(e) => match replace_non_finite(body) {
+            Some(fixed) => parse(&fixed),
+            None => Err(e),
+        },
+    }
+}
+
+/// Rewrite bare `NaN`/`Infinity`/`-Infinity` tokens outside strings; `None` if there are none.
+fn replace_non_finite(body: &[u8]) -> Option<Vec<u8>> {
+    const TOKENS: [(&[u8], &[u8]); 3] = [
+        (b"-Infinity", b"\"-inf\""),
+        (b"Infinity", b"\"inf\""),
+        (b"NaN", b"\"nan\""),
+    ];
+    let mut out = Vec::with_capacity(body.len());
+    let (mut i, mut in_string, mut changed) = (0, false, false);
+    'outer: while i < body.len() {
+        let c = body[i];
+        if in_string {
+            out.push(c);
+            if c == b'\\' {
+                if let Some(n) = body.get(i + 1) {
+                    out.push(*n);
+                    i += 1;
+                }
+            } else if c == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_string = true;
+        } else {
+            for (token, replacement) in TOKENS {
+                if body[i..].starts_with(token) {
+                    out.extend_from_slice(replacement);
+                    i += token.len();
+                    changed = true;
+                    continue 'outer;
+                }
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    changed.then_some(out)
 }
 
 fn version_of(obj: &serde_json::Map<String, Value>) -> Result<Version, CodecError> {
@@ -219,6 +275,8 @@ mod tests {
             br#"{"method":"m","params":[]}"#,
             br#"{"method":"m","params":[],"id":null}"#,
             br#"{"method":"m","params":[],"id":[1]}"#,
+            br#"{"method":"m","params":[],"id":1.5}"#,
+            br#"{"method":"m","params":null,"id":1}"#,
         ] {
             assert!(
                 decode_call(body).is_err(),
@@ -295,6 +353,17 @@ mod tests {
         assert_eq!(r.result, Err(XapiError::new("E", ["3"])));
         let r = decode_response(br#"{"result":null,"error":[],"id":1}"#).unwrap();
         assert_eq!(r.result.unwrap_err().code, "INTERNAL_ERROR");
+    }
+
+    #[test]
+    fn tolerates_non_finite_floats() {
+        let r = decode_response(br#"{"result":{"a":NaN,"b":[Infinity,-Infinity],"s":"NaN \" Infinity"},"error":null,"id":1}"#)
+            .unwrap();
+        assert_eq!(
+            r.result,
+            Ok(json!({"a": "nan", "b": ["inf", "-inf"], "s": "NaN \" Infinity"}))
+        );
+        assert!(decode_response(br#"{"result":Nope,"id":1}"#).is_err());
     }
 
     #[test]

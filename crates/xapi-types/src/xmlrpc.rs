@@ -205,6 +205,10 @@ fn value_of(node: &Node, depth: usize) -> Result<Value, CodecError> {
             inner.leaf_text()?;
             Ok(Value::Null)
         }
+        // `<array/>` and `<array></array>` are empty arrays, as rpclib reads them.
+        "array" if inner.children.is_empty() && inner.text.trim().is_empty() => {
+            Ok(Value::Array(Vec::new()))
+        }
         "array" => {
             let data = inner.child("data")?;
             if !data.text.trim().is_empty() {
@@ -299,23 +303,21 @@ pub fn decode_response(body: &[u8]) -> Result<Result<Value, XapiError>, CodecErr
     let Value::Object(mut map) = value else {
         return Ok(Ok(value));
     };
-    let Some(status) = map.remove("Status") else {
-        return Ok(Ok(Value::Object(map)));
-    };
-    match status.as_str() {
-        Some("Success") => map
-            .remove("Value")
-            .map(Ok)
-            .ok_or_else(|| structure("Success response without Value")),
-        Some("Failure") => match map.remove("ErrorDescription") {
-            Some(Value::Array(items)) => Ok(Err(XapiError::from_description(
-                items.iter().map(error_param).collect(),
-            ))),
-            _ => Err(structure(
-                "Failure response without an ErrorDescription array",
-            )),
-        },
-        _ => Err(structure(format!("unknown Status {status}"))),
+    // As rpclib: a struct is an envelope only when Status and its companion member are both there;
+    // anything else is a bare value.
+    match map.get("Status").and_then(Value::as_str) {
+        Some("Success") if map.contains_key("Value") => {
+            Ok(Ok(map.remove("Value").unwrap_or_default()))
+        }
+        Some("Failure") if map.contains_key("ErrorDescription") => {
+            match map.remove("ErrorDescription") {
+                Some(Value::Array(items)) => Ok(Err(XapiError::from_description(
+                    items.iter().map(error_param).collect(),
+                ))),
+                _ => Err(structure("ErrorDescription is not an array")),
+            }
+        }
+        _ => Ok(Ok(Value::Object(map))),
     }
 }
 
@@ -939,6 +941,27 @@ mod tests {
     }
 
     #[test]
+    fn incomplete_envelopes_are_bare_values() {
+        for status in ["Success", "Failure", "Weird"] {
+            let body = format!(
+                "<methodResponse><params><param><value><struct><member><name>Status</name><value>{status}</value>\
+                 </member></struct></value></param></params></methodResponse>"
+            );
+            assert_eq!(
+                decode_response(body.as_bytes()).unwrap(),
+                Ok(json!({ "Status": status }))
+            );
+        }
+        let empty = decode_value("<value><array/></value>").unwrap();
+        assert_eq!(empty, json!([]));
+        assert_eq!(
+            decode_value("<value><array>\n</array></value>").unwrap(),
+            json!([])
+        );
+        assert_eq!(decode_value("<value><struct/></value>").unwrap(), json!({}));
+    }
+
+    #[test]
     fn decode_value_fragment() {
         assert_eq!(
             decode_value("<value>OpaqueRef:a</value>").unwrap(),
@@ -964,7 +987,7 @@ mod tests {
             b"<methodCall><methodName>x</methodName><params><param><value><int>abc</int></value></param></params></methodCall>",
             b"<methodCall><methodName>x</methodName><params><param><value><double>x</double></value></param></params></methodCall>",
             b"<methodCall><methodName>x</methodName><params><param><value><struct><member><name>a</name></member></struct></value></param></params></methodCall>",
-            b"<methodCall><methodName>x</methodName><params><param><value><array></array></value></param></params></methodCall>",
+            b"<methodCall><methodName>x</methodName><params><param><value><array><foo/></array></value></param></params></methodCall>",
             b"<methodCall><methodName>x</methodName><params><param><value><foo>1</foo></value></param></params></methodCall>",
             b"<methodCall><methodName>x</methodName><params><param><value><string>a</string><string>b</string></value></param></params></methodCall>",
             b"<methodCall><methodName>x</methodName><params><param><value>a<string>b</string></value></param></params></methodCall>",
@@ -973,8 +996,7 @@ mod tests {
             b"<methodCall><methodName></methodName></methodCall>",
             b"<methodCall></methodCall>",
             b"<methodResponse><params></params></methodResponse>",
-            b"<methodResponse><params><param><value><struct><member><name>Status</name><value>Success</value></member></struct></value></param></params></methodResponse>",
-            b"<methodResponse><params><param><value><struct><member><name>Status</name><value>Weird</value></member></struct></value></param></params></methodResponse>",
+            b"<methodResponse><params><param><value><struct><member><name>Status</name><value>Failure</value></member><member><name>ErrorDescription</name><value>x</value></member></struct></value></param></params></methodResponse>",
             b"<methodCall><methodName>x</methodName><params><param><value>&bogus;</value></param></params></methodCall>",
             b"<methodCall><methodName>x</methodName></methodCallX>",
             b"<!DOCTYPE x [<!ENTITY a \"b\">]><methodCall><methodName>x</methodName></methodCall>",
