@@ -1,0 +1,190 @@
+//! Cross-object access for the transforms: the `Lookup` trait (records by ref) and `Ctx`, which wraps a
+//! lookup and records which foreign records a transform read, so the store knows what to re-derive.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::jsval::Record;
+
+/// The null reference.
+pub const NULL_REF: &str = "OpaqueRef:NULL";
+
+/// Read access to the XAPI records of one pool.
+pub trait Lookup {
+    /// The record behind `r`, whatever its class, with its class name (lower-case).
+    fn get_any(&self, r: &str) -> Option<(&str, &Record)>;
+
+    /// The record behind `r` if it belongs to `class` (compared case-insensitively).
+    fn get(&self, class: &str, r: &str) -> Option<&Record> {
+        match self.get_any(r) {
+            Some((c, rec)) if c.eq_ignore_ascii_case(class) => Some(rec),
+            _ => None,
+        }
+    }
+
+    /// The uuid of the pool these records belong to (`$pool` of every XO object).
+    fn pool_uuid(&self) -> Option<&str>;
+}
+
+/// A simple in-memory lookup: `ref → (class, record)` plus the pool uuid. Handy for tests and tools.
+#[derive(Debug, Default, Clone)]
+pub struct MapLookup {
+    /// Records by ref.
+    pub records: HashMap<String, (String, Record)>,
+    /// The pool uuid (found from the `pool` record when built with [`MapLookup::from_classes`]).
+    pub pool_uuid: Option<String>,
+}
+
+impl MapLookup {
+    /// Build from `class → [(ref, record)]` (the shape of a full load); class names are lower-cased.
+    pub fn from_classes<'a, I>(classes: I) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a [(String, Record)])>,
+    {
+        let mut out = MapLookup::default();
+        for (class, recs) in classes {
+            let class = class.to_ascii_lowercase();
+            for (r, rec) in recs {
+                if class == "pool" {
+                    out.pool_uuid = rec.get("uuid").and_then(Value::as_str).map(str::to_owned);
+                }
+                out.records.insert(r.clone(), (class.clone(), rec.clone()));
+            }
+        }
+        out
+    }
+
+    /// Add one record.
+    pub fn insert(&mut self, class: &str, r: &str, rec: Record) {
+        let class = class.to_ascii_lowercase();
+        if class == "pool" {
+            self.pool_uuid = rec.get("uuid").and_then(Value::as_str).map(str::to_owned);
+        }
+        self.records.insert(r.to_owned(), (class, rec));
+    }
+}
+
+impl Lookup for MapLookup {
+    fn get_any(&self, r: &str) -> Option<(&str, &Record)> {
+        self.records.get(r).map(|(c, rec)| (c.as_str(), rec))
+    }
+
+    fn pool_uuid(&self) -> Option<&str> {
+        self.pool_uuid.as_deref()
+    }
+}
+
+/// What a transform read besides its own record.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Deps {
+    /// Refs whose *content* was read: any change of them may change the output.
+    pub content: Vec<String>,
+    /// Refs only resolved to their uuid: only their appearance/disappearance matters (uuids never change).
+    pub links: Vec<String>,
+}
+
+/// Transform context: a lookup plus dependency recording.
+pub struct Ctx<'a> {
+    lookup: &'a dyn Lookup,
+    deps: RefCell<Deps>,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("deps", &self.deps).finish_non_exhaustive()
+    }
+}
+
+fn is_ref(r: &str) -> bool {
+    !r.is_empty() && r != NULL_REF
+}
+
+impl<'a> Ctx<'a> {
+    /// Wrap a lookup.
+    pub fn new(lookup: &'a dyn Lookup) -> Self {
+        Ctx {
+            lookup,
+            deps: RefCell::new(Deps::default()),
+        }
+    }
+
+    /// The dependencies recorded so far.
+    pub fn into_deps(self) -> Deps {
+        self.deps.into_inner()
+    }
+
+    /// The pool uuid (`$pool`); never recorded as a dependency (a pool uuid change rebuilds everything).
+    pub fn pool_uuid(&self) -> Option<&'a str> {
+        self.lookup.pool_uuid()
+    }
+
+    /// Read a foreign record of `class` (content dependency). XO's `obj.$field`.
+    pub fn rec(&self, class: &str, r: &str) -> Option<&'a Record> {
+        if !is_ref(r) {
+            return None;
+        }
+        self.deps.borrow_mut().content.push(r.to_owned());
+        self.lookup.get(class, r)
+    }
+
+    /// Read a foreign record whose class is unknown (content dependency).
+    pub fn rec_any(&self, r: &str) -> Option<(&'a str, &'a Record)> {
+        if !is_ref(r) {
+            return None;
+        }
+        self.deps.borrow_mut().content.push(r.to_owned());
+        self.lookup.get_any(r)
+    }
+
+    /// Follow a ref field of `rec` to the target record (content dependency).
+    pub fn follow(&self, rec: &Record, field: &str, class: &str) -> Option<&'a Record> {
+        rec.get(field)
+            .and_then(Value::as_str)
+            .and_then(|r| self.rec(class, r))
+    }
+
+    /// XO `$id` of the object behind `r` (its uuid, or the ref when it has none); link dependency.
+    pub fn id_of(&self, r: &str) -> Option<String> {
+        if !is_ref(r) {
+            return None;
+        }
+        self.deps.borrow_mut().links.push(r.to_owned());
+        self.lookup.get_any(r).map(|(_, rec)| {
+            rec.get("uuid")
+                .and_then(Value::as_str)
+                .unwrap_or(r)
+                .to_owned()
+        })
+    }
+
+    /// XO `link(obj, field)` for a single ref: the target's id, or `None` (JS `undefined`, omitted on the
+    /// wire) when the ref is NULL or unknown.
+    pub fn link(&self, rec: &Record, field: &str) -> Option<Value> {
+        rec.get(field)
+            .and_then(Value::as_str)
+            .and_then(|r| self.id_of(r))
+            .map(Value::String)
+    }
+
+    /// XO `link(obj, field)` for a set of refs: ids in order, `null` for unknown targets; `None` when the
+    /// field is absent.
+    pub fn link_set(&self, rec: &Record, field: &str) -> Option<Value> {
+        let arr = rec.get(field)?.as_array()?;
+        Some(Value::Array(
+            arr.iter()
+                .map(|v| {
+                    v.as_str()
+                        .and_then(|r| self.id_of(r))
+                        .map_or(Value::Null, Value::String)
+                })
+                .collect(),
+        ))
+    }
+
+    /// `link(target, field)` where `target` is itself a foreign record.
+    pub fn link_in(&self, target: &Record, field: &str) -> Option<Value> {
+        self.link(target, field)
+    }
+}

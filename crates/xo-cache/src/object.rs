@@ -1,0 +1,96 @@
+//! `XoObject`: an immutable XO object, parsed and serialised once, shared by `Arc` between the store,
+//! queries and every subscriber.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::jsval::Record;
+
+/// An XO object (`{id, type, $pool, _xapiRef, …}`) with its JSON text computed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XoObject {
+    id: Arc<str>,
+    kind: Arc<str>,
+    xapi_ref: Arc<str>,
+    pool: Option<Arc<str>>,
+    value: Value,
+    json: Arc<str>,
+}
+
+impl XoObject {
+    /// Wrap a transformed object. `None` when it has no string `id`.
+    pub fn new(obj: Record) -> Option<Self> {
+        let id: Arc<str> = obj.get("id")?.as_str()?.into();
+        let kind: Arc<str> = obj.get("type").and_then(Value::as_str).unwrap_or("").into();
+        let xapi_ref: Arc<str> = obj.get("_xapiRef").and_then(Value::as_str).unwrap_or("").into();
+        let pool = obj.get("$pool").and_then(Value::as_str).map(Arc::from);
+        let value = Value::Object(obj);
+        let json: Arc<str> = serde_json::to_string(&value).ok()?.into();
+        Some(XoObject {
+            id,
+            kind,
+            xapi_ref,
+            pool,
+            value,
+            json,
+        })
+    }
+
+    /// The XO id (usually the XAPI uuid).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Shared id.
+    pub fn id_arc(&self) -> Arc<str> {
+        self.id.clone()
+    }
+
+    /// The XO type (`VM`, `host`, `VM-template`, …).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The XAPI ref it came from.
+    pub fn xapi_ref(&self) -> &str {
+        &self.xapi_ref
+    }
+
+    /// The pool uuid (`$pool`).
+    pub fn pool(&self) -> Option<&str> {
+        self.pool.as_deref()
+    }
+
+    /// The object as JSON value (for filters and field access).
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// A field of the object.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.value.get(key)
+    }
+
+    /// The serialised JSON text (computed once at creation).
+    pub fn json(&self) -> &Arc<str> {
+        &self.json
+    }
+}
+
+/// Write `{"<id>":<object>,…}` from pre-serialised objects (no re-serialisation).
+pub fn items_json<'a>(objects: impl IntoIterator<Item = &'a XoObject>) -> String {
+    let mut out = String::from("{");
+    let mut first = true;
+    for o in objects {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&serde_json::to_string(o.id()).unwrap_or_else(|_| "\"\"".into()));
+        out.push(':');
+        out.push_str(o.json());
+    }
+    out.push('}');
+    out
+}

@@ -1,0 +1,309 @@
+//! Per-pool derivation state: the pool's XAPI records, the XO object each produced, and the dependency
+//! indexes that say which objects to re-derive when a record changes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use crate::jsval::Record;
+use crate::lookup::{Deps, Lookup};
+use crate::object::XoObject;
+use crate::sync::{ChangeOp, ObjectChange};
+use crate::transform;
+
+/// What a change of the pool's objects amounts to.
+#[derive(Debug, Default)]
+pub(crate) struct PoolDiff {
+    /// New or changed objects.
+    pub upserts: Vec<Arc<XoObject>>,
+    /// Ids of objects that are gone.
+    pub removed: Vec<Arc<str>>,
+}
+
+impl PoolDiff {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removed.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PoolState {
+    records: HashMap<Arc<str>, (Arc<str>, Record)>,
+    classes: HashMap<String, Arc<str>>,
+    pool_ref: Option<Arc<str>>,
+    pool_uuid: Option<String>,
+    objects: HashMap<Arc<str>, Arc<XoObject>>,
+    deps: HashMap<Arc<str>, Deps>,
+    rev_content: HashMap<String, HashSet<Arc<str>>>,
+    rev_links: HashMap<String, HashSet<Arc<str>>>,
+    /// Set when the pool was removed from the store: late writers must not touch the index.
+    pub removed: bool,
+}
+
+impl Lookup for PoolState {
+    fn get_any(&self, r: &str) -> Option<(&str, &Record)> {
+        self.records.get(r).map(|(c, rec)| (&**c, rec))
+    }
+
+    fn pool_uuid(&self) -> Option<&str> {
+        self.pool_uuid.as_deref()
+    }
+}
+
+impl PoolState {
+    /// Build from a full load (`class → [(ref, record)]`).
+    pub fn from_records(records: HashMap<String, Vec<(String, Record)>>) -> PoolState {
+        let mut st = PoolState::default();
+        for (class, recs) in records {
+            let class = st.intern(&class);
+            for (r, rec) in recs {
+                let r: Arc<str> = r.into();
+                if &*class == "pool" {
+                    st.pool_ref = Some(r.clone());
+                }
+                st.records.insert(r, (class.clone(), rec));
+            }
+        }
+        st.refresh_pool_uuid();
+        st.rebuild_all();
+        st
+    }
+
+    fn intern(&mut self, class: &str) -> Arc<str> {
+        let lc = class.to_ascii_lowercase();
+        if let Some(c) = self.classes.get(&lc) {
+            return c.clone();
+        }
+        let c: Arc<str> = lc.clone().into();
+        self.classes.insert(lc, c.clone());
+        c
+    }
+
+    fn refresh_pool_uuid(&mut self) -> bool {
+        let uuid = self
+            .pool_ref
+            .as_ref()
+            .and_then(|r| self.records.get(r))
+            .and_then(|(_, rec)| rec.get("uuid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let changed = uuid != self.pool_uuid;
+        self.pool_uuid = uuid;
+        changed
+    }
+
+    pub fn pool_uuid_str(&self) -> Option<&str> {
+        self.pool_uuid.as_deref()
+    }
+
+    pub fn objects(&self) -> impl Iterator<Item = &Arc<XoObject>> {
+        self.objects.values()
+    }
+
+    pub fn object_by_ref(&self, r: &str) -> Option<Arc<XoObject>> {
+        self.objects.get(r).cloned()
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Forget everything (objects included); returns the ids that were present.
+    pub fn clear(&mut self) -> Vec<Arc<str>> {
+        let ids = self.objects.values().map(|o| o.id_arc()).collect();
+        let removed = self.removed;
+        *self = PoolState::default();
+        self.removed = removed;
+        ids
+    }
+
+    fn rebuild_all(&mut self) {
+        self.objects.clear();
+        self.deps.clear();
+        self.rev_content.clear();
+        self.rev_links.clear();
+        let refs: Vec<Arc<str>> = self.records.keys().cloned().collect();
+        for r in refs {
+            self.derive(&r);
+        }
+    }
+
+    fn unlink_deps(&mut self, r: &Arc<str>) {
+        if let Some(old) = self.deps.remove(r) {
+            for d in old.content {
+                if let Some(set) = self.rev_content.get_mut(&d) {
+                    set.remove(r);
+                    if set.is_empty() {
+                        self.rev_content.remove(&d);
+                    }
+                }
+            }
+            for d in old.links {
+                if let Some(set) = self.rev_links.get_mut(&d) {
+                    set.remove(r);
+                    if set.is_empty() {
+                        self.rev_links.remove(&d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// (Re-)derive the XO object of `r`; returns (old, new).
+    fn derive(&mut self, r: &Arc<str>) -> (Option<Arc<XoObject>>, Option<Arc<XoObject>>) {
+        let old = self.objects.get(r).cloned();
+        self.unlink_deps(r);
+        let Some((class, rec)) = self.records.get(r) else {
+            self.objects.remove(r);
+            return (old, None);
+        };
+        if !transform::is_transformed(class) {
+            return (old, None);
+        }
+        let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
+        for d in &deps.content {
+            self.rev_content.entry(d.clone()).or_default().insert(r.clone());
+        }
+        for d in &deps.links {
+            self.rev_links.entry(d.clone()).or_default().insert(r.clone());
+        }
+        self.deps.insert(r.clone(), deps);
+        let new = match obj {
+            None => None,
+            Some(map) => {
+                // Unchanged: keep the previous Arc (and its serialisation).
+                let same = old.as_ref().is_some_and(|o| match o.value() {
+                    Value::Object(m) => *m == map,
+                    _ => false,
+                });
+                if same {
+                    old.clone()
+                } else {
+                    match XoObject::new(map) {
+                        Some(o) => Some(Arc::new(o)),
+                        None => {
+                            warn!(xapi_ref = %r, "transformed object has no id; dropped");
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        match &new {
+            Some(o) => {
+                self.objects.insert(r.clone(), o.clone());
+            }
+            None => {
+                self.objects.remove(r);
+            }
+        }
+        (old, new)
+    }
+
+    /// Apply incremental record changes; returns the resulting object diff.
+    pub fn apply_changes(&mut self, changes: Vec<ObjectChange>) -> PoolDiff {
+        let mut content: HashSet<Arc<str>> = HashSet::new();
+        let mut existence: HashSet<Arc<str>> = HashSet::new();
+        let mut pool_touched = false;
+        for ch in changes {
+            let class = self.intern(&ch.class);
+            let r: Arc<str> = match self.records.get_key_value(ch.r#ref.as_str()) {
+                Some((k, _)) => k.clone(),
+                None => ch.r#ref.as_str().into(),
+            };
+            if &*class == "pool" {
+                pool_touched = true;
+            }
+            match ch.op {
+                ChangeOp::Del => {
+                    if self.records.remove(&r).is_some() {
+                        existence.insert(r.clone());
+                        content.insert(r);
+                    }
+                }
+                ChangeOp::Add | ChangeOp::Mod => {
+                    let Some(snapshot) = ch.snapshot else {
+                        debug!(class = %class, xapi_ref = %r, "add/mod without snapshot ignored");
+                        continue;
+                    };
+                    if &*class == "pool" {
+                        self.pool_ref = Some(r.clone());
+                    }
+                    let existed = self.records.insert(r.clone(), (class, snapshot)).is_some();
+                    if !existed {
+                        existence.insert(r.clone());
+                    }
+                    content.insert(r);
+                }
+            }
+        }
+        if pool_touched && self.refresh_pool_uuid() {
+            // `$pool` of every object changes: rebuild everything.
+            let before: Vec<Arc<XoObject>> = self.objects.values().cloned().collect();
+            self.rebuild_all();
+            return diff_sets(before, self.objects.values().cloned().collect());
+        }
+        let mut dirty: HashSet<Arc<str>> = HashSet::new();
+        for r in &content {
+            dirty.insert(r.clone());
+            if let Some(set) = self.rev_content.get(&**r) {
+                dirty.extend(set.iter().cloned());
+            }
+        }
+        for r in &existence {
+            if let Some(set) = self.rev_links.get(&**r) {
+                dirty.extend(set.iter().cloned());
+            }
+        }
+        let mut pairs = Vec::with_capacity(dirty.len());
+        for r in dirty {
+            pairs.push(self.derive(&r));
+        }
+        diff_pairs(pairs)
+    }
+}
+
+/// Diff of (old, new) per record.
+fn diff_pairs(pairs: Vec<(Option<Arc<XoObject>>, Option<Arc<XoObject>>)>) -> PoolDiff {
+    let mut diff = PoolDiff::default();
+    let mut up_ids: HashSet<Arc<str>> = HashSet::new();
+    let mut gone: Vec<Arc<str>> = Vec::new();
+    for (old, new) in pairs {
+        match (old, new) {
+            (None, None) => {}
+            (Some(o), None) => gone.push(o.id_arc()),
+            (None, Some(n)) => {
+                up_ids.insert(n.id_arc());
+                diff.upserts.push(n);
+            }
+            (Some(o), Some(n)) => {
+                if o.id() != n.id() {
+                    gone.push(o.id_arc());
+                    up_ids.insert(n.id_arc());
+                    diff.upserts.push(n);
+                } else if !Arc::ptr_eq(&o, &n) && o.json() != n.json() {
+                    up_ids.insert(n.id_arc());
+                    diff.upserts.push(n);
+                }
+            }
+        }
+    }
+    diff.removed = gone.into_iter().filter(|id| !up_ids.contains(id)).collect();
+    diff
+}
+
+/// Diff of two whole object sets (matched by id).
+pub(crate) fn diff_sets(before: Vec<Arc<XoObject>>, after: Vec<Arc<XoObject>>) -> PoolDiff {
+    let mut old: HashMap<Arc<str>, Arc<XoObject>> = before.into_iter().map(|o| (o.id_arc(), o)).collect();
+    let mut diff = PoolDiff::default();
+    for n in after {
+        match old.remove(n.id()) {
+            Some(o) if Arc::ptr_eq(&o, &n) || o.json() == n.json() => {}
+            _ => diff.upserts.push(n),
+        }
+    }
+    diff.removed = old.into_keys().collect();
+    diff
+}
