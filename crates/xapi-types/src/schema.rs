@@ -114,6 +114,20 @@ pub fn class(name: &str) -> Option<&'static ClassSpec> {
         .or_else(|| all.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
 }
 
+/// A method by its wire name (`VM.start`, `Async.VM.clone`; class spelled exactly as in the datamodel):
+/// its class, its message, and whether the `Async.` form was used. `None` if unknown, or if the `Async.` form
+/// is used on a message without one.
+pub fn method(wire_name: &str) -> Option<(&'static ClassSpec, &'static MessageSpec, bool)> {
+    let (is_async, name) = match wire_name.strip_prefix("Async.") {
+        Some(rest) => (true, rest),
+        None => (false, wire_name),
+    };
+    let (class_name, message_name) = name.split_once('.')?;
+    let class = classes().iter().find(|c| c.name == class_name)?;
+    let message = class.message(message_name)?;
+    (!is_async || message.is_async).then_some((class, message, is_async))
+}
+
 /// Every enum of the datamodel.
 pub fn enums() -> &'static [EnumSpec] {
     crate::generated::schema::ENUMS
@@ -692,6 +706,25 @@ mod tests {
         for (ty, text, want) in cases {
             assert_eq!(default_value(&field(ty, Some(text))), want, "{ty} {text}");
         }
+    }
+
+    #[test]
+    fn every_datamodel_default_parses() {
+        let mut failures = Vec::new();
+        for c in classes() {
+            for f in c.fields {
+                if let Some(text) = f.default {
+                    match parse_default(&f.ty, text.trim()) {
+                        Some(v) if coerce(&f.ty, v.clone()) == Ok(v.clone()) => {}
+                        other => failures.push(format!(
+                            "{}.{} {} {text:?} -> {other:?}",
+                            c.name, f.name, f.ty
+                        )),
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 
     #[test]

@@ -307,3 +307,23 @@ fn typed_records_are_tolerant() {
     assert_eq!(back["power_state"], json!("Halted"));
     assert_eq!(back["VCPUs_max"], json!(0));
 }
+
+#[test]
+fn method_lookup() {
+    let (class, msg, is_async) = schema::method("VM.start").unwrap();
+    assert_eq!((class.name, msg.name, is_async), ("VM", "start", false));
+    let (_, msg, is_async) = schema::method("Async.VM.clone").unwrap();
+    assert_eq!((msg.name, is_async), ("clone", true));
+    assert!(
+        schema::method("Async.VM.get_record").is_none(),
+        "getters have no Async form"
+    );
+    assert!(schema::method("Async.session.login_with_password").is_none());
+    assert!(
+        schema::method("vm.start").is_none(),
+        "wire class names are exact"
+    );
+    assert!(schema::method("VM.fly").is_none());
+    assert!(schema::method("VM").is_none());
+    assert!(schema::method("").is_none());
+}
