@@ -631,3 +631,93 @@ async fn login_fails_over_to_a_known_pool_member() {
         vec!["session.login_with_password", "pool.get_all"]
     );
 }
+
+#[tokio::test]
+async fn wait_task_falls_back_to_class_subscription_and_cancel_sends_task_cancel() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|s| match s.method.as_str() {
+            "task.get_record" => ok(json!({"status": "pending", "result": "", "error_info": []})),
+            "task.cancel" => ok(json!("")),
+            "event.from" if s.params[1] == json!(["task/OpaqueRef:t"]) => {
+                fail("EVENT_SUBSCRIPTION_PARSE_FAILURE", &["task/OpaqueRef:t"])
+            }
+            "event.from" => ok(json!({
+                "events": [
+                    {"id": "1", "timestamp": "0.0", "class": "task", "operation": "mod", "ref": "OpaqueRef:other",
+                     "snapshot": {"status": "success", "result": ""}},
+                    {"id": "2", "timestamp": "0.0", "class": "task", "operation": "mod", "ref": "OpaqueRef:t",
+                     "snapshot": {"status": "cancelled", "result": "", "error_info": ["TASK_CANCELLED", "OpaqueRef:t"]}}
+                ],
+                "valid_ref_counts": {},
+                "token": "t1"
+            })),
+            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let task = Ref::from("OpaqueRef:t");
+    c.cancel_task(&task).await.unwrap();
+    let rec = c.wait_task(&task).await.unwrap();
+    let err = xapi_client::task_outcome(Some("VM.start"), &rec).unwrap_err();
+    assert_eq!(err.xapi_code(), Some("TASK_CANCELLED"));
+    let reqs = srv.requests();
+    assert_eq!(reqs[1].method, "task.cancel");
+    assert_eq!(reqs[1].params[1], json!("OpaqueRef:t"));
+    let subs: Vec<Value> = reqs
+        .iter()
+        .filter(|r| r.method == "event.from")
+        .map(|r| r.params[1].clone())
+        .collect();
+    assert_eq!(subs, vec![json!(["task/OpaqueRef:t"]), json!(["task"])]);
+}
+
+#[tokio::test]
+async fn watcher_reloads_tasks_when_task_count_disagrees() {
+    let event_calls = Arc::new(AtomicUsize::new(0));
+    let ec = event_calls.clone();
+    let srv = serve(
+        JsonMode::Served,
+        with_login(move |s| match s.method.as_str() {
+            "pool.get_all" => ok(json!(["OpaqueRef:pool"])),
+            "event.inject" => ok(json!("tok0")),
+            "task.get_all_records" if ec.load(Ordering::SeqCst) == 0 => ok(json!({
+                "OpaqueRef:t1": {"status": "pending"}, "OpaqueRef:t2": {"status": "pending"}
+            })),
+            // After a toolstack restart t1 and t2 are gone without events and t3 exists.
+            "task.get_all_records" => ok(json!({"OpaqueRef:t3": {"status": "pending"}})),
+            "event.from" => match ec.fetch_add(1, Ordering::SeqCst) {
+                0 => ok(json!({"events": [], "valid_ref_counts": {"task": 1}, "token": "tok1"})),
+                _ => Reply::Delay(
+                    Duration::from_secs(30),
+                    Box::new(fail("INTERNAL_ERROR", &["late"])),
+                ),
+            },
+            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let mut w = c.watch(WatchOptions {
+        classes: Some(vec!["task".into()]),
+        ..WatchOptions::default()
+    });
+    let Some(WatchEvent::Reset { records }) = w.next().await else {
+        panic!("no reset")
+    };
+    assert_eq!(records["task"].len(), 2);
+    let Some(WatchEvent::Changes(mut ch)) = w.next().await else {
+        panic!("no changes")
+    };
+    ch.sort_by(|a, b| a.obj_ref.cmp(&b.obj_ref));
+    let summary: Vec<(&str, Op)> = ch.iter().map(|c| (c.obj_ref.as_str(), c.op)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("OpaqueRef:t1", Op::Del),
+            ("OpaqueRef:t2", Op::Del),
+            ("OpaqueRef:t3", Op::Add)
+        ]
+    );
+}
