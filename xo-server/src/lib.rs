@@ -1,1 +1,28 @@
-//! placeholder
+//! xo-server as a library: application state ([`App`], [`AppBuilder`]), the declarative method
+//! [`Registry`], JSON-RPC over WebSocket at `/api/` ([`serve`]), the `all` notification broadcaster
+//! ([`App::publish`]) and the [`PoolConnector`] seam towards XAPI pools.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod context;
+pub mod docs;
+pub mod error;
+pub mod http;
+pub mod methods;
+pub mod pool;
+pub mod registry;
+pub mod rpc;
+pub mod schema;
+mod ws;
+
+pub use app::{now_ms, App, AppBuilder, PublishStats, StartError, StartHook, WeakApp};
+pub use auth::{AuthProvider, AuthSuccess};
+pub use config::{Config, ConfigError};
+pub use connection::Connection;
+pub use context::Ctx;
+pub use error::ApiError;
+pub use http::{router, serve, RunningServer};
+pub use pool::{ConnectError, ConnectionState, NoopConnector, PoolConnector, ServerStatus};
+pub use registry::{Access, Handler, Method, Registry, RegistryError};

@@ -1,0 +1,375 @@
+//! Application state shared by every connection: configuration, store, method registry, connections,
+//! pool connector, authentication providers, and the `all` notification broadcaster.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Map, Value};
+use xo_store::{Permission, Store, StoreOptions};
+
+use crate::auth::AuthProvider;
+use crate::config::Config;
+use crate::connection::{Connection, TrySend};
+use crate::pool::{NoopConnector, PoolConnector};
+use crate::registry::{Method, Registry};
+
+/// Errors while building or starting the application.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the database in {dir}: {source}")]
+    Store {
+        /// Data directory.
+        dir: std::path::PathBuf,
+        /// Cause.
+        source: xo_store::StoreError,
+    },
+    /// A store operation failed during start-up.
+    #[error("store: {0}")]
+    StoreOp(#[from] xo_store::StoreError),
+    /// A method could not be registered.
+    #[error("registry: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    /// Binding or TLS set-up failed.
+    #[error("listener: {0}")]
+    Listen(String),
+    /// A start hook failed.
+    #[error("start hook: {0}")]
+    Hook(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A hook run once the listener is bound, before the URL is announced (e.g. start demo pools).
+pub type StartHook = Box<dyn FnOnce(App) -> BoxFuture<'static, Result<(), String>> + Send>;
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) registry: Registry,
+    pub(crate) connections: Mutex<HashMap<u64, Arc<Connection>>>,
+    pub(crate) next_connection: AtomicU64,
+    pub(crate) throttle: Mutex<HashMap<String, Instant>>,
+    pub(crate) connector: Arc<dyn PoolConnector>,
+    pub(crate) auth_providers: RwLock<Vec<Arc<dyn AuthProvider>>>,
+    pub(crate) start_hooks: Mutex<Vec<StartHook>>,
+    pub(crate) url: Mutex<Option<String>>,
+}
+
+/// Handle on the application (cheap to clone).
+#[derive(Clone)]
+pub struct App {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("listen", &self.inner.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A non-owning handle (for components the app owns, such as the pool connector).
+#[derive(Clone, Debug)]
+pub struct WeakApp(Weak<Inner>);
+
+impl WeakApp {
+    /// The app if it still runs.
+    pub fn upgrade(&self) -> Option<App> {
+        self.0.upgrade().map(|inner| App { inner })
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inner")
+    }
+}
+
+/// What one [`App::publish`] call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublishStats {
+    /// Frames serialised (0, 1 or 2).
+    pub frames: usize,
+    /// Connections that received them.
+    pub delivered: usize,
+    /// Connections cut off because their queue was full.
+    pub cut_off: usize,
+}
+
+impl App {
+    /// Configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The method registry (add/remove methods at run time here).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The pool connector.
+    pub fn connector(&self) -> Arc<dyn PoolConnector> {
+        self.inner.connector.clone()
+    }
+
+    /// A weak handle.
+    pub fn downgrade(&self) -> WeakApp {
+        WeakApp(Arc::downgrade(&self.inner))
+    }
+
+    /// The URL the server answers on, once listening.
+    pub fn url(&self) -> Option<String> {
+        self.inner.url.lock().clone()
+    }
+
+    /// Adds an authentication provider (tried after password and token).
+    pub fn add_auth_provider(&self, p: Arc<dyn AuthProvider>) {
+        self.inner.auth_providers.write().push(p);
+    }
+
+    /// Removes the providers with this name.
+    pub fn remove_auth_provider(&self, name: &str) {
+        self.inner
+            .auth_providers
+            .write()
+            .retain(|p| p.name() != name);
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.inner.connections.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn add_connection(
+        &self,
+        user_ip: String,
+        tx: tokio::sync::mpsc::Sender<axum::extract::ws::Utf8Bytes>,
+    ) -> Arc<Connection> {
+        let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+        let c = Arc::new(Connection::new(id, user_ip, tx));
+        self.inner.connections.lock().insert(id, c.clone());
+        c
+    }
+
+    pub(crate) fn remove_connection(&self, id: u64) {
+        self.inner.connections.lock().remove(&id);
+    }
+
+    /// Closes every connection of a user (after it is deleted).
+    pub fn close_user_connections(&self, user_id: &str) {
+        for c in self.connections() {
+            if c.user_id().as_deref() == Some(user_id) {
+                c.close(1000, "user deleted");
+            }
+        }
+    }
+
+    /// Broadcasts one batch of object changes as XO's `all` notification to every signed-in connection:
+    /// one `enter` frame for added/updated objects (full objects) and one `exit` frame for removed ids
+    /// (values `0`). Each frame is serialised once. A client whose queue is full is cut off (closed).
+    pub fn publish(&self, enter: Map<String, Value>, exit: Vec<String>) -> PublishStats {
+        let mut frames = Vec::with_capacity(2);
+        if !enter.is_empty() {
+            frames.push(notification_frame("enter", Value::Object(enter)));
+        }
+        if !exit.is_empty() {
+            let items: Map<String, Value> =
+                exit.into_iter().map(|id| (id, Value::from(0))).collect();
+            frames.push(notification_frame("exit", Value::Object(items)));
+        }
+        let mut stats = PublishStats {
+            frames: frames.len(),
+            ..Default::default()
+        };
+        if frames.is_empty() {
+            return stats;
+        }
+        for c in self.connections() {
+            if c.user_id().is_none() {
+                continue;
+            }
+            let mut ok = true;
+            for f in &frames {
+                match c.try_send(f.clone()) {
+                    TrySend::Queued => {}
+                    TrySend::CutOff => {
+                        stats.cut_off += 1;
+                        ok = false;
+                        break;
+                    }
+                    TrySend::Closed => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                stats.delivered += 1;
+            }
+        }
+        stats
+    }
+
+    /// Connects every enabled server through the connector (in the background).
+    pub fn connect_enabled_servers(&self) {
+        match self.store().servers() {
+            Ok(servers) => {
+                for s in servers.into_iter().filter(|s| s.enabled) {
+                    self.spawn_connect(s);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list servers"),
+        }
+    }
+
+    pub(crate) fn spawn_connect(&self, server: xo_store::Server) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let id = server.id.clone();
+            let result = app.connector().connect(app.clone(), server).await;
+            app.record_connect_result(&id, result.as_ref().err());
+        });
+    }
+
+    pub(crate) fn record_connect_result(
+        &self,
+        id: &str,
+        error: Option<&crate::pool::ConnectError>,
+    ) {
+        let Ok(Some(mut s)) = self.store().server(id) else {
+            return;
+        };
+        let new_error = error.map(|e| {
+            tracing::warn!(server = id, error = %e, "cannot connect to XAPI server");
+            let mut v = serde_json::json!({ "message": e.message });
+            if let Some(c) = &e.code {
+                v["code"] = c.clone().into();
+            }
+            v
+        });
+        if s.error != new_error {
+            s.error = new_error;
+            if let Err(e) = self.store().update_server(&s) {
+                tracing::warn!(error = %e, "cannot record server error");
+            }
+        }
+    }
+
+    pub(crate) async fn run_start_hooks(&self) -> Result<(), StartError> {
+        let hooks: Vec<StartHook> = std::mem::take(&mut *self.inner.start_hooks.lock());
+        for h in hooks {
+            h(self.clone()).await.map_err(StartError::Hook)?;
+        }
+        Ok(())
+    }
+}
+
+fn notification_frame(kind: &str, items: Value) -> axum::extract::ws::Utf8Bytes {
+    let params = serde_json::json!({ "type": kind, "items": items });
+    let text = format!(r#"{{"jsonrpc":"2.0","method":"all","params":{params}}}"#);
+    axum::extract::ws::Utf8Bytes::from(text)
+}
+
+/// Builds an [`App`]: configuration, optional pool connector, extra methods, start hooks.
+pub struct AppBuilder {
+    config: Config,
+    connector: Arc<dyn PoolConnector>,
+    methods: Vec<Method>,
+    hooks: Vec<StartHook>,
+}
+
+impl std::fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppBuilder {
+    /// Starts from a configuration, with the no-op connector and the core methods.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            connector: Arc::new(NoopConnector),
+            methods: Vec::new(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Uses this pool connector.
+    pub fn pool_connector(mut self, c: Arc<dyn PoolConnector>) -> Self {
+        self.connector = c;
+        self
+    }
+
+    /// Registers extra methods (e.g. `vm.*` backed by the object cache).
+    pub fn methods(mut self, m: impl IntoIterator<Item = Method>) -> Self {
+        self.methods.extend(m);
+        self
+    }
+
+    /// Runs `hook` once the listener is bound, before the URL is announced (e.g. start demo pools and
+    /// register them with [`xo_store::Store::add_server`]).
+    pub fn on_start<F>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(App) -> BoxFuture<'static, Result<(), String>> + Send + 'static,
+    {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Opens the store (creating `admin@admin.net` / `admin` when there is no user) and registers methods.
+    pub fn build(self) -> Result<App, StartError> {
+        let dir = self.config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::Store {
+            dir: dir.clone(),
+            source: xo_store::StoreError::Db(e.into()),
+        })?;
+        let store = Store::open_with(
+            &dir,
+            StoreOptions {
+                hash_params: self.config.argon2.into(),
+            },
+        )
+        .map_err(|source| StartError::Store { dir, source })?;
+        if store.user_count() == 0 {
+            store.create_user("admin@admin.net", Some("admin"), Permission::Admin)?;
+            tracing::info!("created default user admin@admin.net");
+        }
+        let registry = Registry::new();
+        registry.register_all(crate::methods::core_methods())?;
+        registry.register_all(self.methods)?;
+        Ok(App {
+            inner: Arc::new(Inner {
+                config: self.config,
+                store,
+                registry,
+                connections: Mutex::new(HashMap::new()),
+                next_connection: AtomicU64::new(1),
+                throttle: Mutex::new(HashMap::new()),
+                connector: self.connector,
+                auth_providers: RwLock::new(Vec::new()),
+                start_hooks: Mutex::new(self.hooks),
+                url: Mutex::new(None),
+            }),
+        })
+    }
+}

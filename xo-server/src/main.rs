@@ -1,0 +1,66 @@
+//! `xo-server [--config FILE] [--listen ADDR] [--data-dir DIR] [--demo]`: loads the configuration
+//! (defaults < TOML file < `XO_*` environment < flags), starts the server and prints its URL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use xo_server::{AppBuilder, Config};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "xo-server",
+    version,
+    about = "Xen Orchestra server (JSON-RPC over WebSocket at /api/)"
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (e.g. 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory of the database.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Start simulated pools in-process.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.apply_env(std::env::vars())?;
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if let Some(d) = cli.data_dir {
+        config.data_dir = d;
+    }
+    config.demo |= cli.demo;
+    if config.demo {
+        tracing::warn!("--demo: simulated pools are not wired in yet");
+    }
+    let app = AppBuilder::new(config).build().context("cannot start")?;
+    let server = xo_server::serve(app).await.context("cannot start")?;
+    println!("xo-server listening on {}", server.url());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("shutting down");
+            server.shutdown().await;
+        }
+    }
+    Ok(())
+}
