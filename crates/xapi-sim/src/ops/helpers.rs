@@ -65,10 +65,14 @@ pub fn valid(db: &Db, class: &str, r: &Ref) -> bool {
 }
 
 /// Set several fields of a row in one write.
+/// Fields the class does not have are ignored.
 pub fn set(db: &mut Db, class: &str, r: &Ref, fields: Vec<(&str, Value)>) -> Result<(), XapiError> {
+    let spec = xapi_types::schema::class(class);
     db.update(class, r, |row| {
         for (k, v) in fields {
-            row.insert(k.to_owned(), v);
+            if spec.is_none_or(|c| c.field(k).is_some()) {
+                row.insert(k.to_owned(), v);
+            }
         }
     })
 }

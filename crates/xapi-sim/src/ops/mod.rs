@@ -6,11 +6,17 @@
 
 pub mod allowed;
 pub mod helpers;
+pub mod host;
+pub mod message;
 pub mod network;
 pub mod placement;
+pub mod sr;
 pub mod vbd;
 pub mod vdi;
 pub mod vif;
+pub mod vm;
+pub mod vm_clone;
+pub mod vm_config;
 pub mod vm_ops_check;
 
 use crate::rpc::Registry;
@@ -21,4 +27,10 @@ pub fn register(reg: &mut Registry) {
     vbd::register(reg);
     vif::register(reg);
     network::register(reg);
+    vm::register(reg);
+    vm_clone::register(reg);
+    vm_config::register(reg);
+    host::register(reg);
+    sr::register(reg);
+    message::register(reg);
 }

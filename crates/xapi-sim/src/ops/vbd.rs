@@ -56,9 +56,7 @@ pub fn create_vbd(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
     get(db, "VM", &vm)?;
     let vdi = rf(&rec, "VDI");
     let empty = b(&rec, "empty");
-    if !empty {
-        get(db, "VDI", &vdi)?;
-    } else if !vdi.is_null() {
+    if !empty || !vdi.is_null() {
         get(db, "VDI", &vdi)?;
     }
     let ty = s(&rec, "type").to_owned();
