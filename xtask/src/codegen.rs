@@ -717,6 +717,10 @@ fn gen_records(model: &Model) -> Result<String, CodegenError> {
             if ident.trim_start_matches("r#") != f.name {
                 let _ = writeln!(o, "    #[serde(rename = {:?})]", f.name);
             }
+            if f.ty == Ty::DateTime {
+                // Absent datetimes are the epoch ("unset"), not "".
+                o.push_str("    #[serde(default = \"crate::records::epoch\")]\n");
+            }
             let _ = writeln!(o, "    pub {ident}: {},", rust_type(&f.ty));
         }
         o.push_str("}\n\n");
@@ -727,8 +731,8 @@ fn gen_records(model: &Model) -> Result<String, CodegenError> {
     }
     let uses_value = o.contains(": Value,") || o.contains("Value>");
     let imports = format!(
-        "use crate::records::Record;\nuse crate::{{{}}};\n{}",
-        if uses_value { "Ref, Value" } else { "Ref" },
+        "use crate::records::Record;\nuse crate::{};\n{}",
+        if uses_value { "{Ref, Value}" } else { "Ref" },
         if o.contains("BTreeMap<") {
             "use std::collections::BTreeMap;\n"
         } else {

@@ -11,6 +11,11 @@ pub use crate::generated::records::*;
 use crate::schema::{canonicalise, CoerceError};
 use crate::{Type, Value};
 
+/// The value of an absent datetime field: the epoch, XAPI's "unset".
+pub fn epoch() -> String {
+    crate::datetime::EPOCH.to_owned()
+}
+
 /// A typed record of one datamodel class.
 pub trait Record: serde::de::DeserializeOwned + serde::Serialize {
     /// The class name as spelled in the datamodel (`VM`, `host`).

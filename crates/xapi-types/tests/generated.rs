@@ -303,6 +303,7 @@ fn typed_records_are_tolerant() {
     assert!(matches!(bad, Err(records::RecordError::Coerce(_))));
     let empty: VmRecord = records::decode(json!({})).unwrap();
     assert_eq!(empty.power_state, VmPowerState::Halted);
+    assert_eq!(empty.snapshot_time, "19700101T00:00:00Z");
     let back = records::encode(&empty).unwrap();
     assert_eq!(back["power_state"], json!("Halted"));
     assert_eq!(back["VCPUs_max"], json!(0));

@@ -8,7 +8,7 @@
 #![allow(clippy::enum_variant_names, clippy::upper_case_acronyms)]
 
 use crate::records::Record;
-use crate::{Ref};
+use crate::Ref;
 use std::collections::BTreeMap;
 
 /// Datamodel enum `task_allowed_operations`.
@@ -3125,7 +3125,9 @@ pub struct PoolRecord {
     pub ext_auth_cache_expiry: i64,
     pub telemetry_uuid: Ref,
     pub telemetry_frequency: TelemetryFrequency,
+    #[serde(default = "crate::records::epoch")]
     pub telemetry_next_collection: String,
+    #[serde(default = "crate::records::epoch")]
     pub last_update_sync: String,
     pub update_sync_frequency: UpdateSyncFrequency,
     pub update_sync_day: i64,
@@ -3221,6 +3223,7 @@ pub struct HostRecord {
     pub editions: Vec<String>,
     pub pending_guidances: Vec<UpdateGuidances>,
     pub tls_verification_enabled: bool,
+    #[serde(default = "crate::records::epoch")]
     pub last_software_update: String,
     pub https_only: bool,
     pub latest_synced_updates_applied: LatestSyncedUpdatesAppliedState,
@@ -3230,6 +3233,7 @@ pub struct HostRecord {
     pub last_update_hash: String,
     pub ssh_enabled: bool,
     pub ssh_enabled_timeout: i64,
+    #[serde(default = "crate::records::epoch")]
     pub ssh_expiry: String,
     pub console_idle_timeout: i64,
     pub ssh_auto_mode: bool,
@@ -3252,6 +3256,7 @@ pub struct HostMetricsRecord {
     pub memory_total: i64,
     pub memory_free: i64,
     pub live: bool,
+    #[serde(default = "crate::records::epoch")]
     pub last_updated: String,
     pub other_config: BTreeMap<String, String>,
 }
@@ -3364,6 +3369,7 @@ pub struct VmRecord {
     pub is_a_snapshot: bool,
     pub snapshot_of: Ref,
     pub snapshots: Vec<Ref>,
+    #[serde(default = "crate::records::epoch")]
     pub snapshot_time: String,
     pub transportable_snapshot_id: String,
     pub blobs: BTreeMap<String, Ref>,
@@ -3425,8 +3431,11 @@ pub struct VmMetricsRecord {
     #[serde(rename = "VCPUs_flags")]
     pub vcpus_flags: BTreeMap<i64, Vec<String>>,
     pub state: Vec<String>,
+    #[serde(default = "crate::records::epoch")]
     pub start_time: String,
+    #[serde(default = "crate::records::epoch")]
     pub install_time: String,
+    #[serde(default = "crate::records::epoch")]
     pub last_updated: String,
     pub other_config: BTreeMap<String, String>,
     pub hvm: bool,
@@ -3457,6 +3466,7 @@ pub struct VmGuestMetricsRecord {
     pub disks: BTreeMap<String, String>,
     pub networks: BTreeMap<String, String>,
     pub other: BTreeMap<String, String>,
+    #[serde(default = "crate::records::epoch")]
     pub last_updated: String,
     pub other_config: BTreeMap<String, String>,
     pub live: bool,
@@ -3500,6 +3510,7 @@ pub struct VmssRecord {
     pub retained_snapshots: i64,
     pub frequency: VmssFrequency,
     pub schedule: BTreeMap<String, String>,
+    #[serde(default = "crate::records::epoch")]
     pub last_run_time: String,
     #[serde(rename = "VMs")]
     pub vms: Vec<Ref>,
@@ -3573,6 +3584,7 @@ pub struct VdiRecord {
     pub is_a_snapshot: bool,
     pub snapshot_of: Ref,
     pub snapshots: Vec<Ref>,
+    #[serde(default = "crate::records::epoch")]
     pub snapshot_time: String,
     pub tags: Vec<String>,
     pub allow_caching: bool,
@@ -3764,6 +3776,7 @@ pub struct PifMetricsRecord {
     pub speed: i64,
     pub duplex: bool,
     pub pci_bus_path: String,
+    #[serde(default = "crate::records::epoch")]
     pub last_updated: String,
     pub other_config: BTreeMap<String, String>,
 }
@@ -3875,7 +3888,9 @@ pub struct TaskRecord {
     pub name_description: String,
     pub allowed_operations: Vec<TaskAllowedOperations>,
     pub current_operations: BTreeMap<String, TaskAllowedOperations>,
+    #[serde(default = "crate::records::epoch")]
     pub created: String,
+    #[serde(default = "crate::records::epoch")]
     pub finished: String,
     pub status: TaskStatusType,
     pub resident_on: Ref,
@@ -3902,6 +3917,7 @@ pub struct MessageRecord {
     pub priority: i64,
     pub cls: Cls,
     pub obj_uuid: String,
+    #[serde(default = "crate::records::epoch")]
     pub timestamp: String,
     pub body: String,
 }
@@ -3961,6 +3977,7 @@ pub struct HostPatchRecord {
     pub version: String,
     pub host: Ref,
     pub applied: bool,
+    #[serde(default = "crate::records::epoch")]
     pub timestamp_applied: String,
     pub size: i64,
     pub pool_patch: Ref,
