@@ -1,0 +1,2 @@
+//! xo-cli: the introspecting command-line client of xo-server.
+fn main() {}

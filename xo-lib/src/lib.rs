@@ -1,0 +1,1 @@
+//! Rust client library for xo-server (JSON-RPC 2.0 over WebSocket).
