@@ -35,10 +35,11 @@ pub(crate) fn result_type(method: &str) -> Option<Type> {
     }
 }
 
-/// Canonicalise an XML-RPC-decoded value by the method's result type (raw if the method is unknown).
+/// Canonicalise an XML-RPC-decoded value by the method's result type (raw if the method is unknown). Lenient on
+/// enum values this build does not know (a newer server may send them, as JSON-RPC would pass them through).
 pub(crate) fn coerce_result(method: &str, value: Value) -> Result<Value> {
     match result_type(method) {
-        Some(ty) => schema::coerce(&ty, value).map_err(|e| {
+        Some(ty) => schema::canonicalise(&ty, value).map_err(|e| {
             Error::structure(format!(
                 "result of {method} does not fit its schema type: {e}"
             ))

@@ -1,0 +1,321 @@
+//! Client against the in-process simulator (`xapi-sim`): login, every class, async tasks, the watcher.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use xapi_client::{Client, ClientOptions, Op, Protocol, Ref, Watch, WatchEvent, WatchOptions};
+use xapi_sim::{RunningPool, Sim};
+use xapi_types::XapiError;
+
+async fn pool(hosts: usize, vms: usize, tls: bool) -> RunningPool {
+    let sim = Sim::builder()
+        .hosts(hosts)
+        .vms(vms)
+        .event_batching(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    sim.serve("127.0.0.1:0".parse().unwrap(), tls)
+        .await
+        .unwrap()
+}
+
+fn opts(url: String) -> ClientOptions {
+    ClientOptions::new(url, "root", "root").allow_unauthorized(true)
+}
+
+/// A halted, non-template, non-dom0 VM.
+async fn halted_vm(c: &Client) -> Ref {
+    let vms = c.get_all_records("VM").await.unwrap();
+    vms.into_iter()
+        .find(|(_, r)| {
+            r["is_a_template"] == json!(false)
+                && r["is_control_domain"] == json!(false)
+                && r["is_a_snapshot"] == json!(false)
+                && r["power_state"] == json!("Halted")
+        })
+        .map(|(r, _)| r)
+        .expect("a halted VM in the seed")
+}
+
+async fn next_event(w: &mut Watch) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(30), w.next())
+        .await
+        .expect("watcher stalled")
+        .expect("stream ended")
+}
+
+#[tokio::test]
+async fn sim_login_via_slave_and_get_all_records_of_every_class() {
+    let p = pool(3, 20, true).await;
+    let slave = p.host_urls()[1].clone();
+    let c = Client::connect(opts(slave)).await.unwrap();
+    assert_eq!(
+        c.url().trim_end_matches('/'),
+        p.master_url().trim_end_matches('/')
+    );
+    assert_eq!(c.protocol(), Some(Protocol::JsonRpc));
+    let classes = c.record_classes().await.unwrap();
+    assert!(
+        classes.iter().any(|c| c == "VM") && classes.iter().any(|c| c == "host"),
+        "{classes:?}"
+    );
+    for class in &classes {
+        match c.get_all_records(class).await {
+            Ok(_) => {}
+            Err(e) if e.xapi_code() == Some("MESSAGE_REMOVED") => {}
+            Err(e) => panic!("{class}.get_all_records: {e}"),
+        }
+    }
+    let guests = c
+        .get_all_records("VM")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, r)| {
+            r["is_a_template"] == json!(false) && r["is_control_domain"] == json!(false)
+        })
+        .filter(|(_, r)| r["is_a_snapshot"] == json!(false))
+        .count();
+    assert_eq!(guests, 20);
+    assert_eq!(c.get_all_records("host").await.unwrap().len(), 3);
+    c.logout().await.unwrap();
+}
+
+#[tokio::test]
+async fn sim_xml_rpc_records_are_typed_like_json_rpc() {
+    let p = pool(1, 20, false).await;
+    let json_client = Client::with_protocol(opts(p.master_url()), Some(Protocol::JsonRpc)).unwrap();
+    let xml_client = Client::with_protocol(opts(p.master_url()), Some(Protocol::XmlRpc)).unwrap();
+    for class in ["VM", "host", "SR", "pool"] {
+        let mut a = json_client.get_all_records(class).await.unwrap();
+        let mut b = xml_client.get_all_records(class).await.unwrap();
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(a, b, "{class} differs between JSON-RPC and XML-RPC");
+    }
+    let vm = halted_vm(&xml_client).await;
+    let mem = xml_client
+        .call("VM.get_memory_static_max", vec![json!(vm.0)])
+        .await
+        .unwrap();
+    assert!(mem.is_i64(), "{mem}");
+}
+
+#[tokio::test]
+async fn sim_vm_start_and_shutdown_through_async_tasks() {
+    let p = pool(2, 20, true).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let vm = halted_vm(&c).await;
+    let r = c
+        .call_async("VM.start", vec![json!(vm.0), json!(false), json!(false)])
+        .await
+        .unwrap();
+    assert_eq!(r, json!(""));
+    assert_eq!(
+        c.call("VM.get_power_state", vec![json!(vm.0)])
+            .await
+            .unwrap(),
+        json!("Running")
+    );
+    // Starting it again fails with the task's error_info.
+    let err = c
+        .call_async("VM.start", vec![json!(vm.0), json!(false), json!(false)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.xapi_code(), Some("VM_BAD_POWER_STATE"), "{err}");
+    c.call_async("VM.clean_shutdown", vec![json!(vm.0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        c.call("VM.get_power_state", vec![json!(vm.0)])
+            .await
+            .unwrap(),
+        json!("Halted")
+    );
+    // A ref-returning async call: the result is parsed from the task's XML-RPC text.
+    let clone = c
+        .call_async("VM.clone", vec![json!(vm.0), json!("copy")])
+        .await
+        .unwrap();
+    let clone = clone.as_str().expect("a ref").to_owned();
+    assert!(clone.starts_with("OpaqueRef:"), "{clone}");
+    assert_eq!(
+        c.get_record("VM", &Ref(clone)).await.unwrap()["name_label"],
+        json!("copy")
+    );
+    // Finished tasks are destroyed.
+    let pending: Vec<_> = c.get_all_records("task").await.unwrap();
+    assert!(pending.is_empty(), "{} tasks left", pending.len());
+}
+
+#[tokio::test]
+async fn sim_injected_async_failure_comes_back_as_xapi_error() {
+    let p = pool(1, 20, false).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let vm = halted_vm(&c).await;
+    p.faults().fail_next(
+        "VM.start",
+        XapiError::new("HOST_NOT_ENOUGH_FREE_MEMORY", ["1", "0"]),
+    );
+    let err = c
+        .call_async("VM.start", vec![json!(vm.0), json!(false), json!(false)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.xapi_code(), Some("HOST_NOT_ENOUGH_FREE_MEMORY"));
+}
+
+#[tokio::test]
+async fn sim_watcher_initial_load_then_incremental_changes() {
+    let p = pool(2, 20, true).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let mut w = c.watch(WatchOptions::default());
+    let WatchEvent::Reset { records } = next_event(&mut w).await else {
+        panic!("expected Reset")
+    };
+    let direct = c.get_all_records("VM").await.unwrap();
+    assert_eq!(records["VM"].len(), direct.len());
+    assert_eq!(records["host"].len(), 2);
+    assert!(records.contains_key("pool") && records.contains_key("SR"));
+    // Hosts' addresses are remembered for failover.
+    assert_eq!(c.pool_hosts().len(), 2);
+
+    let vm = halted_vm(&c).await;
+    c.call(
+        "VM.set_name_label",
+        vec![json!(vm.0), json!("renamed by test")],
+    )
+    .await
+    .unwrap();
+    let change = loop {
+        match next_event(&mut w).await {
+            WatchEvent::Changes(ch) => {
+                if let Some(c) = ch.into_iter().find(|c| c.obj_ref == vm) {
+                    break c;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!((change.class.as_str(), change.op), ("VM", Op::Mod));
+    assert_eq!(
+        change.snapshot.unwrap()["name_label"],
+        json!("renamed by test")
+    );
+
+    let clone = c
+        .call("VM.clone", vec![json!(vm.0), json!("fresh")])
+        .await
+        .unwrap();
+    let clone = Ref(clone.as_str().unwrap().to_owned());
+    c.call("VM.destroy", vec![json!(clone.0)])
+        .await
+        .unwrap_or_else(|e| panic!("destroy: {e}"));
+    // Either coalesced away or an add then a del; never a leftover.
+    let mut seen: Vec<Op> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, w.next()).await {
+        if let WatchEvent::Changes(ch) = ev {
+            seen.extend(ch.iter().filter(|c| c.obj_ref == clone).map(|c| c.op));
+        }
+    }
+    assert!(seen.is_empty() || seen.last() == Some(&Op::Del), "{seen:?}");
+}
+
+#[tokio::test]
+async fn sim_watcher_resyncs_after_events_lost() {
+    let p = pool(1, 20, false).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let mut w = c.watch(WatchOptions {
+        classes: Some(vec!["VM".into(), "pool".into()]),
+        ..Default::default()
+    });
+    assert!(matches!(next_event(&mut w).await, WatchEvent::Reset { .. }));
+    p.faults()
+        .fail_next("event.from", XapiError::code("EVENTS_LOST"));
+    // The pending event.from is already blocked: make a change so the next one runs and hits the fault.
+    let vm = halted_vm(&c).await;
+    c.call("VM.set_name_description", vec![json!(vm.0), json!("poke")])
+        .await
+        .unwrap();
+    loop {
+        match next_event(&mut w).await {
+            WatchEvent::Reset { records } => {
+                assert_eq!(records.len(), 2);
+                break;
+            }
+            WatchEvent::Changes(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sim_watcher_resyncs_after_master_toolstack_restart() {
+    let p = pool(2, 20, true).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let mut w = c.watch(WatchOptions {
+        classes: Some(vec!["VM".into(), "host".into()]),
+        ..Default::default()
+    });
+    assert!(matches!(next_event(&mut w).await, WatchEvent::Reset { .. }));
+    // All sessions on the master vanish; the blocked event.from fails SESSION_INVALID; the watcher logs in again
+    // and reloads.
+    p.restart_host(0);
+    match next_event(&mut w).await {
+        WatchEvent::Reset { records } => assert_eq!(records["host"].len(), 2),
+        other => panic!("expected Reset, got {other:?}"),
+    }
+    // And keeps following changes.
+    let vm = halted_vm(&c).await;
+    c.call(
+        "VM.set_name_label",
+        vec![json!(vm.0), json!("after restart")],
+    )
+    .await
+    .unwrap();
+    loop {
+        if let WatchEvent::Changes(ch) = next_event(&mut w).await {
+            if ch.iter().any(|c| c.obj_ref == vm) {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sim_master_change_is_followed() {
+    let p = pool(3, 20, false).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let before = c.url();
+    p.set_master(2).unwrap();
+    let v: Value = c.call("pool.get_all", vec![]).await.unwrap();
+    assert!(v.is_array());
+    assert_ne!(c.url(), before);
+    assert_eq!(
+        c.url().trim_end_matches('/'),
+        p.master_url().trim_end_matches('/')
+    );
+}
+
+#[tokio::test]
+async fn sim_watcher_reports_disconnection_when_pool_goes_away() {
+    let p = pool(1, 20, false).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let mut w = c.watch(WatchOptions {
+        classes: Some(vec!["VM".into()]),
+        backoff_initial: Duration::from_millis(10),
+        ..Default::default()
+    });
+    assert!(matches!(next_event(&mut w).await, WatchEvent::Reset { .. }));
+    p.shutdown().await;
+    loop {
+        match next_event(&mut w).await {
+            WatchEvent::Disconnected { retry_in, .. } => {
+                assert_eq!(retry_in, Duration::from_millis(10));
+                break;
+            }
+            WatchEvent::Reset { .. } | WatchEvent::Changes(_) => continue,
+        }
+    }
+}
