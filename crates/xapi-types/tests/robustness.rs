@@ -26,7 +26,7 @@ fn samples() -> Vec<Vec<u8>> {
 <value><int>1</int></value>\n<value><dateTime.iso8601>20250319T04:16:24</dateTime.iso8601></value>\n</data></array></value>\n\
 </param>\n</params>\n</methodCall>\n"
             .to_vec(),
-        jsonrpc::encode_call(jsonrpc::Version::V2, &json!(1), "VM.start", &[value.clone()]),
+        jsonrpc::encode_call(jsonrpc::Version::V2, &json!(1), "VM.start", std::slice::from_ref(&value)),
         jsonrpc::encode_response(jsonrpc::Version::V1, &json!("id"), &Ok(value)),
         jsonrpc::encode_response(jsonrpc::Version::V2, &json!(3), &Err(XapiError::code("SESSION_INVALID"))),
     ]
