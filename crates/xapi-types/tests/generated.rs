@@ -328,3 +328,23 @@ fn method_lookup() {
     assert!(schema::method("VM").is_none());
     assert!(schema::method("").is_none());
 }
+
+#[test]
+fn every_class_default_record_round_trips_through_both_wires() {
+    use xapi_types::jsonrpc;
+    for c in schema::classes() {
+        let mut rec = serde_json::Map::new();
+        for f in c.fields {
+            rec.insert(f.name.to_owned(), default_value(f));
+        }
+        let value = serde_json::Value::Object(rec);
+        let ty = Type::Record(c.name);
+        let all = value;
+        let xml = xmlrpc::encode_response(&Ok(all.clone()), &ty);
+        let raw = xmlrpc::decode_response(xml.as_bytes()).unwrap().unwrap();
+        assert_eq!(coerce(&ty, raw), Ok(all.clone()), "XML-RPC {}", c.name);
+        let body = jsonrpc::encode_response(jsonrpc::Version::V2, &json!(1), &Ok(all.clone()));
+        let raw = jsonrpc::decode_response(&body).unwrap().result.unwrap();
+        assert_eq!(coerce(&ty, raw), Ok(all), "JSON-RPC {}", c.name);
+    }
+}
