@@ -227,10 +227,8 @@ impl Ctx<'_> {
                 _ => vec![],
             };
             let nullable = s.get("nullable") == Some(&Value::Bool(true));
-            if !types.is_empty()
-                && !types.iter().any(|t| has_type(data, t))
-                && !(nullable && data.is_null())
-            {
+            let admitted = types.iter().any(|t| has_type(data, t)) || (nullable && data.is_null());
+            if !types.is_empty() && !admitted {
                 self.err(
                     ip,
                     sp,
