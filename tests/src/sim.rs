@@ -9,7 +9,7 @@ use std::thread;
 use crate::error::HarnessError;
 
 /// Shape of the simulated pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimOptions {
     /// Hosts in the pool (the first is the master; the others answer `HOST_IS_SLAVE`).
     pub hosts: usize,
@@ -17,14 +17,32 @@ pub struct SimOptions {
     pub vms: usize,
     /// Serve HTTPS with a self-signed certificate (what real hosts do) instead of plain HTTP.
     pub tls: bool,
+    /// Login name the pool accepts.
+    pub user: String,
+    /// Password the pool accepts.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimOptions")
+            .field("hosts", &self.hosts)
+            .field("vms", &self.vms)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             hosts: 3,
-            vms: 10,
+            vms: 20,
             tls: true,
+            user: "root".into(),
+            password: "root".into(),
         }
     }
 }
@@ -80,7 +98,7 @@ impl SimPool {
                             let _ = ready_tx.send(Ok(started));
                             // Serve until the SimPool is dropped (or its sender vanishes).
                             let _ = stop_rx.await;
-                            drop(running);
+                            running.shutdown().await;
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -133,11 +151,29 @@ impl Drop for SimPool {
     }
 }
 
-/// Placeholder until xapi-sim exposes its serving API: every suite that needs a pool fails with
-/// this message (nothing is skipped).
-struct Running;
-
 /// The only place that knows xapi-sim's API: build, serve, report URLs.
-async fn serve(_options: &SimOptions) -> Result<(Started, Running), String> {
-    Err("xapi-sim has no serving API yet (Sim::builder()...serve(addr, tls))".into())
+async fn serve(options: &SimOptions) -> Result<(Started, xapi_sim::RunningPool), String> {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let running = xapi_sim::Sim::builder()
+        .hosts(options.hosts)
+        .vms(options.vms)
+        .credentials(options.user.clone(), options.password.clone())
+        .build()
+        .map_err(|e| e.to_string())?
+        .serve(addr, options.tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let master_url = running.master_url();
+    let slave_urls = running
+        .host_urls()
+        .into_iter()
+        .filter(|url| *url != master_url)
+        .collect();
+    let started = Started {
+        master_url,
+        slave_urls,
+        user: options.user.clone(),
+        password: options.password.clone(),
+    };
+    Ok((started, running))
 }

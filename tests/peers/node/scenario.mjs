@@ -111,12 +111,18 @@ function cached(xapi, type) {
   return Object.values(xapi.objects.all).filter(o => o.$type === type)
 }
 
-function pickHaltedVm(xapi) {
-  const vm = cached(xapi, 'VM').find(
-    o => o.power_state === 'Halted' && !o.is_a_template && !o.is_a_snapshot && !o.is_control_domain
-  )
-  check(vm !== undefined, 'no halted, non-template VM in the cache')
-  return vm
+// A halted guest VM; if the pool has none, a running one is shut down first.
+async function pickHaltedVm(xapi) {
+  const guests = cached(xapi, 'VM').filter(o => !o.is_a_template && !o.is_a_snapshot && !o.is_control_domain)
+  const halted = guests.find(o => o.power_state === 'Halted')
+  if (halted !== undefined) return halted
+  const running = guests.find(o => o.power_state === 'Running')
+  check(running !== undefined, 'no guest VM in the cache is Halted or Running')
+  await xapi.call('VM.hard_shutdown', running.$ref)
+  return waitFor('the VM to halt', () => {
+    const o = xapi.getObjectByRef(running.$ref)
+    return o.power_state === 'Halted' && o
+  })
 }
 
 const results = []
@@ -196,7 +202,7 @@ await step('barrier(): pool.add_to_other_config shows up through event.from', as
 })
 
 await step("call('VM.start', vm, false, false); cache follows through events", async () => {
-  vm = pickHaltedVm(xapi)
+  vm = await pickHaltedVm(xapi)
   const result = await xapi.call('VM.start', vm.$ref, false, false)
   check(result === '', `VM.start returned ${JSON.stringify(result)}, want ""`)
   const running = await waitFor('VM power_state Running in the cache', () => {

@@ -121,15 +121,20 @@ class Scenario:
         raise StepFailed("no event on %s showing %s after %d event.from calls" % (ref, what, MAX_EVENT_ROUNDS))
 
     def pick_halted_vm(self):
-        for ref, rec in self.x.VM.get_all_records().items():
-            if (
-                rec["power_state"] == "Halted"
-                and not rec["is_a_template"]
-                and not rec["is_a_snapshot"]
-                and not rec["is_control_domain"]
-            ):
+        """A halted guest VM; if the pool has none, a running one is shut down first."""
+        guests = [
+            (ref, rec)
+            for ref, rec in sorted(self.x.VM.get_all_records().items())
+            if not rec["is_a_template"] and not rec["is_a_snapshot"] and not rec["is_control_domain"]
+        ]
+        for ref, rec in guests:
+            if rec["power_state"] == "Halted":
                 return ref
-        raise StepFailed("no halted, non-template VM in the pool")
+        for ref, rec in guests:
+            if rec["power_state"] == "Running":
+                self.x.VM.hard_shutdown(ref)
+                return ref
+        raise StepFailed("no guest VM in the pool is Halted or Running")
 
     # -- steps --------------------------------------------------------------
 
