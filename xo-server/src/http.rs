@@ -204,13 +204,18 @@ impl RunningServer {
 /// Binds the listener, runs start hooks, connects enabled servers, then serves.
 pub async fn serve(app: App) -> Result<RunningServer, StartError> {
     let config = app.config().clone();
+    let tls = config.uses_tls();
+    let acceptor = if tls {
+        Some(TlsAcceptor::from(Arc::new(tls_config(&config)?)))
+    } else {
+        None
+    };
     let tcp = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartError::Listen(format!("{}: {e}", config.listen)))?;
     let local_addr = tcp
         .local_addr()
         .map_err(|e| StartError::Listen(e.to_string()))?;
-    let tls = config.uses_tls();
     let url = format!("{}://{}", if tls { "https" } else { "http" }, local_addr);
     *app.inner.url.lock() = Some(url.clone());
     app.run_start_hooks().await?;
@@ -221,8 +226,7 @@ pub async fn serve(app: App) -> Result<RunningServer, StartError> {
     let shutdown = async move {
         let _ = stop_rx.await;
     };
-    let task = if tls {
-        let acceptor = TlsAcceptor::from(Arc::new(tls_config(&config)?));
+    let task = if let Some(acceptor) = acceptor {
         let listener =
             TlsListener::new(tcp, acceptor).map_err(|e| StartError::Listen(e.to_string()))?;
         tokio::spawn(async move {

@@ -56,11 +56,12 @@ async fn main() -> anyhow::Result<()> {
     let app = AppBuilder::new(config).build().context("cannot start")?;
     let server = xo_server::serve(app).await.context("cannot start")?;
     println!("xo-server listening on {}", server.url());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-            server.shutdown().await;
-        }
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
+    tracing::info!("shutting down");
+    server.shutdown().await;
     Ok(())
 }

@@ -1028,6 +1028,130 @@ async fn slow_subscriber_is_cut_off() {
 
 // ---------------------------------------------------------------------- TLS
 
+#[derive(Debug)]
+struct AcceptAnyCertificate;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Signs in over `wss://` and returns the admin's email; `roots: None` accepts any certificate.
+async fn wss_sign_in(
+    server: &RunningServer,
+    roots: Option<rustls::RootCertStore>,
+) -> Result<String, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?;
+    let config = match roots {
+        Some(r) => builder.with_root_certificates(r).with_no_client_auth(),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate))
+            .with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(server.local_addr())
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!("wss://localhost:{}/api/", server.local_addr().port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = json!({"id": 1, "jsonrpc": "2.0", "method": "session.signIn",
+        "params": {"email": "admin@admin.net", "password": "admin"}});
+    ws.send(Message::text(req.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(TIMEOUT, ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => {
+            let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+            Ok(v["result"]["email"].as_str().unwrap_or_default().to_owned())
+        }
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn wss_with_provided_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let mut cfg = config(&dir.path().join("db"));
+    cfg.cert = Some(cert);
+    cfg.key = Some(key);
+    let server = start_with(cfg, |b| b).await;
+    assert!(server.url().starts_with("https://"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    assert_eq!(
+        wss_sign_in(&server, Some(roots)).await.unwrap(),
+        "admin@admin.net"
+    );
+    // a client that does not trust this certificate is refused
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let mut wrong = rustls::RootCertStore::empty();
+    wrong.add(other.cert.der().clone()).unwrap();
+    assert!(wss_sign_in(&server, Some(wrong)).await.is_err());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_certificate_files_fail_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::fs::write(&key, "not a key").unwrap();
+    let mut cfg = config(&dir.path().join("db"));
+    cfg.cert = Some(cert);
+    cfg.key = Some(key);
+    let app = AppBuilder::new(cfg).build().unwrap();
+    let err = xo_server::serve(app).await.unwrap_err();
+    assert!(err.to_string().contains("key.pem"), "{err}");
+}
+
 #[tokio::test]
 async fn https_with_generated_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -1035,6 +1159,7 @@ async fn https_with_generated_certificate() {
     cfg.https = true;
     let server = start_with(cfg, |b| b).await;
     assert!(server.url().starts_with("https://127.0.0.1:"));
+    assert_eq!(wss_sign_in(&server, None).await.unwrap(), "admin@admin.net");
     // plain HTTP on a TLS port gets no HTTP answer
     let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
