@@ -1,7 +1,7 @@
 //! Recomputing `allowed_operations` of VMs, VBDs, VIFs, VDIs and hosts from the DB after every change.
 
 use serde_json::json;
-use xapi_types::{Ref, Value, XapiError};
+use xapi_types::{Ref, XapiError};
 
 use super::helpers::{b, get, refs, rf, s, set_if_changed, smap, valid};
 use super::vm_ops_check::{allowed_operations, check_operation_error, PowerState, VmFacts, VmOp};
@@ -190,7 +190,8 @@ pub fn update_vm_tree(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     Ok(())
 }
 
-/// Recompute every object's `allowed_operations` (for pool builders after seeding).
+/// Recompute every object's `allowed_operations` and every host's `memory_free` (for pool builders after
+/// seeding).
 pub fn refresh_all(db: &mut Db) -> Result<(), XapiError> {
     for vm in db.refs("VM") {
         update_vm(db, &vm)?;
@@ -206,11 +207,7 @@ pub fn refresh_all(db: &mut Db) -> Result<(), XapiError> {
     }
     for host in db.refs("host") {
         update_host(db, &host)?;
+        super::placement::update_host_memory(db, &host)?;
     }
     Ok(())
-}
-
-/// The `Value` form of a ref.
-pub fn jref(r: &Ref) -> Value {
-    Value::String(r.0.clone())
 }
