@@ -249,6 +249,37 @@ await step("call('VM.clone') sync + task bookkeeping (Async tasks destroyed)", a
   check(pending.length === 0, `${pending.length} pending tasks left: ${pending.map(t => t.name_label).join(', ')}`)
 })
 
+await step('record helpers: set_name_label, update_other_config, add_tags (as XO edits a VM)', async () => {
+  const o = xapi.getObjectByRef(vm.$ref)
+  await o.set_name_label('peer-node-renamed')
+  await o.update_other_config('xo-rs-peer', 'yes')
+  await o.add_tags('peer')
+  const fresh = await waitFor('the edits in the cache', () => {
+    const c = xapi.getObjectByRef(vm.$ref)
+    return c.name_label === 'peer-node-renamed' && c.other_config['xo-rs-peer'] === 'yes' && c.tags.includes('peer') && c
+  })
+  await fresh.update_other_config('xo-rs-peer', null) // remove_from_other_config
+  await fresh.remove_tags('peer')
+  await waitFor('the removals in the cache', () => {
+    const c = xapi.getObjectByRef(vm.$ref)
+    return !('xo-rs-peer' in c.other_config) && !c.tags.includes('peer')
+  })
+  check(fresh.$pool.$ref === xapi.pool.$ref, '$pool does not resolve to the pool')
+  const hosts = await xapi.getAllRecords('host')
+  check(hosts.length === cached(xapi, 'host').length, `getAllRecords('host') ${hosts.length} vs cache`)
+})
+
+await step('session loss under the event loop: client re-logs in, events flow again', async () => {
+  const oldSession = xapi.sessionId
+  // what a toolstack restart or an expired session looks like to the client
+  await xapi._call('session.logout', [oldSession])
+  // the next call fails SESSION_INVALID once, then xen-api opens a new session and retries
+  await xapi.call('VM.set_name_label', vm.$ref, 'peer-node-after-relogin')
+  check(xapi.sessionId !== oldSession, 'session id did not change')
+  await withLimit('barrier() after re-login', xapi.barrier())
+  await waitFor('the rename in the cache', () => xapi.getObjectByRef(vm.$ref).name_label === 'peer-node-after-relogin')
+})
+
 await step('error codes: HANDLE_INVALID, MESSAGE_PARAMETER_COUNT_MISMATCH, MESSAGE_METHOD_UNKNOWN', async () => {
   const params = await expectXapiError('HANDLE_INVALID', 'VM.get_record(bogus)', xapi.call('VM.get_record', BOGUS_REF))
   check(

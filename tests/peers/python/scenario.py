@@ -268,6 +268,107 @@ class Scenario:
         self.x.task.destroy(task)
         self.x.VM.destroy(clone)
 
+    def setters_and_maps(self):
+        vm = self.vm
+        uuid = self.x.VM.get_uuid(vm)
+        self.x.VM.set_name_label(vm, "peer-python-renamed")
+        self.wait_vm_event(vm, lambda e: e["operation"] == "mod" and e["snapshot"]["name_label"] == "peer-python-renamed", "the new name_label")
+        self.x.VM.remove_from_other_config(vm, "xo-rs-peer")  # absent key: a no-op
+        self.x.VM.add_to_other_config(vm, "xo-rs-peer", "1")
+        check(self.x.VM.get_other_config(vm).get("xo-rs-peer") == "1", "add_to_other_config did not stick")
+        details = expect_failure("MAP_DUPLICATE_KEY", "VM.add_to_other_config(existing key)", self.x.VM.add_to_other_config, vm, "xo-rs-peer", "2")
+        check(details[1:] == ["VM", "other_config", uuid, "xo-rs-peer"], "MAP_DUPLICATE_KEY params %r, want [VM, other_config, uuid, key]" % details[1:])
+        self.wait_vm_event(vm, lambda e: e["operation"] == "mod" and e["snapshot"]["other_config"].get("xo-rs-peer") == "1", "other_config[xo-rs-peer]")
+        self.x.VM.remove_from_other_config(vm, "xo-rs-peer")
+        check("xo-rs-peer" not in self.x.VM.get_other_config(vm), "remove_from_other_config did not remove")
+        self.x.VM.add_tags(vm, "peer")
+        check("peer" in self.x.VM.get_tags(vm), "VM.add_tags did not stick")
+        self.x.VM.remove_tags(vm, "peer")
+        where = self.x.VM.get_all_records_where('field "name_label" = "peer-python-renamed"')
+        check(list(where) == [vm], "get_all_records_where(name_label) returned %r" % list(where))
+        # int64 parameters travel as decimal strings from Python (xmlrpc.client refuses > 32 bits)
+        rec = self.x.VM.get_record(vm)
+        self.x.VM.set_memory_limits(
+            vm, rec["memory_static_min"], rec["memory_static_max"], rec["memory_dynamic_min"], rec["memory_dynamic_max"]
+        )
+        check(self.x.VM.get_memory_static_max(vm) == rec["memory_static_max"], "memory_static_max changed by a no-op set")
+
+    def snapshot_revert(self):
+        snap = self.x.VM.snapshot(self.vm, "peer-python-snap")
+        rec = self.x.VM.get_record(snap)
+        check(rec["is_a_snapshot"] is True, "snapshot is_a_snapshot %r" % rec["is_a_snapshot"])
+        check(rec["snapshot_of"] == self.vm, "snapshot_of %r, want the VM" % rec["snapshot_of"])
+        check(snap in self.x.VM.get_snapshots(self.vm), "VM.snapshots lacks the new snapshot")
+        expect_failure("VM_IS_SNAPSHOT", "VM.start(snapshot)", self.x.VM.start, snap, False, False)
+        self.x.VM.revert(snap)
+        check(self.x.VM.get_power_state(self.vm) == "Halted", "after revert of a halted-VM snapshot: %r" % self.x.VM.get_power_state(self.vm))
+        self.x.VM.destroy(snap)
+        check(snap not in self.x.VM.get_snapshots(self.vm), "VM.snapshots still lists the destroyed snapshot")
+
+    def events_everything(self):
+        result = self.event_from(["*"], "", 0.0)
+        classes = {ev["class"] for ev in result["events"]}
+        for needed in ("vm", "host", "pool", "sr", "vdi", "network"):
+            check(needed in classes, "event.from([\"*\"], \"\") has no %r events (classes: %s)" % (needed, sorted(classes)))
+        for silent in NO_EVENT_CLASSES:
+            check(silent not in classes, "event.from returned events of class %r, which XAPI never emits" % silent)
+        counts = result["valid_ref_counts"]
+        check("task" in counts and "vm" in counts, "valid_ref_counts lacks task/vm: %r" % sorted(counts))
+        check(all(k == k.lower() for k in counts), "valid_ref_counts keys must be lower case")
+        check(counts["host"] == len(self.x.host.get_all()), "valid_ref_counts.host %r" % counts["host"])
+        # unknown class names are ignored, not an error
+        self.event_from(["vm", "no_such_class"], result["token"], 0.0)
+        servertime = self.x.host.get_servertime(self.x.pool.get_master(self.x.pool.get_all()[0]))
+        check(isinstance(servertime, DATETIME_TYPES), "host.get_servertime must be <dateTime.iso8601>, got %r" % servertime)
+
+    def legacy_events(self):
+        # Deprecated but still used by older scripts: event.register / event.next / event.unregister.
+        expect_failure("SESSION_NOT_REGISTERED", "event.next() before register", self.x.event.next)
+        self.x.event.register(["vm"])
+        try:
+            self.x.VM.set_name_description(self.vm, "peer-python legacy events")
+            seen = False
+            for _ in range(MAX_EVENT_ROUNDS):
+                events = self.x.event.next()  # blocks until something is queued
+                check(isinstance(events, list), "event.next must return an array, got %r" % type(events))
+                if any(ev.get("ref") == self.vm and ev.get("operation") == "mod" for ev in events):
+                    seen = True
+                    break
+            check(seen, "event.next never reported the name_description change")
+        finally:
+            self.x.event.unregister(["vm"])
+
+    def json_rpc_v1(self):
+        # What the C# SDK (XenCenter) does: JSON-RPC v1 on /jsonrpc, no "jsonrpc" member.
+        import json
+        import ssl
+        import urllib.request
+
+        endpoint = URL.rstrip("/") + "/jsonrpc"
+        ctx = ssl._create_unverified_context()
+
+        def call(method, params, ident):
+            body = json.dumps({"method": method, "params": params, "id": ident}).encode()
+            req = urllib.request.Request(endpoint, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, context=ctx) as resp:
+                check(resp.headers.get("Content-Type") == "application/json", "content-type %r" % resp.headers.get("Content-Type"))
+                reply = json.loads(resp.read())
+            check(reply.get("id") == ident, "id %r not echoed (got %r)" % (ident, reply.get("id")))
+            check("jsonrpc" not in reply, "v1 reply carries a jsonrpc member")
+            check("error" in reply and "result" in reply, "v1 reply needs both result and error: %r" % sorted(reply))
+            return reply
+
+        login = call("session.login_with_password", [USER, PASSWORD, "2.8", "xo-rs-peer-tests"], "a-1")
+        check(login["error"] is None and REF_RE.match(login["result"] or ""), "v1 login: %r" % login)
+        sess = login["result"]
+        vms = call("VM.get_all", [sess], 7)
+        check(vms["error"] is None and isinstance(vms["result"], list) and vms["result"], "v1 VM.get_all: %r" % vms)
+        bad = call("VM.get_record", [sess, BOGUS_REF], 8)
+        check(bad["result"] is None and bad["error"] == ["HANDLE_INVALID", "VM", BOGUS_REF], "v1 error shape: %r" % bad)
+        # a session from JSON-RPC is valid over XML-RPC too
+        check(self.session.VM.get_all(sess).get("Status") == "Success", "JSON-RPC session refused over XML-RPC")
+        call("session.logout", [sess], 9)
+
     def error_codes(self):
         expect_failure("HANDLE_INVALID", "VM.get_record(bogus ref)", self.x.VM.get_record, BOGUS_REF)
         details = expect_failure("HANDLE_INVALID", "VM.start(bogus ref)", self.x.VM.start, BOGUS_REF, False, False)
@@ -319,6 +420,11 @@ class Scenario:
         self.step("VM.clean_shutdown + mod event", self.shutdown_vm)
         self.step("VM.clone + add event, VM.destroy + del event", self.clone_vm)
         self.step("Async.VM.clone -> task, result as XML-RPC text", self.async_clone)
+        self.step("setters, maps, tags, get_all_records_where, int64 as strings", self.setters_and_maps)
+        self.step("VM.snapshot + VM.revert + destroy", self.snapshot_revert)
+        self.step("event.from([\"*\"], \"\"), valid_ref_counts, host.get_servertime", self.events_everything)
+        self.step("legacy event.register / event.next / event.unregister", self.legacy_events)
+        self.step("JSON-RPC v1 on /jsonrpc (C# SDK style), session shared with XML-RPC", self.json_rpc_v1)
         self.step("error codes for bad calls", self.error_codes)
         self.step("bad password -> SESSION_AUTHENTICATION_FAILED", self.bad_password)
         if SLAVE_URL:
