@@ -71,8 +71,7 @@ pub fn str_to_number(s: &str) -> Option<f64> {
     if i != b.len() {
         return None;
     }
-    // Rust rejects "1." in some versions? It accepts it; normalise anyway.
-    let norm = if t.ends_with('.') { &t[..t.len() - 1] } else { t };
+    let norm = t.strip_suffix('.').unwrap_or(t);
     norm.parse::<f64>().ok()
 }
 
@@ -140,7 +139,9 @@ pub fn get_map<'a>(rec: &'a Record, key: &str) -> Option<&'a Record> {
 
 /// A set field as a slice (empty when absent).
 pub fn get_arr<'a>(rec: &'a Record, key: &str) -> &'a [Value] {
-    rec.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    rec.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 /// Field of a map field: `obj.map_field.key`.
@@ -218,12 +219,24 @@ mod tests {
         assert_eq!(to_timestamp(None), Value::Null);
         assert_eq!(to_timestamp(Some(&json!(0))), Value::Null);
         assert_eq!(to_timestamp(Some(&json!(1678040309))), json!(1678040309));
-        assert_eq!(to_timestamp(Some(&json!("19700101T00:00:00Z"))), Value::Null);
-        assert_eq!(to_timestamp(Some(&json!("20230305T18:18:29Z"))), json!(1678040309));
-        assert_eq!(to_timestamp(Some(&json!("20230305T18:18:29+01:00"))), json!(1678036709));
+        assert_eq!(
+            to_timestamp(Some(&json!("19700101T00:00:00Z"))),
+            Value::Null
+        );
+        assert_eq!(
+            to_timestamp(Some(&json!("20230305T18:18:29Z"))),
+            json!(1678040309)
+        );
+        assert_eq!(
+            to_timestamp(Some(&json!("20230305T18:18:29+01:00"))),
+            json!(1678036709)
+        );
         assert_eq!(to_timestamp(Some(&json!("0"))), Value::Null);
         assert_eq!(to_timestamp(Some(&json!("1675817747."))), json!(1675817747));
-        assert_eq!(to_timestamp(Some(&json!("1647628715.91"))), json!(1647628715.91));
+        assert_eq!(
+            to_timestamp(Some(&json!("1647628715.91"))),
+            json!(1647628715.91)
+        );
         assert_eq!(to_timestamp(Some(&json!("XXX 03/10/2010"))), Value::Null);
     }
 

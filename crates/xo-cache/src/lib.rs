@@ -20,5 +20,7 @@ pub use filter::{Filter, FilterError};
 pub use jsval::Record;
 pub use lookup::{Ctx, Deps, Lookup, MapLookup};
 pub use object::XoObject;
-pub use store::{Batch, PoolStatus, Store, StoreConfig, Subscription, SubscriptionError, WaitError};
+pub use store::{
+    Batch, PoolStatus, Store, StoreConfig, Subscription, SubscriptionError, WaitError,
+};
 pub use sync::{spawn_pool_sync, ChangeOp, ObjectChange, PoolSyncHandle, SyncInput};

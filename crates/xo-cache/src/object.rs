@@ -23,7 +23,11 @@ impl XoObject {
     pub fn new(obj: Record) -> Option<Self> {
         let id: Arc<str> = obj.get("id")?.as_str()?.into();
         let kind: Arc<str> = obj.get("type").and_then(Value::as_str).unwrap_or("").into();
-        let xapi_ref: Arc<str> = obj.get("_xapiRef").and_then(Value::as_str).unwrap_or("").into();
+        let xapi_ref: Arc<str> = obj
+            .get("_xapiRef")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .into();
         let pool = obj.get("$pool").and_then(Value::as_str).map(Arc::from);
         let value = Value::Object(obj);
         let json: Arc<str> = serde_json::to_string(&value).ok()?.into();

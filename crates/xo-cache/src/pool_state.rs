@@ -152,7 +152,7 @@ impl PoolState {
     }
 
     /// (Re-)derive the XO object of `r`; returns (old, new).
-    fn derive(&mut self, r: &Arc<str>) -> (Option<Arc<XoObject>>, Option<Arc<XoObject>>) {
+    fn derive(&mut self, r: &Arc<str>) -> Pair {
         let old = self.objects.get(r).cloned();
         self.unlink_deps(r);
         let Some((class, rec)) = self.records.get(r) else {
@@ -164,10 +164,16 @@ impl PoolState {
         }
         let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
         for d in &deps.content {
-            self.rev_content.entry(d.clone()).or_default().insert(r.clone());
+            self.rev_content
+                .entry(d.clone())
+                .or_default()
+                .insert(r.clone());
         }
         for d in &deps.links {
-            self.rev_links.entry(d.clone()).or_default().insert(r.clone());
+            self.rev_links
+                .entry(d.clone())
+                .or_default()
+                .insert(r.clone());
         }
         self.deps.insert(r.clone(), deps);
         let new = match obj {
@@ -265,8 +271,11 @@ impl PoolState {
     }
 }
 
+/// The object of one record before and after a change.
+type Pair = (Option<Arc<XoObject>>, Option<Arc<XoObject>>);
+
 /// Diff of (old, new) per record.
-fn diff_pairs(pairs: Vec<(Option<Arc<XoObject>>, Option<Arc<XoObject>>)>) -> PoolDiff {
+fn diff_pairs(pairs: Vec<Pair>) -> PoolDiff {
     let mut diff = PoolDiff::default();
     let mut up_ids: HashSet<Arc<str>> = HashSet::new();
     let mut gone: Vec<Arc<str>> = Vec::new();
@@ -296,7 +305,8 @@ fn diff_pairs(pairs: Vec<(Option<Arc<XoObject>>, Option<Arc<XoObject>>)>) -> Poo
 
 /// Diff of two whole object sets (matched by id).
 pub(crate) fn diff_sets(before: Vec<Arc<XoObject>>, after: Vec<Arc<XoObject>>) -> PoolDiff {
-    let mut old: HashMap<Arc<str>, Arc<XoObject>> = before.into_iter().map(|o| (o.id_arc(), o)).collect();
+    let mut old: HashMap<Arc<str>, Arc<XoObject>> =
+        before.into_iter().map(|o| (o.id_arc(), o)).collect();
     let mut diff = PoolDiff::default();
     for n in after {
         match old.remove(n.id()) {

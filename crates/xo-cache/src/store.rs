@@ -107,9 +107,8 @@ impl Batch {
     pub fn enter_notification(&self) -> Option<Arc<str>> {
         self.enter_json
             .get_or_init(|| {
-                (!self.enter.is_empty()).then(|| {
-                    enter_notification_for(self.enter.iter().map(|o| &**o)).into()
-                })
+                (!self.enter.is_empty())
+                    .then(|| enter_notification_for(self.enter.iter().map(|o| &**o)).into())
             })
             .clone()
     }
@@ -223,7 +222,9 @@ impl Index {
         let mut enter = Vec::new();
         let mut exit = Vec::new();
         for id in diff.removed {
-            let Some(slot) = self.objects.get_mut(&id) else { continue };
+            let Some(slot) = self.objects.get_mut(&id) else {
+                continue;
+            };
             if slot.owner == *key {
                 if slot.shadows.is_empty() {
                     self.objects.remove(&id);
@@ -339,7 +340,12 @@ impl Store {
 
     /// Registered pool keys.
     pub fn pools(&self) -> Vec<String> {
-        self.inner.sources.read().keys().map(|k| k.to_string()).collect()
+        self.inner
+            .sources
+            .read()
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
     }
 
     /// Current status of a pool.
@@ -467,7 +473,11 @@ impl Store {
     }
 
     /// Remove all objects of a pool (one `exit` batch) but keep it registered with `status`.
-    pub fn clear_pool(&self, key: &str, status: PoolStatus) -> Result<Option<Arc<Batch>>, WaitError> {
+    pub fn clear_pool(
+        &self,
+        key: &str,
+        status: PoolStatus,
+    ) -> Result<Option<Arc<Batch>>, WaitError> {
         let src = self.source(key)?;
         let batch = {
             let mut st = src.state.lock();
@@ -513,7 +523,12 @@ impl Store {
 
     /// Object by XO id.
     pub fn get(&self, id: &str) -> Option<Arc<XoObject>> {
-        self.inner.index.read().objects.get(id).map(|s| s.obj.clone())
+        self.inner
+            .index
+            .read()
+            .objects
+            .get(id)
+            .map(|s| s.obj.clone())
     }
 
     /// Object derived from XAPI ref `xapi_ref` of pool `key` (that pool's copy, even when shadowed).
@@ -526,12 +541,15 @@ impl Store {
     /// Object by XAPI ref in any pool (xo-server's `getObject` fallback on `_xapiRef`).
     pub fn get_by_any_ref(&self, xapi_ref: &str) -> Option<Arc<XoObject>> {
         let sources: Vec<Arc<Source>> = self.inner.sources.read().values().cloned().collect();
-        sources.iter().find_map(|s| s.state.lock().object_by_ref(xapi_ref))
+        sources
+            .iter()
+            .find_map(|s| s.state.lock().object_by_ref(xapi_ref))
     }
 
     /// Number of XAPI records held for a pool.
     pub fn record_count(&self, key: &str) -> usize {
-        self.source(key).map_or(0, |s| s.state.lock().record_count())
+        self.source(key)
+            .map_or(0, |s| s.state.lock().record_count())
     }
 
     /// Number of objects.
@@ -545,7 +563,11 @@ impl Store {
     }
 
     /// Objects matching `pred`, at most `limit`, in id order.
-    pub fn find(&self, pred: impl Fn(&XoObject) -> bool, limit: Option<usize>) -> Vec<Arc<XoObject>> {
+    pub fn find(
+        &self,
+        pred: impl Fn(&XoObject) -> bool,
+        limit: Option<usize>,
+    ) -> Vec<Arc<XoObject>> {
         let index = self.inner.index.read();
         index
             .objects

@@ -117,7 +117,12 @@ where
 }
 
 /// Spawn the driver with explicit settings.
-pub fn spawn_pool_sync_with<S>(store: Store, key: impl Into<String>, input: S, config: SyncConfig) -> PoolSyncHandle
+pub fn spawn_pool_sync_with<S>(
+    store: Store,
+    key: impl Into<String>,
+    input: S,
+    config: SyncConfig,
+) -> PoolSyncHandle
 where
     S: Stream<Item = SyncInput> + Send + 'static,
 {

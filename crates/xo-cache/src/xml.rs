@@ -142,7 +142,10 @@ mod tests {
             json!({"provision": {"disk": {"device": "0", "size": "10737418240", "sr": "", "bootable": "true", "type": "system"}}})
         );
         let v = parse("<r><a x=\"1\"/><a x=\"2\"/><b>text</b></r>").unwrap();
-        assert_eq!(v, json!({"r": {"a": [{"x": "1"}, {"x": "2"}], "b": "text"}}));
+        assert_eq!(
+            v,
+            json!({"r": {"a": [{"x": "1"}, {"x": "2"}], "b": "text"}})
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use xo_cache::{
-    Batch, ChangeOp, Filter, ObjectChange, PoolStatus, Record, Store, StoreConfig, SubscriptionError, WaitError,
+    Batch, ChangeOp, Filter, ObjectChange, PoolStatus, Record, Store, StoreConfig,
+    SubscriptionError, WaitError,
 };
 
 const VM1: &str = "OpaqueRef:vm-debian-web";
@@ -48,9 +49,15 @@ async fn reset_publishes_every_object_once_and_marks_ready() {
     let mut sub = store.subscribe();
     store.register_pool("srv1");
     assert_eq!(store.status("srv1"), Some(PoolStatus::Connecting));
-    let batch = store.apply_reset("srv1", common::pool_records()).unwrap().unwrap();
+    let batch = store
+        .apply_reset("srv1", common::pool_records())
+        .unwrap()
+        .unwrap();
     let got = sub.recv().await.unwrap();
-    assert!(Arc::ptr_eq(&batch, &got), "the same Arc goes to every subscriber");
+    assert!(
+        Arc::ptr_eq(&batch, &got),
+        "the same Arc goes to every subscriber"
+    );
     assert!(batch.exit.is_empty());
     // 33 transformable records: 1 pool, 2 hosts, 6 VMs, 4 SRs, 5 PBDs, 5 VDIs, 4 VBDs, 2 VIFs, 2 networks,
     // 2 PIFs, 1 task, 1 message.
@@ -58,7 +65,10 @@ async fn reset_publishes_every_object_once_and_marks_ready() {
     assert_eq!(store.len(), 35);
     assert_eq!(store.wait_ready("srv1").await.unwrap(), common::POOL_UUID);
     assert_eq!(store.pool_uuid("srv1").as_deref(), Some(common::POOL_UUID));
-    assert_eq!(store.pool_key_of(common::POOL_UUID).as_deref(), Some("srv1"));
+    assert_eq!(
+        store.pool_key_of(common::POOL_UUID).as_deref(),
+        Some("srv1")
+    );
     let vm = store.get(&vm1_id()).unwrap();
     assert_eq!(vm.kind(), "VM");
     assert_eq!(vm.xapi_ref(), VM1);
@@ -84,8 +94,14 @@ async fn second_reset_emits_only_the_differences() {
     let batch = store.apply_reset("srv1", records).unwrap().unwrap();
     assert_eq!(ids(&batch), HashSet::from([vm1_id()]));
     assert_eq!(batch.enter[0].get("name_label"), Some(&json!("renamed")));
-    let msg_uuid = rec("OpaqueRef:message-1")["uuid"].as_str().unwrap().to_owned();
-    assert_eq!(batch.exit.iter().map(|s| s.to_string()).collect::<Vec<_>>(), vec![msg_uuid.clone()]);
+    let msg_uuid = rec("OpaqueRef:message-1")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        batch.exit.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        vec![msg_uuid.clone()]
+    );
     assert!(store.get(&msg_uuid).is_none());
     // Identical reset: nothing.
     let mut again = common::pool_records();
@@ -104,7 +120,15 @@ async fn vm_metrics_mod_rederives_the_vm() {
     let mut m = rec("OpaqueRef:vmm-debian-web");
     m.insert("VCPUs_number".into(), json!(3));
     let batch = store
-        .apply_changes("srv1", vec![change("vm_metrics", "OpaqueRef:vmm-debian-web", ChangeOp::Mod, Some(m))])
+        .apply_changes(
+            "srv1",
+            vec![change(
+                "vm_metrics",
+                "OpaqueRef:vmm-debian-web",
+                ChangeOp::Mod,
+                Some(m),
+            )],
+        )
         .unwrap()
         .unwrap();
     assert_eq!(ids(&batch), HashSet::from([vm1_id()]));
@@ -119,7 +143,12 @@ async fn guest_metrics_change_updates_addresses() {
     let batch = store
         .apply_changes(
             "srv1",
-            vec![change("VM_guest_metrics", "OpaqueRef:vmgm-debian-web", ChangeOp::Mod, Some(gm))],
+            vec![change(
+                "VM_guest_metrics",
+                "OpaqueRef:vmgm-debian-web",
+                ChangeOp::Mod,
+                Some(gm),
+            )],
         )
         .unwrap()
         .unwrap();
@@ -132,17 +161,31 @@ async fn guest_metrics_change_updates_addresses() {
 #[tokio::test]
 async fn host_metrics_change_updates_host_memory_and_power_state() {
     let (store, _) = loaded();
-    let host_id = rec("OpaqueRef:host-1-aaaa")["uuid"].as_str().unwrap().to_owned();
+    let host_id = rec("OpaqueRef:host-1-aaaa")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut hm = rec("OpaqueRef:hm-1");
     hm.insert("memory_free".into(), json!(30_000_000_000_i64));
     hm.insert("live".into(), json!(false));
     let batch = store
-        .apply_changes("srv1", vec![change("host_metrics", "OpaqueRef:hm-1", ChangeOp::Mod, Some(hm))])
+        .apply_changes(
+            "srv1",
+            vec![change(
+                "host_metrics",
+                "OpaqueRef:hm-1",
+                ChangeOp::Mod,
+                Some(hm),
+            )],
+        )
         .unwrap()
         .unwrap();
     assert_eq!(ids(&batch), HashSet::from([host_id.clone()]));
     let host = store.get(&host_id).unwrap();
-    assert_eq!(host.value()["memory"]["usage"], json!(34_359_738_368_i64 - 30_000_000_000));
+    assert_eq!(
+        host.value()["memory"]["usage"],
+        json!(34_359_738_368_i64 - 30_000_000_000)
+    );
     assert_eq!(host.value()["power_state"], "Halted");
 }
 
@@ -153,7 +196,15 @@ async fn irrelevant_metric_changes_publish_nothing() {
     let mut m = rec("OpaqueRef:vmm-debian-web");
     m.insert("last_updated".into(), json!("20241122T02:00:00Z"));
     let out = store
-        .apply_changes("srv1", vec![change("VM_metrics", "OpaqueRef:vmm-debian-web", ChangeOp::Mod, Some(m))])
+        .apply_changes(
+            "srv1",
+            vec![change(
+                "VM_metrics",
+                "OpaqueRef:vmm-debian-web",
+                ChangeOp::Mod,
+                Some(m),
+            )],
+        )
         .unwrap();
     assert!(out.is_none());
     assert_eq!(sub.try_recv().unwrap().map(|b| b.enter.len()), None);
@@ -192,7 +243,10 @@ async fn created_and_destroyed_objects_enter_and_exit_with_their_dependents() {
         .unwrap();
     assert_eq!(batch.exit.len(), 1);
     assert_eq!(&*batch.exit[0], "11111111-2222-4333-8444-555555555555");
-    assert_eq!(store.get(&vm1_id()).unwrap().value()["VIFs"][1], Value::Null);
+    assert_eq!(
+        store.get(&vm1_id()).unwrap().value()["VIFs"][1],
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -214,14 +268,29 @@ async fn links_to_late_objects_are_filled_when_they_appear() {
     vbd.insert("uuid".into(), json!("aaaaaaaa-0000-4000-8000-000000000002"));
     vbd.insert("VM".into(), json!(vm_ref));
     let batch = store
-        .apply_changes("srv1", vec![change("VBD", "OpaqueRef:vbd-late", ChangeOp::Add, Some(vbd))])
+        .apply_changes(
+            "srv1",
+            vec![change(
+                "VBD",
+                "OpaqueRef:vbd-late",
+                ChangeOp::Add,
+                Some(vbd),
+            )],
+        )
         .unwrap()
         .unwrap();
     let o = store.get("aaaaaaaa-0000-4000-8000-000000000001").unwrap();
     assert!(ids(&batch).contains("aaaaaaaa-0000-4000-8000-000000000001"));
-    assert_eq!(o.value()["$VBDs"], json!(["aaaaaaaa-0000-4000-8000-000000000002"]));
+    assert_eq!(
+        o.value()["$VBDs"],
+        json!(["aaaaaaaa-0000-4000-8000-000000000002"])
+    );
     let host1 = rec("OpaqueRef:host-1-aaaa")["uuid"].clone();
-    assert_eq!(o.value()["$container"], host1, "VBD → VDI on local SR → PBD host");
+    assert_eq!(
+        o.value()["$container"],
+        host1,
+        "VBD → VDI on local SR → PBD host"
+    );
 }
 
 #[tokio::test]
@@ -231,10 +300,16 @@ async fn template_turning_default_changes_id() {
     let uuid = rec(r)["uuid"].as_str().unwrap().to_owned();
     let mut t = rec(r);
     t.insert("is_default_template".into(), json!(true));
-    let batch = store.apply_changes("srv1", vec![change("VM", r, ChangeOp::Mod, Some(t))]).unwrap().unwrap();
+    let batch = store
+        .apply_changes("srv1", vec![change("VM", r, ChangeOp::Mod, Some(t))])
+        .unwrap()
+        .unwrap();
     let new_id = format!("{}-{uuid}", common::POOL_UUID);
     assert_eq!(ids(&batch), HashSet::from([new_id.clone()]));
-    assert_eq!(batch.exit.iter().map(|s| s.to_string()).collect::<Vec<_>>(), vec![uuid.clone()]);
+    assert_eq!(
+        batch.exit.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        vec![uuid.clone()]
+    );
     assert!(store.get(&uuid).is_none());
     assert!(store.get(&new_id).is_some());
 }
@@ -247,12 +322,20 @@ async fn pool_uuid_change_rederives_everything() {
     let batch = store
         .apply_changes(
             "srv1",
-            vec![change("pool", "OpaqueRef:1c3c8a3e-0000-4000-8000-000000000001", ChangeOp::Mod, Some(p))],
+            vec![change(
+                "pool",
+                "OpaqueRef:1c3c8a3e-0000-4000-8000-000000000001",
+                ChangeOp::Mod,
+                Some(p),
+            )],
         )
         .unwrap()
         .unwrap();
     assert_eq!(batch.enter.len(), 35);
-    assert!(batch.enter.iter().all(|o| o.pool() == Some("99999999-0000-4000-8000-000000000000")));
+    assert!(batch
+        .enter
+        .iter()
+        .all(|o| o.pool() == Some("99999999-0000-4000-8000-000000000000")));
     // Old pool object and old default-template id left.
     assert!(batch.exit.iter().any(|id| &**id == common::POOL_UUID));
 }
@@ -273,15 +356,27 @@ async fn same_id_in_two_pools_is_shadowed_then_promoted() {
         ("SR".to_owned(), vec![("OpaqueRef:p2-sr".to_owned(), sr)]),
     ]);
     let batch = store.apply_reset("srv2", records).unwrap().unwrap();
-    assert_eq!(ids(&batch), HashSet::from(["22222222-0000-4000-8000-000000000000".to_owned()]));
-    assert_eq!(store.get(&sr_uuid).unwrap().value()["name_label"], "NFS VM store");
-    assert_eq!(store.get_by_ref("srv2", "OpaqueRef:p2-sr").unwrap().value()["name_label"], "pool two's view");
+    assert_eq!(
+        ids(&batch),
+        HashSet::from(["22222222-0000-4000-8000-000000000000".to_owned()])
+    );
+    assert_eq!(
+        store.get(&sr_uuid).unwrap().value()["name_label"],
+        "NFS VM store"
+    );
+    assert_eq!(
+        store.get_by_ref("srv2", "OpaqueRef:p2-sr").unwrap().value()["name_label"],
+        "pool two's view"
+    );
     // Pool 1 goes: its SR copy is replaced by pool 2's (enter), everything else exits.
     let batch = store.remove_pool("srv1").unwrap().unwrap();
     assert_eq!(ids(&batch), HashSet::from([sr_uuid.clone()]));
     assert!(!batch.exit.iter().any(|id| **id == *sr_uuid));
     assert_eq!(batch.exit.len(), 34);
-    assert_eq!(store.get(&sr_uuid).unwrap().value()["$pool"], "22222222-0000-4000-8000-000000000000");
+    assert_eq!(
+        store.get(&sr_uuid).unwrap().value()["$pool"],
+        "22222222-0000-4000-8000-000000000000"
+    );
     assert_eq!(store.len(), 2);
 }
 
@@ -291,7 +386,10 @@ async fn removed_pool_rejects_writes_and_waiters() {
     let batch = store.remove_pool("srv1").unwrap().unwrap();
     assert_eq!(batch.exit.len(), 35);
     assert!(store.is_empty());
-    assert_eq!(store.wait_ready("srv1").await, Err(WaitError::UnknownPool("srv1".into())));
+    assert_eq!(
+        store.wait_ready("srv1").await,
+        Err(WaitError::UnknownPool("srv1".into()))
+    );
     assert!(store.apply_changes("srv1", vec![]).is_err());
     assert!(store.remove_pool("srv1").is_err());
     assert!(store.status("srv1").is_none());
@@ -320,14 +418,20 @@ async fn wait_ready_waits_for_the_load_and_fails_on_disconnect() {
             },
         )
         .unwrap();
-    assert!(matches!(waiter.await.unwrap(), Err(WaitError::Disconnected { .. })));
+    assert!(matches!(
+        waiter.await.unwrap(),
+        Err(WaitError::Disconnected { .. })
+    ));
 
     store.register_pool("srv3");
     let s2 = store.clone();
     let waiter = tokio::spawn(async move { s2.wait_ready("srv3").await });
     tokio::task::yield_now().await;
     store.remove_pool("srv3").unwrap();
-    assert_eq!(waiter.await.unwrap(), Err(WaitError::Removed("srv3".into())));
+    assert_eq!(
+        waiter.await.unwrap(),
+        Err(WaitError::Removed("srv3".into()))
+    );
 }
 
 #[tokio::test]
@@ -336,24 +440,40 @@ async fn reset_without_pool_record_is_an_error_status() {
     let mut records = common::pool_records();
     records.remove("pool");
     assert!(store.apply_reset("srv1", records).unwrap().is_none());
-    assert!(matches!(store.status("srv1"), Some(PoolStatus::Disconnected { .. })));
+    assert!(matches!(
+        store.status("srv1"),
+        Some(PoolStatus::Disconnected { .. })
+    ));
     assert!(store.is_empty());
 }
 
 #[tokio::test]
 async fn slow_subscriber_is_cut_off_not_skipped() {
-    let store = Store::new(StoreConfig { subscriber_capacity: 2 });
+    let store = Store::new(StoreConfig {
+        subscriber_capacity: 2,
+    });
     let mut slow = store.subscribe();
     store.apply_reset("srv1", common::pool_records()).unwrap();
     for n in 0..3 {
         let mut m = rec("OpaqueRef:vmm-debian-web");
         m.insert("VCPUs_number".into(), json!(n + 1));
         store
-            .apply_changes("srv1", vec![change("VM_metrics", "OpaqueRef:vmm-debian-web", ChangeOp::Mod, Some(m))])
+            .apply_changes(
+                "srv1",
+                vec![change(
+                    "VM_metrics",
+                    "OpaqueRef:vmm-debian-web",
+                    ChangeOp::Mod,
+                    Some(m),
+                )],
+            )
             .unwrap()
             .unwrap();
     }
-    assert!(matches!(slow.recv().await, Err(SubscriptionError::Lagged(_))));
+    assert!(matches!(
+        slow.recv().await,
+        Err(SubscriptionError::Lagged(_))
+    ));
     assert_eq!(slow.recv().await.unwrap_err(), SubscriptionError::Closed);
     assert_eq!(slow.try_recv().unwrap_err(), SubscriptionError::Closed);
 }
@@ -361,12 +481,21 @@ async fn slow_subscriber_is_cut_off_not_skipped() {
 #[tokio::test]
 async fn subscribe_with_snapshot_has_no_gap() {
     let (store, _) = loaded();
-    let (objs, mut sub) = store.subscribe_with_snapshot(&Filter::from_param(Some(&json!({"type": "VM"}))).unwrap());
+    let (objs, mut sub) =
+        store.subscribe_with_snapshot(&Filter::from_param(Some(&json!({"type": "VM"}))).unwrap());
     assert_eq!(objs.len(), 2);
     let mut m = rec("OpaqueRef:vmm-debian-web");
     m.insert("VCPUs_number".into(), json!(1));
     store
-        .apply_changes("srv1", vec![change("VM_metrics", "OpaqueRef:vmm-debian-web", ChangeOp::Mod, Some(m))])
+        .apply_changes(
+            "srv1",
+            vec![change(
+                "VM_metrics",
+                "OpaqueRef:vmm-debian-web",
+                ChangeOp::Mod,
+                Some(m),
+            )],
+        )
         .unwrap();
     let b = sub.recv().await.unwrap();
     assert_eq!(b.enter[0].value()["CPUs"]["number"], 1);
@@ -378,14 +507,44 @@ fn select_with_object_and_string_filters() {
     let f = |v: Value| Filter::from_param(Some(&v)).unwrap();
     assert_eq!(store.select(&Filter::All, None).len(), 35);
     assert_eq!(store.select(&f(json!({"type": "VM"})), None).len(), 2);
-    assert_eq!(store.select(&f(json!({"type": "VM", "power_state": "Running"})), None).len(), 1);
+    assert_eq!(
+        store
+            .select(&f(json!({"type": "VM", "power_state": "Running"})), None)
+            .len(),
+        1
+    );
     assert_eq!(store.select(&f(json!({"tags": ["web"]})), None).len(), 1);
     // Substring semantics: `type:VM` also matches VM-template/-snapshot/-controller.
-    assert_eq!(store.select(&f(json!("type:VM power_state:halted")), None).len(), 4);
-    assert_eq!(store.select(&f(json!("type:/^VM$/ power_state:halted")), None).len(), 1);
-    assert_eq!(store.select(&f(json!("|(type:host type:pool)")), None).len(), 3);
-    assert_eq!(store.select(&f(json!("type:VDI size:>=21474836480")), None).len(), 3);
-    assert_eq!(store.select(&f(json!("type:VDI size:>21474836480")), None).len(), 1);
+    assert_eq!(
+        store
+            .select(&f(json!("type:VM power_state:halted")), None)
+            .len(),
+        4
+    );
+    assert_eq!(
+        store
+            .select(&f(json!("type:/^VM$/ power_state:halted")), None)
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .select(&f(json!("|(type:host type:pool)")), None)
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .select(&f(json!("type:VDI size:>=21474836480")), None)
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .select(&f(json!("type:VDI size:>21474836480")), None)
+            .len(),
+        1
+    );
     assert_eq!(store.select(&f(json!("type:VM")), Some(1)).len(), 1);
     assert_eq!(store.select(&f(json!("")), Some(5)).len(), 5);
     assert!(Filter::from_param(Some(&json!("type:("))).is_err());
@@ -402,9 +561,15 @@ fn notifications_are_serialised_once_in_xo_format() {
     assert_eq!(v["method"], "all");
     assert_eq!(v["params"]["type"], "enter");
     assert_eq!(v["params"]["items"].as_object().unwrap().len(), 35);
-    assert_eq!(v["params"]["items"][vm1_id()]["name_label"], "debian-web-01");
+    assert_eq!(
+        v["params"]["items"][vm1_id()]["name_label"],
+        "debian-web-01"
+    );
     assert!(batch.exit_notification().is_none());
     let exit = xo_cache::store::exit_notification_for(["a", "b\""]);
     let v: Value = serde_json::from_str(&exit).unwrap();
-    assert_eq!(v["params"], json!({"type": "exit", "items": {"a": 0, "b\"": 0}}));
+    assert_eq!(
+        v["params"],
+        json!({"type": "exit", "items": {"a": 0, "b\"": 0}})
+    );
 }

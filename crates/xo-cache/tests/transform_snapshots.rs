@@ -51,7 +51,12 @@ snap!(message, "OpaqueRef:message-1");
 #[test]
 fn metrics_records_have_no_xo_object() {
     let l = common::lookup();
-    for r in ["OpaqueRef:hm-1", "OpaqueRef:vmm-debian-web", "OpaqueRef:vmgm-debian-web", "OpaqueRef:pifm-h1-eth0"] {
+    for r in [
+        "OpaqueRef:hm-1",
+        "OpaqueRef:vmm-debian-web",
+        "OpaqueRef:vmgm-debian-web",
+        "OpaqueRef:pifm-h1-eth0",
+    ] {
         let (class, rec) = common::record(r);
         assert!(to_xo(&class, r, &rec, &l).is_none(), "{class} {r}");
     }
@@ -61,7 +66,9 @@ fn metrics_records_have_no_xo_object() {
 fn every_xo_object_has_the_common_fields() {
     let l = common::lookup();
     for (r, (class, rec)) in &l.records {
-        let Some(o) = to_xo(class, r, rec, &l) else { continue };
+        let Some(o) = to_xo(class, r, rec, &l) else {
+            continue;
+        };
         assert_eq!(o["$pool"], common::POOL_UUID, "{r}");
         assert_eq!(o["$poolId"], common::POOL_UUID, "{r}");
         assert_eq!(o["_xapiRef"], r.as_str(), "{r}");
@@ -77,7 +84,10 @@ fn default_template_id_is_scoped_by_pool() {
     let o = xo("OpaqueRef:vm-tpl-bookworm");
     let uuid = o["uuid"].as_str().unwrap();
     assert_eq!(o["id"], format!("{}-{uuid}", common::POOL_UUID));
-    assert_eq!(xo("OpaqueRef:vm-tpl-custom")["id"], xo("OpaqueRef:vm-tpl-custom")["uuid"]);
+    assert_eq!(
+        xo("OpaqueRef:vm-tpl-custom")["id"],
+        xo("OpaqueRef:vm-tpl-custom")["uuid"]
+    );
 }
 
 #[test]
@@ -98,7 +108,10 @@ fn garbage_fields_do_not_panic() {
         }
     }
     let o = to_xo(&class, "OpaqueRef:vm-debian-web", &rec, &l).unwrap();
-    assert_eq!(o["type"], "VM-controller", "a non-empty string is truthy, as in JS");
+    assert_eq!(
+        o["type"], "VM-controller",
+        "a non-empty string is truthy, as in JS"
+    );
     assert_eq!(o["CPUs"]["max"], Value::Null, "NaN is null");
     let (class, rec) = common::record("OpaqueRef:host-1-aaaa");
     let mut empty = rec.clone();

@@ -44,7 +44,9 @@ pub enum Node {
 pub struct ParseError(pub String);
 
 fn is_raw_char(c: char) -> bool {
-    c.is_ascii_digit() || matches!(c, '_' | '-' | '.' | '$') || !c.to_uppercase().eq(c.to_lowercase())
+    c.is_ascii_digit()
+        || matches!(c, '_' | '-' | '.' | '$')
+        || !c.to_uppercase().eq(c.to_lowercase())
 }
 
 /// lodash `some` over an array's elements or an object's values.
@@ -259,9 +261,17 @@ impl Parser {
             flags = "(?i)";
         }
         match Regex::new(&format!("{flags}{pattern}")) {
-            Ok(re) => Some((Node::RegExp(format!("/{pattern}/{}", if flags.is_empty() { "" } else { "i" }), re), pos)),
+            Ok(re) => Some((
+                Node::RegExp(
+                    format!("/{pattern}/{}", if flags.is_empty() { "" } else { "i" }),
+                    re,
+                ),
+                pos,
+            )),
             Err(e) => {
-                self.hard = Some(ParseError(format!("invalid regular expression /{pattern}/: {e}")));
+                self.hard = Some(ParseError(format!(
+                    "invalid regular expression /{pattern}/: {e}"
+                )));
                 None
             }
         }
@@ -285,7 +295,11 @@ impl Parser {
             Some(n) if !n.is_nan() => Some((Node::NumberOrString(s, n), p)),
             _ => {
                 if s.contains('*') {
-                    let pattern = s.split('*').map(regex::escape).collect::<Vec<_>>().join(".*");
+                    let pattern = s
+                        .split('*')
+                        .map(regex::escape)
+                        .collect::<Vec<_>>()
+                        .join(".*");
                     match Regex::new(&format!("(?i){pattern}")) {
                         Ok(re) => Some((Node::Glob(s, re), p)),
                         Err(e) => {
@@ -433,10 +447,20 @@ pub fn parse(input: &str) -> Result<Node, ParseError> {
         } else {
             (pos, "end of input".to_owned())
         };
-        let expected = if expected.is_empty() { "end of input".to_owned() } else { expected };
-        return Err(ParseError(format!("parse error: expected {expected} at position {at}")));
+        let expected = if expected.is_empty() {
+            "end of input".to_owned()
+        } else {
+            expected
+        };
+        return Err(ParseError(format!(
+            "parse error: expected {expected} at position {at}"
+        )));
     }
-    Ok(if terms.is_empty() { Node::Null } else { and(terms) })
+    Ok(if terms.is_empty() {
+        Node::Null
+    } else {
+        and(terms)
+    })
 }
 
 #[cfg(test)]
@@ -445,7 +469,9 @@ mod tests {
     use serde_json::json;
 
     fn m(filter: &str, v: &Value) -> bool {
-        parse(filter).unwrap_or_else(|e| panic!("{filter}: {e}")).matches(v)
+        parse(filter)
+            .unwrap_or_else(|e| panic!("{filter}: {e}"))
+            .matches(v)
     }
 
     #[test]

@@ -42,7 +42,10 @@ mod tests {
         let vm = json!({"type": "VM", "power_state": "Running", "tags": ["a", "b"], "CPUs": {"max": 4, "number": 2}});
         assert!(is_match(&vm, &json!({})));
         assert!(is_match(&vm, &json!({"type": "VM"})));
-        assert!(is_match(&vm, &json!({"type": "VM", "power_state": "Running"})));
+        assert!(is_match(
+            &vm,
+            &json!({"type": "VM", "power_state": "Running"})
+        ));
         assert!(!is_match(&vm, &json!({"type": "host"})));
         assert!(is_match(&vm, &json!({"CPUs": {"max": 4}})));
         assert!(!is_match(&vm, &json!({"CPUs": {"max": 4.5}})));

@@ -2,7 +2,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::jsval::{get_arr, get_map, get_str, map_entry, num, put, raw, timestamp_f64, to_f64, to_timestamp, truthy, Record};
+use crate::jsval::{
+    get_arr, get_map, get_str, map_entry, num, put, raw, timestamp_f64, to_f64, to_timestamp,
+    truthy, Record,
+};
 use crate::lookup::Ctx;
 
 const ONE_GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -16,7 +19,10 @@ fn platform_at_least_2_1_1(v: Option<&str>) -> bool {
     }
     let mut nums = [0u64; 3];
     for (n, p) in nums.iter_mut().zip(&parts) {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+        if p.is_empty()
+            || !p.bytes().all(|b| b.is_ascii_digit())
+            || (p.len() > 1 && p.starts_with('0'))
+        {
             return false;
         }
         match p.parse() {
@@ -35,51 +41,60 @@ pub(super) fn host(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let sv = get_map(rec, "software_version").unwrap_or(&empty);
     let is_running = metrics.is_some_and(|m| truthy(m.get("live")));
 
-    let supplemental_packs = if platform_at_least_2_1_1(sv.get("platform_version").and_then(Value::as_str)) {
-        let mut packs = Vec::new();
-        for r in get_arr(rec, "updates").iter().filter_map(Value::as_str) {
-            let Some(update) = ctx.rec("pool_update", r) else { continue };
-            let name = get_str(update, "name_label").unwrap_or("");
-            if name.starts_with("XS") {
-                continue;
-            }
-            let mut p = Map::new();
-            put(&mut p, "name", raw(update, "name_label"));
-            put(&mut p, "description", raw(update, "name_description"));
-            put(
-                &mut p,
-                "author",
-                get_str(update, "key").and_then(|k| k.split('-').nth(3)).map(|s| Value::String(s.to_owned())),
-            );
-            put(&mut p, "version", raw(update, "version"));
-            put(&mut p, "guidance", raw(update, "after_apply_guidance"));
-            put(&mut p, "hosts", ctx.link_set(update, "hosts"));
-            put(&mut p, "vdi", ctx.link(update, "vdi"));
-            put(&mut p, "size", raw(update, "installation_size"));
-            packs.push(Value::Object(p));
-        }
-        packs
-    } else {
-        // Legacy: `author:name` keys of software_version → "description, version x".
-        sv.iter()
-            .filter_map(|(key, value)| {
-                let parts: Vec<&str> = key.split(':').collect();
-                if parts.len() != 2 {
-                    return None;
+    let supplemental_packs =
+        if platform_at_least_2_1_1(sv.get("platform_version").and_then(Value::as_str)) {
+            let mut packs = Vec::new();
+            for r in get_arr(rec, "updates").iter().filter_map(Value::as_str) {
+                let Some(update) = ctx.rec("pool_update", r) else {
+                    continue;
+                };
+                let name = get_str(update, "name_label").unwrap_or("");
+                if name.starts_with("XS") {
+                    continue;
                 }
-                let value = value.as_str().unwrap_or("");
-                let mut it = value.split(", ");
-                let description = it.next().unwrap_or("");
-                let version = it.next().and_then(|v| v.split(' ').nth(1));
                 let mut p = Map::new();
-                p.insert("name".into(), Value::String(parts[1].to_owned()));
-                p.insert("description".into(), Value::String(description.to_owned()));
-                p.insert("author".into(), Value::String(parts[0].to_owned()));
-                put(&mut p, "version", version.map(|v| Value::String(v.to_owned())));
-                Some(Value::Object(p))
-            })
-            .collect()
-    };
+                put(&mut p, "name", raw(update, "name_label"));
+                put(&mut p, "description", raw(update, "name_description"));
+                put(
+                    &mut p,
+                    "author",
+                    get_str(update, "key")
+                        .and_then(|k| k.split('-').nth(3))
+                        .map(|s| Value::String(s.to_owned())),
+                );
+                put(&mut p, "version", raw(update, "version"));
+                put(&mut p, "guidance", raw(update, "after_apply_guidance"));
+                put(&mut p, "hosts", ctx.link_set(update, "hosts"));
+                put(&mut p, "vdi", ctx.link(update, "vdi"));
+                put(&mut p, "size", raw(update, "installation_size"));
+                packs.push(Value::Object(p));
+            }
+            packs
+        } else {
+            // Legacy: `author:name` keys of software_version → "description, version x".
+            sv.iter()
+                .filter_map(|(key, value)| {
+                    let parts: Vec<&str> = key.split(':').collect();
+                    if parts.len() != 2 {
+                        return None;
+                    }
+                    let value = value.as_str().unwrap_or("");
+                    let mut it = value.split(", ");
+                    let description = it.next().unwrap_or("");
+                    let version = it.next().and_then(|v| v.split(' ').nth(1));
+                    let mut p = Map::new();
+                    p.insert("name".into(), Value::String(parts[1].to_owned()));
+                    p.insert("description".into(), Value::String(description.to_owned()));
+                    p.insert("author".into(), Value::String(parts[0].to_owned()));
+                    put(
+                        &mut p,
+                        "version",
+                        version.map(|v| Value::String(v.to_owned())),
+                    );
+                    Some(Value::Object(p))
+                })
+                .collect()
+        };
 
     let cpu_info = rec.get("cpu_info");
     put(&mut o, "CPUs", cpu_info.cloned());
@@ -94,7 +109,9 @@ pub(super) fn host(rec: &Record, ctx: &Ctx<'_>) -> Record {
     o.insert("enabled".into(), Value::Bool(truthy(rec.get("enabled"))));
     put(&mut o, "controlDomain", ctx.link(rec, "control_domain"));
     let cpus = match cpu_info {
-        Some(Value::Object(ci)) => json!({ "cores": num(ci.get("cpu_count")), "sockets": num(ci.get("socket_count")) }),
+        Some(Value::Object(ci)) => {
+            json!({ "cores": num(ci.get("cpu_count")), "sockets": num(ci.get("socket_count")) })
+        }
         _ => json!({}),
     };
     o.insert("cpus".into(), cpus);
@@ -109,24 +126,33 @@ pub(super) fn host(rec: &Record, ctx: &Ctx<'_>) -> Record {
     o.insert("iscsiIqn".into(), iqn);
     o.insert(
         "zstdSupported".into(),
-        Value::Bool(map_entry(rec, "license_params", "restrict_zstd_export").is_some_and(|v| v == "false")),
+        Value::Bool(
+            map_entry(rec, "license_params", "restrict_zstd_export").is_some_and(|v| v == "false"),
+        ),
     );
     put(&mut o, "license_params", raw(rec, "license_params"));
     put(&mut o, "license_server", raw(rec, "license_server"));
-    o.insert("license_expiry".into(), to_timestamp(map_entry(rec, "license_params", "expiry")));
+    o.insert(
+        "license_expiry".into(),
+        to_timestamp(map_entry(rec, "license_params", "expiry")),
+    );
     put(&mut o, "logging", raw(rec, "logging"));
     put(&mut o, "name_description", raw(rec, "name_description"));
     put(&mut o, "name_label", raw(rec, "name_label"));
     let memory = match metrics {
         Some(m) => {
             let free = to_f64(m.get("memory_free")).unwrap_or(f64::NAN);
-            let total = (to_f64(m.get("memory_total")).unwrap_or(f64::NAN) / ONE_GIB).ceil() * ONE_GIB;
+            let total =
+                (to_f64(m.get("memory_total")).unwrap_or(f64::NAN) / ONE_GIB).ceil() * ONE_GIB;
             json!({ "usage": crate::jsval::number_value(total - free), "size": crate::jsval::number_value(total) })
         }
         None => json!({ "usage": 0, "size": 0, "total": 0 }),
     };
     o.insert("memory".into(), memory);
-    o.insert("multipathing".into(), Value::Bool(other.get("multipathing").is_some_and(|v| v == "true")));
+    o.insert(
+        "multipathing".into(),
+        Value::Bool(other.get("multipathing").is_some_and(|v| v == "true")),
+    );
     put(&mut o, "otherConfig", raw(rec, "other_config"));
     put(&mut o, "patches", ctx.link_set(rec, "patches"));
     put(&mut o, "powerOnMode", raw(rec, "power_on_mode"));
@@ -139,7 +165,10 @@ pub(super) fn host(rec: &Record, ctx: &Ctx<'_>) -> Record {
     put(&mut o, "residentVms", ctx.link_set(rec, "resident_VMs"));
     o.insert("startTime".into(), to_timestamp(other.get("boot_time")));
     o.insert("supplementalPacks".into(), Value::Array(supplemental_packs));
-    o.insert("agentStartTime".into(), to_timestamp(other.get("agent_start_time")));
+    o.insert(
+        "agentStartTime".into(),
+        to_timestamp(other.get("agent_start_time")),
+    );
     let reboot_required = if sv.get("product_brand").is_some_and(|b| b == "XCP-ng") {
         match to_f64(other.get("rpm_patch_installation_time")) {
             Some(t) => timestamp_f64(other.get("boot_time")) < t,

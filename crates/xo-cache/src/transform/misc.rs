@@ -21,7 +21,11 @@ pub(super) fn host_patch(rec: &Record, ctx: &Ctx<'_>) -> Record {
         put(&mut o, "enforceHomogeneity", raw(pp, "pool_applied"));
         put(&mut o, "description", raw(pp, "name_description"));
         put(&mut o, "name", raw(pp, "name_label"));
-        put(&mut o, "pool_patch", pool_patch_ref.map(|r| Value::String(r.to_owned())));
+        put(
+            &mut o,
+            "pool_patch",
+            pool_patch_ref.map(|r| Value::String(r.to_owned())),
+        );
         o.insert("size".into(), num(pp.get("size")));
         put(&mut o, "guidance", raw(pp, "after_apply_guidance"));
     }
@@ -55,12 +59,23 @@ pub(super) fn pci(rec: &Record, ctx: &Ctx<'_>) -> Record {
 pub(super) fn pgpu(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = typed("PGPU");
     put(&mut o, "dom0Access", raw(rec, "dom0_access"));
-    put(&mut o, "enabledVgpuTypes", ctx.link_set(rec, "enabled_VGPU_types"));
+    put(
+        &mut o,
+        "enabledVgpuTypes",
+        ctx.link_set(rec, "enabled_VGPU_types"),
+    );
     put(&mut o, "gpuGroup", ctx.link(rec, "GPU_group"));
-    o.insert("isSystemDisplayDevice".into(), Value::Bool(truthy(rec.get("is_system_display_device"))));
+    o.insert(
+        "isSystemDisplayDevice".into(),
+        Value::Bool(truthy(rec.get("is_system_display_device"))),
+    );
     put(&mut o, "pci", ctx.link(rec, "PCI"));
     // XO "links" the `supported_VGPU_max_capacities` map, which yields `undefined`: the key is never sent.
-    put(&mut o, "supportedVgpuTypes", ctx.link_set(rec, "supported_VGPU_types"));
+    put(
+        &mut o,
+        "supportedVgpuTypes",
+        ctx.link_set(rec, "supported_VGPU_types"),
+    );
     let host = ctx.link(rec, "host");
     put(&mut o, "host", host.clone());
     put(&mut o, "$host", host);
@@ -72,7 +87,10 @@ pub(super) fn pgpu(rec: &Record, ctx: &Ctx<'_>) -> Record {
 
 pub(super) fn vgpu(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = typed("vgpu");
-    o.insert("currentlyAttached".into(), Value::Bool(truthy(rec.get("currently_attached"))));
+    o.insert(
+        "currentlyAttached".into(),
+        Value::Bool(truthy(rec.get("currently_attached"))),
+    );
     put(&mut o, "device", raw(rec, "device"));
     put(&mut o, "gpuGroup", ctx.link(rec, "GPU_group"));
     put(&mut o, "otherConfig", raw(rec, "other_config"));
@@ -85,22 +103,37 @@ pub(super) fn vgpu(rec: &Record, ctx: &Ctx<'_>) -> Record {
 pub(super) fn gpu_group(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = typed("gpuGroup");
     put(&mut o, "allocation", raw(rec, "allocation_algorithm"));
-    put(&mut o, "enabledVgpuTypes", ctx.link_set(rec, "enabled_VGPU_types"));
+    put(
+        &mut o,
+        "enabledVgpuTypes",
+        ctx.link_set(rec, "enabled_VGPU_types"),
+    );
     put(&mut o, "gpuTypes", raw(rec, "GPU_types"));
     put(&mut o, "name_description", raw(rec, "name_description"));
     put(&mut o, "name_label", raw(rec, "name_label"));
     put(&mut o, "otherConfig", raw(rec, "other_config"));
     put(&mut o, "pgpus", ctx.link_set(rec, "PGPUs"));
-    put(&mut o, "supportedVgpuTypes", ctx.link_set(rec, "supported_VGPU_types"));
+    put(
+        &mut o,
+        "supportedVgpuTypes",
+        ctx.link_set(rec, "supported_VGPU_types"),
+    );
     put(&mut o, "vgpus", ctx.link_set(rec, "VGPUs"));
     o
 }
 
 pub(super) fn vgpu_type(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = typed("vgpuType");
-    o.insert("experimental".into(), Value::Bool(truthy(rec.get("experimental"))));
+    o.insert(
+        "experimental".into(),
+        Value::Bool(truthy(rec.get("experimental"))),
+    );
     put(&mut o, "framebufferSize", raw(rec, "framebuffer_size"));
-    put(&mut o, "gpuGroups", ctx.link_set(rec, "enabled_on_GPU_groups"));
+    put(
+        &mut o,
+        "gpuGroups",
+        ctx.link_set(rec, "enabled_on_GPU_groups"),
+    );
     put(&mut o, "maxHeads", raw(rec, "max_heads"));
     put(&mut o, "maxResolutionX", raw(rec, "max_resolution_x"));
     put(&mut o, "maxResolutionY", raw(rec, "max_resolution_y"));
@@ -127,7 +160,11 @@ pub(super) fn pusb(rec: &Record, ctx: &Ctx<'_>) -> Record {
     }
     o.insert("description".into(), Value::String(description));
     put(&mut o, "host", ctx.link(rec, "host"));
-    put(&mut o, "passthroughEnabled", raw(rec, "passthrough_enabled"));
+    put(
+        &mut o,
+        "passthroughEnabled",
+        raw(rec, "passthrough_enabled"),
+    );
     put(&mut o, "speed", raw(rec, "speed"));
     put(&mut o, "usbGroup", ctx.link(rec, "USB_group"));
     put(&mut o, "vendorId", raw(rec, "vendor_id"));

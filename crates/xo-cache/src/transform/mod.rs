@@ -102,10 +102,7 @@ pub fn transform(class: &str, r: &str, rec: &Record, ctx: &Ctx<'_>) -> Option<Re
     };
     let uuid = rec.get("uuid").and_then(Value::as_str);
     if !obj.contains_key("id") {
-        obj.insert(
-            "id".into(),
-            Value::String(uuid.unwrap_or(r).to_owned()),
-        );
+        obj.insert("id".into(), Value::String(uuid.unwrap_or(r).to_owned()));
     }
     if !obj.contains_key("type") {
         obj.insert("type".into(), Value::String(xapi_type_name(&lc).to_owned()));

@@ -42,7 +42,10 @@ pub(super) fn pif(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let metrics = ctx.follow(rec, "metrics", "PIF_metrics");
     let mut o = Record::new();
     o.insert("type".into(), Value::String("PIF".into()));
-    o.insert("attached".into(), Value::Bool(truthy(rec.get("currently_attached"))));
+    o.insert(
+        "attached".into(),
+        Value::Bool(truthy(rec.get("currently_attached"))),
+    );
     let bond_master = match rec.get("bond_master_of") {
         Some(Value::Array(a)) => !a.is_empty(),
         Some(Value::Object(m)) => !m.is_empty(),
@@ -59,12 +62,18 @@ pub(super) fn pif(rec: &Record, ctx: &Ctx<'_>) -> Record {
         put(&mut o, "deviceName", raw(m, "device_name"));
     }
     put(&mut o, "dns", raw(rec, "DNS"));
-    o.insert("disallowUnplug".into(), Value::Bool(truthy(rec.get("disallow_unplug"))));
+    o.insert(
+        "disallowUnplug".into(),
+        Value::Bool(truthy(rec.get("disallow_unplug"))),
+    );
     put(&mut o, "gateway", raw(rec, "gateway"));
     put(&mut o, "ip", raw(rec, "IP"));
     put(&mut o, "ipv6", raw(rec, "IPv6"));
     put(&mut o, "mac", raw(rec, "MAC"));
-    o.insert("management".into(), Value::Bool(truthy(rec.get("management"))));
+    o.insert(
+        "management".into(),
+        Value::Bool(truthy(rec.get("management"))),
+    );
     o.insert(
         "carrier".into(),
         Value::Bool(metrics.is_some_and(|m| truthy(m.get("carrier")))),
@@ -74,7 +83,11 @@ pub(super) fn pif(rec: &Record, ctx: &Ctx<'_>) -> Record {
     o.insert("mtu".into(), num(rec.get("MTU")));
     put(&mut o, "netmask", raw(rec, "netmask"));
     o.insert("physical".into(), Value::Bool(truthy(rec.get("physical"))));
-    put(&mut o, "primaryAddressType", raw(rec, "primary_address_type"));
+    put(
+        &mut o,
+        "primaryAddressType",
+        raw(rec, "primary_address_type"),
+    );
     o.insert("vlan".into(), num(rec.get("VLAN")));
     if let Some(m) = metrics {
         o.insert("speed".into(), num(m.get("speed")));
@@ -90,7 +103,10 @@ pub(super) fn vif(rec: &Record, ctx: &Ctx<'_>) -> Record {
     o.insert("type".into(), Value::String("VIF".into()));
     put(&mut o, "allowedIpv4Addresses", raw(rec, "ipv4_allowed"));
     put(&mut o, "allowedIpv6Addresses", raw(rec, "ipv6_allowed"));
-    o.insert("attached".into(), Value::Bool(truthy(rec.get("currently_attached"))));
+    o.insert(
+        "attached".into(),
+        Value::Bool(truthy(rec.get("currently_attached"))),
+    );
     put(&mut o, "device", raw(rec, "device"));
     put(&mut o, "lockingMode", raw(rec, "locking_mode"));
     put(&mut o, "MAC", raw(rec, "MAC"));

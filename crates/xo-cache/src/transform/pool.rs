@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::jsval::{get_arr, get_map, get_str, is_true_str, map_entry, num, put, raw, to_timestamp, truthy, Record};
+use crate::jsval::{get_arr, get_map, map_entry, num, put, raw, to_timestamp, truthy, Record};
 use crate::lookup::Ctx;
 
 pub(super) fn pool(rec: &Record, ctx: &Ctx<'_>) -> Record {
@@ -11,11 +11,17 @@ pub(super) fn pool(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let cpu_info = rec.get("cpu_info");
     let master = ctx.follow(rec, "master", "host");
 
-    o.insert("auto_poweron".into(), Value::Bool(map_entry(rec, "other_config", "auto_poweron").is_some_and(|v| v == "true")));
+    o.insert(
+        "auto_poweron".into(),
+        Value::Bool(map_entry(rec, "other_config", "auto_poweron").is_some_and(|v| v == "true")),
+    );
     put(&mut o, "crashDumpSr", ctx.link(rec, "crash_dump_SR"));
     put(&mut o, "current_operations", raw(rec, "current_operations"));
     put(&mut o, "default_SR", ctx.link(rec, "default_SR"));
-    o.insert("HA_enabled".into(), Value::Bool(truthy(rec.get("ha_enabled"))));
+    o.insert(
+        "HA_enabled".into(),
+        Value::Bool(truthy(rec.get("ha_enabled"))),
+    );
     // `$ha_statefiles` skips unknown VDIs, then links each VDI's SR.
     let ha_srs: Vec<Value> = get_arr(rec, "ha_statefiles")
         .iter()
@@ -32,22 +38,34 @@ pub(super) fn pool(rec: &Record, ctx: &Ctx<'_>) -> Record {
         _ => master.and_then(|m| m.get("name_label").cloned()),
     };
     put(&mut o, "name_label", label);
-    put(&mut o, "migrationCompression", raw(rec, "migration_compression"));
-    put(&mut o, "haRebootVmOnInternalShutdown", raw(rec, "ha_reboot_vm_on_internal_shutdown"));
+    put(
+        &mut o,
+        "migrationCompression",
+        raw(rec, "migration_compression"),
+    );
+    put(
+        &mut o,
+        "haRebootVmOnInternalShutdown",
+        raw(rec, "ha_reboot_vm_on_internal_shutdown"),
+    );
     o.insert(
         "xosanPackInstallationTime".into(),
         to_timestamp(other.and_then(|m| m.get("xosan_pack_installation_time"))),
     );
     put(&mut o, "otherConfig", raw(rec, "other_config"));
     let cpus = match cpu_info {
-        Some(Value::Object(ci)) => json!({ "cores": num(ci.get("cpu_count")), "sockets": num(ci.get("socket_count")) }),
+        Some(Value::Object(ci)) => {
+            json!({ "cores": num(ci.get("cpu_count")), "sockets": num(ci.get("socket_count")) })
+        }
         _ => json!({}),
     };
     o.insert("cpus".into(), cpus);
     put(&mut o, "suspendSr", ctx.link(rec, "suspend_image_SR"));
     o.insert(
         "zstdSupported".into(),
-        Value::Bool(map_entry(rec, "restrictions", "restrict_zstd_export").is_some_and(|v| v == "false")),
+        Value::Bool(
+            map_entry(rec, "restrictions", "restrict_zstd_export").is_some_and(|v| v == "false"),
+        ),
     );
     o.insert(
         "vtpmSupported".into(),
@@ -62,6 +80,5 @@ pub(super) fn pool(rec: &Record, ctx: &Ctx<'_>) -> Record {
             .and_then(|sv| sv.get("platform_version"))
             .cloned(),
     );
-    let _ = (is_true_str, get_str);
     o
 }

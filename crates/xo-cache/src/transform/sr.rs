@@ -1,6 +1,6 @@
 //! `SR` → XO `SR`, `PBD` → XO `PBD` (with obfuscated `device_config`).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::jsval::{get_arr, get_map, get_str, num, put, raw, truthy, Record};
 use crate::lookup::Ctx;
@@ -11,15 +11,19 @@ pub const OBFUSCATED: &str = "* obfuscated *";
 fn allocation_by_type(t: &str) -> Option<&'static str> {
     Some(match t {
         "ext" | "file" | "nfs" | "shm" | "smb" | "xosan" | "zfs" => "thin",
-        "hba" | "iscsi" | "lvhd" | "lvhdofcoe" | "lvhdohba" | "lvhdoiscsi" | "lvm" | "lvmofcoe" | "lvmohba"
-        | "lvmoiscsi" | "ocfs" | "ocfsohba" | "ocfsoiscsi" | "rawhba" | "rawiscsi" | "udev" => "thick",
+        "hba" | "iscsi" | "lvhd" | "lvhdofcoe" | "lvhdohba" | "lvhdoiscsi" | "lvm" | "lvmofcoe"
+        | "lvmohba" | "lvmoiscsi" | "ocfs" | "ocfsohba" | "ocfsoiscsi" | "rawhba" | "rawiscsi"
+        | "udev" => "thick",
         _ => return None,
     })
 }
 
 /// `@vates/obfuscate`'s sensitive keys: `token`, `passphrase`, `encryptionKey`, anything matching /password/i.
 pub fn is_sensitive_key(key: &str) -> bool {
-    key == "token" || key == "passphrase" || key == "encryptionKey" || key.to_ascii_lowercase().contains("password")
+    key == "token"
+        || key == "passphrase"
+        || key == "encryptionKey"
+        || key.to_ascii_lowercase().contains("password")
 }
 
 /// Deep copy of `value` with sensitive entries replaced by `replacement`.
@@ -51,7 +55,10 @@ pub(super) fn sr(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = Record::new();
     o.insert("type".into(), Value::String("SR".into()));
     put(&mut o, "content_type", raw(rec, "content_type"));
-    o.insert("physical_usage".into(), num(rec.get("physical_utilisation")));
+    o.insert(
+        "physical_usage".into(),
+        num(rec.get("physical_utilisation")),
+    );
     let allocation = if sr_type == "linstor" {
         Some(
             first_pbd
@@ -68,7 +75,9 @@ pub(super) fn sr(rec: &Record, ctx: &Ctx<'_>) -> Record {
     put(&mut o, "current_operations", raw(rec, "current_operations"));
     o.insert(
         "inMaintenanceMode".into(),
-        Value::Bool(get_map(rec, "other_config").is_some_and(|m| m.contains_key("xo:maintenanceState"))),
+        Value::Bool(
+            get_map(rec, "other_config").is_some_and(|m| m.contains_key("xo:maintenanceState")),
+        ),
     );
     put(&mut o, "name_description", raw(rec, "name_description"));
     put(&mut o, "name_label", raw(rec, "name_label"));
@@ -92,7 +101,10 @@ pub(super) fn sr(rec: &Record, ctx: &Ctx<'_>) -> Record {
 pub(super) fn pbd(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = Record::new();
     o.insert("type".into(), Value::String("PBD".into()));
-    o.insert("attached".into(), Value::Bool(truthy(rec.get("currently_attached"))));
+    o.insert(
+        "attached".into(),
+        Value::Bool(truthy(rec.get("currently_attached"))),
+    );
     put(&mut o, "host", ctx.link(rec, "host"));
     put(&mut o, "SR", ctx.link(rec, "SR"));
     put(
@@ -101,6 +113,5 @@ pub(super) fn pbd(rec: &Record, ctx: &Ctx<'_>) -> Record {
         rec.get("device_config").map(|dc| obfuscate(dc, OBFUSCATED)),
     );
     put(&mut o, "otherConfig", raw(rec, "other_config"));
-    let _ = Map::<String, Value>::new;
     o
 }

@@ -13,8 +13,16 @@ pub(super) fn vdi(rec: &Record, ctx: &Ctx<'_>) -> Record {
     put(&mut o, "name_description", raw(rec, "name_description"));
     put(&mut o, "name_label", raw(rec, "name_label"));
     let sm_config = get_map(rec, "sm_config");
-    put(&mut o, "parent", sm_config.and_then(|m| m.get("vhd-parent")).cloned());
-    put(&mut o, "image_format", sm_config.and_then(|m| m.get("image-format")).cloned());
+    put(
+        &mut o,
+        "parent",
+        sm_config.and_then(|m| m.get("vhd-parent")).cloned(),
+    );
+    put(
+        &mut o,
+        "image_format",
+        sm_config.and_then(|m| m.get("image-format")).cloned(),
+    );
     o.insert("size".into(), num(rec.get("virtual_size")));
     put(&mut o, "snapshots", ctx.link_set(rec, "snapshots"));
     put(&mut o, "tags", raw(rec, "tags"));
@@ -26,7 +34,10 @@ pub(super) fn vdi(rec: &Record, ctx: &Ctx<'_>) -> Record {
     put(&mut o, "$VBDs", ctx.link_set(rec, "VBDs"));
     if truthy(rec.get("is_a_snapshot")) {
         o.insert("type".into(), Value::String("VDI-snapshot".into()));
-        o.insert("snapshot_time".into(), to_timestamp(rec.get("snapshot_time")));
+        o.insert(
+            "snapshot_time".into(),
+            to_timestamp(rec.get("snapshot_time")),
+        );
         put(&mut o, "$snapshot_of", ctx.link(rec, "snapshot_of"));
     } else if !truthy(rec.get("managed")) {
         o.insert("type".into(), Value::String("VDI-unmanaged".into()));

@@ -4,7 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::vm_networks;
-use crate::jsval::{get_arr, get_map, get_str, num, put, raw, str_to_number, to_timestamp, truthy, Record};
+use crate::jsval::{
+    get_arr, get_map, get_str, num, put, raw, str_to_number, to_timestamp, truthy, Record,
+};
 use crate::lookup::{Ctx, NULL_REF};
 use crate::xml;
 
@@ -38,7 +40,9 @@ fn xen_tools(running: bool, metrics: Option<&Record>, gm: Option<&Record>) -> Op
     if !running || metrics.is_none() {
         return None;
     }
-    let Some(gm) = gm else { return Some(Value::Bool(false)) };
+    let Some(gm) = gm else {
+        return Some(Value::Bool(false));
+    };
     let pv = get_map(gm, "PV_drivers_version");
     let major = pv.and_then(|m| m.get("major"));
     let minor = pv.and_then(|m| m.get("minor"));
@@ -58,7 +62,9 @@ fn xen_tools(running: bool, metrics: Option<&Record>, gm: Option<&Record>) -> Op
 
 /// `getVmGuestToolsProps`.
 fn guest_tools_props(o: &mut Record, running: bool, metrics: Option<&Record>, gm: Option<&Record>) {
-    let (true, Some(_), Some(gm)) = (running, metrics, gm) else { return };
+    let (true, Some(_), Some(gm)) = (running, metrics, gm) else {
+        return;
+    };
     let pv = get_map(gm, "PV_drivers_version");
     let field = |k: &str| pv.and_then(|m| m.get(k));
     let js = |v: Option<&Value>| match v {
@@ -74,7 +80,10 @@ fn guest_tools_props(o: &mut Record, running: bool, metrics: Option<&Record>, gm
     let static_ip = get_map(gm, "other")
         .and_then(|m| m.get("feature-static-ip-setting"))
         .is_some_and(|v| v == "1");
-    o.insert("managementAgentDetected".into(), Value::Bool(has_pv_version || static_ip));
+    o.insert(
+        "managementAgentDetected".into(),
+        Value::Bool(has_pv_version || static_ip),
+    );
     let detected_truthy = truthy(Some(&detected));
     o.insert("pvDriversDetected".into(), detected);
     if has_pv_version {
@@ -97,8 +106,17 @@ fn guest_tools_props(o: &mut Record, running: bool, metrics: Option<&Record>, gm
 fn memory(rec: &Record, running: bool, metrics: Option<&Record>, gm: Option<&Record>) -> Value {
     let dmax = num(rec.get("memory_dynamic_max"));
     let mut m = Map::new();
-    m.insert("dynamic".into(), json!([num(rec.get("memory_dynamic_min")), dmax]));
-    m.insert("static".into(), json!([num(rec.get("memory_static_min")), num(rec.get("memory_static_max"))]));
+    m.insert(
+        "dynamic".into(),
+        json!([num(rec.get("memory_dynamic_min")), dmax]),
+    );
+    m.insert(
+        "static".into(),
+        json!([
+            num(rec.get("memory_static_min")),
+            num(rec.get("memory_static_max"))
+        ]),
+    );
     let gm_memory = gm.and_then(|g| get_map(g, "memory"));
     if !running {
         m.insert("size".into(), dmax);
@@ -114,8 +132,13 @@ fn memory(rec: &Record, running: bool, metrics: Option<&Record>, gm: Option<&Rec
 }
 
 fn is_firmware_supported(rec: &Record) -> bool {
-    let Some(parsed) = get_str(rec, "recommendations").and_then(xml::parse) else { return true };
-    let Some(restrictions) = parsed.get("restrictions").and_then(|r| r.get("restriction")) else {
+    let Some(parsed) = get_str(rec, "recommendations").and_then(xml::parse) else {
+        return true;
+    };
+    let Some(restrictions) = parsed
+        .get("restrictions")
+        .and_then(|r| r.get("restriction"))
+    else {
         return true;
     };
     let firmware = get_map(rec, "HVM_boot_params")
@@ -124,19 +147,28 @@ fn is_firmware_supported(rec: &Record) -> bool {
         .unwrap_or("undefined");
     let field = format!("supports-{firmware}");
     let list = xml::ensure_array(Some(restrictions.clone()));
-    match list.iter().find(|r| r.get("field").is_some_and(|f| f == field.as_str())) {
+    match list
+        .iter()
+        .find(|r| r.get("field").is_some_and(|f| f == field.as_str()))
+    {
         None => true,
         Some(r) => r.get("value").is_none_or(|v| v != "no"),
     }
 }
 
 fn docker(other: &Record) -> Option<Value> {
-    let monitor = other.get("xscontainer-monitor").and_then(Value::as_str).filter(|m| !m.is_empty())?;
+    let monitor = other
+        .get("xscontainer-monitor")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())?;
     if monitor == "False" {
         return Some(json!({ "enabled": false }));
     }
     let parse = |key: &str, root: &str| -> Option<Value> {
-        let text = other.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())?;
+        let text = other
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())?;
         xml::parse(text).and_then(|v| v.get(root).cloned())
     };
     let mut d = Map::new();
@@ -151,7 +183,11 @@ fn docker(other: &Record) -> Option<Value> {
 }
 
 fn template_disks(other: &Record) -> Value {
-    let Some(text) = other.get("disks").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+    let Some(text) = other
+        .get("disks")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
         return json!([]);
     };
     let Some(provision) = xml::parse(text).and_then(|v| v.get("provision").cloned()) else {
@@ -186,14 +222,22 @@ fn container(rec: &Record, ctx: &Ctx<'_>, pool_uuid: &str) -> Option<Value> {
         return ctx.link(rec, "resident_on");
     }
     for vbd_ref in get_arr(rec, "VBDs").iter().filter_map(Value::as_str) {
-        let Some(vbd) = ctx.rec("VBD", vbd_ref) else { continue };
-        let Some(vdi) = ctx.follow(vbd, "VDI", "VDI") else { continue };
-        let Some(sr) = ctx.follow(vdi, "SR", "SR") else { continue };
+        let Some(vbd) = ctx.rec("VBD", vbd_ref) else {
+            continue;
+        };
+        let Some(vdi) = ctx.follow(vbd, "VDI", "VDI") else {
+            continue;
+        };
+        let Some(sr) = ctx.follow(vdi, "SR", "SR") else {
+            continue;
+        };
         if truthy(sr.get("shared")) {
             continue;
         }
         let first_pbd = get_arr(sr, "PBDs").first().and_then(Value::as_str);
-        let Some(pbd) = first_pbd.and_then(|r| ctx.rec("PBD", r)) else { continue };
+        let Some(pbd) = first_pbd.and_then(|r| ctx.rec("PBD", r)) else {
+            continue;
+        };
         if let Some(host) = ctx.link(pbd, "host") {
             return Some(host);
         }
@@ -237,35 +281,58 @@ pub(super) fn vm(rec: &Record, ctx: &Ctx<'_>, pool_uuid: &str) -> Record {
     let networks = gm.and_then(|g| get_map(g, "networks"));
     let mut o = Record::new();
     o.insert("type".into(), Value::String("VM".into()));
-    o.insert("addresses".into(), Value::Object(vm_networks::normalize(networks)));
+    o.insert(
+        "addresses".into(),
+        Value::Object(vm_networks::normalize(networks)),
+    );
     put(&mut o, "affinityHost", ctx.link(rec, "affinity"));
     if let Some(pci) = other.get("pci").and_then(Value::as_str) {
         let list = pci
             .split(',')
-            .map(|s| s.split('/').nth(1).map_or(Value::Null, |x| Value::String(x.to_owned())))
+            .map(|s| {
+                s.split('/')
+                    .nth(1)
+                    .map_or(Value::Null, |x| Value::String(x.to_owned()))
+            })
             .collect();
         o.insert("attachedPcis".into(), Value::Array(list));
     }
-    o.insert("auto_poweron".into(), Value::Bool(other.get("auto_poweron").is_some_and(|v| v == "true")));
+    o.insert(
+        "auto_poweron".into(),
+        Value::Bool(other.get("auto_poweron").is_some_and(|v| v == "true")),
+    );
     put(&mut o, "bios_strings", raw(rec, "bios_strings"));
     put(&mut o, "blockedOperations", raw(rec, "blocked_operations"));
     put(&mut o, "boot", raw(rec, "HVM_boot_params"));
-    let cpus_number = if running && metrics.is_some() && xen_tools.as_ref().is_some_and(Value::is_object) {
-        num(metrics.and_then(|m| m.get("VCPUs_number")))
-    } else {
-        num(rec.get("VCPUs_at_startup"))
-    };
-    o.insert("CPUs".into(), json!({ "max": num(rec.get("VCPUs_max")), "number": cpus_number }));
+    let cpus_number =
+        if running && metrics.is_some() && xen_tools.as_ref().is_some_and(Value::is_object) {
+            num(metrics.and_then(|m| m.get("VCPUs_number")))
+        } else {
+            num(rec.get("VCPUs_at_startup"))
+        };
+    o.insert(
+        "CPUs".into(),
+        json!({ "max": num(rec.get("VCPUs_max")), "number": cpus_number }),
+    );
     put(&mut o, "creation", creation);
-    o.insert("current_operations".into(), Value::Object(current_operations));
+    o.insert(
+        "current_operations".into(),
+        Value::Object(current_operations),
+    );
     put(&mut o, "docker", docker(other));
     let pflag = |k: &str| platform.get(k).is_some_and(|v| v == "true");
     o.insert("expNestedHvm".into(), Value::Bool(pflag("exp-nested-hvm")));
-    o.insert("isNestedVirtEnabled".into(), Value::Bool(pflag("nested-virt") || pflag("exp-nested-hvm")));
+    o.insert(
+        "isNestedVirtEnabled".into(),
+        Value::Bool(pflag("nested-virt") || pflag("exp-nested-hvm")),
+    );
     o.insert("viridian".into(), Value::Bool(pflag("viridian")));
     put(&mut o, "mainIpAddress", vm_networks::main_ip(networks));
     put(&mut o, "high_availability", raw(rec, "ha_restart_priority"));
-    o.insert("isFirmwareSupported".into(), Value::Bool(is_firmware_supported(rec)));
+    o.insert(
+        "isFirmwareSupported".into(),
+        Value::Bool(is_firmware_supported(rec)),
+    );
     o.insert("memory".into(), memory(rec, running, metrics, gm));
     if let Some(m) = metrics {
         o.insert("installTime".into(), to_timestamp(m.get("install_time")));
@@ -307,8 +374,20 @@ pub(super) fn vm(rec: &Record, ctx: &Ctx<'_>, pool_uuid: &str) -> Record {
     put(&mut o, "xenStoreData", raw(rec, "xenstore_data"));
 
     if is_hvm {
-        o.insert("vga".into(), platform.get("vga").cloned().unwrap_or_else(|| json!("cirrus")));
-        o.insert("videoram".into(), platform.get("videoram").cloned().unwrap_or_else(|| json!(4)));
+        o.insert(
+            "vga".into(),
+            platform
+                .get("vga")
+                .cloned()
+                .unwrap_or_else(|| json!("cirrus")),
+        );
+        o.insert(
+            "videoram".into(),
+            platform
+                .get("videoram")
+                .cloned()
+                .unwrap_or_else(|| json!(4)),
+        );
     }
     if let Some(cps) = platform.get("cores-per-socket") {
         o.insert("coresPerSocket".into(), num(Some(cps)));
@@ -318,7 +397,10 @@ pub(super) fn vm(rec: &Record, ctx: &Ctx<'_>, pool_uuid: &str) -> Record {
         o.insert("type".into(), Value::String("VM-controller".into()));
     } else if truthy(rec.get("is_a_snapshot")) {
         o.insert("type".into(), Value::String("VM-snapshot".into()));
-        o.insert("snapshot_time".into(), to_timestamp(rec.get("snapshot_time")));
+        o.insert(
+            "snapshot_time".into(),
+            to_timestamp(rec.get("snapshot_time")),
+        );
         put(&mut o, "$snapshot_of", ctx.link(rec, "snapshot_of"));
         put(&mut o, "suspendVdi", ctx.link(rec, "suspend_VDI"));
     } else if truthy(rec.get("is_a_template")) {
@@ -339,7 +421,11 @@ pub(super) fn vm(rec: &Record, ctx: &Ctx<'_>, pool_uuid: &str) -> Record {
             _ => Vec::new(),
         };
         ti.insert("install_methods".into(), Value::Array(methods));
-        put(&mut ti, "install_repository", other.get("install-repository").cloned());
+        put(
+            &mut ti,
+            "install_repository",
+            other.get("install-repository").cloned(),
+        );
         o.insert("template_info".into(), Value::Object(ti));
     }
 
@@ -347,10 +433,17 @@ pub(super) fn vm(rec: &Record, ctx: &Ctx<'_>, pool_uuid: &str) -> Record {
         if truthy(params.get("cap")) {
             o.insert("cpuCap".into(), num(params.get("cap")));
         }
-        if let Some(mask) = params.get("mask").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        if let Some(mask) = params
+            .get("mask")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             let list = mask
                 .split(',')
-                .map(|x| crate::jsval::to_f64(Some(&Value::String(x.to_owned()))).map_or(Value::Null, crate::jsval::number_value))
+                .map(|x| {
+                    crate::jsval::to_f64(Some(&Value::String(x.to_owned())))
+                        .map_or(Value::Null, crate::jsval::number_value)
+                })
                 .collect();
             o.insert("cpuMask".into(), Value::Array(list));
         }

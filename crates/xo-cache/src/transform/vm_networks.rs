@@ -28,14 +28,19 @@ pub fn normalize(networks: Option<&Map<String, Value>>) -> Map<String, Value> {
     let mut keys: Vec<&String> = networks.keys().collect();
     keys.sort();
     // device → protocol → addresses, in first-seen order.
-    let mut by_device: Vec<(&str, Vec<(&str, Vec<String>)>)> = Vec::new();
+    type ByProto<'a> = Vec<(&'a str, Vec<String>)>;
+    let mut by_device: Vec<(&str, ByProto<'_>)> = Vec::new();
     for key in keys {
-        let Some(address) = networks[key].as_str() else { continue };
+        let Some(address) = networks[key].as_str() else {
+            continue;
+        };
         let address = address.trim();
         if address.is_empty() {
             continue;
         }
-        let Some((device, proto)) = parse_key(key) else { continue };
+        let Some((device, proto)) = parse_key(key) else {
+            continue;
+        };
         let dev_idx = match by_device.iter().position(|(d, _)| *d == device) {
             Some(i) => i,
             None => {
@@ -70,7 +75,9 @@ pub fn normalize(networks: Option<&Map<String, Value>>) -> Map<String, Value> {
 
 fn is_ipv4_key(key: &str) -> bool {
     // ^\d+/ip(?:v4/\d+)?$
-    let Some((dev, rest)) = key.split_once('/') else { return false };
+    let Some((dev, rest)) = key.split_once('/') else {
+        return false;
+    };
     if dev.is_empty() || !dev.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
@@ -81,7 +88,9 @@ fn is_ipv4_key(key: &str) -> bool {
 }
 
 fn is_ipv6_key(key: &str) -> bool {
-    let Some((dev, rest)) = key.split_once('/') else { return false };
+    let Some((dev, rest)) = key.split_once('/') else {
+        return false;
+    };
     !dev.is_empty()
         && dev.bytes().all(|b| b.is_ascii_digit())
         && rest

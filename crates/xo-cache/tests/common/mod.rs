@@ -12,7 +12,8 @@ pub const POOL_UUID: &str = "b7569d99-30f8-178a-7d94-801de3e29b5b";
 /// `class → [(ref, record)]` from tests/fixtures/pool.json.
 pub fn pool_records() -> HashMap<String, Vec<(String, Record)>> {
     let text = include_str!("../fixtures/pool.json");
-    let v: HashMap<String, Vec<(String, Value)>> = serde_json::from_str(text).expect("fixture parses");
+    let v: HashMap<String, Vec<(String, Value)>> =
+        serde_json::from_str(text).expect("fixture parses");
     v.into_iter()
         .map(|(class, recs)| {
             let recs = recs
