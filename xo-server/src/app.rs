@@ -1,11 +1,13 @@
 //! Application state shared by every connection: configuration, store, method registry, connections,
 //! pool connector, authentication providers, and the `all` notification broadcaster.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use axum::extract::ws::Utf8Bytes;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
@@ -64,6 +66,7 @@ pub(crate) struct Inner {
     pub(crate) auth_providers: RwLock<Vec<Arc<dyn AuthProvider>>>,
     pub(crate) start_hooks: Mutex<Vec<StartHook>>,
     pub(crate) url: Mutex<Option<String>>,
+    pub(crate) extensions: RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 /// Handle on the application (cheap to clone).
@@ -139,6 +142,25 @@ impl App {
         self.inner.url.lock().clone()
     }
 
+    /// Stores a shared component by type (e.g. the object cache), replacing any previous one.
+    pub fn set_extension<T: Any + Send + Sync>(&self, value: Arc<T>) {
+        self.inner
+            .extensions
+            .write()
+            .insert(TypeId::of::<T>(), value);
+    }
+
+    /// The component of type `T`, if set.
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let e = self
+            .inner
+            .extensions
+            .read()
+            .get(&TypeId::of::<T>())?
+            .clone();
+        e.downcast::<T>().ok()
+    }
+
     /// Adds an authentication provider (tried after password and token).
     pub fn add_auth_provider(&self, p: Arc<dyn AuthProvider>) {
         self.inner.auth_providers.write().push(p);
@@ -185,15 +207,7 @@ impl App {
     /// one `enter` frame for added/updated objects (full objects) and one `exit` frame for removed ids
     /// (values `0`). Each frame is serialised once. A client whose queue is full is cut off (closed).
     pub fn publish(&self, enter: Map<String, Value>, exit: Vec<String>) -> PublishStats {
-        let mut frames = Vec::with_capacity(2);
-        if !enter.is_empty() {
-            frames.push(notification_frame("enter", Value::Object(enter)));
-        }
-        if !exit.is_empty() {
-            let items: Map<String, Value> =
-                exit.into_iter().map(|id| (id, Value::from(0))).collect();
-            frames.push(notification_frame("exit", Value::Object(items)));
-        }
+        let frames = build_frames(enter.iter(), exit.iter());
         let mut stats = PublishStats {
             frames: frames.len(),
             ..Default::default()
@@ -202,26 +216,51 @@ impl App {
             return stats;
         }
         for c in self.connections() {
-            if c.user_id().is_none() {
-                continue;
+            if c.user_id().is_some() {
+                deliver(&c, &frames, &mut stats);
             }
-            let mut ok = true;
-            for f in &frames {
-                match c.try_send(f.clone()) {
-                    TrySend::Queued => {}
-                    TrySend::CutOff => {
-                        stats.cut_off += 1;
-                        ok = false;
-                        break;
-                    }
-                    TrySend::Closed => {
-                        ok = false;
-                        break;
-                    }
+        }
+        stats
+    }
+
+    /// Like [`App::publish`], but each signed-in user only gets the ids for which
+    /// `visible(user_id, object_id)` holds (the seam for ACL filtering). Users who see the whole batch
+    /// share one serialisation; the others get theirs serialised once per user.
+    pub fn publish_filtered(
+        &self,
+        enter: Map<String, Value>,
+        exit: Vec<String>,
+        visible: &dyn Fn(&str, &str) -> bool,
+    ) -> PublishStats {
+        let mut stats = PublishStats::default();
+        let mut shared: Option<Vec<Utf8Bytes>> = None;
+        let mut per_user: HashMap<String, Vec<Utf8Bytes>> = HashMap::new();
+        for c in self.connections() {
+            let Some(user) = c.user_id() else { continue };
+            if !per_user.contains_key(&user) {
+                let sees_all = enter.keys().chain(exit.iter()).all(|id| visible(&user, id));
+                let frames = if sees_all {
+                    shared
+                        .get_or_insert_with(|| {
+                            let f = build_frames(enter.iter(), exit.iter());
+                            stats.frames += f.len();
+                            f
+                        })
+                        .clone()
+                } else {
+                    let f = build_frames(
+                        enter.iter().filter(|(id, _)| visible(&user, id)),
+                        exit.iter().filter(|id| visible(&user, id)),
+                    );
+                    stats.frames += f.len();
+                    f
+                };
+                per_user.insert(user.clone(), frames);
+            }
+            if let Some(frames) = per_user.get(&user) {
+                if !frames.is_empty() {
+                    deliver(&c, frames, &mut stats);
                 }
-            }
-            if ok {
-                stats.delivered += 1;
             }
         }
         stats
@@ -281,10 +320,46 @@ impl App {
     }
 }
 
-fn notification_frame(kind: &str, items: Value) -> axum::extract::ws::Utf8Bytes {
-    let params = serde_json::json!({ "type": kind, "items": items });
-    let text = format!(r#"{{"jsonrpc":"2.0","method":"all","params":{params}}}"#);
-    axum::extract::ws::Utf8Bytes::from(text)
+/// Serialises the `enter` and `exit` frames straight from borrowed items (no intermediate copies).
+fn build_frames<'a>(
+    enter: impl Iterator<Item = (&'a String, &'a Value)>,
+    exit: impl Iterator<Item = &'a String>,
+) -> Vec<Utf8Bytes> {
+    fn frame(kind: &str, items: impl Iterator<Item = (String, String)>) -> Option<Utf8Bytes> {
+        let mut text =
+            format!(r#"{{"jsonrpc":"2.0","method":"all","params":{{"type":"{kind}","items":{{"#);
+        let mut any = false;
+        for (k, v) in items {
+            if any {
+                text.push(',');
+            }
+            any = true;
+            text.push_str(&k);
+            text.push(':');
+            text.push_str(&v);
+        }
+        text.push_str("}}}");
+        any.then(|| Utf8Bytes::from(text))
+    }
+    let key = |k: &String| Value::String(k.clone()).to_string();
+    let mut frames = Vec::with_capacity(2);
+    frames.extend(frame("enter", enter.map(|(k, v)| (key(k), v.to_string()))));
+    frames.extend(frame("exit", exit.map(|k| (key(k), "0".to_owned()))));
+    frames
+}
+
+fn deliver(c: &Connection, frames: &[Utf8Bytes], stats: &mut PublishStats) {
+    for f in frames {
+        match c.try_send(f.clone()) {
+            TrySend::Queued => {}
+            TrySend::CutOff => {
+                stats.cut_off += 1;
+                return;
+            }
+            TrySend::Closed => return,
+        }
+    }
+    stats.delivered += 1;
 }
 
 /// Builds an [`App`]: configuration, optional pool connector, extra methods, start hooks.
@@ -293,6 +368,7 @@ pub struct AppBuilder {
     connector: Arc<dyn PoolConnector>,
     methods: Vec<Method>,
     hooks: Vec<StartHook>,
+    extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -311,6 +387,7 @@ impl AppBuilder {
             connector: Arc::new(NoopConnector),
             methods: Vec::new(),
             hooks: Vec::new(),
+            extensions: HashMap::new(),
         }
     }
 
@@ -323,6 +400,12 @@ impl AppBuilder {
     /// Registers extra methods (e.g. `vm.*` backed by the object cache).
     pub fn methods(mut self, m: impl IntoIterator<Item = Method>) -> Self {
         self.methods.extend(m);
+        self
+    }
+
+    /// Stores a shared component reachable from handlers through [`App::extension`].
+    pub fn extension<T: Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.extensions.insert(TypeId::of::<T>(), value);
         self
     }
 
@@ -369,6 +452,7 @@ impl AppBuilder {
                 auth_providers: RwLock::new(Vec::new()),
                 start_hooks: Mutex::new(self.hooks),
                 url: Mutex::new(None),
+                extensions: RwLock::new(self.extensions),
             }),
         })
     }

@@ -12,7 +12,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use xo_server::config::Argon2Config;
-use xo_server::{AppBuilder, Config, ConnectError, PoolConnector, RunningServer};
+use xo_server::{
+    Access, ApiError, AppBuilder, Config, ConnectError, Ctx, Method, PoolConnector, RunningServer,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -983,6 +985,131 @@ async fn all_notifications_reach_signed_in_clients_only() {
     anon.ok("system.getVersion", json!({})).await;
     assert!(anon.notifications.is_empty());
     assert_eq!(server.app().publish(Map::new(), vec![]).frames, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn filtered_publish_hides_invisible_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let bob_id = server
+        .app()
+        .store()
+        .create_user("bob@x", Some("pw"), xo_store::Permission::None)
+        .unwrap()
+        .id;
+    let mut admin = Client::admin(&server).await;
+    let mut bob = Client::connect(&server).await;
+    bob.ok(
+        "session.signIn",
+        json!({"email": "bob@x", "password": "pw"}),
+    )
+    .await;
+    let mut enter = Map::new();
+    enter.insert("public".into(), json!({"id": "public"}));
+    enter.insert("secret".into(), json!({"id": "secret"}));
+    let visible = |user: &str, id: &str| user != bob_id || id != "secret";
+    let stats = server
+        .app()
+        .publish_filtered(enter, vec!["secret".into()], &visible);
+    assert_eq!((stats.delivered, stats.frames), (2, 3));
+    assert_eq!(
+        admin.recv().await.unwrap()["params"]["items"],
+        json!({"public": {"id": "public"}, "secret": {"id": "secret"}})
+    );
+    assert_eq!(
+        admin.recv().await.unwrap()["params"],
+        json!({"type": "exit", "items": {"secret": 0}})
+    );
+    assert_eq!(
+        bob.recv().await.unwrap()["params"],
+        json!({"type": "enter", "items": {"public": {"id": "public"}}})
+    );
+    bob.ok("system.getVersion", json!({})).await;
+    assert!(bob.notifications.is_empty(), "{:?}", bob.notifications);
+    server.shutdown().await;
+}
+
+struct Greeting(String);
+
+#[tokio::test]
+async fn methods_extensions_and_hooks_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), |b| {
+        b.extension(Arc::new(Greeting("hello".into())))
+            .on_start(|app| {
+                Box::pin(async move {
+                    app.store()
+                        .set_setting("started", &json!(true))
+                        .map_err(|e| e.to_string())
+                })
+            })
+    })
+    .await;
+    let app = server.app();
+    assert_eq!(app.store().setting("started").unwrap(), Some(json!(true)));
+    let hello = || {
+        Method::new(
+            "plugin.hello",
+            |ctx: Ctx, p: Map<String, Value>| async move {
+                let g = ctx
+                    .app
+                    .extension::<Greeting>()
+                    .ok_or_else(|| ApiError::internal("no greeting"))?;
+                Ok(json!(format!(
+                    "{} {}",
+                    g.0,
+                    p["name"].as_str().unwrap_or_default()
+                )))
+            },
+        )
+        .description("says hello")
+        .params(json!({"name": {"type": "string"}}))
+        .access(Access::Anonymous)
+    };
+    app.registry().register(hello()).unwrap();
+    assert!(app.registry().register(hello()).is_err());
+    app.registry()
+        .register(Method::new("plugin.void", |_, _| async { Ok(Value::Null) }))
+        .unwrap();
+    assert!(app
+        .registry()
+        .register(Method::new("nonamespace", |_, _| async { Ok(Value::Null) }))
+        .is_err());
+
+    let mut c = Client::connect(&server).await;
+    assert_eq!(
+        c.ok("plugin.hello", json!({"name": "you"})).await,
+        "hello you"
+    );
+    assert_eq!(c.err("plugin.hello", json!({})).await["code"], 10);
+    assert_eq!(c.err("plugin.void", json!({})).await["code"], 2);
+    let info = c.ok("system.getMethodsInfo", json!({})).await;
+    assert_eq!(
+        info["plugin.hello"],
+        json!({"description": "says hello", "params": {"name": {"type": "string"}}, "permission": null})
+    );
+    assert_eq!(info["plugin.void"], json!({"params": {}}));
+
+    let mut admin = Client::admin(&server).await;
+    assert_eq!(admin.ok("plugin.void", json!({})).await, json!(true));
+    let conns = admin.ok("api.getConnections", json!({})).await;
+    let conns = conns.as_array().unwrap();
+    assert_eq!(conns.len(), 2);
+    assert!(conns.iter().all(|c| c["user_ip"] == "127.0.0.1"));
+    assert_eq!(
+        conns.iter().filter(|c| c.get("user_id").is_some()).count(),
+        1
+    );
+
+    assert!(app.registry().unregister("plugin.hello"));
+    assert_eq!(
+        c.err("plugin.hello", json!({"name": "you"})).await["code"],
+        -32601
+    );
+    admin.ok("api.closeAllConnections", json!({})).await;
+    assert!(c.closed_without_reply().await);
+    assert_eq!(admin.ok("system.getVersion", json!({})).await, "0.1");
     server.shutdown().await;
 }
 
