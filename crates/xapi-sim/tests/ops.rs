@@ -919,3 +919,98 @@ fn relation_changes_touch_both_ends() {
         assert!(db.row("VDI", &xapi_types::Ref::from(vdi.as_str())).unwrap().modified >= g);
     });
 }
+
+#[test]
+fn provision_creates_template_disks() {
+    let t = T::new(1);
+    let tpl = t.new_vm("tpl", GIB);
+    let disks = r#"<provision><disk device="1" size="2147483648" sr="" bootable="false" type="system"/></provision>"#;
+    t.call("VM.add_to_other_config", vec![json!(tpl), json!("disks"), json!(disks)]);
+    let e = t.fail("VM.provision", vec![json!(tpl)]);
+    assert_eq!(e, vec!["ONLY_PROVISION_TEMPLATE"]);
+    t.call("VM.set_is_a_template", vec![json!(tpl), json!(true)]);
+    let vm = t.call("VM.clone", vec![json!(tpl), json!("from tpl")]).as_str().unwrap().to_owned();
+    t.call("VM.provision", vec![json!(vm)]);
+    let vbds = t.field("VM", &vm, "VBDs");
+    let new = vbds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| t.rec("VBD", v.as_str().unwrap()))
+        .find(|v| v["userdevice"] == "1")
+        .expect("provisioned VBD");
+    assert_eq!(t.field("VDI", new["VDI"].as_str().unwrap(), "virtual_size"), 2 * GIB);
+    assert!(t.field("VM", &vm, "other_config").get("disks").is_none());
+    t.call("VM.add_to_other_config", vec![json!(vm), json!("disks"), json!("<oops")]);
+    let e = t.fail("VM.provision", vec![json!(vm)]);
+    assert_eq!(e[0], "INVALID_VALUE");
+    t.call("VM.remove_from_other_config", vec![json!(vm), json!("disks")]);
+    let bad = r#"<provision><disk device="2" size="1" sr="no-such-sr" bootable="false" type="system"/></provision>"#;
+    t.call("VM.add_to_other_config", vec![json!(vm), json!("disks"), json!(bad)]);
+    let e = t.fail("VM.provision", vec![json!(vm)]);
+    assert_eq!(e, vec!["DEFAULT_SR_NOT_FOUND", "no-such-sr"]);
+}
+
+#[test]
+fn migrate_send_within_pool() {
+    let t = T::new(2);
+    let hs = t.hosts();
+    let vm = t.new_vm("storage-mover", GIB);
+    let disk = t.disk_vdi(&vm);
+    t.call("VM.start_on", vec![json!(vm), json!(hs[0]), json!(false), json!(false)]);
+    let dest = t.call("host.migrate_receive", vec![json!(hs[1]), json!(t.net()), json!({})]);
+    assert_eq!(dest["host"], hs[1].as_str());
+    assert!(dest["xenops"].as_str().unwrap().contains("/services/xenops?session_id="));
+    let sr = t.default_sr();
+    let vif = t.field("VM", &vm, "VIFs")[0].as_str().unwrap().to_owned();
+    let args = |vdi_map: Value| {
+        vec![json!(vm), dest.clone(), json!(true), vdi_map, json!({ vif.clone(): t.net() }), json!({})]
+    };
+    t.call("VM.assert_can_migrate", args(json!({ disk.clone(): sr })));
+    let r = t.call("VM.migrate_send", args(json!({ disk.clone(): sr })));
+    assert_eq!(r, json!(vm));
+    assert_eq!(t.str_field("VM", &vm, "resident_on"), hs[1]);
+    assert_eq!(t.disk_vdi(&vm), disk);
+    let e = t.fail("VM.migrate_send", args(json!({ "OpaqueRef:nope": sr })));
+    assert_eq!(e, vec!["HANDLE_INVALID", "VDI", "OpaqueRef:nope"]);
+    let mut foreign = dest.clone();
+    foreign["host"] = json!("OpaqueRef:other-pool-host");
+    let e = t.fail("VM.migrate_send", vec![json!(vm), foreign, json!(true), json!({}), json!({}), json!({})]);
+    assert_eq!(e[0], "VM_MIGRATE_FAILED");
+    // a halted VM's disk moves to another SR
+    t.call("VM.hard_shutdown", vec![json!(vm)]);
+    let other = t
+        .call("SR.get_all_records", vec![])
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(r, s)| **r != sr && s["content_type"] == "user")
+        .map(|(r, _)| r.clone());
+    if let Some(other) = other {
+        t.call("VM.migrate_send", args(json!({ disk.clone(): other })));
+        let moved = t.disk_vdi(&vm);
+        assert_ne!(moved, disk);
+        assert_eq!(t.str_field("VDI", &moved, "SR"), other);
+        assert!(!t.exists("VDI", &disk));
+    }
+}
+
+#[test]
+fn pool_messages() {
+    let t = T::new(2);
+    let pool = t.pool();
+    assert_eq!(t.call("pool.has_extension", vec![json!(pool), json!("x")]), false);
+    assert_eq!(t.call("pool.get_license_state", vec![json!(pool)])["edition"], "xcp-ng");
+    t.call("pool.sync_database", vec![]);
+    let sr = t.default_sr();
+    t.call("pool.enable_ha", vec![json!([sr]), json!({})]);
+    assert_eq!(t.field("pool", &pool, "ha_enabled"), true);
+    let e = t.fail("pool.enable_ha", vec![json!([sr]), json!({})]);
+    assert_eq!(e, vec!["HA_IS_ENABLED"]);
+    t.call("pool.disable_ha", vec![]);
+    let e = t.fail("pool.disable_ha", vec![]);
+    assert_eq!(e, vec!["HA_NOT_ENABLED"]);
+    let hs = t.hosts();
+    t.call("pool.designate_new_master", vec![json!(hs[1])]);
+    t.wait_for("new master", |t| t.sim.state().master().as_str() == hs[1]);
+}

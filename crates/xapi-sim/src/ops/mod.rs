@@ -10,6 +10,7 @@ pub mod host;
 pub mod message;
 pub mod network;
 pub mod placement;
+pub mod pool;
 pub mod sr;
 pub mod vbd;
 pub mod vdi;
@@ -17,7 +18,9 @@ pub mod vif;
 pub mod vm;
 pub mod vm_clone;
 pub mod vm_config;
+pub mod vm_migrate;
 pub mod vm_ops_check;
+pub mod vm_provision;
 
 use crate::rpc::Registry;
 
@@ -30,7 +33,10 @@ pub fn register(reg: &mut Registry) {
     vm::register(reg);
     vm_clone::register(reg);
     vm_config::register(reg);
+    vm_provision::register(reg);
+    vm_migrate::register(reg);
     host::register(reg);
     sr::register(reg);
     message::register(reg);
+    pool::register(reg);
 }

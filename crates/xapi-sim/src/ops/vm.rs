@@ -419,6 +419,11 @@ fn set_paused(db: &mut Db, vm: &Ref, op: VmOp) -> Result<(), XapiError> {
 /// `pool_migrate`: move a running VM's domain to `host`.
 pub fn migrate_vm(db: &mut Db, vm: &Ref, host: &Ref) -> Result<(), XapiError> {
     assert_vm_op(db, vm, VmOp::pool_migrate)?;
+    move_domain(db, vm, host)
+}
+
+/// Move a live VM's domain to `host` (no operation check; `assert_can_boot_here` when the host changes).
+pub fn move_domain(db: &mut Db, vm: &Ref, host: &Ref) -> Result<(), XapiError> {
     get(db, "host", host)?;
     let from = rf(db.record("VM", vm)?, "resident_on");
     if from != *host {
