@@ -176,6 +176,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn example_file_documents_the_defaults() {
+        let c = Config::from_toml(include_str!("../config.example.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
     fn defaults_then_file_then_env() {
         let mut c = Config::from_toml(
             "listen = \"0.0.0.0:9000\"\ndata_dir = \"/d\"\n[argon2]\nm_cost = 64\n",

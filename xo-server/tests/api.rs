@@ -638,6 +638,15 @@ async fn user_crud_and_permissions() {
         admin.err("token.create", json!({"expiresIn": "10y"})).await["message"],
         "too high expiresIn duration"
     );
+    // `_log` is for admins only
+    assert_eq!(
+        bob.err("system.getVersion", json!({"_log": true})).await["code"],
+        2
+    );
+    assert_eq!(
+        admin.ok("system.getVersion", json!({"_log": true})).await,
+        "0.1"
+    );
     bob.ok(
         "user.set",
         json!({"id": id, "preferences": {"lang": "fr", "x": 1}}),
