@@ -165,6 +165,7 @@ fn main() {
     let rss1 = rss_kib();
 
     let store = Store::default();
+    store.register_pool("bench");
     let mut sub = store.subscribe();
     let t = Instant::now();
     let batch = store

@@ -28,6 +28,13 @@ impl PoolDiff {
     }
 }
 
+/// A transform's dependencies with refs shared with the record table.
+#[derive(Debug, Default)]
+struct StoredDeps {
+    content: Box<[Arc<str>]>,
+    links: Box<[Arc<str>]>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct PoolState {
     records: HashMap<Arc<str>, (Arc<str>, Record)>,
@@ -35,9 +42,9 @@ pub(crate) struct PoolState {
     pool_ref: Option<Arc<str>>,
     pool_uuid: Option<String>,
     objects: HashMap<Arc<str>, Arc<XoObject>>,
-    deps: HashMap<Arc<str>, Deps>,
-    rev_content: HashMap<String, HashSet<Arc<str>>>,
-    rev_links: HashMap<String, HashSet<Arc<str>>>,
+    deps: HashMap<Arc<str>, StoredDeps>,
+    rev_content: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    rev_links: HashMap<Arc<str>, HashSet<Arc<str>>>,
     /// Set when the pool was removed from the store: late writers must not touch the index.
     pub removed: bool,
 }
@@ -130,21 +137,44 @@ impl PoolState {
         }
     }
 
+    /// Share dependency refs with the record table (or the reverse indexes) instead of owning copies.
+    fn store_deps(&self, deps: Deps) -> StoredDeps {
+        let share =
+            |v: Vec<String>, rev: &HashMap<Arc<str>, HashSet<Arc<str>>>| -> Box<[Arc<str>]> {
+                let mut out: Vec<Arc<str>> = Vec::with_capacity(v.len());
+                for d in v {
+                    let shared = match self.records.get_key_value(d.as_str()) {
+                        Some((k, _)) => k.clone(),
+                        None => match rev.get_key_value(d.as_str()) {
+                            Some((k, _)) => k.clone(),
+                            None => Arc::from(d),
+                        },
+                    };
+                    out.push(shared);
+                }
+                out.into_boxed_slice()
+            };
+        StoredDeps {
+            content: share(deps.content, &self.rev_content),
+            links: share(deps.links, &self.rev_links),
+        }
+    }
+
     fn unlink_deps(&mut self, r: &Arc<str>) {
         if let Some(old) = self.deps.remove(r) {
-            for d in old.content {
-                if let Some(set) = self.rev_content.get_mut(&d) {
+            for d in old.content.iter() {
+                if let Some(set) = self.rev_content.get_mut(d) {
                     set.remove(r);
                     if set.is_empty() {
-                        self.rev_content.remove(&d);
+                        self.rev_content.remove(d);
                     }
                 }
             }
-            for d in old.links {
-                if let Some(set) = self.rev_links.get_mut(&d) {
+            for d in old.links.iter() {
+                if let Some(set) = self.rev_links.get_mut(d) {
                     set.remove(r);
                     if set.is_empty() {
-                        self.rev_links.remove(&d);
+                        self.rev_links.remove(d);
                     }
                 }
             }
@@ -163,19 +193,20 @@ impl PoolState {
             return (old, None);
         }
         let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
-        for d in &deps.content {
+        let stored = self.store_deps(deps);
+        for d in stored.content.iter() {
             self.rev_content
                 .entry(d.clone())
                 .or_default()
                 .insert(r.clone());
         }
-        for d in &deps.links {
+        for d in stored.links.iter() {
             self.rev_links
                 .entry(d.clone())
                 .or_default()
                 .insert(r.clone());
         }
-        self.deps.insert(r.clone(), deps);
+        self.deps.insert(r.clone(), stored);
         let new = match obj {
             None => None,
             Some(map) => {

@@ -413,13 +413,14 @@ impl Store {
 
     /// Replace all objects of a pool with those derived from a full load (`class → [(ref, record)]`),
     /// atomically: one batch with `enter` for new/changed objects and `exit` for gone ones. Sets the
-    /// status to `Ready` (registers the pool if needed).
+    /// status to `Ready` (or `Disconnected` when the load has no `pool` record). The pool must be registered
+    /// ([`Store::register_pool`]; the sync driver does it), so a removed pool is never resurrected.
     pub fn apply_reset(
         &self,
         key: &str,
         records: HashMap<String, Vec<(String, Record)>>,
     ) -> Result<Option<Arc<Batch>>, WaitError> {
-        self.register_pool(key);
+        self.source(key)?;
         // Derive outside any lock.
         let new_state = PoolState::from_records(records);
         let src = self.source(key)?;

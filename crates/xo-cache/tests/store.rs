@@ -28,6 +28,7 @@ fn change(class: &str, r: &str, op: ChangeOp, snapshot: Option<Record>) -> Objec
 
 fn loaded() -> (Store, Arc<Batch>) {
     let store = Store::default();
+    store.register_pool("srv1");
     let batch = store
         .apply_reset("srv1", common::pool_records())
         .unwrap()
@@ -355,6 +356,12 @@ async fn same_id_in_two_pools_is_shadowed_then_promoted() {
         ("pool".to_owned(), vec![("OpaqueRef:p2".to_owned(), pool2)]),
         ("SR".to_owned(), vec![("OpaqueRef:p2-sr".to_owned(), sr)]),
     ]);
+    assert_eq!(
+        store.apply_reset("srv2", records.clone()).unwrap_err(),
+        WaitError::UnknownPool("srv2".into()),
+        "resets need a registered pool"
+    );
+    store.register_pool("srv2");
     let batch = store.apply_reset("srv2", records).unwrap().unwrap();
     assert_eq!(
         ids(&batch),
@@ -391,6 +398,10 @@ async fn removed_pool_rejects_writes_and_waiters() {
         Err(WaitError::UnknownPool("srv1".into()))
     );
     assert!(store.apply_changes("srv1", vec![]).is_err());
+    assert!(
+        store.apply_reset("srv1", common::pool_records()).is_err(),
+        "no resurrection"
+    );
     assert!(store.remove_pool("srv1").is_err());
     assert!(store.status("srv1").is_none());
 }
@@ -437,6 +448,7 @@ async fn wait_ready_waits_for_the_load_and_fails_on_disconnect() {
 #[tokio::test]
 async fn reset_without_pool_record_is_an_error_status() {
     let store = Store::default();
+    store.register_pool("srv1");
     let mut records = common::pool_records();
     records.remove("pool");
     assert!(store.apply_reset("srv1", records).unwrap().is_none());
@@ -452,6 +464,7 @@ async fn slow_subscriber_is_cut_off_not_skipped() {
     let store = Store::new(StoreConfig {
         subscriber_capacity: 2,
     });
+    store.register_pool("srv1");
     let mut slow = store.subscribe();
     store.apply_reset("srv1", common::pool_records()).unwrap();
     for n in 0..3 {
