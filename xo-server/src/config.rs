@@ -127,6 +127,22 @@ fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
 }
 
 impl Config {
+    /// A configuration for tests and embedding: listens on `127.0.0.1:0`, stores in `data_dir`, hashes
+    /// passwords with cheap Argon2 parameters (never use it in production).
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let light = xo_store::HashParams::light();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            argon2: Argon2Config {
+                m_cost: light.m_cost,
+                t_cost: light.t_cost,
+                p_cost: light.p_cost,
+            },
+            ..Self::default()
+        }
+    }
+
     /// Parses a TOML document (missing keys take their defaults).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))

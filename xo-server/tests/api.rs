@@ -11,7 +11,6 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use xo_server::config::Argon2Config;
 use xo_server::{
     Access, ApiError, AppBuilder, Config, ConnectError, Ctx, Method, PoolConnector, RunningServer,
 };
@@ -20,16 +19,9 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn config(dir: &Path) -> Config {
     Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_owned(),
-        argon2: Argon2Config {
-            m_cost: 1024,
-            t_cost: 1,
-            p_cost: 1,
-        },
         // long enough that an immediate retry is always throttled, whatever the machine's speed
         sign_in_throttle_ms: 600_000,
-        ..Config::default()
+        ..Config::for_tests(dir)
     }
 }
 
@@ -1305,5 +1297,37 @@ async fn https_with_generated_certificate() {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(TIMEOUT, tcp.read_to_end(&mut buf)).await;
     assert!(!buf.starts_with(b"HTTP/1.1 200"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn default_argon2_cost_sign_in() {
+    // production hashing parameters work end to end (the other tests use cheap ones)
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.argon2 = Config::default().argon2;
+    let server = start_with(cfg, |b| b).await;
+    let started = std::time::Instant::now();
+    let mut c = Client::admin(&server).await;
+    eprintln!(
+        "sign-in with default argon2 parameters: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.ok("session.getUser", json!({})).await["email"],
+        "admin@admin.net"
+    );
+    let hash = server
+        .app()
+        .store()
+        .user_by_email("admin@admin.net")
+        .unwrap()
+        .unwrap()
+        .pw_hash
+        .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
     server.shutdown().await;
 }
