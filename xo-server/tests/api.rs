@@ -1331,3 +1331,76 @@ async fn default_argon2_cost_sign_in() {
     );
     server.shutdown().await;
 }
+
+/// Runs the `xo-server` binary and returns it with the URL it printed on stdout.
+async fn spawn_binary(dir: &Path, config_file: &Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_xo-server"))
+        .args([
+            "--config",
+            config_file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line
+        .strip_prefix("xo-server listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    (child, url)
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("xo.toml");
+    std::fs::write(&config_file, "[argon2]\nm_cost = 1024\nt_cost = 1\n").unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url) = spawn_binary(&data, &config_file).await;
+    assert!(url.starts_with("http://127.0.0.1:"));
+    let api = format!("{}/api/", url.replacen("http", "ws", 1));
+    let (ws, _) = tokio_tungstenite::connect_async(&api).await.unwrap();
+    let mut c = Client {
+        ws,
+        next_id: 1,
+        notifications: vec![],
+    };
+    c.ok(
+        "session.signIn",
+        json!({"email": "admin@admin.net", "password": "admin"}),
+    )
+    .await;
+    c.ok(
+        "user.create",
+        json!({"email": "durable@x", "password": "pw"}),
+    )
+    .await;
+    let token = c.ok("token.create", json!({})).await;
+    child.kill().await.unwrap(); // SIGKILL: no shutdown code runs
+    let (_child, url) = spawn_binary(&data, &config_file).await;
+    let api = format!("{}/api/", url.replacen("http", "ws", 1));
+    let (ws, _) = tokio_tungstenite::connect_async(&api).await.unwrap();
+    let mut c = Client {
+        ws,
+        next_id: 1,
+        notifications: vec![],
+    };
+    c.ok(
+        "session.signIn",
+        json!({"email": "durable@x", "password": "pw"}),
+    )
+    .await;
+    c.ok("session.signIn", json!({"token": token})).await;
+}
