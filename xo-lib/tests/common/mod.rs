@@ -1,0 +1,122 @@
+//! Test harness: an in-process xo-server on 127.0.0.1:0 with a temporary data directory, cheap password
+//! hashing, and (until the server has its own) an `xo.getAllObjects` test double backed by a fixture map.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use xo_server::{registry::Method, AppBuilder, Config, RunningServer};
+
+/// A running server and its fixture objects.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub objects: Arc<Mutex<Map<String, Value>>>,
+    _dir: tempfile::TempDir,
+}
+
+fn matches(pattern: &Value, value: &Value) -> bool {
+    match (pattern, value) {
+        (Value::Object(p), Value::Object(v)) => p
+            .iter()
+            .all(|(k, q)| v.get(k).is_some_and(|x| matches(q, x))),
+        (Value::Array(p), Value::Array(v)) => p.iter().all(|q| v.iter().any(|x| matches(q, x))),
+        _ => pattern == value,
+    }
+}
+
+/// `xo.getAllObjects({filter?, limit?})` over the fixture map (object filters as lodash `matches`).
+pub fn get_all_objects(objects: Arc<Mutex<Map<String, Value>>>) -> Method {
+    Method::new("xo.getAllObjects", move |_ctx, p: Map<String, Value>| {
+        let objects = objects.clone();
+        async move {
+            let all = objects.lock().unwrap().clone();
+            let limit = p.get("limit").and_then(Value::as_u64).unwrap_or(u64::MAX) as usize;
+            let out: Map<String, Value> = all
+                .into_iter()
+                .filter(|(_, o)| {
+                    p.get("filter")
+                        .is_none_or(|f| !f.is_object() || matches(f, o))
+                })
+                .take(limit)
+                .collect();
+            Ok(Value::Object(out))
+        }
+    })
+    .description("Returns all XO objects (test double)")
+    .params(serde_json::json!({
+        "filter": {"type": ["object", "string"], "optional": true},
+        "limit": {"type": "number", "optional": true},
+        "ndjson": {"type": "boolean", "optional": true},
+    }))
+}
+
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.data_dir = dir.join("data");
+    c.argon2.m_cost = 64;
+    c.argon2.t_cost = 1;
+    c.argon2.p_cost = 1;
+    c.sign_in_throttle_ms = 0;
+    c
+}
+
+pub async fn start_with(mutate: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    mutate(&mut c);
+    let app = AppBuilder::new(c).build().unwrap();
+    let objects = Arc::new(Mutex::new(Map::new()));
+    if app.registry().get("xo.getAllObjects").is_some() {
+        app.registry().unregister("xo.getAllObjects");
+    }
+    app.registry()
+        .register(get_all_objects(objects.clone()))
+        .unwrap();
+    let server = xo_server::serve(app).await.unwrap();
+    TestServer {
+        server,
+        objects,
+        _dir: dir,
+    }
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        self.server.url().to_owned()
+    }
+
+    /// Stores objects in the fixture and publishes them as an `enter` notification.
+    pub fn enter(&self, objs: &[Value]) {
+        let mut m = Map::new();
+        for o in objs {
+            m.insert(o["id"].as_str().unwrap().to_owned(), o.clone());
+        }
+        self.objects.lock().unwrap().extend(m.clone());
+        self.server.app().publish(m, vec![]);
+    }
+
+    /// Removes objects from the fixture and publishes an `exit` notification.
+    pub fn exit(&self, ids: &[&str]) {
+        let mut all = self.objects.lock().unwrap();
+        for id in ids {
+            all.remove(*id);
+        }
+        drop(all);
+        self.server
+            .app()
+            .publish(Map::new(), ids.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// Closes every API connection from the server side.
+    pub fn drop_connections(&self) {
+        for c in self.server.app().connections() {
+            c.close(1001, "test");
+        }
+    }
+}
