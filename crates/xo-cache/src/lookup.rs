@@ -26,6 +26,12 @@ pub trait Lookup {
 
     /// The uuid of the pool these records belong to (`$pool` of every XO object).
     fn pool_uuid(&self) -> Option<&str>;
+
+    /// The ref of the record whose `uuid` is `uuid` (used to follow uuid links such as `vhd-parent`).
+    fn ref_of_uuid(&self, uuid: &str) -> Option<&str> {
+        let _ = uuid;
+        None
+    }
 }
 
 /// A simple in-memory lookup: `ref → (class, record)` plus the pool uuid. Handy for tests and tools.
@@ -73,6 +79,13 @@ impl Lookup for MapLookup {
 
     fn pool_uuid(&self) -> Option<&str> {
         self.pool_uuid.as_deref()
+    }
+
+    fn ref_of_uuid(&self, uuid: &str) -> Option<&str> {
+        self.records
+            .iter()
+            .find(|(_, (_, rec))| rec.get("uuid").and_then(Value::as_str) == Some(uuid))
+            .map(|(r, _)| r.as_str())
     }
 }
 
@@ -129,6 +142,12 @@ impl<'a> Ctx<'a> {
         }
         self.deps.borrow_mut().content.push(r.to_owned());
         self.lookup.get(class, r)
+    }
+
+    /// Read a foreign record of `class` designated by its uuid (content dependency on the record found).
+    pub fn rec_by_uuid(&self, class: &str, uuid: &str) -> Option<&'a Record> {
+        let r = self.lookup.ref_of_uuid(uuid)?;
+        self.rec(class, r)
     }
 
     /// Read a foreign record whose class is unknown (content dependency).

@@ -38,6 +38,7 @@ struct StoredDeps {
 #[derive(Debug, Default)]
 pub(crate) struct PoolState {
     records: HashMap<Arc<str>, (Arc<str>, Record)>,
+    uuids: HashMap<String, Arc<str>>,
     classes: HashMap<String, Arc<str>>,
     pool_ref: Option<Arc<str>>,
     pool_uuid: Option<String>,
@@ -57,6 +58,10 @@ impl Lookup for PoolState {
     fn pool_uuid(&self) -> Option<&str> {
         self.pool_uuid.as_deref()
     }
+
+    fn ref_of_uuid(&self, uuid: &str) -> Option<&str> {
+        self.uuids.get(uuid).map(|r| &**r)
+    }
 }
 
 impl PoolState {
@@ -70,12 +75,35 @@ impl PoolState {
                 if &*class == "pool" {
                     st.pool_ref = Some(r.clone());
                 }
-                st.records.insert(r, (class.clone(), rec));
+                st.insert_record(r, class.clone(), rec);
             }
         }
         st.refresh_pool_uuid();
         st.rebuild_all();
         st
+    }
+
+    /// Insert/replace a record, keeping the uuid index; returns whether it existed.
+    fn insert_record(&mut self, r: Arc<str>, class: Arc<str>, rec: Record) -> bool {
+        if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
+            self.uuids.insert(u.to_owned(), r.clone());
+        }
+        self.records.insert(r, (class, rec)).is_some()
+    }
+
+    /// Remove a record and its uuid index entry; returns whether it existed.
+    fn remove_record(&mut self, r: &Arc<str>) -> bool {
+        match self.records.remove(r) {
+            Some((_, rec)) => {
+                if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
+                    if self.uuids.get(u).is_some_and(|x| x == r) {
+                        self.uuids.remove(u);
+                    }
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     fn intern(&mut self, class: &str) -> Arc<str> {
@@ -255,7 +283,7 @@ impl PoolState {
             }
             match ch.op {
                 ChangeOp::Del => {
-                    if self.records.remove(&r).is_some() {
+                    if self.remove_record(&r) {
                         existence.insert(r.clone());
                         content.insert(r);
                     }
@@ -268,7 +296,7 @@ impl PoolState {
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }
-                    let existed = self.records.insert(r.clone(), (class, snapshot)).is_some();
+                    let existed = self.insert_record(r.clone(), class, snapshot);
                     if !existed {
                         existence.insert(r.clone());
                     }

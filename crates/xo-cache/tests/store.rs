@@ -60,10 +60,10 @@ async fn reset_publishes_every_object_once_and_marks_ready() {
         "the same Arc goes to every subscriber"
     );
     assert!(batch.exit.is_empty());
-    // 33 transformable records: 1 pool, 2 hosts, 6 VMs, 4 SRs, 5 PBDs, 5 VDIs, 4 VBDs, 2 VIFs, 2 networks,
+    // 36 transformable records: 1 pool, 2 hosts, 6 VMs, 4 SRs, 5 PBDs, 6 VDIs, 4 VBDs, 2 VIFs, 2 networks,
     // 2 PIFs, 1 task, 1 message.
-    assert_eq!(batch.enter.len(), 35);
-    assert_eq!(store.len(), 35);
+    assert_eq!(batch.enter.len(), 36);
+    assert_eq!(store.len(), 36);
     assert_eq!(store.wait_ready("srv1").await.unwrap(), common::POOL_UUID);
     assert_eq!(store.pool_uuid("srv1").as_deref(), Some(common::POOL_UUID));
     assert_eq!(
@@ -332,7 +332,7 @@ async fn pool_uuid_change_rederives_everything() {
         )
         .unwrap()
         .unwrap();
-    assert_eq!(batch.enter.len(), 35);
+    assert_eq!(batch.enter.len(), 36);
     assert!(batch
         .enter
         .iter()
@@ -379,7 +379,7 @@ async fn same_id_in_two_pools_is_shadowed_then_promoted() {
     let batch = store.remove_pool("srv1").unwrap().unwrap();
     assert_eq!(ids(&batch), HashSet::from([sr_uuid.clone()]));
     assert!(!batch.exit.iter().any(|id| **id == *sr_uuid));
-    assert_eq!(batch.exit.len(), 34);
+    assert_eq!(batch.exit.len(), 35);
     assert_eq!(
         store.get(&sr_uuid).unwrap().value()["$pool"],
         "22222222-0000-4000-8000-000000000000"
@@ -391,7 +391,7 @@ async fn same_id_in_two_pools_is_shadowed_then_promoted() {
 async fn removed_pool_rejects_writes_and_waiters() {
     let (store, _) = loaded();
     let batch = store.remove_pool("srv1").unwrap().unwrap();
-    assert_eq!(batch.exit.len(), 35);
+    assert_eq!(batch.exit.len(), 36);
     assert!(store.is_empty());
     assert_eq!(
         store.wait_ready("srv1").await,
@@ -518,7 +518,7 @@ async fn subscribe_with_snapshot_has_no_gap() {
 fn select_with_object_and_string_filters() {
     let (store, _) = loaded();
     let f = |v: Value| Filter::from_param(Some(&v)).unwrap();
-    assert_eq!(store.select(&Filter::All, None).len(), 35);
+    assert_eq!(store.select(&Filter::All, None).len(), 36);
     assert_eq!(store.select(&f(json!({"type": "VM"})), None).len(), 2);
     assert_eq!(
         store
@@ -550,7 +550,7 @@ fn select_with_object_and_string_filters() {
         store
             .select(&f(json!("type:VDI size:>=21474836480")), None)
             .len(),
-        3
+        4
     );
     assert_eq!(
         store
@@ -573,7 +573,7 @@ fn notifications_are_serialised_once_in_xo_format() {
     assert_eq!(v["jsonrpc"], "2.0");
     assert_eq!(v["method"], "all");
     assert_eq!(v["params"]["type"], "enter");
-    assert_eq!(v["params"]["items"].as_object().unwrap().len(), 35);
+    assert_eq!(v["params"]["items"].as_object().unwrap().len(), 36);
     assert_eq!(
         v["params"]["items"][vm1_id()]["name_label"],
         "debian-web-01"
@@ -584,5 +584,37 @@ fn notifications_are_serialised_once_in_xo_format() {
     assert_eq!(
         v["params"],
         json!({"type": "exit", "items": {"a": 0, "b\"": 0}})
+    );
+}
+
+#[tokio::test]
+async fn vhd_parent_usage_change_updates_the_child_chain_usage() {
+    let (store, _) = loaded();
+    let child = rec("OpaqueRef:vdi-web-root")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        store.get(&child).unwrap().value()["chainPhysicalUsage"],
+        json!(8_589_934_592_i64)
+    );
+    let mut base = rec("OpaqueRef:vdi-web-base");
+    base.insert("physical_utilisation".into(), json!(1_073_741_824));
+    let batch = store
+        .apply_changes(
+            "srv1",
+            vec![change(
+                "VDI",
+                "OpaqueRef:vdi-web-base",
+                ChangeOp::Mod,
+                Some(base),
+            )],
+        )
+        .unwrap()
+        .unwrap();
+    assert!(ids(&batch).contains(&child));
+    assert_eq!(
+        store.get(&child).unwrap().value()["chainPhysicalUsage"],
+        json!(5_368_709_120_i64 + 1_073_741_824)
     );
 }

@@ -44,7 +44,7 @@ async fn reset_then_changes_reach_subscribers_in_order() {
     .unwrap();
     tx.unbounded_send(metrics_mod(1)).unwrap();
     let first = sub.recv().await.unwrap();
-    assert_eq!(first.enter.len(), 35);
+    assert_eq!(first.enter.len(), 36);
     let second = sub.recv().await.unwrap();
     assert_eq!(second.enter.len(), 1);
     assert_eq!(second.enter[0].value()["CPUs"]["number"], 1);
@@ -52,7 +52,7 @@ async fn reset_then_changes_reach_subscribers_in_order() {
     // Stream end: objects leave, pool stays registered as disconnected.
     drop(tx);
     let exit = sub.recv().await.unwrap();
-    assert_eq!(exit.exit.len(), 35);
+    assert_eq!(exit.exit.len(), 36);
     handle.join().await;
     assert!(store.is_empty());
     assert_eq!(
@@ -81,7 +81,7 @@ async fn disconnection_keeps_objects_until_the_next_reset() {
     })
     .unwrap();
     settle(|| matches!(store.status("srv1"), Some(PoolStatus::Disconnected { .. }))).await;
-    assert_eq!(store.len(), 35, "objects stay visible while reconnecting");
+    assert_eq!(store.len(), 36, "objects stay visible while reconnecting");
     assert!(store.wait_ready("srv1").await.is_err());
     // Resync with one VM gone: a single batch with just the difference.
     let mut records = common::pool_records();
@@ -137,7 +137,7 @@ async fn long_disconnection_forgets_objects() {
     .unwrap();
     // Paused clock: the runtime auto-advances to the deadline once everything is idle.
     let b = sub.recv().await.unwrap();
-    assert_eq!(b.exit.len(), 35);
+    assert_eq!(b.exit.len(), 36);
     assert!(store.is_empty());
     assert!(matches!(
         store.status("srv1"),
@@ -148,7 +148,7 @@ async fn long_disconnection_forgets_objects() {
         records: common::pool_records(),
     })
     .unwrap();
-    assert_eq!(sub.recv().await.unwrap().enter.len(), 35);
+    assert_eq!(sub.recv().await.unwrap().enter.len(), 36);
 }
 
 #[tokio::test]

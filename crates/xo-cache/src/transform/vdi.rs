@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::jsval::{get_map, num, put, raw, to_timestamp, truthy, Record};
+use crate::jsval::{get_map, num, number_value, put, raw, to_f64, to_timestamp, truthy, Record};
 use crate::lookup::Ctx;
 
 pub(super) fn vdi(rec: &Record, ctx: &Ctx<'_>) -> Record {
@@ -32,7 +32,11 @@ pub(super) fn vdi(rec: &Record, ctx: &Ctx<'_>) -> Record {
     put(&mut o, "other_config", raw(rec, "other_config"));
     put(&mut o, "$SR", ctx.link(rec, "SR"));
     put(&mut o, "$VBDs", ctx.link_set(rec, "VBDs"));
-    if truthy(rec.get("is_a_snapshot")) {
+    let is_snapshot = truthy(rec.get("is_a_snapshot"));
+    if !is_snapshot && truthy(rec.get("managed")) {
+        o.insert("chainPhysicalUsage".into(), chain_physical_usage(rec, ctx));
+    }
+    if is_snapshot {
         o.insert("type".into(), Value::String("VDI-snapshot".into()));
         o.insert(
             "snapshot_time".into(),
@@ -43,4 +47,29 @@ pub(super) fn vdi(rec: &Record, ctx: &Ctx<'_>) -> Record {
         o.insert("type".into(), Value::String("VDI-unmanaged".into()));
     }
     o
+}
+
+/// Physical usage of the VDI plus its VHD parents (`sm_config['vhd-parent']` uuids), as newer XO computes.
+fn chain_physical_usage(rec: &Record, ctx: &Ctx<'_>) -> Value {
+    let parent_of = |r: &Record| {
+        get_map(r, "sm_config")
+            .and_then(|m| m.get("vhd-parent"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let mut total = to_f64(rec.get("physical_utilisation")).unwrap_or(0.0);
+    let mut seen: Vec<String> = Vec::new();
+    let mut parent = parent_of(rec);
+    while let Some(uuid) = parent {
+        if seen.contains(&uuid) || seen.len() > 1000 {
+            break;
+        }
+        let Some(p) = ctx.rec_by_uuid("VDI", &uuid) else {
+            break;
+        };
+        total += to_f64(p.get("physical_utilisation")).unwrap_or(0.0);
+        parent = parent_of(p);
+        seen.push(uuid);
+    }
+    number_value(total)
 }
