@@ -6,6 +6,11 @@
 # 2. runs every test of the workspace: doc tests, then every target with cargo-nextest when it is
 #    installed (else plain `cargo test --workspace`, which includes the doc tests).
 #
+# Targets: libs, bins, integration tests and examples (built in test mode) — i.e. `--all-targets`
+# minus benches. Benches are `harness = false` binaries that print figures: nextest would run each
+# one in full just to list its tests (and then reject its output), so they stay out of the test
+# run; `cargo clippy --all-targets` in .ci/run still compiles them. Run them with `cargo bench`.
+#
 # Exits non-zero if anything failed; the last line printed is the test runner's own summary.
 # With arguments, runs only the runner with them (no doc tests): `./scripts/test.sh -p xo-tests`.
 set -euo pipefail
@@ -24,13 +29,16 @@ if [ "${CI:-}" = "true" ]; then
 fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+TARGETS="--lib --bins --tests --examples"
+NEXTEST=(cargo nextest run --config-file "$ROOT/scripts/nextest.toml")
+
 status=0
 if [ "$#" -gt 0 ]; then
     # A focused run (e.g. `./scripts/test.sh -p xo-tests` or `./scripts/test.sh peers`): the
     # arguments go to the runner as they are; doc tests are left out.
     if cargo nextest --version >/dev/null 2>&1; then
-        section "cargo nextest run --all-targets $*"
-        cargo nextest run --all-targets --no-fail-fast "$@" || status=$?
+        section "cargo nextest run $TARGETS $*"
+        "${NEXTEST[@]}" $TARGETS "$@" || status=$?
     else
         section "cargo test $*"
         cargo test --no-fail-fast "$@" || status=$?
@@ -39,8 +47,8 @@ elif cargo nextest --version >/dev/null 2>&1; then
     section "doc tests (cargo test --workspace --doc)"
     doc_status=0
     cargo test --workspace --doc || doc_status=$?
-    section "all targets (cargo nextest run --workspace --all-targets)"
-    cargo nextest run --workspace --all-targets --no-fail-fast || status=$?
+    section "all targets but benches (cargo nextest run --workspace $TARGETS)"
+    "${NEXTEST[@]}" --workspace $TARGETS || status=$?
     if [ "$doc_status" -ne 0 ]; then
         echo "doc tests FAILED (exit $doc_status, see above)" >&2
         [ "$status" -ne 0 ] || status="$doc_status"
