@@ -19,8 +19,12 @@ pub struct XoObject {
 }
 
 impl XoObject {
-    /// Wrap a transformed object. `None` when it has no string `id`.
-    pub fn new(obj: Record) -> Option<Self> {
+    /// Wrap a transformed object. `None` when it has no string `id`. Integral floats become integers
+    /// (`480.0` → `480`), as `JSON.stringify` writes them.
+    pub fn new(mut obj: Record) -> Option<Self> {
+        for v in obj.values_mut() {
+            js_numbers(v);
+        }
         let id: Arc<str> = obj.get("id")?.as_str()?.into();
         let kind: Arc<str> = obj.get("type").and_then(Value::as_str).unwrap_or("").into();
         let xapi_ref: Arc<str> = obj
@@ -79,6 +83,20 @@ impl XoObject {
     /// The serialised JSON text (computed once at creation).
     pub fn json(&self) -> &Arc<str> {
         &self.json
+    }
+}
+
+/// Rewrite integral floats as integers, recursively.
+pub(crate) fn js_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                *v = crate::jsval::number_value(f);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(js_numbers),
+        Value::Object(m) => m.values_mut().for_each(js_numbers),
+        _ => {}
     }
 }
 

@@ -48,6 +48,38 @@ snap!(pif_without_metrics, "OpaqueRef:pif-h2-eth0");
 snap!(task, "OpaqueRef:task-snapshot");
 snap!(message, "OpaqueRef:message-1");
 
+fn xo_misc(r: &str) -> Value {
+    let l = common::lookup_with_misc();
+    let (class, rec) = l
+        .records
+        .get(r)
+        .cloned()
+        .unwrap_or_else(|| panic!("no record {r}"));
+    to_xo(&class, r, &rec, &l).unwrap_or_else(|| panic!("{r} has no XO object"))
+}
+
+macro_rules! snap_misc {
+    ($name:ident, $r:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_json_snapshot!(xo_misc($r));
+        }
+    };
+}
+
+snap_misc!(pci, "OpaqueRef:pci-gpu");
+snap_misc!(pgpu, "OpaqueRef:pgpu-1");
+snap_misc!(gpu_group, "OpaqueRef:gpu-group-1");
+snap_misc!(vgpu_type, "OpaqueRef:vgpu-type-1");
+snap_misc!(vgpu, "OpaqueRef:vgpu-1");
+snap_misc!(vtpm, "OpaqueRef:vtpm-1");
+snap_misc!(pusb, "OpaqueRef:pusb-1");
+snap_misc!(usb_group, "OpaqueRef:usb-group-1");
+snap_misc!(vusb, "OpaqueRef:vusb-1");
+snap_misc!(bond, "OpaqueRef:bond-1");
+snap_misc!(pool_patch, "OpaqueRef:pool-patch-1");
+snap_misc!(host_patch, "OpaqueRef:host-patch-1");
+
 #[test]
 fn metrics_records_have_no_xo_object() {
     let l = common::lookup();

@@ -115,6 +115,9 @@ pub fn transform(class: &str, r: &str, rec: &Record, ctx: &Ctx<'_>) -> Option<Re
     obj.insert("$pool".into(), Value::String(pool_uuid.clone()));
     obj.insert("$poolId".into(), Value::String(pool_uuid));
     obj.insert("_xapiRef".into(), Value::String(r.to_owned()));
+    for v in obj.values_mut() {
+        crate::object::js_numbers(v);
+    }
     Some(obj)
 }
 

@@ -28,6 +28,22 @@ pub fn pool_records() -> HashMap<String, Vec<(String, Record)>> {
         .collect()
 }
 
+/// The pool fixture plus tests/fixtures/misc.json (PCI, GPU, USB, VTPM, bond, patches).
+pub fn lookup_with_misc() -> MapLookup {
+    let mut l = lookup();
+    let text = include_str!("../fixtures/misc.json");
+    let v: HashMap<String, Vec<(String, Value)>> =
+        serde_json::from_str(text).expect("fixture parses");
+    for (class, recs) in v {
+        for (r, rec) in recs {
+            if let Value::Object(m) = rec {
+                l.insert(&class, &r, m);
+            }
+        }
+    }
+    l
+}
+
 pub fn lookup() -> MapLookup {
     let recs = pool_records();
     MapLookup::from_classes(recs.iter().map(|(c, v)| (c.as_str(), v.as_slice())))
