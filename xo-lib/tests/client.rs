@@ -177,7 +177,9 @@ async fn token_sign_in_and_url_token() {
     let with_userinfo = s.url().replacen("http://", &format!("http://{token}@"), 1);
     let u = Xo::connect(Options::new(with_userinfo)).await.unwrap();
     assert!(u.user().is_some());
-    xo.delete_own_tokens(&[token.clone()]).await.unwrap();
+    xo.delete_own_tokens(std::slice::from_ref(&token))
+        .await
+        .unwrap();
     let e = Xo::connect(Options::new(s.url()).credentials(Credentials::token(&token)))
         .await
         .unwrap_err();

@@ -52,13 +52,15 @@ pub fn get_all_objects(objects: Arc<Mutex<Map<String, Value>>>) -> Method {
 }
 
 pub fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = dir.join("data");
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        sign_in_throttle_ms: 0,
+        ..Config::default()
+    };
     c.argon2.m_cost = 64;
     c.argon2.t_cost = 1;
     c.argon2.p_cost = 1;
-    c.sign_in_throttle_ms = 0;
     c
 }
 
