@@ -1,10 +1,40 @@
 //! xo-cache: Xen Orchestra's cache & event engine.
 //!
-//! - [`transform`]: pure XAPI record → XO object transforms (snapshot-tested);
-//! - [`Store`]: XO objects of many pools, per-pool status, incremental re-derivation, one-shot batches
-//!   fanned out to subscribers (slow ones are cut off);
-//! - [`filter`]: `xo.getAllObjects` filters (lodash `_.matches` objects and complex-matcher strings);
-//! - [`sync`]: the per-pool driver consuming a stream of [`SyncInput`].
+//! - [`transform`]: pure XAPI record → XO object transforms mirroring xo-server's `xapi-object-to-xo.mjs`
+//!   (snapshot-tested). Cross-object data (metrics, guest metrics, VBD→VDI→SR→PBD chains, …) is read
+//!   through a [`Lookup`]; the [`Ctx`] wrapper records what was read so the store can re-derive exactly the
+//!   objects affected by a change.
+//! - [`Store`]: XO objects of many pools by id (`Arc<XoObject>`, parsed form + JSON text serialised once),
+//!   per-pool [`PoolStatus`] and [`Store::wait_ready`], atomic [`Store::apply_reset`], incremental
+//!   [`Store::apply_changes`], one [`Batch`] per change set broadcast to every [`Subscription`] (a
+//!   subscriber that falls behind gets [`SubscriptionError::Lagged`] and is closed, never skipped).
+//! - [`filter`]: `xo.getAllObjects` filters: lodash `_.matches` objects and complex-matcher strings.
+//! - [`sync`]: the per-pool driver consuming any `Stream<Item = SyncInput>`.
+//!
+//! Wire-shape notes (faithful to xo-server, which serialises with `JSON.stringify`): a single link to a
+//! NULL/unknown ref is *absent* (JS `undefined`), a link inside an array is `null`; NaN numbers are `null`;
+//! integral numbers are integers. Default templates have id `<pool uuid>-<template uuid>`, `pool_patch`
+//! objects use their ref as id; everything else uses the uuid.
+//!
+//! Adapting `xapi_client::Watch` (a `Stream<Item = WatchEvent>`):
+//!
+//! ```ignore
+//! let input = watch.map(|ev| match ev {
+//!     WatchEvent::Reset { records } => SyncInput::Reset {
+//!         records: records.into_iter()
+//!             .map(|(class, recs)| (class, recs.into_iter().map(|(r, rec)| (r.0, rec)).collect()))
+//!             .collect(),
+//!     },
+//!     WatchEvent::Changes(changes) => SyncInput::Changes(changes.into_iter().map(|c| ObjectChange {
+//!         class: c.class,
+//!         r#ref: c.obj_ref.0,
+//!         op: match c.op { Op::Add => ChangeOp::Add, Op::Mod => ChangeOp::Mod, Op::Del => ChangeOp::Del },
+//!         snapshot: c.snapshot,
+//!     }).collect()),
+//!     WatchEvent::Disconnected { error, retry_in } => SyncInput::Disconnected { error, retry_in: Some(retry_in) },
+//! });
+//! let handle = xo_cache::spawn_pool_sync(store.clone(), server_id, input);
+//! ```
 
 pub mod filter;
 pub mod jsval;
@@ -23,4 +53,7 @@ pub use object::XoObject;
 pub use store::{
     Batch, PoolStatus, Store, StoreConfig, Subscription, SubscriptionError, WaitError,
 };
-pub use sync::{spawn_pool_sync, ChangeOp, ObjectChange, PoolSyncHandle, SyncInput};
+pub use sync::{
+    spawn_pool_sync, spawn_pool_sync_with, ChangeOp, ObjectChange, PoolSyncHandle, SyncConfig,
+    SyncInput,
+};
