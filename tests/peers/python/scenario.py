@@ -12,6 +12,7 @@ Every step prints `ok - <step>` or `not ok - <step>: <call> -> <error>`; the scr
 after a failed step where it can, and exits 1 if any step failed. The last line is a summary.
 """
 
+import json
 import os
 import re
 import sys
@@ -35,6 +36,16 @@ POWER_STATES = {"Halted", "Paused", "Running", "Suspended"}
 NO_EVENT_CLASSES = {"session", "user", "secret", "event", "data_source", "auth"}
 # Bound on event.from round trips while waiting for one change (each waits <= 5 s).
 MAX_EVENT_ROUNDS = 12
+
+
+def load_declared_fields():
+    """Field names per class from the datamodel (spec/xenapi.json in this repository)."""
+    path = os.environ.get("XO_PEER_SPEC") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "spec", "xenapi.json")
+    with open(path) as spec:
+        return {c["name"]: {f["name"] for f in c["fields"]} for c in json.load(spec)}
+
+
+DECLARED_FIELDS = load_declared_fields()
 
 
 class StepFailed(Exception):
@@ -179,6 +190,12 @@ class Scenario:
                     problems.append("%s %s: record is %s" % (cls, ref, type(rec).__name__))
                 elif "uuid" in rec and not UUID_RE.match(str(rec["uuid"])):
                     problems.append("%s %s: uuid %r" % (cls, ref, rec["uuid"]))
+                if isinstance(rec, dict) and cls in DECLARED_FIELDS:
+                    # real xapi sends every declared field, removed ones included (xapi.md §4.1)
+                    missing = DECLARED_FIELDS[cls] - set(rec)
+                    extra = set(rec) - DECLARED_FIELDS[cls]
+                    if missing or extra:
+                        problems.append("%s %s: fields missing %s, undeclared %s" % (cls, ref, sorted(missing), sorted(extra)))
         check(not problems, "; ".join(problems[:20]))
         for cls in ("pool", "host", "VM", "SR", "network"):
             check(getattr(self.x, cls).get_all(), "pool has no %s" % cls)
@@ -340,7 +357,6 @@ class Scenario:
 
     def json_rpc_v1(self):
         # What the C# SDK (XenCenter) does: JSON-RPC v1 on /jsonrpc, no "jsonrpc" member.
-        import json
         import ssl
         import urllib.request
 
@@ -412,7 +428,7 @@ class Scenario:
         if self.x is None:
             return False
         self.step("API_version via pool.get_master + host.get_API_version_*", self.api_version)
-        self.step("<class>.get_all_records for every class in system.listMethods", self.list_every_class)
+        self.step("<class>.get_all_records for every class in system.listMethods, all declared fields", self.list_every_class)
         self.step("record field types (bool, int64 as string, datetime, NULL ref)", self.record_shapes)
         self.step("event.from([\"vm\"], \"\", 0.0) adds every VM; up-to-date token blocks", self.events_initial)
         self.step("VM.start(vm, False, False) + mod event", self.start_vm)
