@@ -79,6 +79,10 @@ snap_misc!(vusb, "OpaqueRef:vusb-1");
 snap_misc!(bond, "OpaqueRef:bond-1");
 snap_misc!(pool_patch, "OpaqueRef:pool-patch-1");
 snap_misc!(host_patch, "OpaqueRef:host-patch-1");
+snap_misc!(sm, "OpaqueRef:sm-nfs");
+snap_misc!(pif_bond_master, "OpaqueRef:pif-bond0");
+snap_misc!(pif_bond_slave, "OpaqueRef:pif-h1-eth1");
+snap_misc!(network_bonded, "OpaqueRef:net-bond");
 
 #[test]
 fn metrics_records_have_no_xo_object() {

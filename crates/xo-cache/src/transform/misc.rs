@@ -1,5 +1,5 @@
 //! The smaller XO types: `patch` (host_patch), `pool_patch`, `PCI`, `PGPU`, `vgpu`, `gpuGroup`, `vgpuType`,
-//! `VTPM`, `PUSB`, `VUSB`, `USB_group`, `bond`.
+//! `VTPM`, `PUSB`, `VUSB`, `USB_group`, `bond`, `SM`.
 
 use serde_json::Value;
 
@@ -191,5 +191,26 @@ pub(super) fn bond(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = typed("bond");
     put(&mut o, "master", ctx.link(rec, "master"));
     put(&mut o, "mode", raw(rec, "mode"));
+    o
+}
+
+/// `SM` (storage driver), fields as listed in the spec (§4).
+pub(super) fn sm(rec: &Record) -> Record {
+    let mut o = typed("SM");
+    put(&mut o, "SM_type", raw(rec, "type"));
+    put(&mut o, "configuration", raw(rec, "configuration"));
+    put(&mut o, "vendor", raw(rec, "vendor"));
+    put(&mut o, "features", raw(rec, "features"));
+    put(&mut o, "driver_filename", raw(rec, "driver_filename"));
+    put(
+        &mut o,
+        "required_cluster_stack",
+        raw(rec, "required_cluster_stack"),
+    );
+    put(
+        &mut o,
+        "supported_image_formats",
+        raw(rec, "supported_image_formats"),
+    );
     o
 }

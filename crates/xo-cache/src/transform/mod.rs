@@ -47,6 +47,7 @@ pub const TRANSFORMED_CLASSES: &[&str] = &[
     "vusb",
     "usb_group",
     "bond",
+    "sm",
 ];
 
 /// Whether records of `class` (any case) become XO objects.
@@ -98,6 +99,7 @@ pub fn transform(class: &str, r: &str, rec: &Record, ctx: &Ctx<'_>) -> Option<Re
         "vusb" => misc::vusb(rec, ctx),
         "usb_group" => misc::usb_group(rec, ctx),
         "bond" => misc::bond(rec, ctx),
+        "sm" => misc::sm(rec),
         _ => return None,
     };
     let uuid = rec.get("uuid").and_then(Value::as_str);

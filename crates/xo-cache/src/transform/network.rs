@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::jsval::{get_map, get_str, map_entry, num, put, raw, truthy, Record};
+use crate::jsval::{get_arr, get_map, get_str, map_entry, num, put, raw, truthy, Record};
 use crate::lookup::{Ctx, NULL_REF};
 
 fn purpose_includes(rec: &Record, what: &str) -> Option<Value> {
@@ -33,6 +33,13 @@ pub(super) fn network(rec: &Record, ctx: &Ctx<'_>) -> Record {
     put(&mut o, "tags", raw(rec, "tags"));
     put(&mut o, "PIFs", ctx.link_set(rec, "PIFs"));
     put(&mut o, "VIFs", ctx.link_set(rec, "VIFs"));
+    // Newer XO (spec §4): whether one of its PIFs is a bond master (inferred from the field name).
+    let bonded = get_arr(rec, "PIFs")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|r| ctx.rec("PIF", r))
+        .any(|pif| matches!(pif.get("bond_master_of"), Some(Value::Array(a)) if !a.is_empty()));
+    o.insert("isBonded".into(), Value::Bool(bonded));
     put(&mut o, "nbd", purpose_includes(rec, "nbd"));
     put(&mut o, "insecureNbd", purpose_includes(rec, "insecure_nbd"));
     o
@@ -57,6 +64,17 @@ pub(super) fn pif(rec: &Record, ctx: &Ctx<'_>) -> Record {
         "isBondSlave".into(),
         Value::Bool(get_str(rec, "bond_slave_of") != Some(NULL_REF)),
     );
+    // Newer XO (spec §4, inferred): a slave names its bond's master PIF, a master lists its slaves.
+    if let Some(bond) = ctx.follow(rec, "bond_slave_of", "Bond") {
+        put(&mut o, "bondMaster", ctx.link(bond, "master"));
+    }
+    if let Some(bond) = get_arr(rec, "bond_master_of")
+        .first()
+        .and_then(Value::as_str)
+        .and_then(|r| ctx.rec("Bond", r))
+    {
+        put(&mut o, "bondSlaves", ctx.link_set(bond, "slaves"));
+    }
     put(&mut o, "device", raw(rec, "device"));
     if let Some(m) = metrics {
         put(&mut o, "deviceName", raw(m, "device_name"));
