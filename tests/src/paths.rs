@@ -71,3 +71,35 @@ fn find_site_package(venv: &Path, package: &str) -> bool {
     libs.flatten()
         .any(|python| python.path().join("site-packages").join(package).exists())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_finds_sh_and_not_nonsense() {
+        assert!(which("sh").is_some());
+        assert!(which("xo-tests-no-such-program-5f3a").is_none());
+    }
+
+    #[test]
+    fn site_package_lookup_in_a_venv_layout() {
+        let venv = std::env::temp_dir().join(format!("xo-tests-venv-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&venv);
+        assert!(!find_site_package(&venv, "XenAPI"), "no venv at all");
+        let site = venv.join("lib").join("python3.11").join("site-packages");
+        std::fs::create_dir_all(&site).expect("create venv layout");
+        assert!(!find_site_package(&venv, "XenAPI"), "empty site-packages");
+        std::fs::create_dir_all(site.join("XenAPI")).expect("create package dir");
+        assert!(find_site_package(&venv, "XenAPI"));
+        let _ = std::fs::remove_dir_all(&venv);
+    }
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        let root = workspace_root();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("root Cargo.toml");
+        assert!(manifest.contains("[workspace]"));
+        assert!(peers_dir().join("package.json").exists());
+    }
+}

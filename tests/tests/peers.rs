@@ -97,3 +97,29 @@ fn node_xen_api_200_vm_pool_scenario() {
         "node xen-api peer (json-rpc):",
     );
 }
+
+/// The harness itself: a default pool has a master and two slaves on distinct loopback addresses,
+/// all HTTPS on one port, and stops when dropped (the port is free again).
+#[test]
+fn harness_sim_pool_layout() {
+    let pool = SimPool::start(SimOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let master = pool.master_url().to_owned();
+    assert!(master.starts_with("https://127.0.0.1:"), "{master}");
+    let port = master
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("master URL has a port");
+    assert_eq!(pool.slave_urls().len(), 2, "{:?}", pool.slave_urls());
+    for (j, slave) in pool.slave_urls().iter().enumerate() {
+        assert_eq!(slave, &format!("https://127.0.0.{}:{port}/", j + 2));
+    }
+    assert_eq!((pool.user(), pool.password()), ("root", "root"));
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("master accepts connections");
+    drop(pool);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the pool still listens after being dropped"
+    );
+}
