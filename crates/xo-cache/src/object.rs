@@ -116,3 +116,28 @@ pub fn items_json<'a>(objects: impl IntoIterator<Item = &'a XoObject>) -> String
     out.push('}');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn needs_a_string_id_and_serialises_once() {
+        let no_id = json!({"type": "VM"}).as_object().cloned().unwrap();
+        assert!(XoObject::new(no_id).is_none());
+        let bad_id = json!({"id": 3}).as_object().cloned().unwrap();
+        assert!(XoObject::new(bad_id).is_none());
+        let o = XoObject::new(
+            json!({"id": "x", "type": "VM", "n": 2.0, "a": [1.5, 3.0]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(o.id(), "x");
+        assert_eq!(o.kind(), "VM");
+        assert_eq!(&**o.json(), r#"{"a":[1.5,3],"id":"x","n":2,"type":"VM"}"#);
+        assert_eq!(items_json([&o]), format!("{{\"x\":{}}}", o.json()));
+    }
+}

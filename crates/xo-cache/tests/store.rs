@@ -618,3 +618,27 @@ async fn vhd_parent_usage_change_updates_the_child_chain_usage() {
         json!(5_368_709_120_i64 + 1_073_741_824)
     );
 }
+
+#[tokio::test]
+async fn malformed_or_cancelling_changes_publish_nothing() {
+    let (store, _) = loaded();
+    let mut vif = rec("OpaqueRef:vif-web-0");
+    vif.insert("uuid".into(), json!("33333333-0000-4000-8000-000000000000"));
+    let out = store
+        .apply_changes(
+            "srv1",
+            vec![
+                // add/mod without a snapshot: ignored
+                change("VM", VM1, ChangeOp::Mod, None),
+                // del of an unknown ref: ignored
+                change("VM", "OpaqueRef:unknown", ChangeOp::Del, None),
+                // add then del in the same batch: cancel out
+                change("VIF", "OpaqueRef:transient", ChangeOp::Add, Some(vif)),
+                change("VIF", "OpaqueRef:transient", ChangeOp::Del, None),
+            ],
+        )
+        .unwrap();
+    assert!(out.is_none());
+    assert_eq!(store.len(), 36);
+    assert!(store.get("33333333-0000-4000-8000-000000000000").is_none());
+}
