@@ -34,6 +34,8 @@ need() {
 # at most once per invocation, and nothing happens when all commands exist.
 # ---------------------------------------------------------------------------
 APT_WANTED=(
+    "node:nodejs"      # npm xen-api peer (needs Node >= 18)
+    "npm:npm"
     # "chromium:chromium"
     # "slapd:slapd"
 )
