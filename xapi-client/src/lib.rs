@@ -10,6 +10,7 @@
 //! [`Secret`]s: never printed by `Debug`, never logged.
 
 mod client;
+mod compact;
 mod error;
 mod events;
 mod http;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use xapi_types::schema::{self, MessageSpec, Type};
-use xapi_types::{jsonrpc, xmlrpc};
+use xapi_types::{jsonrpc, xmlrpc, CodecError};
 
 use crate::http::{HttpResponse, Transport};
 use crate::{Error, Result};
@@ -114,8 +114,25 @@ async fn post_json(
         .await
 }
 
+/// Decode a JSON-RPC response. Successes are parsed once, with compact maps ([`crate::compact`]); failures go
+/// through xapi-types' codec (small bodies), which knows both the v1 and v2 error shapes.
 fn decode_json(body: &[u8]) -> Result<Value> {
-    Ok(jsonrpc::decode_response(body)?.result?)
+    let parsed = crate::compact::from_slice(body).map_err(|e| CodecError::Json(e.to_string()))?;
+    let Value::Object(mut envelope) = parsed else {
+        return Err(Error::structure("response is not a JSON object"));
+    };
+    if envelope
+        .get("jsonrpc")
+        .is_some_and(|v| v.as_str() != Some("2.0"))
+    {
+        return Err(Error::structure("unsupported jsonrpc version"));
+    }
+    match envelope.get("error") {
+        None | Some(Value::Null) => envelope
+            .remove("result")
+            .ok_or_else(|| Error::structure("response has neither result nor error")),
+        Some(_) => Ok(jsonrpc::decode_response(body)?.result?),
+    }
 }
 
 async fn call_xml(transport: &Transport, method: &str, params: &[Value]) -> Result<Value> {
