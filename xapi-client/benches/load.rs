@@ -165,7 +165,7 @@ async fn run(pool: Option<Arc<xapi_sim::RunningPool>>, opts: ClientOptions, chan
                 + 24
                 + rec
                     .iter()
-                    .map(|(k, v)| 84 + k.capacity() + heap_estimate(v))
+                    .map(|(k, v)| 64 + k.capacity() + heap_estimate(v))
                     .sum::<usize>()
         })
         .sum();
