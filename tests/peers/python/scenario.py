@@ -385,6 +385,85 @@ class Scenario:
         check(self.session.VM.get_all(sess).get("Status") == "Success", "JSON-RPC session refused over XML-RPC")
         call("session.logout", [sess], 9)
 
+    def power_cycle(self):
+        vm = self.vm
+        ops = self.x.VM.get_allowed_operations(vm)
+        check("start" in ops and "clean_shutdown" not in ops, "halted VM allowed_operations %r" % ops)
+        self.x.VM.start(vm, False, False)
+        ops = self.x.VM.get_allowed_operations(vm)
+        check("start" not in ops and "hard_shutdown" in ops, "running VM allowed_operations %r" % ops)
+        self.x.VM.clean_reboot(vm)
+        check(self.x.VM.get_power_state(vm) == "Running", "after clean_reboot: %r" % self.x.VM.get_power_state(vm))
+        self.x.VM.pause(vm)
+        check(self.x.VM.get_power_state(vm) == "Paused", "after pause: %r" % self.x.VM.get_power_state(vm))
+        expect_failure("VM_BAD_POWER_STATE", "VM.pause(paused vm)", self.x.VM.pause, vm)
+        self.x.VM.unpause(vm)
+        check(self.x.VM.get_power_state(vm) == "Running", "after unpause: %r" % self.x.VM.get_power_state(vm))
+        self.x.VM.suspend(vm)
+        check(self.x.VM.get_power_state(vm) == "Suspended", "after suspend: %r" % self.x.VM.get_power_state(vm))
+        suspend_vdi = self.x.VM.get_suspend_VDI(vm)
+        check(suspend_vdi != NULL_REF, "suspended VM has no suspend_VDI")
+        check(self.x.VDI.get_type(suspend_vdi) == "suspend", "suspend_VDI type %r" % self.x.VDI.get_type(suspend_vdi))
+        self.x.VM.resume(vm, False, False)
+        check(self.x.VM.get_power_state(vm) == "Running", "after resume: %r" % self.x.VM.get_power_state(vm))
+        check(self.x.VM.get_suspend_VDI(vm) == NULL_REF, "suspend_VDI not cleared by resume")
+        self.x.VM.hard_shutdown(vm)
+        check(self.x.VM.get_power_state(vm) == "Halted", "after hard_shutdown: %r" % self.x.VM.get_power_state(vm))
+
+    def disk_lifecycle(self):
+        # As XO adds a disk to a VM: VDI.create on the VM's SR, then VBD.create; both ends of each
+        # relation (VM.VBDs, VDI.VBDs, SR.VDIs) must follow, with events.
+        vm = self.vm
+        vbds = self.x.VM.get_VBDs(vm)
+        disks = [v for v in vbds if self.x.VBD.get_type(v) == "Disk"]
+        check(disks, "the VM has no disk VBD")
+        sr = self.x.VDI.get_SR(self.x.VBD.get_VDI(disks[0]))
+        vdi = self.x.VDI.create({
+            "name_label": "peer-python-disk", "name_description": "", "SR": sr,
+            "virtual_size": str(1 << 30), "type": "user", "sharable": False, "read_only": False,
+            "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": [],
+        })
+        check(vdi in self.x.SR.get_VDIs(sr), "SR.VDIs lacks the new VDI")
+        check(self.x.VDI.get_virtual_size(vdi) == str(1 << 30), "VDI.virtual_size %r" % self.x.VDI.get_virtual_size(vdi))
+        device = self.x.VM.get_allowed_VBD_devices(vm)
+        check(device, "VM.get_allowed_VBD_devices is empty")
+        vbd = self.x.VBD.create({
+            "VM": vm, "VDI": vdi, "userdevice": device[0], "bootable": False, "mode": "RW", "type": "Disk",
+            "empty": False, "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
+        })
+        check(vbd in self.x.VM.get_VBDs(vm), "VM.VBDs lacks the new VBD")
+        check(vbd in self.x.VDI.get_VBDs(vdi), "VDI.VBDs lacks the new VBD")
+        self.wait_vm_event(vm, lambda e: e["operation"] == "mod" and vbd in e["snapshot"]["VBDs"], "the new VBD in VM.VBDs")
+        # xapi_vbd.ml: a userdevice already used on the VM -> DEVICE_ALREADY_EXISTS [userdevice]
+        details = expect_failure("DEVICE_ALREADY_EXISTS", "VBD.create(same userdevice)", self.x.VBD.create, {
+            "VM": vm, "VDI": vdi, "userdevice": device[0], "bootable": False, "mode": "RW", "type": "Disk",
+            "empty": False, "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
+        })
+        check(details[1:] == [device[0]], "DEVICE_ALREADY_EXISTS params %r, want [userdevice]" % details[1:])
+        expect_failure("INTERNAL_ERROR", "VBD.create(record without VM)", self.x.VBD.create, {"VDI": vdi})
+        self.x.VBD.destroy(vbd)
+        check(vbd not in self.x.VM.get_VBDs(vm), "VM.VBDs still lists the destroyed VBD")
+        self.wait_vm_event(vm, lambda e: e["operation"] == "mod" and vbd not in e["snapshot"]["VBDs"], "the VBD gone from VM.VBDs")
+        self.x.VDI.destroy(vdi)
+        check(vdi not in self.x.SR.get_VDIs(sr), "SR.VDIs still lists the destroyed VDI")
+
+    def messages(self):
+        vm_uuid = self.x.VM.get_uuid(self.vm)
+        since = self.x.host.get_servertime(self.x.pool.get_master(self.x.pool.get_all()[0]))
+        msg = self.x.message.create("PEER_TEST", "3", "VM", vm_uuid, "from the python peer")
+        check(REF_RE.match(msg), "message.create returned %r" % msg)
+        rec = self.x.message.get_record(msg)
+        check(rec["obj_uuid"] == vm_uuid and rec["cls"] == "VM" and rec["name"] == "PEER_TEST", "message record %r" % rec)
+        check(int(rec["priority"]) == 3, "message priority %r" % rec["priority"])
+        got = self.x.message.get("VM", vm_uuid, xmlrpc.client.DateTime("19700101T00:00:00"))
+        check(msg in got, "message.get(VM, uuid, epoch) lacks the new message")
+        result = self.event_from(["message"], "", 0.0)
+        check(any(ev["ref"] == msg and ev["operation"] == "add" for ev in result["events"]), "event.from([message]) has no add for it")
+        expect_failure("UUID_INVALID", "message.create(unknown uuid)", self.x.message.create, "PEER_TEST", "3", "VM", "00000000-0000-0000-0000-000000000000", "x")
+        self.x.message.destroy(msg)
+        expect_failure("HANDLE_INVALID", "message.get_record(destroyed)", self.x.message.get_record, msg)
+        check(isinstance(since, DATETIME_TYPES), "servertime type")
+
     def error_codes(self):
         expect_failure("HANDLE_INVALID", "VM.get_record(bogus ref)", self.x.VM.get_record, BOGUS_REF)
         details = expect_failure("HANDLE_INVALID", "VM.start(bogus ref)", self.x.VM.start, BOGUS_REF, False, False)
@@ -438,6 +517,9 @@ class Scenario:
         self.step("Async.VM.clone -> task, result as XML-RPC text", self.async_clone)
         self.step("setters, maps, tags, get_all_records_where, int64 as strings", self.setters_and_maps)
         self.step("VM.snapshot + VM.revert + destroy", self.snapshot_revert)
+        self.step("allowed_operations; clean_reboot, pause/unpause, suspend/resume, hard_shutdown", self.power_cycle)
+        self.step("VDI.create + VBD.create/destroy: both ends of relations, events, errors", self.disk_lifecycle)
+        self.step("message.create/get/destroy, message events, UUID_INVALID", self.messages)
         self.step("event.from([\"*\"], \"\"), valid_ref_counts, host.get_servertime", self.events_everything)
         self.step("legacy event.register / event.next / event.unregister", self.legacy_events)
         self.step("JSON-RPC v1 on /jsonrpc (C# SDK style), session shared with XML-RPC", self.json_rpc_v1)
