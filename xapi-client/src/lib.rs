@@ -8,6 +8,31 @@
 //!
 //! Values are `serde_json::Value` in the canonical form described in [`xapi_types`]. Passwords and session ids are
 //! [`Secret`]s: never printed by `Debug`, never logged.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use serde_json::json;
+//! use xapi_client::{Client, ClientOptions, WatchEvent, WatchOptions};
+//!
+//! # async fn demo() -> Result<(), xapi_client::Error> {
+//! let opts = ClientOptions::new("https://192.168.1.10", "root", "password").allow_unauthorized(true);
+//! let client = Client::connect(opts).await?; // follows HOST_IS_SLAVE to the master
+//! let vms = client.get_all_records("VM").await?; // Vec<(Ref, Map<String, Value>)>
+//! if let Some((vm, _)) = vms.first() {
+//!     // Async.VM.start, awaited through task events; the task is destroyed afterwards.
+//!     client.call_async("VM.start", vec![json!(vm.0), json!(false), json!(false)]).await?;
+//! }
+//! let mut events = client.watch(WatchOptions::default());
+//! while let Some(ev) = events.next().await {
+//!     match ev {
+//!         WatchEvent::Reset { records } => { /* replace everything: class -> [(ref, record)] */ }
+//!         WatchEvent::Changes(changes) => { /* apply add/mod (snapshot) and del, in order */ }
+//!         WatchEvent::Disconnected { error, retry_in } => { /* mark the pool disconnected */ }
+//!     }
+//! }
+//! client.logout().await
+//! # }
+//! ```
 
 mod client;
 mod compact;

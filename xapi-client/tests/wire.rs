@@ -721,3 +721,141 @@ async fn watcher_reloads_tasks_when_task_count_disagrees() {
         ]
     );
 }
+
+#[tokio::test]
+async fn bad_configuration_is_config_error() {
+    assert!(matches!(
+        Client::new(opts("ftp://127.0.0.1".into())),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Client::new(opts("no scheme".into())),
+        Err(Error::Config(_))
+    ));
+    let mut o = opts("https://127.0.0.1:1".into());
+    o.extra_roots = vec![vec![1, 2, 3]];
+    assert!(matches!(Client::new(o), Err(Error::Config(_))));
+}
+
+#[tokio::test]
+async fn tls_trusted_through_extra_root() {
+    let (cert, key) = support::self_signed();
+    let handler: support::Handler = Arc::new(with_login(|_| ok(json!("trusted"))));
+    let srv = serve_on(
+        "127.0.0.1:0".parse().unwrap(),
+        JsonMode::Served,
+        Some((cert.clone(), key)),
+        handler,
+    )
+    .await
+    .unwrap();
+    let mut o = opts(srv.url("https"));
+    o.extra_roots = vec![cert];
+    let c = Client::connect(o).await.unwrap();
+    assert_eq!(
+        c.call("pool.get_all", vec![]).await.unwrap(),
+        json!("trusted")
+    );
+}
+
+#[tokio::test]
+async fn json_endpoint_turning_into_html_is_http_error() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| Reply::Raw {
+            status: 502,
+            content_type: "text/html",
+            body: "<html>bad gateway</html>".into(),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert_eq!(c.protocol(), Some(Protocol::JsonRpc));
+    assert!(matches!(
+        c.call("VM.get_all", vec![]).await,
+        Err(Error::Http { status: 502, .. })
+    ));
+}
+
+#[tokio::test]
+async fn redirect_loops_and_empty_master_address_are_errors() {
+    // A member that names itself as master: bounded number of hops, then the error.
+    let srv = serve(JsonMode::Served, |_| fail("HOST_IS_SLAVE", &["127.0.0.1"])).await;
+    let err = Client::connect(opts(srv.url("http"))).await.unwrap_err();
+    assert_eq!(err.xapi_code(), Some("HOST_IS_SLAVE"));
+    assert_eq!(srv.methods().len(), 4);
+    let srv = serve(JsonMode::Served, |_| fail("HOST_IS_SLAVE", &[])).await;
+    assert!(matches!(
+        Client::connect(opts(srv.url("http"))).await,
+        Err(Error::Codec(_))
+    ));
+}
+
+#[tokio::test]
+async fn ill_shaped_results_are_codec_errors() {
+    let srv = serve(JsonMode::Served, |s| match s.method.as_str() {
+        "session.login_with_password" => ok(json!(42)),
+        _ => ok(json!("")),
+    })
+    .await;
+    assert!(matches!(
+        Client::connect(opts(srv.url("http"))).await,
+        Err(Error::Codec(_))
+    ));
+
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|s| match s.method.as_str() {
+            "VM.get_all_records" => ok(json!({"OpaqueRef:a": "not a struct"})),
+            "VM.get_record" => ok(json!([])),
+            "pool.get_all" => ok(json!([])),
+            "Async.VM.start" => ok(json!({"not": "a ref"})),
+            "event.inject" => ok(json!(1)),
+            "system.listMethods" => ok(json!({})),
+            _ => ok(json!("")),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    assert!(matches!(
+        c.get_all_records("VM").await,
+        Err(Error::Codec(_))
+    ));
+    assert!(matches!(
+        c.get_record("VM", &Ref::from("OpaqueRef:a")).await,
+        Err(Error::Codec(_))
+    ));
+    assert!(matches!(c.pool_ref().await, Err(Error::Codec(_))));
+    assert!(matches!(
+        c.start_async("VM.start", vec![]).await,
+        Err(Error::Codec(_))
+    ));
+    assert!(matches!(
+        c.event_inject("pool", &Ref::from("OpaqueRef:p")).await,
+        Err(Error::Codec(_))
+    ));
+    assert!(matches!(c.list_methods().await, Err(Error::Codec(_))));
+}
+
+#[tokio::test]
+async fn task_deleted_while_waiting_is_task_vanished() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|s| match s.method.as_str() {
+            "task.get_record" => ok(json!({"status": "pending"})),
+            "event.from" => ok(json!({
+                "events": [{"id": "3", "timestamp": "0.0", "class": "task", "operation": "del", "ref": "OpaqueRef:t"}],
+                "valid_ref_counts": {},
+                "token": "t1"
+            })),
+            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let err = c.wait_task(&Ref::from("OpaqueRef:t")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TaskVanished(ref t) if t == "OpaqueRef:t"),
+        "{err:?}"
+    );
+}
