@@ -95,7 +95,13 @@ impl Client {
             None
         };
         let max = opts.max_concurrency.max(1);
-        let transport = Transport::new(endpoint, tls.clone(), max + 4, protocol)?;
+        let transport = Transport::new(
+            endpoint,
+            tls.clone(),
+            max + 4,
+            opts.max_response_bytes,
+            protocol,
+        )?;
         Ok(Client {
             inner: Arc::new(Inner {
                 forced_protocol: protocol,
@@ -135,6 +141,11 @@ impl Client {
     /// The current session id (for HTTP handlers such as console or export that take `session_id`).
     pub fn session_id(&self) -> Option<Secret> {
         self.lock_session().id.clone()
+    }
+
+    /// The TLS configuration in use (same trust policy), for HTTP transfers or consoles on the pool's hosts.
+    pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.inner.tls.clone()
     }
 
     pub fn options(&self) -> &ClientOptions {
@@ -397,6 +408,7 @@ impl Client {
             endpoint,
             self.inner.tls.clone(),
             max_idle,
+            self.inner.opts.max_response_bytes,
             protocol,
         )?);
         Ok(())

@@ -120,6 +120,7 @@ pub(crate) struct Transport {
     tls: Option<TlsConnector>,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     max_idle: usize,
+    max_body: usize,
     protocol: AtomicU8,
 }
 
@@ -136,6 +137,7 @@ impl Transport {
         endpoint: Endpoint,
         tls: Option<Arc<rustls::ClientConfig>>,
         max_idle: usize,
+        max_body: usize,
         protocol: Option<Protocol>,
     ) -> Result<Self> {
         let tls = match (endpoint.tls, tls) {
@@ -150,6 +152,7 @@ impl Transport {
             tls,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            max_body,
             protocol: AtomicU8::new(0),
         };
         t.set_protocol(protocol);
@@ -208,7 +211,7 @@ impl Transport {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<usize>().ok())
                         .unwrap_or(0);
-                    let body = read_body(resp.into_body(), hint).await?;
+                    let body = read_body(resp.into_body(), hint, self.max_body).await?;
                     self.put_idle(sender);
                     return Ok(HttpResponse {
                         status,
@@ -289,18 +292,31 @@ where
 }
 
 /// Read a whole body into one buffer, pre-sized from `Content-Length` (capped) to avoid regrowth on big loads.
-async fn read_body(mut body: hyper::body::Incoming, hint: usize) -> Result<Bytes> {
+/// Bodies over `max` bytes are refused.
+async fn read_body(mut body: hyper::body::Incoming, hint: usize, max: usize) -> Result<Bytes> {
+    if hint > max {
+        return Err(Error::Transport(format!(
+            "response of {hint} bytes exceeds the {max}-byte limit"
+        )));
+    }
     let mut first: Option<Bytes> = None;
     let mut buf: Vec<u8> = Vec::new();
+    let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Error::Transport(format!("reading response body: {e}")))?;
         if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total > max {
+                return Err(Error::Transport(format!(
+                    "response exceeds the {max}-byte limit"
+                )));
+            }
             if first.is_none() && buf.is_empty() {
                 first = Some(data);
                 continue;
             }
             if let Some(f) = first.take() {
-                buf.reserve(hint.clamp(f.len() + data.len(), 1 << 30));
+                buf.reserve(hint.max(f.len() + data.len()));
                 buf.extend_from_slice(&f);
             }
             buf.extend_from_slice(&data);

@@ -20,6 +20,8 @@ pub struct ClientOptions {
     pub max_concurrency: usize,
     /// Per-call timeout (connect + request + full response).
     pub call_timeout: Duration,
+    /// Largest response body accepted (default 1 GiB); bigger answers fail with [`crate::Error::Transport`].
+    pub max_response_bytes: usize,
     /// Sent as `originator` at login (XAPI keeps at most 500 sessions per originator).
     pub originator: String,
 }
@@ -38,6 +40,7 @@ impl ClientOptions {
             extra_roots: Vec::new(),
             max_concurrency: 16,
             call_timeout: Duration::from_secs(120),
+            max_response_bytes: 1 << 30,
             originator: "xo-rs".to_owned(),
         }
     }
@@ -68,6 +71,7 @@ impl fmt::Debug for ClientOptions {
             .field("extra_roots", &self.extra_roots.len())
             .field("max_concurrency", &self.max_concurrency)
             .field("call_timeout", &self.call_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("originator", &self.originator)
             .finish()
     }

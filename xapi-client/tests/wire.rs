@@ -859,3 +859,20 @@ async fn task_deleted_while_waiting_is_task_vanished() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn oversized_response_is_refused() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| ok(json!("x".repeat(10_000)))),
+    )
+    .await;
+    let mut o = opts(srv.url("http"));
+    o.max_response_bytes = 1_000;
+    let c = Client::connect(o).await.unwrap();
+    let err = c.call("VM.get_all", vec![]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Transport(ref m) if m.contains("limit")),
+        "{err:?}"
+    );
+}
