@@ -200,6 +200,28 @@ fn main() {
     let inc = store.apply_changes("bench", changes).expect("changes");
     let inc_time = t.elapsed();
 
+    // A usage change of the shared SR that every halted VM's `$container` walks through.
+    let sr_rec = obj(
+        json!({"uuid": uuid(6, 0), "name_label": "NFS", "name_description": "", "type": "nfs",
+        "content_type": "", "shared": true, "PBDs": ["OpaqueRef:pbd-0", "OpaqueRef:pbd-1", "OpaqueRef:pbd-2"],
+        "VDIs": (0..n).map(|i| format!("OpaqueRef:vdi-{i}")).collect::<Vec<_>>(),
+        "physical_size": 10995116277760_i64, "physical_utilisation": 1099511627777_i64, "virtual_allocation": 2199023255552_i64,
+        "other_config": {}, "sm_config": {}, "tags": [], "current_operations": {}}),
+    );
+    let t = Instant::now();
+    let sr_batch = store
+        .apply_changes(
+            "bench",
+            vec![ObjectChange {
+                class: "SR".into(),
+                r#ref: "OpaqueRef:sr".into(),
+                op: ChangeOp::Mod,
+                snapshot: Some(sr_rec),
+            }],
+        )
+        .expect("changes");
+    let sr_time = t.elapsed();
+
     let kib = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.1} MiB", (b as f64 - a as f64) / 1024.0),
         _ => "n/a".into(),
@@ -228,6 +250,11 @@ fn main() {
     println!(
         "apply_changes ({n_changes} VM_metrics mods → {} VMs re-derived and published): {inc_time:?}",
         inc.map_or(0, |b| b.enter.len())
+    );
+    println!(
+        "apply_changes (1 SR usage mod; {} halted VMs walk through it): {sr_time:?}, {} object(s) published",
+        n / 2,
+        sr_batch.map_or(0, |b| b.enter.len())
     );
     println!(
         "RSS total: {}",

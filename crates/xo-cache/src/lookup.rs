@@ -96,6 +96,9 @@ pub struct Deps {
     pub content: Vec<String>,
     /// Refs only resolved to their uuid: only their appearance/disappearance matters (uuids never change).
     pub links: Vec<String>,
+    /// Refs of which only some fields were read: only a change of those fields (or the record's
+    /// appearance/disappearance) matters.
+    pub fields: Vec<(String, &'static [&'static str])>,
 }
 
 /// Transform context: a lookup plus dependency recording.
@@ -144,10 +147,49 @@ impl<'a> Ctx<'a> {
         self.lookup.get(class, r)
     }
 
+    /// Read a foreign record of `class` of which only `fields` will be used (field-scoped dependency:
+    /// busy fields such as an SR's usage do not trigger re-derivation).
+    pub fn rec_fields(
+        &self,
+        class: &str,
+        r: &str,
+        fields: &'static [&'static str],
+    ) -> Option<&'a Record> {
+        if !is_ref(r) {
+            return None;
+        }
+        self.deps.borrow_mut().fields.push((r.to_owned(), fields));
+        self.lookup.get(class, r)
+    }
+
+    /// Follow a ref field of `rec` to a record of which only `fields` will be used.
+    pub fn follow_fields(
+        &self,
+        rec: &Record,
+        field: &str,
+        class: &str,
+        fields: &'static [&'static str],
+    ) -> Option<&'a Record> {
+        rec.get(field)
+            .and_then(Value::as_str)
+            .and_then(|r| self.rec_fields(class, r, fields))
+    }
+
     /// Read a foreign record of `class` designated by its uuid (content dependency on the record found).
     pub fn rec_by_uuid(&self, class: &str, uuid: &str) -> Option<&'a Record> {
         let r = self.lookup.ref_of_uuid(uuid)?;
         self.rec(class, r)
+    }
+
+    /// Like [`Ctx::rec_by_uuid`] with a field-scoped dependency.
+    pub fn rec_fields_by_uuid(
+        &self,
+        class: &str,
+        uuid: &str,
+        fields: &'static [&'static str],
+    ) -> Option<&'a Record> {
+        let r = self.lookup.ref_of_uuid(uuid)?;
+        self.rec_fields(class, r, fields)
     }
 
     /// Read a foreign record whose class is unknown (content dependency).

@@ -33,7 +33,11 @@ impl PoolDiff {
 struct StoredDeps {
     content: Box<[Arc<str>]>,
     links: Box<[Arc<str>]>,
+    fields: Box<[(Arc<str>, Fields)]>,
 }
+
+/// Field names of a field-scoped dependency.
+type Fields = &'static [&'static str];
 
 #[derive(Debug, Default)]
 pub(crate) struct PoolState {
@@ -46,6 +50,7 @@ pub(crate) struct PoolState {
     deps: HashMap<Arc<str>, StoredDeps>,
     rev_content: HashMap<Arc<str>, HashSet<Arc<str>>>,
     rev_links: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    rev_fields: HashMap<Arc<str>, HashSet<(Arc<str>, Fields)>>,
     /// Set when the pool was removed from the store: late writers must not touch the index.
     pub removed: bool,
 }
@@ -159,6 +164,7 @@ impl PoolState {
         self.deps.clear();
         self.rev_content.clear();
         self.rev_links.clear();
+        self.rev_fields.clear();
         let refs: Vec<Arc<str>> = self.records.keys().cloned().collect();
         for r in refs {
             self.derive(&r);
@@ -182,9 +188,24 @@ impl PoolState {
                 }
                 out.into_boxed_slice()
             };
+        let fields = deps
+            .fields
+            .into_iter()
+            .map(|(d, f)| {
+                let shared = match self.records.get_key_value(d.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => match self.rev_fields.get_key_value(d.as_str()) {
+                        Some((k, _)) => k.clone(),
+                        None => Arc::from(d),
+                    },
+                };
+                (shared, f)
+            })
+            .collect();
         StoredDeps {
             content: share(deps.content, &self.rev_content),
             links: share(deps.links, &self.rev_links),
+            fields,
         }
     }
 
@@ -195,6 +216,14 @@ impl PoolState {
                     set.remove(r);
                     if set.is_empty() {
                         self.rev_content.remove(d);
+                    }
+                }
+            }
+            for (d, f) in old.fields.iter() {
+                if let Some(set) = self.rev_fields.get_mut(d) {
+                    set.remove(&(r.clone(), *f));
+                    if set.is_empty() {
+                        self.rev_fields.remove(d);
                     }
                 }
             }
@@ -271,6 +300,8 @@ impl PoolState {
     pub fn apply_changes(&mut self, changes: Vec<ObjectChange>) -> PoolDiff {
         let mut content: HashSet<Arc<str>> = HashSet::new();
         let mut existence: HashSet<Arc<str>> = HashSet::new();
+        // Fields changed by `mod`s of records that existed before (existence changes dirty everything).
+        let mut changed_fields: HashMap<Arc<str>, HashSet<String>> = HashMap::new();
         let mut pool_touched = false;
         for ch in changes {
             let class = self.intern(&ch.class);
@@ -296,6 +327,19 @@ impl PoolState {
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }
+                    if let Some((_, old)) = self.records.get(&r) {
+                        let set = changed_fields.entry(r.clone()).or_default();
+                        for (k, v) in &snapshot {
+                            if old.get(k) != Some(v) {
+                                set.insert(k.clone());
+                            }
+                        }
+                        for k in old.keys() {
+                            if !snapshot.contains_key(k) {
+                                set.insert(k.clone());
+                            }
+                        }
+                    }
                     let existed = self.insert_record(r.clone(), class, snapshot);
                     if !existed {
                         existence.insert(r.clone());
@@ -320,6 +364,25 @@ impl PoolState {
         for r in &existence {
             if let Some(set) = self.rev_links.get(&**r) {
                 dirty.extend(set.iter().cloned());
+            }
+        }
+        for r in &content {
+            let Some(set) = self.rev_fields.get(&**r) else {
+                continue;
+            };
+            let changed = if existence.contains(r) {
+                None
+            } else {
+                changed_fields.get(r)
+            };
+            for (dep, fields) in set {
+                let hit = match changed {
+                    None => true,
+                    Some(c) => fields.iter().any(|f| c.contains(*f)),
+                };
+                if hit {
+                    dirty.insert(dep.clone());
+                }
             }
         }
         let mut pairs = Vec::with_capacity(dirty.len());

@@ -642,3 +642,46 @@ async fn malformed_or_cancelling_changes_publish_nothing() {
     assert_eq!(store.len(), 36);
     assert!(store.get("33333333-0000-4000-8000-000000000000").is_none());
 }
+
+#[tokio::test]
+async fn busy_fields_only_rederive_what_reads_them() {
+    let (store, _) = loaded();
+    let sr_id = rec("OpaqueRef:sr-local")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let vm2_id = rec("OpaqueRef:vm-win-halted")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // SR usage changes (every snapshot/scan): only the SR itself changes.
+    let mut sr = rec("OpaqueRef:sr-local");
+    sr.insert("physical_utilisation".into(), json!(42));
+    let batch = store
+        .apply_changes(
+            "srv1",
+            vec![change(
+                "SR",
+                "OpaqueRef:sr-local",
+                ChangeOp::Mod,
+                Some(sr.clone()),
+            )],
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&batch), HashSet::from([sr_id.clone()]));
+    // The SR becomes shared: the halted VM whose disk lives there moves from its host to the pool.
+    sr.insert("shared".into(), json!(true));
+    let batch = store
+        .apply_changes(
+            "srv1",
+            vec![change("SR", "OpaqueRef:sr-local", ChangeOp::Mod, Some(sr))],
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&batch), HashSet::from([sr_id, vm2_id.clone()]));
+    assert_eq!(
+        store.get(&vm2_id).unwrap().value()["$container"],
+        common::POOL_UUID
+    );
+}

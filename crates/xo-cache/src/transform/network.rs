@@ -37,7 +37,7 @@ pub(super) fn network(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let bonded = get_arr(rec, "PIFs")
         .iter()
         .filter_map(Value::as_str)
-        .filter_map(|r| ctx.rec("PIF", r))
+        .filter_map(|r| ctx.rec_fields("PIF", r, &["bond_master_of"]))
         .any(|pif| matches!(pif.get("bond_master_of"), Some(Value::Array(a)) if !a.is_empty()));
     o.insert("isBonded".into(), Value::Bool(bonded));
     put(&mut o, "nbd", purpose_includes(rec, "nbd"));
@@ -65,13 +65,13 @@ pub(super) fn pif(rec: &Record, ctx: &Ctx<'_>) -> Record {
         Value::Bool(get_str(rec, "bond_slave_of") != Some(NULL_REF)),
     );
     // Newer XO (spec §4, inferred): a slave names its bond's master PIF, a master lists its slaves.
-    if let Some(bond) = ctx.follow(rec, "bond_slave_of", "Bond") {
+    if let Some(bond) = ctx.follow_fields(rec, "bond_slave_of", "Bond", &["master"]) {
         put(&mut o, "bondMaster", ctx.link(bond, "master"));
     }
     if let Some(bond) = get_arr(rec, "bond_master_of")
         .first()
         .and_then(Value::as_str)
-        .and_then(|r| ctx.rec("Bond", r))
+        .and_then(|r| ctx.rec_fields("Bond", r, &["slaves"]))
     {
         put(&mut o, "bondSlaves", ctx.link_set(bond, "slaves"));
     }

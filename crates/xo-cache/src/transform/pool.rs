@@ -9,7 +9,7 @@ pub(super) fn pool(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let mut o = Record::new();
     let other = get_map(rec, "other_config");
     let cpu_info = rec.get("cpu_info");
-    let master = ctx.follow(rec, "master", "host");
+    let master = ctx.follow_fields(rec, "master", "host", &["name_label", "software_version"]);
 
     o.insert(
         "auto_poweron".into(),
@@ -26,7 +26,7 @@ pub(super) fn pool(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let ha_srs: Vec<Value> = get_arr(rec, "ha_statefiles")
         .iter()
         .filter_map(Value::as_str)
-        .filter_map(|r| ctx.rec("VDI", r))
+        .filter_map(|r| ctx.rec_fields("VDI", r, &["SR"]))
         .map(|vdi| ctx.link(vdi, "SR").unwrap_or(Value::Null))
         .collect();
     o.insert("haSrs".into(), Value::Array(ha_srs));

@@ -51,7 +51,7 @@ pub(super) fn sr(rec: &Record, ctx: &Ctx<'_>) -> Record {
     let first_pbd = get_arr(rec, "PBDs")
         .first()
         .and_then(Value::as_str)
-        .and_then(|r| ctx.rec("PBD", r));
+        .and_then(|r| ctx.rec_fields("PBD", r, &["device_config", "host"]));
     let mut o = Record::new();
     o.insert("type".into(), Value::String("SR".into()));
     put(&mut o, "content_type", raw(rec, "content_type"));
