@@ -49,6 +49,8 @@ impl Default for SimOptions {
 
 /// What the runtime thread reports once the pool accepts connections.
 struct Started {
+    state: std::sync::Arc<xapi_sim::PoolState>,
+    host_refs: Vec<xapi_types::Ref>,
     master_url: String,
     slave_urls: Vec<String>,
     user: String,
@@ -58,6 +60,7 @@ struct Started {
 /// A running simulated pool; stops when dropped.
 pub struct SimPool {
     started: Started,
+    registry: xapi_sim::Registry,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -114,6 +117,7 @@ impl SimPool {
         };
         Ok(SimPool {
             started,
+            registry: xapi_sim::Registry::standard(),
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -137,6 +141,40 @@ impl SimPool {
     /// Password accepted by the pool.
     pub fn password(&self) -> &str {
         &self.started.password
+    }
+
+    /// The pool's shared state: DB access for assertions, fault injection (`state().faults`),
+    /// host restarts (`state().restart_host(&host_refs()[i])`).
+    pub fn state(&self) -> &std::sync::Arc<xapi_sim::PoolState> {
+        &self.started.state
+    }
+
+    /// Calls `method` in-process as the current master would answer it over the wire (the
+    /// session, where the method takes one, is the first of `params`).
+    pub fn call(
+        &self,
+        method: &str,
+        params: Vec<xapi_types::Value>,
+    ) -> Result<xapi_types::Value, xapi_types::XapiError> {
+        let master = self.started.state.master();
+        xapi_sim::rpc::dispatch(&self.started.state, &self.registry, &master, method, params).result
+    }
+
+    /// Logs in in-process with the pool's credentials and returns the session ref.
+    pub fn login(&self) -> Result<String, xapi_types::XapiError> {
+        let session = self.call(
+            "session.login_with_password",
+            vec![self.user().into(), self.password().into()],
+        )?;
+        session
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| xapi_types::XapiError::internal("login returned a non-string"))
+    }
+
+    /// Refs of every host, host 0 (the first master) first.
+    pub fn host_refs(&self) -> &[xapi_types::Ref] {
+        &self.started.host_refs
     }
 }
 
@@ -170,6 +208,8 @@ async fn serve(options: &SimOptions) -> Result<(Started, xapi_sim::RunningPool),
         .filter(|url| *url != master_url)
         .collect();
     let started = Started {
+        state: running.state().clone(),
+        host_refs: running.host_refs(),
         master_url,
         slave_urls,
         user: options.user.clone(),

@@ -5,6 +5,7 @@
 //! in `XO_PEER_*` variables. The clients come from `scripts/setup-peers.sh` (run by
 //! `./scripts/test.sh`); when they are missing these tests fail and say so — they never skip.
 
+use xapi_types::XapiError;
 use xo_tests::{run_peer, HarnessError, Peer, PeerTarget, SimOptions, SimPool};
 
 /// Starts a pool, runs `script` with `peer` against it, and fails with the whole transcript
@@ -121,5 +122,51 @@ fn harness_sim_pool_layout() {
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the pool still listens after being dropped"
+    );
+}
+
+/// XO's client rides out what a long-lived connection meets: `EVENTS_LOST` from `event.from`
+/// (it must reload everything and go on) and a session that expired under a call
+/// (`SESSION_INVALID`: it must log in again and retry), without logging anything.
+#[test]
+fn node_xen_api_recovers_from_events_lost_and_session_invalid() {
+    let pool = SimPool::start(SimOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let faults = &pool.state().faults;
+    faults.fail_next("event.from", XapiError::code("EVENTS_LOST"));
+    faults.fail_next(
+        "VM.start",
+        XapiError::new("SESSION_INVALID", ["OpaqueRef:expired"]),
+    );
+    let out = run_peer(
+        Peer::Node,
+        "node/scenario.mjs",
+        &PeerTarget::of(&pool),
+        &[("XO_PEER_TRANSPORT", "json-rpc")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    out.assert_success("node/scenario.mjs with injected EVENTS_LOST and SESSION_INVALID");
+    // Both faults were consumed by the client's calls (else these would fail with them).
+    let session = pool.login().expect("in-process login");
+    let err = pool
+        .call(
+            "VM.start",
+            vec![
+                session.clone().into(),
+                "OpaqueRef:00000000-dead-beef-0000-000000000000".into(),
+                false.into(),
+                false.into(),
+            ],
+        )
+        .expect_err("bogus VM ref");
+    assert_eq!(err.code, "HANDLE_INVALID", "{err:?}");
+    pool.call(
+        "event.from",
+        vec![session.into(), vec!["vm"].into(), "".into(), 0.0.into()],
+    )
+    .expect("event.from after the injected EVENTS_LOST was consumed");
+    assert!(
+        out.stdout.contains(" steps ok, 0 failed"),
+        "{}",
+        out.transcript()
     );
 }
