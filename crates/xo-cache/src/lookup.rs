@@ -245,9 +245,4 @@ impl<'a> Ctx<'a> {
                 .collect(),
         ))
     }
-
-    /// `link(target, field)` where `target` is itself a foreign record.
-    pub fn link_in(&self, target: &Record, field: &str) -> Option<Value> {
-        self.link(target, field)
-    }
 }
