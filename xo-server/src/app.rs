@@ -223,6 +223,25 @@ impl App {
         stats
     }
 
+    /// Broadcasts already serialised notification frames (e.g. xo-cache's `all` enter/exit texts, which
+    /// are serialised once per batch) to every signed-in connection.
+    pub fn publish_serialized(&self, frames: &[std::sync::Arc<str>]) -> PublishStats {
+        let frames: Vec<Utf8Bytes> = frames.iter().map(|f| Utf8Bytes::from(&**f)).collect();
+        let mut stats = PublishStats {
+            frames: frames.len(),
+            ..Default::default()
+        };
+        if frames.is_empty() {
+            return stats;
+        }
+        for c in self.connections() {
+            if c.user_id().is_some() {
+                deliver(&c, &frames, &mut stats);
+            }
+        }
+        stats
+    }
+
     /// Like [`App::publish`], but each signed-in user only gets the ids for which
     /// `visible(user_id, object_id)` holds (the seam for ACL filtering). Users who see the whole batch
     /// share one serialisation; the others get theirs serialised once per user.
@@ -362,10 +381,12 @@ fn deliver(c: &Connection, frames: &[Utf8Bytes], stats: &mut PublishStats) {
     stats.delivered += 1;
 }
 
-/// Builds an [`App`]: configuration, optional pool connector, extra methods, start hooks.
+/// Builds an [`App`]: configuration, optional pool connector, extra methods, start hooks. Every app
+/// carries a [`crate::xapi::Pools`] extension, which is also the pool connector unless another one is set.
 pub struct AppBuilder {
     config: Config,
-    connector: Arc<dyn PoolConnector>,
+    connector: Option<Arc<dyn PoolConnector>>,
+    pools_config: crate::xapi::PoolsConfig,
     methods: Vec<Method>,
     hooks: Vec<StartHook>,
     extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
@@ -380,11 +401,12 @@ impl std::fmt::Debug for AppBuilder {
 }
 
 impl AppBuilder {
-    /// Starts from a configuration, with the no-op connector and the core methods.
+    /// Starts from a configuration, with the XAPI pools connector and the core methods.
     pub fn new(config: Config) -> Self {
         Self {
             config,
-            connector: Arc::new(NoopConnector),
+            connector: None,
+            pools_config: crate::xapi::PoolsConfig::default(),
             methods: Vec::new(),
             hooks: Vec::new(),
             extensions: HashMap::new(),
@@ -393,7 +415,18 @@ impl AppBuilder {
 
     /// Uses this pool connector.
     pub fn pool_connector(mut self, c: Arc<dyn PoolConnector>) -> Self {
-        self.connector = c;
+        self.connector = Some(c);
+        self
+    }
+
+    /// Connects nothing (servers stay `disconnected`).
+    pub fn no_pools(self) -> Self {
+        self.pool_connector(Arc::new(NoopConnector))
+    }
+
+    /// Settings of the XAPI pool connections.
+    pub fn pools_config(mut self, c: crate::xapi::PoolsConfig) -> Self {
+        self.pools_config = c;
         self
     }
 
@@ -437,10 +470,14 @@ impl AppBuilder {
             store.create_user("admin@admin.net", Some("admin"), Permission::Admin)?;
             tracing::info!("created default user admin@admin.net");
         }
+        let pools = Arc::new(crate::xapi::Pools::new(self.pools_config));
+        let connector = self.connector.unwrap_or_else(|| pools.clone());
+        let mut extensions = self.extensions;
+        extensions.insert(TypeId::of::<crate::xapi::Pools>(), pools.clone());
         let registry = Registry::new();
         registry.register_all(crate::methods::core_methods())?;
         registry.register_all(self.methods)?;
-        Ok(App {
+        let app = App {
             inner: Arc::new(Inner {
                 config: self.config,
                 store,
@@ -448,12 +485,14 @@ impl AppBuilder {
                 connections: Mutex::new(HashMap::new()),
                 next_connection: AtomicU64::new(1),
                 throttle: Mutex::new(HashMap::new()),
-                connector: self.connector,
+                connector,
                 auth_providers: RwLock::new(Vec::new()),
                 start_hooks: Mutex::new(self.hooks),
                 url: Mutex::new(None),
-                extensions: RwLock::new(self.extensions),
+                extensions: RwLock::new(extensions),
             }),
-        })
+        };
+        pools.attach(app.downgrade());
+        Ok(app)
     }
 }

@@ -23,6 +23,7 @@ pub fn router(app: App) -> Router {
             "/",
             get(|| async { "xo-server: JSON-RPC over WebSocket at /api/\n" }),
         )
+        .fallback(crate::transfer::serve)
         .with_state(app)
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod context;
+pub mod demo;
 pub mod docs;
 pub mod error;
 pub mod http;
@@ -15,7 +16,9 @@ pub mod pool;
 pub mod registry;
 pub mod rpc;
 pub mod schema;
+pub mod transfer;
 mod ws;
+pub mod xapi;
 
 pub use app::{now_ms, App, AppBuilder, PublishStats, StartError, StartHook, WeakApp};
 pub use auth::{AuthProvider, AuthSuccess};

@@ -1,4 +1,4 @@
-//! The core API methods (session, system, user, group, token, server, api), declared for the registry.
+//! The core API methods (session, system, user, group, token, server, api, xo), declared for the registry.
 
 mod api;
 mod group;
@@ -7,6 +7,7 @@ mod session;
 mod system;
 mod token;
 mod user;
+mod xo;
 
 use serde_json::{Map, Value};
 
@@ -25,6 +26,7 @@ pub fn core_methods() -> Vec<Method> {
     v.extend(token::methods());
     v.extend(server::methods());
     v.extend(api::methods());
+    v.extend(xo::methods());
     v
 }
 
