@@ -50,12 +50,25 @@ async fn main() -> anyhow::Result<()> {
         config.data_dir = d;
     }
     config.demo |= cli.demo;
-    if config.demo {
-        tracing::warn!("--demo: simulated pools are not wired in yet");
+    let demo = config.demo;
+    let mut builder = AppBuilder::new(config);
+    if demo {
+        builder = xo_server::demo::install(builder, xo_server::demo::DemoOptions::default());
     }
-    let app = AppBuilder::new(config).build().context("cannot start")?;
+    let app = builder.build().context("cannot start")?;
     let server = xo_server::serve(app).await.context("cannot start")?;
     println!("xo-server listening on {}", server.url());
+    if demo {
+        let opts = xo_server::demo::DemoOptions::default();
+        println!(
+            "demo: {} simulated pools ({} hosts, {} VMs each) registered as servers",
+            opts.pools, opts.hosts, opts.vms
+        );
+        println!(
+            "demo: sign in at {} as admin@admin.net / admin",
+            server.api_url()
+        );
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -100,8 +100,18 @@ async fn enable(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         .connect(ctx.app.clone(), s.clone())
         .await;
     ctx.app.record_connect_result(&s.id, result.as_ref().err());
-    result.map_err(|e| ApiError::internal(e.message))?;
+    result.map_err(|e| connect_error_to_api(&s.id, e))?;
     Ok(Value::Bool(true))
+}
+
+/// XO's error for a failed connection: wrong credentials → `authenticationFailed`, unreachable host →
+/// `serverUnreachable`, anything else a plain error with the XAPI/OS message.
+fn connect_error_to_api(id: &str, e: crate::pool::ConnectError) -> ApiError {
+    match e.code.as_deref() {
+        Some("SESSION_AUTHENTICATION_FAILED") => crate::xapi::authentication_failed(),
+        Some("ECONNREFUSED" | "EHOSTUNREACH" | "ETIMEDOUT") => crate::xapi::server_unreachable(id),
+        _ => ApiError::internal(e.message),
+    }
 }
 
 async fn disable(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
