@@ -1,0 +1,134 @@
+//! `@=file` transfers end to end: test methods on the in-process xo-server answer `$getFrom` /
+//! `$sendTo` pointing at a small local HTTP server (xo-server has no vm.export/vm.import yet).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{API, IO, USAGE};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use xo_server::registry::Method;
+
+type Received = Arc<Mutex<Vec<(Option<u64>, Vec<u8>)>>>;
+
+/// GET /api/dl → payload; POST /api/up → stored, answers a JSON-RPC response string; else 404.
+async fn http_server(payload: Vec<u8>) -> (u16, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Received = Arc::new(Mutex::new(Vec::new()));
+    let rec = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (payload, rec) = (payload.clone(), rec.clone());
+            tokio::spawn(async move {
+                let mut r = BufReader::new(tcp);
+                let mut line = String::new();
+                r.read_line(&mut line).await.unwrap();
+                let mut parts = line.split_whitespace();
+                let (method, path) = (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
+                let (mut len, mut chunked) = (None, false);
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).await.unwrap();
+                    if h == "\r\n" {
+                        break;
+                    }
+                    let lower = h.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = Some(v.trim().parse::<u64>().unwrap());
+                    }
+                    chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+                }
+                let resp = match (method.as_str(), path.as_str()) {
+                    ("GET", "/api/dl") => {
+                        let mut head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", payload.len()).into_bytes();
+                        head.extend_from_slice(&payload);
+                        head
+                    }
+                    ("POST", "/api/up") => {
+                        let mut body = Vec::new();
+                        if chunked {
+                            loop {
+                                let mut size = String::new();
+                                r.read_line(&mut size).await.unwrap();
+                                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                                let mut chunk = vec![0; n + 2];
+                                r.read_exact(&mut chunk).await.unwrap();
+                                if n == 0 {
+                                    break;
+                                }
+                                body.extend_from_slice(&chunk[..n]);
+                            }
+                        } else {
+                            body.resize(len.unwrap_or(0) as usize, 0);
+                            r.read_exact(&mut body).await.unwrap();
+                        }
+                        rec.lock().unwrap().push((len, body));
+                        let text = r#"{"id":0,"jsonrpc":"2.0","result":"new-vm-uuid"}"#;
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len()).into_bytes()
+                    }
+                    _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found".to_vec(),
+                };
+                r.get_mut().write_all(&resp).await.unwrap();
+                let _ = r.get_mut().shutdown().await;
+            });
+        }
+    });
+    (port, received)
+}
+
+fn transfer_method(name: &str, key: &'static str, url: String) -> Method {
+    Method::new(name, move |_, _| {
+        let url = url.clone();
+        async move { Ok(json!({ key: url })) }
+    })
+    .params(json!({"vm": {"type": "string", "optional": true}, "sr": {"type": "string", "optional": true}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_import_through_at_file() {
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let (port, received) = http_server(payload.clone()).await;
+    let s = common::start().await;
+    let reg = s.server.app().registry();
+    reg.register(transfer_method("test.export", "$getFrom", format!("http://127.0.0.1:{port}/api/dl"))).unwrap();
+    reg.register(transfer_method("test.import", "$sendTo", format!("http://127.0.0.1:{port}/api/up"))).unwrap();
+    reg.register(transfer_method("test.missing", "$getFrom", format!("http://127.0.0.1:{port}/api/gone"))).unwrap();
+    s.register_admin().await;
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("vm.xva");
+    let out_s = out.to_str().unwrap();
+
+    // download to a file, then to stdout
+    let r = s.cli(&["test.export", "vm=abc", &format!("@={out_s}")]).await.ok();
+    assert_eq!(r.stdout, "");
+    assert_eq!(std::fs::read(&out).unwrap(), payload);
+    let r = s.cli(&["test.export", "vm=abc", "@=-"]).await.ok();
+    assert_eq!(r.raw_stdout, payload);
+    // without @= the user is told what to add
+    let r = s.cli(&["test.export", "vm=abc"]).await.fails(USAGE);
+    assert!(r.stderr.contains("@=<file>"), "{r:?}");
+    // HTTP error
+    let r = s.cli(&["test.missing", &format!("@={out_s}.2")]).await.fails(API);
+    assert!(r.stderr.contains("404 Not Found"), "{r:?}");
+
+    // upload a file (Content-Length), then stdin (chunked)
+    let r = s.cli(&["test.import", "sr=x", &format!("@={out_s}")]).await.ok();
+    let answer: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(answer["result"], "new-vm-uuid");
+    let r = common::run_with_stdin(s.home(), &["test.import", "sr=x", "@=-"], b"from stdin".to_vec()).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    {
+        let rec = received.lock().unwrap();
+        assert_eq!(rec[0], (Some(payload.len() as u64), payload.clone()));
+        assert_eq!(rec[1], (None, b"from stdin".to_vec()));
+    }
+    s.cli(&["test.import", "sr=x"]).await.fails(USAGE);
+    let r = s.cli(&["test.import", "sr=x", "@=/nonexistent/file.xva"]).await.fails(IO);
+    assert!(r.stderr.contains("/nonexistent/file.xva"), "{r:?}");
+    let r = s.cli(&["test.export", "@=/nonexistent/dir/out.xva"]).await.fails(IO);
+    assert!(r.stderr.contains("/nonexistent/dir/out.xva"), "{r:?}");
+}
