@@ -1,0 +1,478 @@
+//! An RFB (VNC) server for one console connection: protocol 3.3 / 3.7 / 3.8 with security type None, ServerInit,
+//! SetPixelFormat, SetEncodings (Raw, Hextile), FramebufferUpdateRequest (incremental or not), KeyEvent (applied
+//! to the shared [`Screen`]), PointerEvent and ClientCutText (ignored). Anything malformed ends the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::encode;
+use super::pixel::PixelFormat;
+use super::screen::{Attr, Grid, COLS, HEIGHT, PALETTE, ROWS, WIDTH};
+use super::Screen;
+use crate::console::font;
+
+/// Largest ClientCutText accepted (its bytes are read and dropped); a longer one ends the session.
+const MAX_CUT_TEXT: u32 = 1 << 20;
+/// Largest SetEncodings list accepted.
+const MAX_ENCODINGS: u16 = 1024;
+
+/// Why a session ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RfbError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// A decoded client-to-server message (those the writer side acts on).
+#[derive(Debug)]
+enum ClientMsg {
+    SetPixelFormat(PixelFormat),
+    SetEncodings(Vec<i32>),
+    Update {
+        incremental: bool,
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+    },
+}
+
+/// Serve one RFB session on `io` until the client leaves, sends garbage, or `alive()` turns false (checked every
+/// `poll`, during the handshake too). The stream is shut down at the end.
+pub async fn serve<S, F>(
+    mut io: S,
+    screen: Arc<Screen>,
+    alive: F,
+    poll: Duration,
+) -> Result<(), RfbError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Fn() -> bool,
+{
+    let watchdog = async {
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !alive() {
+                tracing::debug!("console gone; closing the RFB session");
+                return;
+            }
+        }
+    };
+    let out = tokio::select! {
+        r = session(&mut io, &screen) => r,
+        _ = watchdog => Ok(()),
+    };
+    let _ = io.shutdown().await;
+    out
+}
+
+async fn session<S>(io: &mut S, screen: &Screen) -> Result<(), RfbError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    handshake(io, &screen.name).await?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (tx, rx) = mpsc::channel::<ClientMsg>(64);
+    let reader = async {
+        loop {
+            match read_msg(&mut rd, screen).await? {
+                Some(m) => {
+                    if tx.send(m).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    };
+    let writer = write_loop(&mut wr, screen, rx);
+    tokio::select! {
+        r = reader => r,
+        w = writer => w,
+    }
+}
+
+async fn handshake<S>(io: &mut S, name: &str) -> Result<(), RfbError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    io.write_all(b"RFB 003.008\n").await?;
+    io.flush().await?;
+    let mut v = [0u8; 12];
+    io.read_exact(&mut v).await?;
+    let minor = parse_version(&v)?;
+    if minor >= 7 {
+        io.write_all(&[1, 1]).await?;
+        io.flush().await?;
+        let mut choice = [0u8; 1];
+        io.read_exact(&mut choice).await?;
+        if choice[0] != 1 {
+            if minor >= 8 {
+                let reason = b"security type not offered";
+                io.write_all(&1u32.to_be_bytes()).await?;
+                io.write_all(&(reason.len() as u32).to_be_bytes()).await?;
+                io.write_all(reason).await?;
+                io.flush().await?;
+            }
+            return Err(RfbError::Protocol(format!(
+                "client chose security type {}",
+                choice[0]
+            )));
+        }
+        if minor >= 8 {
+            io.write_all(&0u32.to_be_bytes()).await?;
+        }
+    } else {
+        io.write_all(&1u32.to_be_bytes()).await?;
+    }
+    io.flush().await?;
+    let mut shared = [0u8; 1];
+    io.read_exact(&mut shared).await?;
+    let mut init = Vec::with_capacity(24 + name.len());
+    init.extend_from_slice(&WIDTH.to_be_bytes());
+    init.extend_from_slice(&HEIGHT.to_be_bytes());
+    init.extend_from_slice(&PixelFormat::NATIVE.to_bytes());
+    init.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    init.extend_from_slice(name.as_bytes());
+    io.write_all(&init).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+/// The minor version of a 3.x ProtocolVersion message (3.4-3.6 count as 3.3, anything above 3.8 as 3.8).
+fn parse_version(v: &[u8; 12]) -> Result<u32, RfbError> {
+    let bad = || RfbError::Protocol("bad ProtocolVersion".into());
+    if &v[..4] != b"RFB " || v[7] != b'.' || v[11] != b'\n' {
+        return Err(bad());
+    }
+    let num = |s: &[u8]| -> Result<u32, RfbError> {
+        if !s.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
+        }
+        std::str::from_utf8(s)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)
+    };
+    let (major, minor) = (num(&v[4..7])?, num(&v[8..11])?);
+    if major != 3 || minor < 3 {
+        return Err(RfbError::Protocol(format!(
+            "unsupported RFB version {major}.{minor}"
+        )));
+    }
+    Ok(match minor {
+        3..=6 => 3,
+        7 => 7,
+        _ => 8,
+    })
+}
+
+/// Read one client message the writer acts on; `None` on a clean end of stream between messages. Key events are
+/// applied to the screen here; pointer events and cut text are read and dropped.
+async fn read_msg<R>(rd: &mut R, screen: &Screen) -> Result<Option<ClientMsg>, RfbError>
+where
+    R: AsyncRead + Unpin,
+{
+    loop {
+        let mut t = [0u8; 1];
+        if rd.read(&mut t).await? == 0 {
+            return Ok(None);
+        }
+        match t[0] {
+            0 => {
+                let mut b = [0u8; 19];
+                rd.read_exact(&mut b).await?;
+                let mut raw = [0u8; 16];
+                raw.copy_from_slice(&b[3..]);
+                let pf = PixelFormat::parse(&raw).map_err(RfbError::Protocol)?;
+                return Ok(Some(ClientMsg::SetPixelFormat(pf)));
+            }
+            2 => {
+                let mut b = [0u8; 3];
+                rd.read_exact(&mut b).await?;
+                let n = u16::from_be_bytes([b[1], b[2]]);
+                if n > MAX_ENCODINGS {
+                    return Err(RfbError::Protocol(format!("{n} encodings")));
+                }
+                let mut list = vec![0u8; usize::from(n) * 4];
+                rd.read_exact(&mut list).await?;
+                let encs = list
+                    .chunks_exact(4)
+                    .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                return Ok(Some(ClientMsg::SetEncodings(encs)));
+            }
+            3 => {
+                let mut b = [0u8; 9];
+                rd.read_exact(&mut b).await?;
+                let u = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+                return Ok(Some(ClientMsg::Update {
+                    incremental: b[0] != 0,
+                    x: u(1),
+                    y: u(3),
+                    w: u(5),
+                    h: u(7),
+                }));
+            }
+            4 => {
+                let mut b = [0u8; 7];
+                rd.read_exact(&mut b).await?;
+                let sym = u32::from_be_bytes([b[3], b[4], b[5], b[6]]);
+                screen.key(b[0] != 0, sym);
+            }
+            5 => {
+                let mut b = [0u8; 5];
+                rd.read_exact(&mut b).await?;
+            }
+            6 => {
+                let mut b = [0u8; 7];
+                rd.read_exact(&mut b).await?;
+                let len = u32::from_be_bytes([b[3], b[4], b[5], b[6]]);
+                if len > MAX_CUT_TEXT {
+                    return Err(RfbError::Protocol(format!("ClientCutText of {len} bytes")));
+                }
+                let mut limited = (&mut *rd).take(u64::from(len));
+                let copied = tokio::io::copy(&mut limited, &mut tokio::io::sink()).await?;
+                if copied != u64::from(len) {
+                    return Err(RfbError::Protocol("truncated ClientCutText".into()));
+                }
+            }
+            other => {
+                return Err(RfbError::Protocol(format!(
+                    "unknown client message type {other}"
+                )))
+            }
+        }
+    }
+}
+
+/// What the client currently shows, per cell (`None` = never sent).
+struct ClientView {
+    cells: Vec<Option<(u8, Attr)>>,
+}
+
+impl ClientView {
+    /// Pixel bounding box of the cells inside (x, y, w, h) that differ from `grid`, clipped to that region.
+    fn dirty(&self, grid: &Grid, x: u16, y: u16, w: u16, h: u16) -> Option<(u16, u16, u16, u16)> {
+        let (x1, y1) = (x + w, y + h);
+        let (c_lo, c_hi) = (
+            x as usize / font::WIDTH,
+            (x1 as usize).div_ceil(font::WIDTH),
+        );
+        let (r_lo, r_hi) = (
+            y as usize / font::HEIGHT,
+            (y1 as usize).div_ceil(font::HEIGHT),
+        );
+        let (mut c0, mut r0, mut c1, mut r1) = (usize::MAX, usize::MAX, 0, 0);
+        for r in r_lo..r_hi.min(ROWS) {
+            for c in c_lo..c_hi.min(COLS) {
+                if self.cells[r * COLS + c] != Some(grid.cell(c, r)) {
+                    c0 = c0.min(c);
+                    r0 = r0.min(r);
+                    c1 = c1.max(c + 1);
+                    r1 = r1.max(r + 1);
+                }
+            }
+        }
+        if c0 == usize::MAX {
+            return None;
+        }
+        let px0 = ((c0 * font::WIDTH) as u16).max(x);
+        let py0 = ((r0 * font::HEIGHT) as u16).max(y);
+        let px1 = ((c1 * font::WIDTH) as u16).min(x1);
+        let py1 = ((r1 * font::HEIGHT) as u16).min(y1);
+        (px1 > px0 && py1 > py0).then_some((px0, py0, px1 - px0, py1 - py0))
+    }
+
+    /// Record that the pixel rectangle was sent from `grid` (cells only partly covered stay unknown).
+    fn sent(&mut self, grid: &Grid, x: u16, y: u16, w: u16, h: u16) {
+        let (x1, y1) = (usize::from(x + w), usize::from(y + h));
+        for r in 0..ROWS {
+            for c in 0..COLS {
+                let (cx, cy) = (c * font::WIDTH, r * font::HEIGHT);
+                let inside = cx >= usize::from(x)
+                    && cy >= usize::from(y)
+                    && cx + font::WIDTH <= x1
+                    && cy + font::HEIGHT <= y1;
+                if inside {
+                    self.cells[r * COLS + c] = Some(grid.cell(c, r));
+                } else if cx < x1
+                    && cx + font::WIDTH > usize::from(x)
+                    && cy < y1
+                    && cy + font::HEIGHT > usize::from(y)
+                {
+                    self.cells[r * COLS + c] = None;
+                }
+            }
+        }
+    }
+}
+
+/// Clip a requested rectangle to the framebuffer; `None` when empty.
+fn clip(x: u16, y: u16, w: u16, h: u16) -> Option<(u16, u16, u16, u16)> {
+    if x >= WIDTH || y >= HEIGHT {
+        return None;
+    }
+    let w = w.min(WIDTH - x);
+    let h = h.min(HEIGHT - y);
+    (w > 0 && h > 0).then_some((x, y, w, h))
+}
+
+async fn write_loop<W>(
+    wr: &mut W,
+    screen: &Screen,
+    mut rx: mpsc::Receiver<ClientMsg>,
+) -> Result<(), RfbError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut pf = PixelFormat::NATIVE;
+    let mut encoding = encode::RAW;
+    let mut view = ClientView {
+        cells: vec![None; COLS * ROWS],
+    };
+    let mut pending: Option<(u16, u16, u16, u16)> = None;
+    let mut changes = screen.subscribe();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return Ok(()) };
+                match msg {
+                    ClientMsg::SetPixelFormat(p) => {
+                        pf = p;
+                        if !pf.true_colour {
+                            wr.write_all(&colour_map()).await?;
+                            wr.flush().await?;
+                        }
+                    }
+                    ClientMsg::SetEncodings(list) => {
+                        encoding = list
+                            .into_iter()
+                            .find(|e| *e == encode::RAW || *e == encode::HEXTILE)
+                            .unwrap_or(encode::RAW);
+                    }
+                    ClientMsg::Update { incremental, x, y, w, h } => {
+                        let Some(region) = clip(x, y, w, h) else {
+                            // Nothing to draw: answer with an empty update so the client keeps going.
+                            if !incremental {
+                                wr.write_all(&[0, 0, 0, 0]).await?;
+                                wr.flush().await?;
+                            }
+                            continue;
+                        };
+                        let grid = screen.grid();
+                        let rect = if incremental {
+                            view.dirty(&grid, region.0, region.1, region.2, region.3)
+                        } else {
+                            Some(region)
+                        };
+                        match rect {
+                            Some(r) => {
+                                pending = None;
+                                send_update(wr, &grid, r, pf, encoding).await?;
+                                view.sent(&grid, r.0, r.1, r.2, r.3);
+                            }
+                            None => pending = Some(region),
+                        }
+                    }
+                }
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                if let Some(region) = pending {
+                    let grid = screen.grid();
+                    if let Some(r) = view.dirty(&grid, region.0, region.1, region.2, region.3) {
+                        pending = None;
+                        send_update(wr, &grid, r, pf, encoding).await?;
+                        view.sent(&grid, r.0, r.1, r.2, r.3);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SetColourMapEntries for the whole palette (colour-map pixel formats use palette indices as pixel values).
+fn colour_map() -> Vec<u8> {
+    let mut m = vec![1, 0, 0, 0];
+    m.extend_from_slice(&(PALETTE.len() as u16).to_be_bytes());
+    for (r, g, b) in PALETTE {
+        for c in [r, g, b] {
+            m.extend_from_slice(&(u16::from(c) * 257).to_be_bytes());
+        }
+    }
+    m
+}
+
+async fn send_update<W>(
+    wr: &mut W,
+    grid: &Grid,
+    (x, y, w, h): (u16, u16, u16, u16),
+    pf: PixelFormat,
+    encoding: i32,
+) -> Result<(), RfbError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let px = grid.render(x, y, w, h);
+    let mut msg = Vec::with_capacity(16 + px.len() * pf.bytes());
+    msg.extend_from_slice(&[0, 0, 0, 1]);
+    for v in [x, y, w, h] {
+        msg.extend_from_slice(&v.to_be_bytes());
+    }
+    msg.extend_from_slice(&encoding.to_be_bytes());
+    if encoding == encode::HEXTILE {
+        encode::hextile(pf, &px, w, h, &mut msg);
+    } else {
+        encode::raw(pf, &px, &mut msg);
+    }
+    wr.write_all(&msg).await?;
+    wr.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version(b"RFB 003.003\n").unwrap(), 3);
+        assert_eq!(parse_version(b"RFB 003.005\n").unwrap(), 3);
+        assert_eq!(parse_version(b"RFB 003.007\n").unwrap(), 7);
+        assert_eq!(parse_version(b"RFB 003.008\n").unwrap(), 8);
+        assert_eq!(parse_version(b"RFB 003.889\n").unwrap(), 8);
+        assert!(parse_version(b"RFB 004.000\n").is_err());
+        assert!(parse_version(b"GET / HTTP/1").is_err());
+        assert!(parse_version(b"RFB 0x3.008\n").is_err());
+    }
+
+    #[test]
+    fn clipping_and_dirty_regions() {
+        assert_eq!(clip(0, 0, 65535, 65535), Some((0, 0, WIDTH, HEIGHT)));
+        assert_eq!(clip(WIDTH, 0, 1, 1), None);
+        let t = super::super::screen::ConsoleText::new("t", &[], "$ ");
+        let g = t.grid();
+        let mut v = ClientView {
+            cells: vec![None; COLS * ROWS],
+        };
+        assert_eq!(
+            v.dirty(&g, 0, 0, WIDTH, HEIGHT),
+            Some((0, 0, WIDTH, HEIGHT))
+        );
+        v.sent(&g, 0, 0, WIDTH, HEIGHT);
+        assert_eq!(v.dirty(&g, 0, 0, WIDTH, HEIGHT), None);
+        v.sent(&g, 3, 3, 2, 2);
+        assert_eq!(v.dirty(&g, 0, 0, WIDTH, HEIGHT), Some((0, 0, 8, 16)));
+        assert_eq!(v.dirty(&g, 4, 4, 100, 100), Some((4, 4, 4, 12)));
+    }
+}
