@@ -36,6 +36,7 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     /// Addresses of pool members, probed at login when the current host is unreachable (master failover).
     pool_hosts: Mutex<Vec<String>>,
+    pub(crate) tasks: crate::task_hub::TaskHub,
 }
 
 #[derive(Default)]
@@ -112,6 +113,7 @@ impl Client {
                 limiter: Semaphore::new(max),
                 next_id: AtomicU64::new(0),
                 pool_hosts: Mutex::new(Vec::new()),
+                tasks: Default::default(),
                 opts,
             }),
         })

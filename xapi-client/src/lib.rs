@@ -43,6 +43,7 @@ mod options;
 mod rpc;
 mod secret;
 mod task;
+mod task_hub;
 mod tls;
 mod watch;
 

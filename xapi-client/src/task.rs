@@ -1,23 +1,15 @@
-//! Async calls: `Async.<method>` → task ref, awaited through `event.from` on `task/<ref>` (no polling), result parsed.
+//! Async calls: `Async.<method>` → task ref, awaited through task events (see [`crate::task_hub`]), result parsed.
 
 use serde_json::{Map, Value};
 use xapi_types::{Ref, XapiError};
 
 use crate::client::CallFlags;
-use crate::events::{parse_event_batch, ClassNames, Op};
 use crate::{rpc, Client, Error, Result};
-
-/// Server-side timeout of each task-watching `event.from`.
-const TASK_EVENT_TIMEOUT: f64 = 60.0;
 
 fn status_of(rec: &Map<String, Value>) -> &str {
     rec.get("status")
         .and_then(Value::as_str)
         .unwrap_or("pending")
-}
-
-fn is_finished(rec: &Map<String, Value>) -> bool {
-    matches!(status_of(rec), "success" | "failure" | "cancelled")
 }
 
 /// The outcome of a finished task record: its parsed `result` on success (typed by `method`'s result type when the
@@ -76,52 +68,6 @@ impl Client {
             tracing::debug!(%task, "task.destroy failed: {e}");
         }
         task_outcome(Some(method), &rec?)
-    }
-
-    /// Wait until the task is finished (status success, failure or cancelled) and return its final record.
-    /// Uses `event.from(["task/<ref>"], …)`; falls back to the whole `task` class if the server rejects
-    /// per-object subscriptions. [`Error::TaskVanished`] if the task is destroyed first.
-    pub async fn wait_task(&self, task: &Ref) -> Result<Map<String, Value>> {
-        let rec = match self.get_record("task", task).await {
-            Ok(rec) => rec,
-            Err(Error::Xapi(e)) if e.code == "HANDLE_INVALID" => {
-                return Err(Error::TaskVanished(task.0.clone()))
-            }
-            Err(e) => return Err(e),
-        };
-        if is_finished(&rec) {
-            return Ok(rec);
-        }
-        let names = ClassNames::new(["task"]);
-        let mut classes = vec![format!("task/{}", task.0)];
-        let mut token = String::new();
-        loop {
-            let v = match self
-                .event_from_raw(&classes, &token, TASK_EVENT_TIMEOUT, true)
-                .await
-            {
-                Ok(v) => v,
-                Err(Error::Xapi(e))
-                    if e.code == "EVENT_SUBSCRIPTION_PARSE_FAILURE" && classes[0] != "task" =>
-                {
-                    classes = vec!["task".to_owned()];
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let batch = parse_event_batch(v, &names)?;
-            token = batch.token;
-            for ch in batch.changes {
-                if ch.obj_ref != *task {
-                    continue;
-                }
-                match (ch.op, ch.snapshot) {
-                    (Op::Del, _) => return Err(Error::TaskVanished(task.0.clone())),
-                    (_, Some(s)) if is_finished(&s) => return Ok(s),
-                    _ => {}
-                }
-            }
-        }
     }
 
     /// `task.cancel`: the operation then fails with `TASK_CANCELLED` (non-cancellable: `OPERATION_NOT_ALLOWED`).

@@ -319,3 +319,38 @@ async fn sim_watcher_reports_disconnection_when_pool_goes_away() {
         }
     }
 }
+
+#[tokio::test]
+async fn sim_concurrent_async_starts_share_the_task_watcher() {
+    let p = pool(4, 20, false).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let halted: Vec<Ref> = c
+        .get_all_records("VM")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, r)| {
+            r["is_a_template"] == json!(false)
+                && r["is_control_domain"] == json!(false)
+                && r["is_a_snapshot"] == json!(false)
+                && r["power_state"] == json!("Halted")
+        })
+        .map(|(r, _)| r)
+        .take(3)
+        .collect();
+    assert!(halted.len() == 3, "seed has {} halted VMs", halted.len());
+    let starts = halted
+        .iter()
+        .map(|vm| c.call_async("VM.start", vec![json!(vm.0), json!(false), json!(false)]));
+    for r in futures::future::join_all(starts).await {
+        r.unwrap();
+    }
+    for vm in &halted {
+        assert_eq!(
+            c.call("VM.get_power_state", vec![json!(vm.0)])
+                .await
+                .unwrap(),
+            json!("Running")
+        );
+    }
+}

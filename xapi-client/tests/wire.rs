@@ -394,7 +394,7 @@ fn task_handler(final_status: &'static str) -> impl Fn(&Seen) -> Reply + Send + 
             ok(json!({"uuid": "t", "status": "pending", "result": "", "error_info": []}))
         }
         "event.from" => {
-            assert_eq!(s.params[1], json!(["task/OpaqueRef:task1"]));
+            assert_eq!(s.params[1], json!(["task"]));
             let snapshot = match final_status {
                 "success" => {
                     json!({"status": "success", "result": "<value>OpaqueRef:newvm</value>", "error_info": []})
@@ -424,16 +424,13 @@ async fn call_async_waits_on_task_events_and_parses_result() {
         .await
         .unwrap();
     assert_eq!(v, json!("OpaqueRef:newvm"));
-    assert_eq!(
-        srv.methods(),
-        vec![
-            "session.login_with_password",
-            "Async.VM.clone",
-            "task.get_record",
-            "event.from",
-            "task.destroy"
-        ]
-    );
+    // The task is read once and watched through event.from (in either order, they run concurrently), then
+    // destroyed.
+    let mut m = srv.methods();
+    assert_eq!(m[..2], ["session.login_with_password", "Async.VM.clone"]);
+    assert_eq!(m.pop().unwrap(), "task.destroy");
+    m[2..].sort();
+    assert_eq!(m[2..], ["event.from", "task.get_record"]);
 }
 
 #[tokio::test]
@@ -633,15 +630,12 @@ async fn login_fails_over_to_a_known_pool_member() {
 }
 
 #[tokio::test]
-async fn wait_task_falls_back_to_class_subscription_and_cancel_sends_task_cancel() {
+async fn wait_task_ignores_other_tasks_and_cancel_sends_task_cancel() {
     let srv = serve(
         JsonMode::Served,
         with_login(|s| match s.method.as_str() {
             "task.get_record" => ok(json!({"status": "pending", "result": "", "error_info": []})),
             "task.cancel" => ok(json!("")),
-            "event.from" if s.params[1] == json!(["task/OpaqueRef:t"]) => {
-                fail("EVENT_SUBSCRIPTION_PARSE_FAILURE", &["task/OpaqueRef:t"])
-            }
             "event.from" => ok(json!({
                 "events": [
                     {"id": "1", "timestamp": "0.0", "class": "task", "operation": "mod", "ref": "OpaqueRef:other",
@@ -670,7 +664,7 @@ async fn wait_task_falls_back_to_class_subscription_and_cancel_sends_task_cancel
         .filter(|r| r.method == "event.from")
         .map(|r| r.params[1].clone())
         .collect();
-    assert_eq!(subs, vec![json!(["task/OpaqueRef:t"]), json!(["task"])]);
+    assert_eq!(subs, vec![json!(["task"])]);
 }
 
 #[tokio::test]
@@ -874,5 +868,84 @@ async fn oversized_response_is_refused() {
     assert!(
         matches!(err, Error::Transport(ref m) if m.contains("limit")),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_async_calls_share_one_task_watcher() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let st = started.clone();
+    let srv = serve(
+        JsonMode::Served,
+        with_login(move |s| match s.method.as_str() {
+            "Async.VM.clone" => {
+                let n = st.fetch_add(1, Ordering::SeqCst) + 1;
+                ok(json!(format!("OpaqueRef:task{n}")))
+            }
+            "task.get_record" => ok(json!({"status": "pending"})),
+            "event.from" => {
+                let n = st.load(Ordering::SeqCst);
+                let events: Vec<Value> = (1..=n)
+                    .map(|i| {
+                        json!({"id": "1", "timestamp": "0.0", "class": "task", "operation": "mod",
+                               "ref": format!("OpaqueRef:task{i}"),
+                               "snapshot": {"status": "success", "result": format!("<value>OpaqueRef:vm{i}</value>")}})
+                    })
+                    .collect();
+                let batch = json!({"events": events, "valid_ref_counts": {}, "token": format!("t{n}")});
+                Reply::Delay(Duration::from_millis(100), Box::new(ok(batch)))
+            }
+            "task.destroy" => ok(json!("")),
+            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http")).max_concurrency(1))
+        .await
+        .unwrap();
+    let calls =
+        (0..4).map(|_| c.call_async("VM.clone", vec![json!("OpaqueRef:vm"), json!("copy")]));
+    let mut results: Vec<String> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().as_str().unwrap().to_owned())
+        .collect();
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            "OpaqueRef:vm1",
+            "OpaqueRef:vm2",
+            "OpaqueRef:vm3",
+            "OpaqueRef:vm4"
+        ]
+    );
+    // Ordinary calls are limited to one at a time; a per-task long poll would add one request in flight per task.
+    assert!(srv.in_flight_max.load(Ordering::SeqCst) <= 2);
+    assert!(srv
+        .requests()
+        .iter()
+        .filter(|r| r.method == "event.from")
+        .all(|r| r.params[1] == json!(["task"])));
+}
+
+#[tokio::test]
+async fn task_watcher_failure_reaches_waiters() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|s| match s.method.as_str() {
+            "task.get_record" => ok(json!({"status": "pending"})),
+            "event.from" => fail("INTERNAL_ERROR", &["event subsystem down"]),
+            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let err = c.wait_task(&Ref::from("OpaqueRef:t")).await.unwrap_err();
+    assert_eq!(err.xapi_code(), Some("INTERNAL_ERROR"));
+    // Retried before giving up.
+    assert_eq!(
+        srv.methods().iter().filter(|m| *m == "event.from").count(),
+        4
     );
 }
