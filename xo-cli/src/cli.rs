@@ -12,6 +12,7 @@ Usage forms:
   xo-cli --list-commands [--json] [<pattern>]...
   xo-cli --list-objects [--<property>]... [<property>=<value>]...
   xo-cli <command> [--json|--table|--help] [<name>=<value>]... [@=<file>|@=-]
+  xo-cli --watch [--ndjson]
 
 Values are strings; true/false are booleans; json:<JSON> passes any JSON value (json:42).
 @=<file> downloads ($getFrom) or uploads ($sendTo) the method's transfer; @=- uses stdout/stdin.
@@ -67,6 +68,12 @@ pub enum Command {
         /// `--<property>`… then `<property>=<value>`….
         #[arg(allow_hyphen_values = true, trailing_var_arg = true, num_args = 0.., value_name = "ARG")]
         args: Vec<String>,
+    },
+    /// Print every notification until interrupted (Ctrl-C prints counts per method).
+    Watch {
+        /// One JSON object `{method, params}` per line.
+        #[arg(long)]
+        ndjson: bool,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -124,6 +131,7 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
             "--list-commands" | "--listCommands" | "listCommands" => Some("list-commands"),
             "--list-objects" | "--listObjects" | "listObjects" => Some("list-objects"),
             "--completions" => Some("completions"),
+            "--watch" => Some("watch"),
             _ => None,
         };
         match mapped {

@@ -33,6 +33,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::introspect::list_commands(&g, json, &patterns).await
         }
         Command::ListObjects { args } => commands::objects::list_objects(&g, &args).await,
+        Command::Watch { ndjson } => commands::watch::watch(&g, ndjson).await,
         Command::Completions { shell } => {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "xo-cli", &mut out);

@@ -20,7 +20,11 @@ async fn register_asks_the_password_without_echo() {
     let s = common::start().await;
     let password = "pty-S3cret-pw";
     s.add_user("pty@x.net", password, xo_store::Permission::None);
-    let cmd = format!("{} --register {} pty@x.net", shell_quote(common::BIN), shell_quote(&s.url()));
+    let cmd = format!(
+        "{} --register {} pty@x.net",
+        shell_quote(common::BIN),
+        shell_quote(&s.url())
+    );
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &cmd, "/dev/null"])
         .env("HOME", s.home())
@@ -70,7 +74,10 @@ async fn register_asks_the_password_without_echo() {
     reader.join().unwrap();
     let (status, text) = output;
     assert!(status.success(), "{status:?}: {text}");
-    assert!(text.contains("Successfully logged with pty@x.net"), "{text}");
+    assert!(
+        text.contains("Successfully logged with pty@x.net"),
+        "{text}"
+    );
     assert!(!text.contains(password), "the password was echoed: {text}");
     let config = std::fs::read_to_string(s.config_path()).unwrap();
     assert!(!config.contains(password));

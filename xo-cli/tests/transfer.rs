@@ -28,7 +28,10 @@ async fn http_server(payload: Vec<u8>) -> (u16, Received) {
                 let mut line = String::new();
                 r.read_line(&mut line).await.unwrap();
                 let mut parts = line.split_whitespace();
-                let (method, path) = (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
+                let (method, path) = (
+                    parts.next().unwrap().to_owned(),
+                    parts.next().unwrap().to_owned(),
+                );
                 let (mut len, mut chunked) = (None, false);
                 loop {
                     let mut h = String::new();
@@ -94,16 +97,34 @@ async fn export_and_import_through_at_file() {
     let (port, received) = http_server(payload.clone()).await;
     let s = common::start().await;
     let reg = s.server.app().registry();
-    reg.register(transfer_method("test.export", "$getFrom", format!("http://127.0.0.1:{port}/api/dl"))).unwrap();
-    reg.register(transfer_method("test.import", "$sendTo", format!("http://127.0.0.1:{port}/api/up"))).unwrap();
-    reg.register(transfer_method("test.missing", "$getFrom", format!("http://127.0.0.1:{port}/api/gone"))).unwrap();
+    reg.register(transfer_method(
+        "test.export",
+        "$getFrom",
+        format!("http://127.0.0.1:{port}/api/dl"),
+    ))
+    .unwrap();
+    reg.register(transfer_method(
+        "test.import",
+        "$sendTo",
+        format!("http://127.0.0.1:{port}/api/up"),
+    ))
+    .unwrap();
+    reg.register(transfer_method(
+        "test.missing",
+        "$getFrom",
+        format!("http://127.0.0.1:{port}/api/gone"),
+    ))
+    .unwrap();
     s.register_admin().await;
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("vm.xva");
     let out_s = out.to_str().unwrap();
 
     // download to a file, then to stdout
-    let r = s.cli(&["test.export", "vm=abc", &format!("@={out_s}")]).await.ok();
+    let r = s
+        .cli(&["test.export", "vm=abc", &format!("@={out_s}")])
+        .await
+        .ok();
     assert_eq!(r.stdout, "");
     assert_eq!(std::fs::read(&out).unwrap(), payload);
     let r = s.cli(&["test.export", "vm=abc", "@=-"]).await.ok();
@@ -112,14 +133,25 @@ async fn export_and_import_through_at_file() {
     let r = s.cli(&["test.export", "vm=abc"]).await.fails(USAGE);
     assert!(r.stderr.contains("@=<file>"), "{r:?}");
     // HTTP error
-    let r = s.cli(&["test.missing", &format!("@={out_s}.2")]).await.fails(API);
+    let r = s
+        .cli(&["test.missing", &format!("@={out_s}.2")])
+        .await
+        .fails(API);
     assert!(r.stderr.contains("404 Not Found"), "{r:?}");
 
     // upload a file (Content-Length), then stdin (chunked)
-    let r = s.cli(&["test.import", "sr=x", &format!("@={out_s}")]).await.ok();
+    let r = s
+        .cli(&["test.import", "sr=x", &format!("@={out_s}")])
+        .await
+        .ok();
     let answer: Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(answer["result"], "new-vm-uuid");
-    let r = common::run_with_stdin(s.home(), &["test.import", "sr=x", "@=-"], b"from stdin".to_vec()).await;
+    let r = common::run_with_stdin(
+        s.home(),
+        &["test.import", "sr=x", "@=-"],
+        b"from stdin".to_vec(),
+    )
+    .await;
     assert_eq!(r.code, 0, "{r:?}");
     {
         let rec = received.lock().unwrap();
@@ -127,8 +159,14 @@ async fn export_and_import_through_at_file() {
         assert_eq!(rec[1], (None, b"from stdin".to_vec()));
     }
     s.cli(&["test.import", "sr=x"]).await.fails(USAGE);
-    let r = s.cli(&["test.import", "sr=x", "@=/nonexistent/file.xva"]).await.fails(IO);
+    let r = s
+        .cli(&["test.import", "sr=x", "@=/nonexistent/file.xva"])
+        .await
+        .fails(IO);
     assert!(r.stderr.contains("/nonexistent/file.xva"), "{r:?}");
-    let r = s.cli(&["test.export", "@=/nonexistent/dir/out.xva"]).await.fails(IO);
+    let r = s
+        .cli(&["test.export", "@=/nonexistent/dir/out.xva"])
+        .await
+        .fails(IO);
     assert!(r.stderr.contains("/nonexistent/dir/out.xva"), "{r:?}");
 }

@@ -15,6 +15,7 @@ pub async fn call(g: &Global, args: &[String]) -> Result<(), Failure> {
     let Some((method, rest)) = args.split_first() else {
         return Err(Failure::Usage("missing command".into()));
     };
+    introspect::check_builtin_typo(method)?;
     let parsed = parse_call_args(rest).map_err(Failure::Usage)?;
     let xo = super::connect(g).await?;
     if parsed.help {

@@ -17,8 +17,26 @@ pub const BUILTINS: &[&str] = &[
     "unregister",
     "list-commands",
     "list-objects",
+    "watch",
     "completions",
 ];
+
+/// A command without a namespace cannot be a method (they are all `namespace.name`): a typo of a
+/// built-in command, reported without connecting.
+pub fn check_builtin_typo(name: &str) -> Result<(), Failure> {
+    if name.contains('.') {
+        return Ok(());
+    }
+    let near = crate::suggest::nearest(name, BUILTINS.iter().copied(), 3);
+    let mut msg = format!("{name} is not a valid command");
+    if !near.is_empty() {
+        msg.push_str(&format!("\n\nDid you mean:\n  {}", near.join("\n  ")));
+    }
+    msg.push_str(
+        "\n(xo-cli --help lists the built-in commands, xo-cli --list-commands the methods)",
+    );
+    Err(Failure::Usage(msg))
+}
 
 async fn methods_info(xo: &Xo) -> Result<Map<String, Value>, Failure> {
     match xo.call("system.getMethodsInfo", Value::Null).await? {

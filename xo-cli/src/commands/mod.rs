@@ -5,6 +5,7 @@ pub mod introspect;
 pub mod objects;
 pub mod register;
 pub mod transfer;
+pub mod watch;
 
 use xo_lib::{Credentials, Options, Xo};
 
@@ -34,6 +35,14 @@ impl Global {
 
 /// Connects to the registered server (or `--url`) and signs in with the stored token.
 pub async fn connect(g: &Global) -> Result<Xo, Failure> {
+    connect_with(g, |o| o).await
+}
+
+/// [`connect`] with extra options (e.g. reconnection).
+pub async fn connect_with(
+    g: &Global,
+    extra: impl FnOnce(Options) -> Options,
+) -> Result<Xo, Failure> {
     let config = ConfigFile::load()?;
     let (url, token, allow) = match &g.url {
         Some(u) => (
@@ -64,7 +73,7 @@ pub async fn connect(g: &Global) -> Result<Xo, Failure> {
     if let Some(t) = token {
         options = options.credentials(Credentials::token(t));
     }
-    match Xo::connect(options).await {
+    match Xo::connect(extra(options)).await {
         Ok(xo) => Ok(xo),
         Err(e) if e.is_authentication() => Err(Failure::Auth(format!(
             "{e}: the token is invalid or expired; run xo-cli --register again"
