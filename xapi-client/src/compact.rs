@@ -7,9 +7,59 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// Parse JSON text into a [`Value`] with compact maps.
+/// Parse JSON text into a [`Value`] with compact maps. XAPI may write non-finite floats as bare `NaN`, `Infinity`
+/// or `-Infinity` (not JSON): if the text fails to parse and has such tokens outside strings, they are read as
+/// `null` (NaN) and ±`f64::MAX`.
 pub(crate) fn from_slice(body: &[u8]) -> serde_json::Result<Value> {
-    serde_json::from_slice::<Compact>(body).map(|c| c.0)
+    match serde_json::from_slice::<Compact>(body) {
+        Ok(c) => Ok(c.0),
+        Err(e) => match replace_non_finite(body) {
+            Some(fixed) => serde_json::from_slice::<Compact>(&fixed).map(|c| c.0),
+            None => Err(e),
+        },
+    }
+}
+
+/// Rewrite bare `NaN` / `Infinity` / `-Infinity` tokens outside strings; `None` if there are none.
+fn replace_non_finite(body: &[u8]) -> Option<Vec<u8>> {
+    const MAX: &[u8] = b"1.7976931348623157e308";
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let rest = &body[i..];
+        if b == b'"' {
+            in_string = true;
+        } else if rest.starts_with(b"NaN") {
+            out.extend_from_slice(b"null");
+            (i, changed) = (i + 3, true);
+            continue;
+        } else if rest.starts_with(b"Infinity") {
+            out.extend_from_slice(MAX);
+            (i, changed) = (i + 8, true);
+            continue;
+        } else if rest.starts_with(b"-Infinity") {
+            out.push(b'-');
+            out.extend_from_slice(MAX);
+            (i, changed) = (i + 9, true);
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    changed.then_some(out)
 }
 
 struct Compact(Value);
@@ -99,5 +149,17 @@ mod tests {
         assert_eq!(ours["a"], 7);
         assert!(from_slice(b"{\"a\": [1, 2").is_err());
         assert!(from_slice(b"").is_err());
+    }
+
+    #[test]
+    fn non_finite_floats_outside_strings() {
+        let text = br#"{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN \" Infinity", "d": 1.5}"#;
+        let v = from_slice(text).unwrap();
+        assert_eq!(v["a"], Value::Null);
+        assert_eq!(v["b"][0].as_f64(), Some(f64::MAX));
+        assert_eq!(v["b"][1].as_f64(), Some(-f64::MAX));
+        assert_eq!(v["c"], "NaN \" Infinity");
+        assert_eq!(v["d"], 1.5);
+        assert!(from_slice(b"{\"a\": Nope}").is_err());
     }
 }

@@ -949,3 +949,23 @@ async fn task_watcher_failure_reaches_waiters() {
         4
     );
 }
+
+#[tokio::test]
+async fn non_finite_json_floats_are_tolerated() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| Reply::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: r#"{"jsonrpc":"2.0","result":{"load":NaN,"max":Infinity,"label":"NaN"},"id":1}"#
+                .to_owned(),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let v = c
+        .call("host_metrics.get_record", vec![json!("OpaqueRef:m")])
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"load": null, "max": f64::MAX, "label": "NaN"}));
+}
