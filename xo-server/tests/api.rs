@@ -15,6 +15,9 @@ use xo_server::{
     Access, ApiError, AppBuilder, Config, ConnectError, Ctx, Method, PoolConnector, RunningServer,
 };
 
+#[path = "api/pools.rs"]
+mod pools;
+
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn config(dir: &Path) -> Config {
@@ -884,7 +887,10 @@ async fn server_crud_calls_the_pool_connector() {
         )
         .await;
     let e = admin.err("server.enable", json!({"id": bad})).await;
-    assert_eq!(e["message"], "connect ECONNREFUSED");
+    assert_eq!(
+        e,
+        json!({"code": 9, "message": "server unreachable", "data": {"objectId": bad}})
+    );
     let all = admin.ok("server.getAll", json!({})).await;
     let s = all
         .as_array()

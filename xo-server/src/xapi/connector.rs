@@ -136,16 +136,18 @@ impl Pools {
         teardown(&self.cache, server_id, conn).await;
     }
 
-    async fn wait_existing(&self, server_id: &str) -> Result<(), ConnectError> {
+    /// Waits for a connection started by another call. `Ok(false)`: that attempt failed (retry).
+    async fn wait_existing(&self, server_id: &str) -> Result<bool, ConnectError> {
         match tokio::time::timeout(
             self.config.connect_timeout,
             self.cache.wait_ready(server_id),
         )
         .await
         {
-            Ok(Ok(_)) => Ok(()),
-            // not yet registered in the cache: another call is still logging in
-            Ok(Err(xo_cache::WaitError::UnknownPool(_))) => Ok(()),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(xo_cache::WaitError::UnknownPool(_) | xo_cache::WaitError::Removed(_))) => {
+                Ok(false)
+            }
             Ok(Err(e)) => Err(ConnectError {
                 message: e.to_string(),
                 code: None,
@@ -160,23 +162,41 @@ impl Pools {
     async fn do_connect(self: Arc<Self>, app: App, server: Server) -> Result<(), ConnectError> {
         self.ensure_forwarder(&app);
         let id = server.id.clone();
-        let conn = {
-            let mut conns = self.conns.lock();
-            if conns.contains_key(&id) {
-                None
-            } else {
-                let c = Arc::new(ServerConn {
-                    host: server.host.clone(),
-                    client: Mutex::new(None),
-                    cancel: Mutex::new(None),
-                    sync: Mutex::new(None),
-                });
-                conns.insert(id.clone(), c.clone());
-                Some(c)
+        // another call may be connecting this server: wait for it, or try again if it failed
+        let mut attempts = 0;
+        let conn = loop {
+            let conn = {
+                let mut conns = self.conns.lock();
+                if conns.contains_key(&id) {
+                    None
+                } else {
+                    let c = Arc::new(ServerConn {
+                        host: server.host.clone(),
+                        client: Mutex::new(None),
+                        cancel: Mutex::new(None),
+                        sync: Mutex::new(None),
+                    });
+                    conns.insert(id.clone(), c.clone());
+                    // readers wait for `Connecting` pools from now on
+                    self.cache.register_pool(&id);
+                    Some(c)
+                }
+            };
+            match conn {
+                Some(c) => break c,
+                None if attempts < 2 => {
+                    attempts += 1;
+                    if self.wait_existing(&id).await? {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    return Err(ConnectError {
+                        message: "another connection attempt is in progress".into(),
+                        code: None,
+                    })
+                }
             }
-        };
-        let Some(conn) = conn else {
-            return self.wait_existing(&id).await;
         };
         tracing::info!(server = %id, host = %server.host, "connecting to XAPI server");
         let opts = ClientOptions::new(

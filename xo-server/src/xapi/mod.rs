@@ -179,7 +179,7 @@ impl Pools {
     /// The client of a pool by pool uuid (or by XAPI server id): `serverUnreachable` when it is not
     /// connected, `noSuchObject(id, "pool")` when unknown.
     pub fn client_for_pool(&self, pool_id: &str) -> Result<PoolClient, ApiError> {
-        let server_id = if self.conns.lock().contains_key(pool_id) {
+        let server_id = if self.conns.lock().contains_key(pool_id) || self.is_server(pool_id) {
             pool_id.to_owned()
         } else {
             self.server_id_of_pool(pool_id)
@@ -200,6 +200,13 @@ impl Pools {
             server_id,
             cache: self.cache.clone(),
         })
+    }
+
+    fn is_server(&self, id: &str) -> bool {
+        self.app
+            .get()
+            .and_then(WeakApp::upgrade)
+            .is_some_and(|app| matches!(app.store().server(id), Ok(Some(_))))
     }
 
     /// Whether the XAPI server is registered read-only (`server.set readOnly`).
