@@ -471,3 +471,37 @@ async fn shell_completions() {
     }
     s.cli(&["completions", "tcsh"]).await.fails(USAGE);
 }
+
+/// Power actions through the CLI, against test doubles of vm.start / vm.stop (the server has no VM
+/// methods yet): `vm=<id>` is rewritten to `id` by the server, state errors are API errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_actions() {
+    let s = common::start().await;
+    s.put_objects(&[
+        json!({"id": "v1", "type": "VM", "name_label": "web", "power_state": "Halted"}),
+    ]);
+    s.register_admin().await;
+    let r = s.cli(&["vm.start", "vm=v1"]).await.ok();
+    assert_eq!(r.json(), true);
+    let r = s
+        .cli(&["--list-objects", "--power_state", "id=v1"])
+        .await
+        .ok();
+    assert_eq!(r.json(), json!([{"power_state": "Running"}]));
+    let r = s.cli(&["vm.start", "id=v1"]).await.fails(API);
+    assert!(
+        r.stderr
+            .contains("VM state is Running but should be Halted (code 13)"),
+        "{r:?}"
+    );
+    s.cli(&["vm.stop", "id=v1", "force=true"]).await.ok();
+    let r = s.cli(&["vm.stop", "id=v1", "force=yes"]).await.fails(USAGE);
+    assert!(
+        r.stderr.contains("property @.force: must be boolean"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("vm.stop ") && r.stderr.contains("[force=<boolean>]"),
+        "{r:?}"
+    );
+}

@@ -130,7 +130,42 @@ async fn typed_object_helpers() {
         .collect();
     assert_eq!(names, ["alpha", "beta"]);
     assert_eq!(xo.get_all_objects(None, Some(1)).await.unwrap().len(), 1);
-    // vm.start does not exist on this server yet: the error carries the code
-    let e = xo.start_vm("a").await.unwrap_err();
+    let e = xo.call("vm.suspend", json!({"id": "a"})).await.unwrap_err();
     assert_eq!(e.code(), Some(xo_lib::codes::METHOD_NOT_FOUND));
+}
+
+/// The "start a VM and wait for it to run" flow, against test doubles of vm.start / vm.stop (the server
+/// has no VM methods yet).
+#[tokio::test]
+async fn start_a_vm_and_wait_until_running() {
+    let s = common::start().await;
+    s.objects.lock().unwrap().insert(
+        "vm1".into(),
+        json!({"id": "vm1", "type": "VM", "power_state": "Halted", "name_label": "web"}),
+    );
+    let xo = Xo::connect(
+        Options::new(s.url()).credentials(Credentials::password("admin@admin.net", "admin")),
+    )
+    .await
+    .unwrap();
+    let cache = ObjectCache::start(&xo).await.unwrap();
+    xo.start_vm("vm1").await.unwrap();
+    let vm = wait_for_power_state(&cache, "vm1", "Running", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(vm["name_label"], "web");
+    let e = xo.start_vm("vm1").await.unwrap_err();
+    assert_eq!(e.code(), Some(xo_lib::codes::VM_BAD_POWER_STATE));
+    assert_eq!(e.api().unwrap().data.as_ref().unwrap()["actual"], "Running");
+    xo.stop_vm("vm1", false).await.unwrap();
+    wait_for_power_state(&cache, "vm1", "Halted", WAIT)
+        .await
+        .unwrap();
+    let e = xo.start_vm("nope").await.unwrap_err();
+    assert_eq!(e.code(), Some(xo_lib::codes::NO_SUCH_OBJECT));
+    // waiting for a state that never comes times out
+    let e = wait_for_power_state(&cache, "vm1", "Paused", Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, xo_lib::Error::Timeout));
 }

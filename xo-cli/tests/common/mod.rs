@@ -60,6 +60,50 @@ fn get_all_objects(objects: Arc<Mutex<Map<String, Value>>>) -> Method {
     }))
 }
 
+/// `vm.start({id})` / `vm.stop({id, force?})` test doubles: change `power_state` in the fixture and
+/// publish the updated object, as the real methods will through the XAPI event loop.
+pub fn power_methods(objects: Arc<Mutex<Map<String, Value>>>) -> Vec<Method> {
+    let make = |name: &str, state: &'static str, expected: &'static str| {
+        let objects = objects.clone();
+        Method::new(name, move |ctx: xo_server::Ctx, p: Map<String, Value>| {
+            let objects = objects.clone();
+            async move {
+                let id = p["id"].as_str().unwrap_or_default().to_owned();
+                let updated = {
+                    let mut all = objects.lock().unwrap();
+                    let Some(vm) = all.get_mut(&id) else {
+                        return Err(xo_server::ApiError::no_such_object(&id, Some("VM")));
+                    };
+                    let actual = vm["power_state"].as_str().unwrap_or("").to_owned();
+                    if actual != expected {
+                        return Err(xo_server::ApiError::Rpc {
+                            code: 13,
+                            message: format!("VM state is {actual} but should be {expected}"),
+                            data: Some(serde_json::json!({"objectId": id, "expected": expected, "actual": actual})),
+                        });
+                    }
+                    vm["power_state"] = state.into();
+                    vm.clone()
+                };
+                let mut m = Map::new();
+                m.insert(id, updated);
+                // like XAPI events, the change arrives after the call returns
+                let app = ctx.app.clone();
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    app.publish(m, vec![]);
+                });
+                Ok(Value::Bool(true))
+            }
+        })
+        .params(serde_json::json!({"id": {"type": "string"}, "force": {"type": "boolean", "optional": true}}))
+    };
+    vec![
+        make("vm.start", "Running", "Halted"),
+        make("vm.stop", "Halted", "Running"),
+    ]
+}
+
 pub async fn start_with(mutate: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Config {
@@ -78,6 +122,10 @@ pub async fn start_with(mutate: impl FnOnce(&mut Config)) -> TestServer {
     app.registry()
         .register(get_all_objects(objects.clone()))
         .unwrap();
+    for m in power_methods(objects.clone()) {
+        app.registry().unregister(m.name());
+        app.registry().register(m).unwrap();
+    }
     let server = xo_server::serve(app).await.unwrap();
     TestServer {
         server,
