@@ -130,6 +130,15 @@ pub struct Change {
     pub op: ChangeOp,
 }
 
+/// How [`Db::link`] changes a mirror set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Add,
+    /// Add a ref that was just created (cannot already be there).
+    AddFresh,
+    Remove,
+}
+
 /// The rows of one class.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -471,13 +480,13 @@ impl Db {
         self.class_index.insert(r.clone(), cname);
         self.log(cname, &r, ChangeOp::Add);
         for (p, t) in links {
-            self.link(p, &t, &r, true, g);
+            self.link(p, &t, &r, Link::AddFresh, g);
         }
         Ok(r)
     }
 
-    /// Add (`add = true`) or remove `member` in `target`'s mirror set.
-    fn link(&mut self, p: &InversePair, target: &Ref, member: &Ref, add: bool, g: u64) {
+    /// Add or remove `member` in `target`'s mirror set.
+    fn link(&mut self, p: &InversePair, target: &Ref, member: &Ref, how: Link, g: u64) {
         let Some(row) = self
             .tables
             .get_mut(p.target)
@@ -493,15 +502,19 @@ impl Db {
             *set = Value::Array(Vec::new());
         }
         let Value::Array(items) = set else { return };
-        let pos = items
-            .iter()
-            .position(|v| v.as_str() == Some(member.as_str()));
-        let changed = match (add, pos) {
-            (true, None) => {
+        // A brand-new member cannot be present yet: skip the linear search (keeps bulk creation linear).
+        let pos = match how {
+            Link::AddFresh => None,
+            _ => items
+                .iter()
+                .position(|v| v.as_str() == Some(member.as_str())),
+        };
+        let changed = match (how, pos) {
+            (Link::Add | Link::AddFresh, None) => {
                 items.push(Value::String(member.0.clone()));
                 true
             }
-            (false, Some(i)) => {
+            (Link::Remove, Some(i)) => {
                 items.remove(i);
                 true
             }
@@ -608,10 +621,10 @@ impl Db {
         for ((p, b), a) in pairs.iter().zip(before).zip(after) {
             if b != a {
                 if let Some(b) = b {
-                    self.link(p, &b, r, false, g);
+                    self.link(p, &b, r, Link::Remove, g);
                 }
                 if let Some(a) = a {
-                    self.link(p, &a, r, true, g);
+                    self.link(p, &a, r, Link::Add, g);
                 }
             }
         }
@@ -660,7 +673,7 @@ impl Db {
         self.log(cname, r, ChangeOp::Del);
         for p in pairs_of(cname).collect::<Vec<_>>() {
             if let Some(t) = ref_of(row.fields.get(p.field)) {
-                self.link(p, &t, r, false, g);
+                self.link(p, &t, r, Link::Remove, g);
             }
         }
         Ok(())

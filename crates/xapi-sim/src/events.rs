@@ -223,11 +223,13 @@ fn from(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
                 let events = collect(&db, &subs, token);
                 let now = Instant::now();
                 if !events.is_empty() || now >= deadline || pool.is_shutdown() {
-                    return Ok(json!({
-                        "events": events,
-                        "valid_ref_counts": valid_ref_counts(&db),
-                        "token": format_token(db.generation(), db.message_generation()),
-                    }));
+                    // Built by hand: `json!` would deep-copy the (possibly huge) event list.
+                    let mut batch = Map::new();
+                    batch.insert("events".into(), Value::Array(events));
+                    batch.insert("valid_ref_counts".into(), valid_ref_counts(&db));
+                    let token = format_token(db.generation(), db.message_generation());
+                    batch.insert("token".into(), Value::String(token));
+                    return Ok(Value::Object(batch));
                 }
                 let seen = (db.generation(), db.message_generation());
                 pool.wait_until(&mut db, deadline);

@@ -316,8 +316,17 @@ mod tests {
         r.register("VM.start", a);
         r.register("VM.start", b);
         assert!(r.contains("VM.start"));
-        let pool = Arc::new(PoolState::new(crate::db::Db::new(), crate::state::SimConfig::default()));
-        let ctx = Ctx { pool, session: None, host: Ref::null(), method: "VM.start".into(), task: None };
+        let pool = Arc::new(PoolState::new(
+            crate::db::Db::new(),
+            crate::state::SimConfig::default(),
+        ));
+        let ctx = Ctx {
+            pool,
+            session: None,
+            host: Ref::null(),
+            method: "VM.start".into(),
+            task: None,
+        };
         let h = r.get("VM.start").unwrap();
         assert_eq!(h(&ctx, vec![]).unwrap(), Value::from(2));
     }

@@ -19,15 +19,24 @@ struct Answer {
 
 impl Answer {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 fn host_port(url: &str) -> String {
-    url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_owned()
+    url.trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: Vec<u8>) -> std::io::Result<Answer> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    req: Vec<u8>,
+) -> std::io::Result<Answer> {
     s.write_all(&req).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
@@ -37,12 +46,20 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: Vec<u8>) -> 
         .ok_or_else(|| std::io::Error::other(format!("no HTTP answer ({} bytes)", buf.len())))?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Ok(Answer { status, headers, body: buf[split + 4..].to_vec() })
+    Ok(Answer {
+        status,
+        headers,
+        body: buf[split + 4..].to_vec(),
+    })
 }
 
 fn request(method: &str, url: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
@@ -56,7 +73,13 @@ fn request(method: &str, url: &str, path: &str, content_type: &str, body: &[u8])
     r
 }
 
-async fn http(method: &str, url: &str, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<Answer> {
+async fn http(
+    method: &str,
+    url: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<Answer> {
     assert!(url.starts_with("http://"), "use https() for TLS");
     let s = TcpStream::connect(host_port(url)).await?;
     exchange(s, request(method, url, path, content_type, body)).await
@@ -64,16 +87,29 @@ async fn http(method: &str, url: &str, path: &str, content_type: &str, body: &[u
 
 async fn xml_call(url: &str, method: &str, params: &[Value]) -> Result<Value, XapiError> {
     let body = xmlrpc::encode_call(method, params, None);
-    let a = http("POST", url, "/", "text/xml", body.as_bytes()).await.expect("http");
+    let a = http("POST", url, "/", "text/xml", body.as_bytes())
+        .await
+        .expect("http");
     assert_eq!(a.status, 200);
     assert_eq!(a.header("content-type"), Some("text/xml"));
     xmlrpc::decode_response(&a.body).expect("decodable")
 }
 
-async fn json_call(url: &str, v2: bool, method: &str, params: &[Value]) -> Result<Value, XapiError> {
-    let version = if v2 { jsonrpc::Version::V2 } else { jsonrpc::Version::V1 };
+async fn json_call(
+    url: &str,
+    v2: bool,
+    method: &str,
+    params: &[Value],
+) -> Result<Value, XapiError> {
+    let version = if v2 {
+        jsonrpc::Version::V2
+    } else {
+        jsonrpc::Version::V1
+    };
     let body = jsonrpc::encode_call(version, &json!(7), method, params);
-    let a = http("POST", url, "/jsonrpc", "application/json", &body).await.expect("http");
+    let a = http("POST", url, "/jsonrpc", "application/json", &body)
+        .await
+        .expect("http");
     assert_eq!(a.status, 200);
     assert_eq!(a.header("content-type"), Some("application/json"));
     let r = jsonrpc::decode_response(&a.body).expect("decodable");
@@ -94,7 +130,14 @@ async fn pool(hosts: usize, vms: usize) -> RunningPool {
 }
 
 async fn login(url: &str) -> String {
-    let s = json_call(url, true, "session.login_with_password", &[json!("root"), json!("root")]).await.unwrap();
+    let s = json_call(
+        url,
+        true,
+        "session.login_with_password",
+        &[json!("root"), json!("root")],
+    )
+    .await
+    .unwrap();
     s.as_str().unwrap().to_owned()
 }
 
@@ -106,34 +149,81 @@ fn code(r: Result<Value, XapiError>) -> Vec<String> {
 async fn login_over_both_protocols_and_sessions_are_shared() {
     let p = pool(1, 2).await;
     let url = p.master_url();
-    let s = xml_call(&url, "session.login_with_password", &[json!("root"), json!("root")]).await.unwrap();
+    let s = xml_call(
+        &url,
+        "session.login_with_password",
+        &[json!("root"), json!("root")],
+    )
+    .await
+    .unwrap();
     let s = s.as_str().unwrap().to_owned();
     assert!(s.starts_with("OpaqueRef:"));
     // The XML-RPC session works over JSON-RPC v1 and v2.
-    let pools = json_call(&url, false, "pool.get_all", &[json!(s)]).await.unwrap();
-    assert_eq!(pools.as_array().unwrap().len(), 1);
-    let h = json_call(&url, true, "session.get_this_host", &[json!(s), json!(s)]).await.unwrap();
-    assert_eq!(h, json!(p.host_refs()[0].0));
-    // 3 and 4 args.
-    json_call(&url, false, "session.login_with_password", &[json!("root"), json!("root"), json!("1.1")]).await.unwrap();
-    json_call(&url, false, "session.login_with_password", &[json!("root"), json!("root"), json!("1.1"), json!("t")])
+    let pools = json_call(&url, false, "pool.get_all", &[json!(s)])
         .await
         .unwrap();
+    assert_eq!(pools.as_array().unwrap().len(), 1);
+    let h = json_call(&url, true, "session.get_this_host", &[json!(s), json!(s)])
+        .await
+        .unwrap();
+    assert_eq!(h, json!(p.host_refs()[0].0));
+    // 3 and 4 args.
+    json_call(
+        &url,
+        false,
+        "session.login_with_password",
+        &[json!("root"), json!("root"), json!("1.1")],
+    )
+    .await
+    .unwrap();
+    json_call(
+        &url,
+        false,
+        "session.login_with_password",
+        &[json!("root"), json!("root"), json!("1.1"), json!("t")],
+    )
+    .await
+    .unwrap();
     // logout → SESSION_INVALID
     xml_call(&url, "session.logout", &[json!(s)]).await.unwrap();
-    assert_eq!(code(json_call(&url, true, "pool.get_all", &[json!(s)]).await), vec!["SESSION_INVALID", s.as_str()]);
+    assert_eq!(
+        code(json_call(&url, true, "pool.get_all", &[json!(s)]).await),
+        vec!["SESSION_INVALID", s.as_str()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_credentials_and_bad_sessions() {
     let p = pool(1, 0).await;
     let url = p.master_url();
-    let e = code(xml_call(&url, "session.login_with_password", &[json!("root"), json!("nope")]).await);
-    assert_eq!(e, vec!["SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"]);
+    let e = code(
+        xml_call(
+            &url,
+            "session.login_with_password",
+            &[json!("root"), json!("nope")],
+        )
+        .await,
+    );
+    assert_eq!(
+        e,
+        vec![
+            "SESSION_AUTHENTICATION_FAILED",
+            "root",
+            "Authentication failure"
+        ]
+    );
     let e = code(json_call(&url, false, "VM.get_all", &[json!("OpaqueRef:bogus")]).await);
     assert_eq!(e, vec!["SESSION_INVALID", "OpaqueRef:bogus"]);
     let e = code(json_call(&url, true, "session.login_with_password", &[json!("root")]).await);
-    assert_eq!(e, vec!["MESSAGE_PARAMETER_COUNT_MISMATCH", "session.login_with_password", "4", "1"]);
+    assert_eq!(
+        e,
+        vec![
+            "MESSAGE_PARAMETER_COUNT_MISMATCH",
+            "session.login_with_password",
+            "4",
+            "1"
+        ]
+    );
     let e = code(json_call(&url, true, "VM.frobnicate", &[json!("x")]).await);
     assert_eq!(e, vec!["MESSAGE_METHOD_UNKNOWN", "VM.frobnicate"]);
 }
@@ -144,22 +234,42 @@ async fn slaves_redirect_to_the_master() {
     let urls = p.host_urls();
     assert_eq!(urls.len(), 3);
     assert!(urls[1].starts_with("http://127.0.0.2:"));
-    let e = code(xml_call(&urls[1], "session.login_with_password", &[json!("root"), json!("root")]).await);
+    let e = code(
+        xml_call(
+            &urls[1],
+            "session.login_with_password",
+            &[json!("root"), json!("root")],
+        )
+        .await,
+    );
     assert_eq!(e, vec!["HOST_IS_SLAVE", "127.0.0.1"]);
     // A master session used on a slave is refused the same way.
     let s = login(&urls[0]).await;
     let e = code(json_call(&urls[2], true, "VM.get_all", &[json!(s)]).await);
     assert_eq!(e, vec!["HOST_IS_SLAVE", "127.0.0.1"]);
     // slave-local login works on the slave.
-    let l = json_call(&urls[1], false, "session.slave_local_login_with_password", &[json!("root"), json!("root")])
+    let l = json_call(
+        &urls[1],
+        false,
+        "session.slave_local_login_with_password",
+        &[json!("root"), json!("root")],
+    )
+    .await
+    .unwrap();
+    json_call(&urls[1], false, "host.get_all", &[l])
         .await
         .unwrap();
-    json_call(&urls[1], false, "host.get_all", &[l]).await.unwrap();
     // Addresses are real.
     let addrs: Vec<String> = {
-        let hosts = json_call(&urls[0], true, "host.get_all_records", &[json!(s)]).await.unwrap();
-        let mut v: Vec<String> =
-            hosts.as_object().unwrap().values().map(|h| h["address"].as_str().unwrap().to_owned()).collect();
+        let hosts = json_call(&urls[0], true, "host.get_all_records", &[json!(s)])
+            .await
+            .unwrap();
+        let mut v: Vec<String> = hosts
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|h| h["address"].as_str().unwrap().to_owned())
+            .collect();
         v.sort();
         v
     };
@@ -170,11 +280,24 @@ async fn slaves_redirect_to_the_master() {
 async fn list_methods_is_a_bare_array() {
     let p = pool(1, 0).await;
     let body = xmlrpc::encode_call("system.listMethods", &[], None);
-    let a = http("POST", &p.master_url(), "/xmlrpc", "text/xml", body.as_bytes()).await.unwrap();
+    let a = http(
+        "POST",
+        &p.master_url(),
+        "/xmlrpc",
+        "text/xml",
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
     let text = String::from_utf8(a.body.clone()).unwrap();
     assert!(!text.contains("Status"), "no Status envelope");
     let v = xmlrpc::decode_response(&a.body).unwrap().unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(names.contains(&"VM.get_all_records"));
     assert!(names.contains(&"event.from"));
     assert!(!names.iter().any(|n| n.starts_with("Async.")));
@@ -185,7 +308,9 @@ async fn records_are_complete() {
     let p = pool(2, 20).await;
     let url = p.master_url();
     let s = login(&url).await;
-    let all = json_call(&url, true, "VM.get_all_records", &[json!(s)]).await.unwrap();
+    let all = json_call(&url, true, "VM.get_all_records", &[json!(s)])
+        .await
+        .unwrap();
     let vms = all.as_object().unwrap();
     let spec = xapi_types::schema::class("VM").unwrap();
     // 20 guests + 2 dom0 + templates + snapshots of every 10th VM.
@@ -194,30 +319,61 @@ async fn records_are_complete() {
         assert!(r.starts_with("OpaqueRef:"));
         assert_eq!(rec.as_object().unwrap().len(), spec.fields.len());
     }
-    let controls = vms.values().filter(|v| v["is_control_domain"] == json!(true)).count();
+    let controls = vms
+        .values()
+        .filter(|v| v["is_control_domain"] == json!(true))
+        .count();
     assert_eq!(controls, 2);
-    assert!(vms.values().any(|v| v["is_a_template"] == json!(true) && v["is_default_template"] == json!(true)));
+    assert!(vms
+        .values()
+        .any(|v| v["is_a_template"] == json!(true) && v["is_default_template"] == json!(true)));
     assert!(vms.values().any(|v| v["is_a_snapshot"] == json!(true)));
     // Inverse sets are consistent: every VBD's VM lists it.
-    let vbds = json_call(&url, true, "VBD.get_all_records", &[json!(s)]).await.unwrap();
+    let vbds = json_call(&url, true, "VBD.get_all_records", &[json!(s)])
+        .await
+        .unwrap();
     for (r, vbd) in vbds.as_object().unwrap() {
         let vm = &vms[vbd["VM"].as_str().unwrap()];
         assert!(vm["VBDs"].as_array().unwrap().contains(&json!(r)));
     }
     // Same over XML-RPC (decoded raw, then coerced).
-    let x = xml_call(&url, "VM.get_all_records", &[json!(s)]).await.unwrap();
-    assert_eq!(x.as_object().unwrap().len(), vms.len());
-    // where
-    let w = json_call(&url, true, "VM.get_all_records_where", &[json!(s), json!(r#"field "name_label"="vm-00003""#)])
+    let x = xml_call(&url, "VM.get_all_records", &[json!(s)])
         .await
         .unwrap();
+    assert_eq!(x.as_object().unwrap().len(), vms.len());
+    // where
+    let w = json_call(
+        &url,
+        true,
+        "VM.get_all_records_where",
+        &[json!(s), json!(r#"field "name_label"="vm-00003""#)],
+    )
+    .await
+    .unwrap();
     assert_eq!(w.as_object().unwrap().len(), 1);
     // Every class answers get_all_records.
-    for c in ["SM", "host_cpu", "PIF", "network", "PBD", "SR", "VDI", "VIF", "console", "VM_metrics", "message", "role"] {
-        let v = json_call(&url, true, &format!("{c}.get_all_records"), &[json!(s)]).await.unwrap();
+    for c in [
+        "SM",
+        "host_cpu",
+        "PIF",
+        "network",
+        "PBD",
+        "SR",
+        "VDI",
+        "VIF",
+        "console",
+        "VM_metrics",
+        "message",
+        "role",
+    ] {
+        let v = json_call(&url, true, &format!("{c}.get_all_records"), &[json!(s)])
+            .await
+            .unwrap();
         assert!(!v.as_object().unwrap().is_empty(), "{c}");
     }
-    let v = json_call(&url, true, "Bond.get_all_records", &[json!(s)]).await.unwrap();
+    let v = json_call(&url, true, "Bond.get_all_records", &[json!(s)])
+        .await
+        .unwrap();
     assert_eq!(v, json!({}));
 }
 
@@ -226,46 +382,158 @@ async fn setters_and_errors() {
     let p = pool(1, 3).await;
     let url = p.master_url();
     let s = login(&url).await;
-    let vm = json_call(&url, true, "VM.get_by_name_label", &[json!(s), json!("vm-00001")]).await.unwrap()[0].clone();
-    json_call(&url, true, "VM.set_name_label", &[json!(s), vm.clone(), json!("renamed")]).await.unwrap();
-    let n = xml_call(&url, "VM.get_name_label", &[json!(s), vm.clone()]).await.unwrap();
+    let vm = json_call(
+        &url,
+        true,
+        "VM.get_by_name_label",
+        &[json!(s), json!("vm-00001")],
+    )
+    .await
+    .unwrap()[0]
+        .clone();
+    json_call(
+        &url,
+        true,
+        "VM.set_name_label",
+        &[json!(s), vm.clone(), json!("renamed")],
+    )
+    .await
+    .unwrap();
+    let n = xml_call(&url, "VM.get_name_label", &[json!(s), vm.clone()])
+        .await
+        .unwrap();
     assert_eq!(n, json!("renamed"));
     // RO field: no implicit setter.
-    let e = code(json_call(&url, true, "VM.set_power_state", &[json!(s), vm.clone(), json!("Halted")]).await);
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "VM.set_power_state",
+            &[json!(s), vm.clone(), json!("Halted")],
+        )
+        .await,
+    );
     assert_eq!(e, vec!["MESSAGE_METHOD_UNKNOWN", "VM.set_power_state"]);
     // Bad ref / uuid / type / enum.
-    let e = code(json_call(&url, true, "VM.get_record", &[json!(s), json!("OpaqueRef:nope")]).await);
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "VM.get_record",
+            &[json!(s), json!("OpaqueRef:nope")],
+        )
+        .await,
+    );
     assert_eq!(e, vec!["HANDLE_INVALID", "VM", "OpaqueRef:nope"]);
     let e = code(json_call(&url, true, "VM.get_by_uuid", &[json!(s), json!("nope")]).await);
     assert_eq!(e, vec!["UUID_INVALID", "VM", "nope"]);
-    let e = code(json_call(&url, true, "VM.set_VCPUs_max", &[json!(s), vm.clone(), json!("many")]).await);
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "VM.set_VCPUs_max",
+            &[json!(s), vm.clone(), json!("many")],
+        )
+        .await,
+    );
     assert_eq!(e[0], "FIELD_TYPE_ERROR");
-    let e = code(json_call(&url, true, "VM.set_actions_after_crash", &[json!(s), vm.clone(), json!("explode")]).await);
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "VM.set_actions_after_crash",
+            &[json!(s), vm.clone(), json!("explode")],
+        )
+        .await,
+    );
     assert_eq!(e[0], "INVALID_VALUE");
     let e = code(json_call(&url, true, "VM.get_record", &[json!(s)]).await);
-    assert_eq!(e, vec!["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_record", "2", "1"]);
+    assert_eq!(
+        e,
+        vec![
+            "MESSAGE_PARAMETER_COUNT_MISMATCH",
+            "VM.get_record",
+            "2",
+            "1"
+        ]
+    );
     // Maps and sets.
-    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)]).await.unwrap()[0].clone();
-    json_call(&url, true, "pool.add_to_other_config", &[json!(s), pool_ref.clone(), json!("k"), json!("v")])
+    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)])
         .await
-        .unwrap();
-    let e = code(json_call(&url, true, "pool.add_to_other_config", &[json!(s), pool_ref.clone(), json!("k"), json!("w")]).await);
+        .unwrap()[0]
+        .clone();
+    json_call(
+        &url,
+        true,
+        "pool.add_to_other_config",
+        &[json!(s), pool_ref.clone(), json!("k"), json!("v")],
+    )
+    .await
+    .unwrap();
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "pool.add_to_other_config",
+            &[json!(s), pool_ref.clone(), json!("k"), json!("w")],
+        )
+        .await,
+    );
     assert_eq!(e[0], "MAP_DUPLICATE_KEY");
     assert_eq!(&e[1..3], &["pool", "other_config"]);
     assert_eq!(e[4], "k");
-    json_call(&url, true, "pool.remove_from_other_config", &[json!(s), pool_ref.clone(), json!("k")]).await.unwrap();
-    json_call(&url, true, "VM.add_tags", &[json!(s), vm.clone(), json!("blue")]).await.unwrap();
-    json_call(&url, true, "VM.add_tags", &[json!(s), vm.clone(), json!("blue")]).await.unwrap();
-    let tags = json_call(&url, true, "VM.get_tags", &[json!(s), vm.clone()]).await.unwrap();
-    assert_eq!(tags, json!(["blue"]));
-    json_call(&url, true, "VM.remove_tags", &[json!(s), vm.clone(), json!("blue")]).await.unwrap();
-    // create / destroy
-    let net = json_call(&url, true, "network.create", &[json!(s), json!({"name_label": "n1", "other_config": {}})])
+    json_call(
+        &url,
+        true,
+        "pool.remove_from_other_config",
+        &[json!(s), pool_ref.clone(), json!("k")],
+    )
+    .await
+    .unwrap();
+    json_call(
+        &url,
+        true,
+        "VM.add_tags",
+        &[json!(s), vm.clone(), json!("blue")],
+    )
+    .await
+    .unwrap();
+    json_call(
+        &url,
+        true,
+        "VM.add_tags",
+        &[json!(s), vm.clone(), json!("blue")],
+    )
+    .await
+    .unwrap();
+    let tags = json_call(&url, true, "VM.get_tags", &[json!(s), vm.clone()])
         .await
         .unwrap();
-    let rec = json_call(&url, true, "network.get_record", &[json!(s), net.clone()]).await.unwrap();
+    assert_eq!(tags, json!(["blue"]));
+    json_call(
+        &url,
+        true,
+        "VM.remove_tags",
+        &[json!(s), vm.clone(), json!("blue")],
+    )
+    .await
+    .unwrap();
+    // create / destroy
+    let net = json_call(
+        &url,
+        true,
+        "network.create",
+        &[json!(s), json!({"name_label": "n1", "other_config": {}})],
+    )
+    .await
+    .unwrap();
+    let rec = json_call(&url, true, "network.get_record", &[json!(s), net.clone()])
+        .await
+        .unwrap();
     assert_eq!(rec["name_label"], json!("n1"));
-    json_call(&url, true, "network.destroy", &[json!(s), net.clone()]).await.unwrap();
+    json_call(&url, true, "network.destroy", &[json!(s), net.clone()])
+        .await
+        .unwrap();
     let e = code(json_call(&url, true, "network.destroy", &[json!(s), net.clone()]).await);
     assert_eq!(e[0], "HANDLE_INVALID");
 }
@@ -274,22 +542,52 @@ async fn setters_and_errors() {
 async fn transport_failures_and_cors() {
     let p = pool(1, 0).await;
     let url = p.master_url();
-    let a = http("POST", &url, "/", "text/xml", b"<methodCall><oops").await.unwrap();
+    let a = http("POST", &url, "/", "text/xml", b"<methodCall><oops")
+        .await
+        .unwrap();
     assert_eq!(a.status, 500);
     assert_eq!(a.header("content-type"), Some("text/html"));
-    let a = http("POST", &url, "/jsonrpc", "application/json", br#"{"method":"x","params":[]}"#).await.unwrap();
+    let a = http(
+        "POST",
+        &url,
+        "/jsonrpc",
+        "application/json",
+        br#"{"method":"x","params":[]}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(a.status, 500);
-    let a = http("OPTIONS", &url, "/jsonrpc", "text/plain", b"").await.unwrap();
+    let a = http("OPTIONS", &url, "/jsonrpc", "text/plain", b"")
+        .await
+        .unwrap();
     assert_eq!(a.status, 200);
     assert_eq!(a.header("access-control-allow-origin"), Some("*"));
     // Unknown POST path → XML-RPC.
-    let body = xmlrpc::encode_call("session.login_with_password", &[json!("root"), json!("root")], None);
-    let a = http("POST", &url, "/RPC2", "text/xml", body.as_bytes()).await.unwrap();
+    let body = xmlrpc::encode_call(
+        "session.login_with_password",
+        &[json!("root"), json!("root")],
+        None,
+    );
+    let a = http("POST", &url, "/RPC2", "text/xml", body.as_bytes())
+        .await
+        .unwrap();
     assert!(xmlrpc::decode_response(&a.body).unwrap().is_ok());
 }
 
-async fn events_from(url: &str, s: &str, classes: Value, token: &str, timeout: f64) -> Result<Value, XapiError> {
-    json_call(url, true, "event.from", &[json!(s), classes, json!(token), json!(timeout)]).await
+async fn events_from(
+    url: &str,
+    s: &str,
+    classes: Value,
+    token: &str,
+    timeout: f64,
+) -> Result<Value, XapiError> {
+    json_call(
+        url,
+        true,
+        "event.from",
+        &[json!(s), classes, json!(token), json!(timeout)],
+    )
+    .await
 }
 
 fn evs(batch: &Value) -> Vec<(String, String, String)> {
@@ -323,21 +621,61 @@ async fn event_from_semantics() {
     assert!(!evs(&first).iter().any(|(c, _, _)| c == "session"));
 
     // XML-RPC event.from works too (valid_ref_counts as <i4>).
-    let x = xml_call(&url, "event.from", &[json!(s), json!(["pool"]), json!(""), json!(1.0)]).await.unwrap();
+    let x = xml_call(
+        &url,
+        "event.from",
+        &[json!(s), json!(["pool"]), json!(""), json!(1.0)],
+    )
+    .await
+    .unwrap();
     assert_eq!(x["events"].as_array().unwrap().len(), 1);
 
     // Coalescing: two changes to one VM → one mod.
-    let vm = json_call(&url, true, "VM.get_by_name_label", &[json!(s), json!("vm-00002")]).await.unwrap()[0].clone();
-    json_call(&url, true, "VM.set_name_description", &[json!(s), vm.clone(), json!("a")]).await.unwrap();
-    json_call(&url, true, "VM.set_name_description", &[json!(s), vm.clone(), json!("b")]).await.unwrap();
-    let b = events_from(&url, &s, json!(["VM"]), &token, 5.0).await.unwrap();
+    let vm = json_call(
+        &url,
+        true,
+        "VM.get_by_name_label",
+        &[json!(s), json!("vm-00002")],
+    )
+    .await
+    .unwrap()[0]
+        .clone();
+    json_call(
+        &url,
+        true,
+        "VM.set_name_description",
+        &[json!(s), vm.clone(), json!("a")],
+    )
+    .await
+    .unwrap();
+    json_call(
+        &url,
+        true,
+        "VM.set_name_description",
+        &[json!(s), vm.clone(), json!("b")],
+    )
+    .await
+    .unwrap();
+    let b = events_from(&url, &s, json!(["VM"]), &token, 5.0)
+        .await
+        .unwrap();
     let e = evs(&b);
-    assert_eq!(e, vec![("vm".to_owned(), "mod".to_owned(), vm.as_str().unwrap().to_owned())]);
+    assert_eq!(
+        e,
+        vec![(
+            "vm".to_owned(),
+            "mod".to_owned(),
+            vm.as_str().unwrap().to_owned()
+        )]
+    );
     assert_eq!(b["events"][0]["snapshot"]["name_description"], json!("b"));
     let token = b["token"].as_str().unwrap().to_owned();
 
     // Relations: a new VIF gives add VIF + mod VM + mod network.
-    let net = json_call(&url, true, "network.get_all", &[json!(s)]).await.unwrap()[0].clone();
+    let net = json_call(&url, true, "network.get_all", &[json!(s)])
+        .await
+        .unwrap()[0]
+        .clone();
     let vif = json_call(
         &url,
         true,
@@ -346,7 +684,9 @@ async fn event_from_semantics() {
     )
     .await
     .unwrap();
-    let b = events_from(&url, &s, json!(["vm", "vif", "network"]), &token, 5.0).await.unwrap();
+    let b = events_from(&url, &s, json!(["vm", "vif", "network"]), &token, 5.0)
+        .await
+        .unwrap();
     let mut e = evs(&b);
     e.sort();
     assert!(e.contains(&("vif".into(), "add".into(), vif.as_str().unwrap().into())));
@@ -355,34 +695,88 @@ async fn event_from_semantics() {
     let token = b["token"].as_str().unwrap().to_owned();
 
     // del has no snapshot; created+deleted inside the window gives nothing.
-    json_call(&url, true, "VIF.destroy", &[json!(s), vif.clone()]).await.unwrap();
-    let tmp = json_call(&url, true, "network.create", &[json!(s), json!({"name_label": "tmp", "other_config": {}})])
+    json_call(&url, true, "VIF.destroy", &[json!(s), vif.clone()])
         .await
         .unwrap();
-    json_call(&url, true, "network.destroy", &[json!(s), tmp.clone()]).await.unwrap();
-    let b = events_from(&url, &s, json!(["vif", "network"]), &token, 5.0).await.unwrap();
-    let del = b["events"].as_array().unwrap().iter().find(|e| e["operation"] == "del").expect("a del");
+    let tmp = json_call(
+        &url,
+        true,
+        "network.create",
+        &[json!(s), json!({"name_label": "tmp", "other_config": {}})],
+    )
+    .await
+    .unwrap();
+    json_call(&url, true, "network.destroy", &[json!(s), tmp.clone()])
+        .await
+        .unwrap();
+    let b = events_from(&url, &s, json!(["vif", "network"]), &token, 5.0)
+        .await
+        .unwrap();
+    let del = b["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["operation"] == "del")
+        .expect("a del");
     assert_eq!(del["ref"], vif);
     assert!(del.get("snapshot").is_none());
     assert!(!evs(&b).iter().any(|(_, _, r)| r == tmp.as_str().unwrap()));
 
     // Object subscription filter.
     let token = b["token"].as_str().unwrap().to_owned();
-    json_call(&url, true, "VM.set_name_description", &[json!(s), vm.clone(), json!("c")]).await.unwrap();
+    json_call(
+        &url,
+        true,
+        "VM.set_name_description",
+        &[json!(s), vm.clone(), json!("c")],
+    )
+    .await
+    .unwrap();
     let other = format!("vm/{}", "OpaqueRef:someone-else");
-    let b = events_from(&url, &s, json!([other]), &token, 0.2).await.unwrap();
+    let b = events_from(&url, &s, json!([other]), &token, 0.2)
+        .await
+        .unwrap();
     assert!(evs(&b).is_empty());
 
     // Timeout with nothing new.
-    let b2 = events_from(&url, &s, json!(["SR"]), b["token"].as_str().unwrap(), 0.2).await.unwrap();
+    let b2 = events_from(&url, &s, json!(["SR"]), b["token"].as_str().unwrap(), 0.2)
+        .await
+        .unwrap();
     assert!(evs(&b2).is_empty());
 
     // inject
-    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)]).await.unwrap()[0].clone();
-    let t = json_call(&url, true, "event.inject", &[json!(s), json!("pool"), pool_ref.clone()]).await.unwrap();
-    let b = events_from(&url, &s, json!(["pool"]), t.as_str().unwrap(), 5.0).await.unwrap();
-    assert_eq!(evs(&b), vec![("pool".into(), "mod".into(), pool_ref.as_str().unwrap().into())]);
-    let e = code(json_call(&url, true, "event.inject", &[json!(s), json!("Pool"), pool_ref.clone()]).await);
+    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)])
+        .await
+        .unwrap()[0]
+        .clone();
+    let t = json_call(
+        &url,
+        true,
+        "event.inject",
+        &[json!(s), json!("pool"), pool_ref.clone()],
+    )
+    .await
+    .unwrap();
+    let b = events_from(&url, &s, json!(["pool"]), t.as_str().unwrap(), 5.0)
+        .await
+        .unwrap();
+    assert_eq!(
+        evs(&b),
+        vec![(
+            "pool".into(),
+            "mod".into(),
+            pool_ref.as_str().unwrap().into()
+        )]
+    );
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "event.inject",
+            &[json!(s), json!("Pool"), pool_ref.clone()],
+        )
+        .await,
+    );
     assert_eq!(e[0], "HANDLE_INVALID");
 
     // Parse failures.
@@ -397,27 +791,47 @@ async fn blocked_event_from_wakes_on_change_and_on_logout() {
     let p = pool(1, 1).await;
     let url = p.master_url();
     let s = login(&url).await;
-    let t = events_from(&url, &s, json!(["pool"]), "", 1.0).await.unwrap()["token"].as_str().unwrap().to_owned();
+    let t = events_from(&url, &s, json!(["pool"]), "", 1.0)
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let u2 = url.clone();
     let s2 = s.clone();
     let t2 = t.clone();
-    let waiter = tokio::spawn(async move { events_from(&u2, &s2, json!(["pool"]), &t2, 30.0).await });
+    let waiter =
+        tokio::spawn(async move { events_from(&u2, &s2, json!(["pool"]), &t2, 30.0).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)]).await.unwrap()[0].clone();
-    json_call(&url, true, "pool.add_to_other_config", &[json!(s), pool_ref, json!("xo:barrier:1"), json!("1")])
+    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)])
         .await
-        .unwrap();
+        .unwrap()[0]
+        .clone();
+    json_call(
+        &url,
+        true,
+        "pool.add_to_other_config",
+        &[json!(s), pool_ref, json!("xo:barrier:1"), json!("1")],
+    )
+    .await
+    .unwrap();
     let b = waiter.await.unwrap().unwrap();
-    assert_eq!(b["events"][0]["snapshot"]["other_config"]["xo:barrier:1"], json!("1"));
+    assert_eq!(
+        b["events"][0]["snapshot"]["other_config"]["xo:barrier:1"],
+        json!("1")
+    );
 
     let u3 = url.clone();
     let s3 = s.clone();
     let t3 = b["token"].as_str().unwrap().to_owned();
-    let waiter = tokio::spawn(async move { events_from(&u3, &s3, json!(["pool"]), &t3, 30.0).await });
+    let waiter =
+        tokio::spawn(async move { events_from(&u3, &s3, json!(["pool"]), &t3, 30.0).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let other = login(&url).await;
     let _ = other;
-    json_call(&url, true, "session.logout", &[json!(s)]).await.unwrap();
+    json_call(&url, true, "session.logout", &[json!(s)])
+        .await
+        .unwrap();
     let e = code(waiter.await.unwrap());
     assert_eq!(e, vec!["SESSION_INVALID", s.as_str()]);
 }
@@ -437,11 +851,22 @@ async fn old_tokens_get_events_lost() {
     let mut nets = Vec::new();
     for i in 0..2 {
         let rec = json!({"name_label": format!("n{i}"), "other_config": {}});
-        nets.push(json_call(&url, true, "network.create", &[json!(s), rec]).await.unwrap());
+        nets.push(
+            json_call(&url, true, "network.create", &[json!(s), rec])
+                .await
+                .unwrap(),
+        );
     }
-    let t = events_from(&url, &s, json!(["network"]), "", 1.0).await.unwrap()["token"].as_str().unwrap().to_owned();
+    let t = events_from(&url, &s, json!(["network"]), "", 1.0)
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for n in nets {
-        json_call(&url, true, "network.destroy", &[json!(s), n]).await.unwrap();
+        json_call(&url, true, "network.destroy", &[json!(s), n])
+            .await
+            .unwrap();
     }
     let e = code(events_from(&url, &s, json!(["network"]), &t, 1.0).await);
     assert_eq!(e, vec!["EVENTS_LOST"]);
@@ -454,11 +879,32 @@ async fn legacy_events() {
     let s = login(&url).await;
     let e = code(json_call(&url, true, "event.next", &[json!(s)]).await);
     assert_eq!(e, vec!["SESSION_NOT_REGISTERED", s.as_str()]);
-    json_call(&url, true, "event.register", &[json!(s), json!(["pool"])]).await.unwrap();
-    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)]).await.unwrap()[0].clone();
-    json_call(&url, true, "pool.set_name_label", &[json!(s), pool_ref.clone(), json!("a")]).await.unwrap();
-    json_call(&url, true, "pool.set_name_label", &[json!(s), pool_ref.clone(), json!("b")]).await.unwrap();
-    let v = json_call(&url, true, "event.next", &[json!(s)]).await.unwrap();
+    json_call(&url, true, "event.register", &[json!(s), json!(["pool"])])
+        .await
+        .unwrap();
+    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)])
+        .await
+        .unwrap()[0]
+        .clone();
+    json_call(
+        &url,
+        true,
+        "pool.set_name_label",
+        &[json!(s), pool_ref.clone(), json!("a")],
+    )
+    .await
+    .unwrap();
+    json_call(
+        &url,
+        true,
+        "pool.set_name_label",
+        &[json!(s), pool_ref.clone(), json!("b")],
+    )
+    .await
+    .unwrap();
+    let v = json_call(&url, true, "event.next", &[json!(s)])
+        .await
+        .unwrap();
     let v = v.as_array().unwrap();
     assert_eq!(v.len(), 2, "uncoalesced");
     assert_eq!(v[0]["class"], json!("pool"));
@@ -470,12 +916,19 @@ async fn async_calls_complete_their_task() {
     let p = pool(1, 0).await;
     let url = p.master_url();
     let s = login(&url).await;
-    let task = json_call(&url, true, "Async.network.create", &[json!(s), json!({"name_label": "n", "other_config": {}})])
-        .await
-        .unwrap();
+    let task = json_call(
+        &url,
+        true,
+        "Async.network.create",
+        &[json!(s), json!({"name_label": "n", "other_config": {}})],
+    )
+    .await
+    .unwrap();
     let mut rec = Value::Null;
     for _ in 0..200 {
-        rec = json_call(&url, true, "task.get_record", &[json!(s), task.clone()]).await.unwrap();
+        rec = json_call(&url, true, "task.get_record", &[json!(s), task.clone()])
+            .await
+            .unwrap();
         if rec["status"] != json!("pending") {
             break;
         }
@@ -484,15 +937,27 @@ async fn async_calls_complete_their_task() {
     assert_eq!(rec["status"], json!("success"));
     assert_eq!(rec["name_label"], json!("Async.network.create"));
     let result = rec["result"].as_str().unwrap();
-    assert!(result.starts_with("<value>OpaqueRef:") && result.ends_with("</value>"), "{result}");
+    assert!(
+        result.starts_with("<value>OpaqueRef:") && result.ends_with("</value>"),
+        "{result}"
+    );
     // Not async-capable → unknown.
     let e = code(json_call(&url, true, "Async.VM.get_all", &[json!(s)]).await);
     assert_eq!(e[0], "MESSAGE_METHOD_UNKNOWN");
     // task.create / cancel refused on a non-cancellable task / destroy.
-    let t = json_call(&url, true, "task.create", &[json!(s), json!("upload"), json!("")]).await.unwrap();
+    let t = json_call(
+        &url,
+        true,
+        "task.create",
+        &[json!(s), json!("upload"), json!("")],
+    )
+    .await
+    .unwrap();
     let e = code(json_call(&url, true, "task.cancel", &[json!(s), t.clone()]).await);
     assert_eq!(e[0], "OPERATION_NOT_ALLOWED");
-    json_call(&url, true, "task.destroy", &[json!(s), t]).await.unwrap();
+    json_call(&url, true, "task.destroy", &[json!(s), t])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,20 +965,31 @@ async fn fault_injection() {
     let p = pool(2, 1).await;
     let url = p.master_url();
     let s = login(&url).await;
-    p.faults().fail_next("VM.get_all", XapiError::new("VM_BAD_POWER_STATE", ["a", "b", "c"]));
+    p.faults().fail_next(
+        "VM.get_all",
+        XapiError::new("VM_BAD_POWER_STATE", ["a", "b", "c"]),
+    );
     let e = code(json_call(&url, true, "VM.get_all", &[json!(s)]).await);
     assert_eq!(e, vec!["VM_BAD_POWER_STATE", "a", "b", "c"]);
-    json_call(&url, true, "VM.get_all", &[json!(s)]).await.unwrap();
+    json_call(&url, true, "VM.get_all", &[json!(s)])
+        .await
+        .unwrap();
 
     // Dropped connection: no answer at all.
     p.faults().drop_next_connections(1);
     let body = jsonrpc::encode_call(jsonrpc::Version::V2, &json!(1), "VM.get_all", &[json!(s)]);
-    assert!(http("POST", &url, "/jsonrpc", "application/json", &body).await.is_err());
-    json_call(&url, true, "VM.get_all", &[json!(s)]).await.unwrap();
+    assert!(http("POST", &url, "/jsonrpc", "application/json", &body)
+        .await
+        .is_err());
+    json_call(&url, true, "VM.get_all", &[json!(s)])
+        .await
+        .unwrap();
 
     // Latency is applied (no timing assertion: just that calls still work).
     p.faults().set_latency(Duration::from_millis(20));
-    json_call(&url, true, "VM.get_all", &[json!(s)]).await.unwrap();
+    json_call(&url, true, "VM.get_all", &[json!(s)])
+        .await
+        .unwrap();
     p.faults().set_latency(Duration::ZERO);
 
     // Host restart loses its sessions.
@@ -524,21 +1000,38 @@ async fn fault_injection() {
     // Master change.
     p.set_master(1).unwrap();
     assert!(p.master_url().starts_with("http://127.0.0.2:"));
-    let e = code(json_call(&url, true, "session.login_with_password", &[json!("root"), json!("root")]).await);
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "session.login_with_password",
+            &[json!("root"), json!("root")],
+        )
+        .await,
+    );
     assert_eq!(e, vec!["HOST_IS_SLAVE", "127.0.0.2"]);
     login(&p.master_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_and_several_pools() {
-    let sims = vec![Sim::builder().build().unwrap(), Sim::builder().hosts(2).build().unwrap()];
-    let pools = xapi_sim::serve_pools(sims, "127.0.0.1:0".parse().unwrap(), true).await.unwrap();
+    let sims = vec![
+        Sim::builder().build().unwrap(),
+        Sim::builder().hosts(2).build().unwrap(),
+    ];
+    let pools = xapi_sim::serve_pools(sims, "127.0.0.1:0".parse().unwrap(), true)
+        .await
+        .unwrap();
     assert_eq!(pools.len(), 2);
     for p in &pools {
         let url = p.master_url();
         assert!(url.starts_with("https://127.0.0.1:"));
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(rustls::pki_types::CertificateDer::from(p.certificate_der().unwrap().to_vec())).unwrap();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(
+                p.certificate_der().unwrap().to_vec(),
+            ))
+            .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -549,8 +1042,18 @@ async fn tls_and_several_pools() {
         let tcp = TcpStream::connect(host_port(&url)).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let tls = connector.connect(name, tcp).await.unwrap();
-        let body = jsonrpc::encode_call(jsonrpc::Version::V2, &json!(1), "session.login_with_password", &[json!("root"), json!("root")]);
-        let a = exchange(tls, request("POST", &url, "/jsonrpc", "application/json", &body)).await.unwrap();
+        let body = jsonrpc::encode_call(
+            jsonrpc::Version::V2,
+            &json!(1),
+            "session.login_with_password",
+            &[json!("root"), json!("root")],
+        );
+        let a = exchange(
+            tls,
+            request("POST", &url, "/jsonrpc", "application/json", &body),
+        )
+        .await
+        .unwrap();
         assert_eq!(a.status, 200);
         assert!(jsonrpc::decode_response(&a.body).unwrap().result.is_ok());
     }
@@ -559,21 +1062,51 @@ async fn tls_and_several_pools() {
 #[test]
 fn build_figures() {
     // Figures only (no timing assertion): run with --release --nocapture for the 10k-VM case.
-    let n: usize = std::env::var("XAPI_SIM_BENCH_VMS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::var("XAPI_SIM_BENCH_VMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let t = std::time::Instant::now();
     let sim = Sim::builder().hosts(3).vms(n).build().unwrap();
     let built = t.elapsed();
     let total = sim.state().read(|db| db.total());
-    let s = sim.call("session.login_with_password", vec![json!("root"), json!("root")]).unwrap();
+    let s = sim
+        .call(
+            "session.login_with_password",
+            vec![json!("root"), json!("root")],
+        )
+        .unwrap();
     let t = std::time::Instant::now();
-    let all = sim.call("VM.get_all_records", vec![s]).unwrap();
+    let all = sim.call("VM.get_all_records", vec![s.clone()]).unwrap();
     let fetched = t.elapsed();
     let t = std::time::Instant::now();
-    let text = xmlrpc::encode_response(&Ok(all), &xapi_types::schema::class("VM").unwrap().message("get_all_records").unwrap().result);
+    let text = xmlrpc::encode_response(
+        &Ok(all),
+        &xapi_types::schema::class("VM")
+            .unwrap()
+            .message("get_all_records")
+            .unwrap()
+            .result,
+    );
     println!(
         "{n} VMs: {total} objects built in {built:?}; VM.get_all_records {fetched:?}; XML-RPC encoding {:?} ({} bytes)",
         t.elapsed(),
         text.len()
+    );
+    let t = std::time::Instant::now();
+    let batch = sim
+        .call(
+            "event.from",
+            vec![s.clone(), json!(["*"]), json!(""), json!(1.0)],
+        )
+        .unwrap();
+    let evented = t.elapsed();
+    let t = std::time::Instant::now();
+    let body = jsonrpc::encode_response(jsonrpc::Version::V2, &json!(1), &Ok(batch));
+    println!(
+        "event.from(*, \"\") {evented:?}; JSON encoding {:?} ({} bytes)",
+        t.elapsed(),
+        body.len()
     );
     assert!(total > n * 5);
 }
