@@ -5,7 +5,8 @@
 # date, so running it again costs a few hundred milliseconds.
 #
 #   .venv/                    python3 venv with the official XenAPI SDK (PyPI `xenapi`)
-#   tests/peers/node_modules/ Xen Orchestra's XAPI client (npm `xen-api`), from package-lock.json
+#   tests/peers/node_modules/ Xen Orchestra's XAPI client (npm `xen-api`) and XO client (npm `xo-lib`),
+#                             from package-lock.json
 #   apt packages              none yet; see apt_install below for where they go
 #
 # Pinned versions live here (Python) and in tests/peers/package.json + package-lock.json (npm).
@@ -103,13 +104,14 @@ need npm "install npm"
 
 stamp="$PEERS_NODE/node_modules/.package-lock.json"
 if [ -f "$stamp" ] && [ ! "$PEERS_NODE/package-lock.json" -nt "$stamp" ] \
-    && [ -f "$PEERS_NODE/node_modules/xen-api/package.json" ]; then
+    && [ -f "$PEERS_NODE/node_modules/xen-api/package.json" ] \
+    && [ -f "$PEERS_NODE/node_modules/xo-lib/package.json" ]; then
     log "tests/peers/node_modules up to date"
 else
     log "npm ci in tests/peers"
     (cd "$PEERS_NODE" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # fail loudly if the install is broken
-(cd "$PEERS_NODE" && node --input-type=module -e 'await import("xen-api")')
+(cd "$PEERS_NODE" && node --input-type=module -e 'await import("xen-api"); await import("xo-lib")')
 
 log "done"

@@ -17,6 +17,8 @@ use xo_server::{
 
 #[path = "api/pools.rs"]
 mod pools;
+#[path = "api/xo_lib.rs"]
+mod xo_lib;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
