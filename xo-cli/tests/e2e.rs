@@ -90,6 +90,16 @@ async fn xdg_config_home_is_honoured_and_xo_files_are_read() {
         .unwrap();
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout.trim(), "\"5.207.2\"");
+    // --register --token signs in with a token and stores a new one of its own
+    s.cli(&["--register", "--token", &token, &s.url()])
+        .await
+        .ok();
+    let stored = s.config()["token"].as_str().unwrap().to_owned();
+    assert_ne!(stored, token);
+    s.cli(&["system.getVersion"]).await.ok();
+    s.cli(&["--register", "--token", "bogus", &s.url()])
+        .await
+        .fails(AUTH);
     // --createToken refuses --token
     s.cli(&["--createToken", "--token", &token, &s.url()])
         .await
