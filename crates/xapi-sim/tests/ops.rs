@@ -1014,3 +1014,158 @@ fn pool_messages() {
     t.call("pool.designate_new_master", vec![json!(hs[1])]);
     t.wait_for("new master", |t| t.sim.state().master().as_str() == hs[1]);
 }
+
+#[test]
+fn remaining_error_paths() {
+    let t = T::new(2);
+    let hs = t.hosts();
+    let sr = t.default_sr();
+    let vm = t.new_vm("errs", GIB);
+    let vdi = t.new_vdi(&sr, GIB);
+
+    // VBD.create: empty non-removable, bad device; set_mode; unpluggable=false; assert_attachable
+    let e = t.new_vbd(&vm, "OpaqueRef:NULL", "5", "Disk", "RW", true).unwrap_err();
+    assert_eq!(e.code, "VBD_NOT_REMOVABLE_MEDIA");
+    let e = t.new_vbd(&vm, &vdi, "bogus", "Disk", "RW", false).unwrap_err();
+    assert_eq!(e.to_description(), vec!["INVALID_DEVICE", "bogus"]);
+    let cd = t.vbd_of_type(&vm, "CD");
+    let e = t.fail("VBD.set_mode", vec![json!(cd), json!("RW")]);
+    assert_eq!(e, vec!["VBD_CDS_MUST_BE_READONLY"]);
+    let disk = t.vbd_of_type(&vm, "Disk");
+    t.call("VBD.set_mode", vec![json!(disk), json!("RO")]);
+    t.call("VBD.assert_attachable", vec![json!(disk)]);
+    t.call("VBD.set_unpluggable", vec![json!(disk), json!(false)]);
+    t.call("VM.start_on", vec![json!(vm), json!(hs[0]), json!(false), json!(false)]);
+    let e = t.fail("VBD.set_mode", vec![json!(disk), json!("RW")]);
+    assert_eq!(e[0], "VM_BAD_POWER_STATE");
+    let e = t.fail("VBD.unplug", vec![json!(disk)]);
+    assert_eq!(e, vec!["DEVICE_DETACH_REJECTED", "VBD", disk.as_str(), "VBD.unpluggable is false"]);
+    t.call("VBD.unplug_force", vec![json!(disk)]);
+    t.call("VM.hard_shutdown", vec![json!(vm)]);
+
+    // VIF: bad device, move to a missing network
+    let e = t.new_vif(&vm, "eth0", "").unwrap_err();
+    assert_eq!(e.to_description(), vec!["INVALID_DEVICE", "eth0"]);
+    let vif = t.field("VM", &vm, "VIFs")[0].as_str().unwrap().to_owned();
+    let e = t.fail("VIF.move", vec![json!(vif), json!("OpaqueRef:nope")]);
+    assert_eq!(e, vec!["HANDLE_INVALID", "network", "OpaqueRef:nope"]);
+
+    // VDI: forget in use, copy into a read-only / too small VDI
+    let other = t.new_vm("holder", GIB);
+    t.new_vbd(&other, &vdi, "1", "Disk", "RW", false).unwrap();
+    t.call("VM.start_on", vec![json!(other), json!(hs[0]), json!(false), json!(false)]);
+    let e = t.fail("VDI.forget", vec![json!(vdi)]);
+    assert_eq!(e, vec!["VDI_IN_USE", vdi.as_str(), "forget"]);
+    let small = t.new_vdi(&sr, MIB);
+    let e = t.fail("VDI.copy", vec![json!(vdi), json!(sr), json!("OpaqueRef:NULL"), json!(small)]);
+    assert_eq!(e, vec!["VDI_TOO_SMALL".to_owned(), small.clone(), GIB.to_string()]);
+    t.call("VDI.set_read_only", vec![json!(small), json!(true)]);
+    let e = t.fail("VDI.copy", vec![json!(vdi), json!(sr), json!("OpaqueRef:NULL"), json!(small)]);
+    assert_eq!(e, vec!["VDI_READONLY", small.as_str()]);
+    let big = t.new_vdi(&sr, 2 * GIB);
+    assert_eq!(t.call("VDI.copy", vec![json!(vdi), json!(sr), json!("OpaqueRef:NULL"), json!(big)]), json!(big));
+    t.call("VM.hard_shutdown", vec![json!(other)]);
+    t.call("VDI.forget", vec![json!(big)]);
+    assert!(!t.exists("VDI", &big));
+
+    // placement: SR not visible from a host, network not reachable
+    let local = t.new_vm("local-disk", GIB);
+    let host1_pbds: Vec<String> = t
+        .field("SR", &sr, "PBDs")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .filter(|p| t.str_field("PBD", p, "host") == hs[1])
+        .collect();
+    t.sim.state().write(|db| {
+        for p in &host1_pbds {
+            db.set_field("PBD", &xapi_types::Ref::from(p.as_str()), "currently_attached", json!(false)).unwrap();
+        }
+    });
+    let e = t.fail("VM.assert_can_boot_here", vec![json!(local), json!(hs[1])]);
+    assert_eq!(e, vec!["VM_REQUIRES_SR", local.as_str(), sr.as_str()]);
+    t.sim.state().write(|db| {
+        for p in &host1_pbds {
+            db.set_field("PBD", &xapi_types::Ref::from(p.as_str()), "currently_attached", json!(true)).unwrap();
+        }
+    });
+    let net = t.call("network.create", vec![json!({"other_config": {}})]).as_str().unwrap().to_owned();
+    let h0 = hs[0].clone();
+    t.sim.state().write(|db| {
+        db.insert("PIF", xapi_sim::db::rec([("network", json!(net)), ("host", json!(h0)), ("device", json!("eth1"))]))
+            .unwrap()
+    });
+    let lvif = t.field("VM", &local, "VIFs")[0].as_str().unwrap().to_owned();
+    t.call("VIF.move", vec![json!(lvif), json!(net)]);
+    let e = t.fail("VM.assert_can_boot_here", vec![json!(local), json!(hs[1])]);
+    assert_eq!(e, vec!["VM_REQUIRES_NETWORK", local.as_str(), net.as_str()]);
+
+    // start refuses broken memory limits (set behind the API's back)
+    t.sim.state().write(|db| {
+        db.set_field("VM", &xapi_types::Ref::from(local.as_str()), "memory_dynamic_min", json!(64 * GIB)).unwrap()
+    });
+    let e = t.fail("VM.start_on", vec![json!(local), json!(hs[0]), json!(false), json!(false)]);
+    assert_eq!(e[0], "MEMORY_CONSTRAINT_VIOLATION");
+
+    // suspend without any suspend SR
+    let pool = t.pool();
+    let susp = t.new_vm("nosr", GIB);
+    t.call("VM.start_on", vec![json!(susp), json!(hs[0]), json!(false), json!(false)]);
+    t.sim.state().write(|db| {
+        let null = json!("OpaqueRef:NULL");
+        let p = xapi_types::Ref::from(pool.as_str());
+        db.set_field("pool", &p, "suspend_image_SR", null.clone()).unwrap();
+        db.set_field("pool", &p, "default_SR", null.clone()).unwrap();
+        for h in &hs {
+            db.set_field("host", &xapi_types::Ref::from(h.as_str()), "suspend_image_sr", null.clone()).unwrap();
+        }
+    });
+    let e = t.fail("VM.suspend", vec![json!(susp)]);
+    assert_eq!(e, vec!["VM_NO_SUSPEND_SR", susp.as_str()]);
+    t.call("VM.set_suspend_SR", vec![json!(susp), json!(sr)]);
+    t.call("VM.suspend", vec![json!(susp)]);
+    t.call("pool.set_default_SR", vec![json!(pool), json!(sr)]);
+
+    // blocked operations with a bad key, set_blocked_operations, un-templating a snapshot
+    let e = t.fail("VM.set_blocked_operations", vec![json!(vm), json!({"start": "x", "bogus": "y"})]);
+    assert!(e[0] == "INVALID_VALUE" || e[0] == "FIELD_TYPE_ERROR", "{e:?}");
+    t.call("VM.set_blocked_operations", vec![json!(vm), json!({"destroy": "keep"})]);
+    let e = t.fail("VM.destroy", vec![json!(vm)]);
+    assert_eq!(e, vec!["OPERATION_BLOCKED", vm.as_str(), "keep"]);
+    let snap = t.call("VM.snapshot", vec![json!(vm), json!("s")]).as_str().unwrap().to_owned();
+    let e = t.fail("VM.set_is_a_template", vec![json!(snap), json!(false)]);
+    assert_eq!(e[0], "VM_IS_SNAPSHOT");
+
+    // revert of a snapshot whose VM is gone
+    let victim = t.new_vm("victim", GIB);
+    let vsnap = t.call("VM.snapshot", vec![json!(victim), json!("orphan")]).as_str().unwrap().to_owned();
+    t.call("VM.destroy", vec![json!(victim)]);
+    let e = t.fail("VM.revert", vec![json!(vsnap)]);
+    assert_eq!(e, vec!["VM_REVERT_FAILED", victim.as_str(), vsnap.as_str()]);
+
+    // migrate_send with a VDI the VM does not use
+    let dest = t.call("host.migrate_receive", vec![json!(hs[1]), json!(t.net()), json!({})]);
+    let e = t
+        .fail("VM.migrate_send", vec![json!(vm), dest, json!(false), json!({ vdi.clone(): sr }), json!({}), json!({})]);
+    assert_eq!(e, vec!["VDI_NOT_IN_MAP", vdi.as_str()]);
+
+    // message.destroy_many with a bad ref destroys nothing
+    let uuid = t.str_field("VM", &vm, "uuid");
+    let m = t.call("message.create", vec![json!("M"), json!(5), json!("VM"), json!(uuid), json!("")]);
+    let e = t.fail("message.destroy_many", vec![json!([m, "OpaqueRef:nope"])]);
+    assert_eq!(e[0], "HANDLE_INVALID");
+    assert!(t.exists("message", m.as_str().unwrap()));
+    t.call("message.destroy_many", vec![json!([m])]);
+    assert!(!t.exists("message", m.as_str().unwrap()));
+
+    // host without a management PIF
+    let h1 = hs[1].clone();
+    t.sim.state().write(|db| {
+        for pif in db.find("PIF", |p| p.get("host") == Some(&json!(h1))) {
+            db.set_field("PIF", &pif, "management", json!(false)).unwrap();
+        }
+    });
+    let e = t.fail("host.get_management_interface", vec![json!(hs[1])]);
+    assert_eq!(e, vec!["HOST_HAS_NO_MANAGEMENT_IP"]);
+}

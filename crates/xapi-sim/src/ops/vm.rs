@@ -107,7 +107,9 @@ fn create_guest_metrics(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     }
     let mut networks = Map::new();
     for vif in refs(&r, "VIFs") {
-        let Some(v) = db.get("VIF", &vif) else { continue };
+        let Some(v) = db.get("VIF", &vif) else {
+            continue;
+        };
         let dev = s(v, "device");
         let ip = ip_for_mac(s(v, "MAC"));
         networks.insert(format!("{dev}/ip"), json!(ip));
@@ -185,7 +187,9 @@ fn destroy_consoles(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
 fn set_devices_attached(db: &mut Db, vm: &Ref, attached: bool) -> Result<(), XapiError> {
     let r = get(db, "VM", vm)?;
     for vbd in refs(&r, "VBDs") {
-        let Some(v) = db.get("VBD", &vbd) else { continue };
+        let Some(v) = db.get("VBD", &vbd) else {
+            continue;
+        };
         let mut fields = vec![("currently_attached", json!(attached))];
         if attached {
             fields.push(("device", json!(super::vbd::device_name(s(v, "userdevice")))));

@@ -109,7 +109,9 @@ pub fn clone_vm(db: &mut Db, vm: &Ref, name: &str, kind: &CloneKind) -> Result<R
     let mut new_vdis: Vec<Ref> = Vec::new();
     let result = (|| -> Result<(), XapiError> {
         for vbd in refs(&src, "VBDs") {
-            let Some(v) = db.get("VBD", &vbd).cloned() else { continue };
+            let Some(v) = db.get("VBD", &vbd).cloned() else {
+                continue;
+            };
             let vdi = rf(&v, "VDI");
             let is_disk = s(&v, "type") == "Disk" && !b(&v, "empty") && valid(db, "VDI", &vdi);
             if !is_disk {
@@ -154,7 +156,9 @@ pub fn clone_vm(db: &mut Db, vm: &Ref, name: &str, kind: &CloneKind) -> Result<R
         db.insert("VBD", nv)?;
     }
     for vif in refs(&src, "VIFs") {
-        let Some(v) = db.get("VIF", &vif).cloned() else { continue };
+        let Some(v) = db.get("VIF", &vif).cloned() else {
+            continue;
+        };
         let mut nv = v;
         nv.remove("uuid");
         nv.insert("VM".into(), jr(&new_vm));
@@ -249,7 +253,9 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
     let cur = get(db, "VM", &vm)?;
     // Drop the VM's current devices; its own disks go unless something else uses them.
     for vbd in refs(&cur, "VBDs") {
-        let Some(v) = db.get("VBD", &vbd).cloned() else { continue };
+        let Some(v) = db.get("VBD", &vbd).cloned() else {
+            continue;
+        };
         let vdi = rf(&v, "VDI");
         super::vbd::destroy_vbd(db, &vbd)?;
         if s(&v, "type") == "Disk" && valid(db, "VDI", &vdi) {
@@ -268,7 +274,9 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
     }
     // New disks from the snapshot's.
     for vbd in refs(&sr, "VBDs") {
-        let Some(v) = db.get("VBD", &vbd).cloned() else { continue };
+        let Some(v) = db.get("VBD", &vbd).cloned() else {
+            continue;
+        };
         let vdi = rf(&v, "VDI");
         let is_disk = s(&v, "type") == "Disk" && !b(&v, "empty") && valid(db, "VDI", &vdi);
         let target = if is_disk { derive_vdi(db, &vdi, None, DiskOp::Clone)? } else { vdi };
@@ -283,7 +291,9 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
         db.insert("VBD", nv)?;
     }
     for vif in refs(&sr, "VIFs") {
-        let Some(mut nv) = db.get("VIF", &vif).cloned() else { continue };
+        let Some(mut nv) = db.get("VIF", &vif).cloned() else {
+            continue;
+        };
         nv.remove("uuid");
         nv.insert("VM".into(), jr(&vm));
         nv.insert("currently_attached".into(), json!(false));
