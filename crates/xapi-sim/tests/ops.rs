@@ -1169,3 +1169,39 @@ fn remaining_error_paths() {
     let e = t.fail("host.get_management_interface", vec![json!(hs[1])]);
     assert_eq!(e, vec!["HOST_HAS_NO_MANAGEMENT_IP"]);
 }
+
+#[test]
+fn operations_in_progress_and_suspended_clones() {
+    let t = T::new(1);
+    let vm = t.new_vm("busy", GIB);
+    let task = t.call("task.create", vec![json!("export"), json!("")]).as_str().unwrap().to_owned();
+    let vmr = xapi_types::Ref::from(vm.as_str());
+    t.sim.state().write(|db| {
+        db.set_field("VM", &vmr, "current_operations", json!({ task.clone(): "export" })).unwrap();
+        xapi_sim::ops::allowed::update_vm(db, &vmr).unwrap();
+    });
+    let ops = t.ops("VM", &vm);
+    assert!(contains(&ops, "clone") && contains(&ops, "copy") && !contains(&ops, "start"));
+    let e = t.fail("VM.start", vec![json!(vm), json!(false), json!(false)]);
+    assert_eq!(e, vec!["OTHER_OPERATION_IN_PROGRESS", "VM", vm.as_str(), "export", task.as_str()]);
+    t.call("VM.clone", vec![json!(vm), json!("during export")]);
+    t.sim.state().write(|db| {
+        db.set_field("VM", &vmr, "current_operations", json!({})).unwrap();
+        xapi_sim::ops::allowed::update_vm(db, &vmr).unwrap();
+    });
+
+    // cloning a suspended VM needs the pool switch; the clone gets its own memory image
+    t.call("VM.start", vec![json!(vm), json!(false), json!(false)]);
+    t.call("VM.suspend", vec![json!(vm)]);
+    let e = t.fail("VM.clone", vec![json!(vm), json!("nope")]);
+    assert_eq!(e, vec!["VM_BAD_POWER_STATE", vm.as_str(), "halted", "suspended"]);
+    t.call("pool.add_to_other_config", vec![json!(t.pool()), json!("allow_clone_suspended_vm"), json!("true")]);
+    let c = t.call("VM.clone", vec![json!(vm), json!("suspended clone")]).as_str().unwrap().to_owned();
+    let r = t.rec("VM", &c);
+    assert_eq!(r["power_state"], "Suspended");
+    let img = r["suspend_VDI"].as_str().unwrap();
+    assert_ne!(img, t.str_field("VM", &vm, "suspend_VDI"));
+    assert_eq!(t.str_field("VDI", img, "type"), "suspend");
+    t.call("VM.resume", vec![json!(c), json!(false), json!(false)]);
+    assert_eq!(t.str_field("VM", &c, "power_state"), "Running");
+}

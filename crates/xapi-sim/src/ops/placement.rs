@@ -82,8 +82,8 @@ pub fn vm_srs(db: &Db, vm: &Ref) -> Vec<Ref> {
     out
 }
 
-/// `assert_can_boot_here`: host live, enabled, sees the VM's SRs and networks, has enough free memory.
-/// `ignore_memory_of` lets a resident VM be re-checked against its own host (migration to self).
+/// `assert_can_boot_here`: host live (`HOST_OFFLINE`), enabled (`HOST_DISABLED`), sees the VM's SRs
+/// (`VM_REQUIRES_SR`) and networks (`VM_REQUIRES_NETWORK`), has enough free memory (`HOST_NOT_ENOUGH_FREE_MEMORY`).
 pub fn assert_can_boot_here(db: &Db, vm: &Ref, host: &Ref) -> Result<(), XapiError> {
     let h = get(db, "host", host)?;
     let v = get(db, "VM", vm)?;
