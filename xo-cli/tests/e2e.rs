@@ -515,3 +515,100 @@ async fn power_actions() {
         "{r:?}"
     );
 }
+
+/// Against xo-server's real `xo.getAllObjects` over a simulated pool, and its one-shot NDJSON
+/// `$getFrom` download (a path relative to the server URL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_objects_and_ndjson_download() {
+    let s = common::start_demo(3).await;
+    let url = s.server.url().to_owned();
+    common::run_in(
+        s.home.path(),
+        &["--register", &url, "admin@admin.net", "admin"],
+    )
+    .await
+    .ok();
+    let xo = xo_lib::Xo::connect(
+        xo_lib::Options::new(&url)
+            .credentials(xo_lib::Credentials::password("admin@admin.net", "admin")),
+    )
+    .await
+    .unwrap();
+    let cache = xo_lib::ObjectCache::start(&xo).await.unwrap();
+    let mut expected: Vec<String> = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        cache.wait_until(|o| {
+            let ids: Vec<String> = o
+                .values()
+                .filter(|v| v["type"] == "VM")
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect();
+            (ids.len() == 3).then_some(ids)
+        }),
+    )
+    .await
+    .unwrap();
+    expected.sort();
+    let r = common::run_in(
+        s.home.path(),
+        &["--list-objects", "--id", "--power_state", "type=VM"],
+    )
+    .await
+    .ok();
+    let mut got: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            assert_eq!(o.as_object().unwrap().len(), 2, "{o}");
+            o["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+    let r = common::run_in(s.home.path(), &["--list-objects", "type=host"])
+        .await
+        .ok();
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    // NDJSON through the one-shot URL, to stdout and to a file
+    let r = common::run_in(
+        s.home.path(),
+        &[
+            "xo.getAllObjects",
+            "ndjson=true",
+            "filter=json:{\"type\":\"VM\"}",
+            "@=-",
+        ],
+    )
+    .await
+    .ok();
+    let mut ids: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, expected);
+    let out = s.home.path().join("objects.ndjson");
+    common::run_in(
+        s.home.path(),
+        &[
+            "xo.getAllObjects",
+            "ndjson=true",
+            &format!("@={}", out.display()),
+        ],
+    )
+    .await
+    .ok();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.lines().count() >= 5, "{text}");
+    common::run_in(s.home.path(), &["xo.getAllObjects", "ndjson=true"])
+        .await
+        .fails(USAGE);
+}

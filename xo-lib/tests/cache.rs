@@ -169,3 +169,31 @@ async fn start_a_vm_and_wait_until_running() {
         .unwrap_err();
     assert!(matches!(e, xo_lib::Error::Timeout));
 }
+
+/// The real thing: xo-server's own `xo.getAllObjects` and `all` events over a simulated pool.
+#[tokio::test]
+async fn cache_of_a_simulated_pool() {
+    let s = common::start_demo(3).await;
+    let xo = Xo::connect(
+        Options::new(s.server.url()).credentials(Credentials::password("admin@admin.net", "admin")),
+    )
+    .await
+    .unwrap();
+    let cache = ObjectCache::start(&xo).await.unwrap();
+    let vms = settle(&cache, |o| {
+        let vms: Vec<Value> = o.values().filter(|v| v["type"] == "VM").cloned().collect();
+        (vms.len() == 3).then_some(vms)
+    })
+    .await;
+    for vm in &vms {
+        assert!(
+            vm["power_state"].is_string() && vm["$pool"].is_string(),
+            "{vm}"
+        );
+    }
+    assert_eq!(cache.of_type("pool").len(), 1);
+    assert_eq!(cache.of_type("host").len(), 1);
+    assert_eq!(xo.list_vms().await.unwrap().len(), 3);
+    let servers = xo.servers().await.unwrap();
+    assert_eq!(servers.len(), 1);
+}

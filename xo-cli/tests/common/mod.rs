@@ -259,3 +259,39 @@ impl TestServer {
         }
     }
 }
+
+/// A server with the real `xo.getAllObjects`, one-shot transfers and one simulated pool (xo-server's demo
+/// mode: xapi-sim served in-process on loopback, registered as an XAPI server), `vms` guest VMs.
+pub async fn start_demo(vms: usize) -> DemoServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        sign_in_throttle_ms: 0,
+        ..Config::default()
+    };
+    c.argon2.m_cost = 64;
+    c.argon2.t_cost = 1;
+    c.argon2.p_cost = 1;
+    let opts = xo_server::demo::DemoOptions {
+        pools: 1,
+        hosts: 1,
+        vms,
+    };
+    let app = xo_server::demo::install(AppBuilder::new(c), opts)
+        .build()
+        .unwrap();
+    let server = xo_server::serve(app).await.unwrap();
+    DemoServer {
+        server,
+        home: tempfile::tempdir().unwrap(),
+        _dir: dir,
+    }
+}
+
+/// See [`start_demo`].
+pub struct DemoServer {
+    pub server: RunningServer,
+    pub home: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
