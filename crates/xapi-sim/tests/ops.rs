@@ -1205,3 +1205,64 @@ fn operations_in_progress_and_suspended_clones() {
     t.call("VM.resume", vec![json!(c), json!(false), json!(false)]);
     assert_eq!(t.str_field("VM", &c, "power_state"), "Running");
 }
+
+#[test]
+fn extra_device_and_host_messages() {
+    let t = T::new(2);
+    let hs = t.hosts();
+    let vm = t.new_vm("extras", GIB);
+    let vif = t.field("VM", &vm, "VIFs")[0].as_str().unwrap().to_owned();
+    t.call("VIF.configure_ipv4", vec![json!(vif), json!("Static"), json!("10.0.0.5/24"), json!("10.0.0.1")]);
+    let r = t.rec("VIF", &vif);
+    assert_eq!(r["ipv4_configuration_mode"], "Static");
+    assert_eq!(r["ipv4_addresses"], json!(["10.0.0.5/24"]));
+    assert_eq!(r["ipv4_gateway"], "10.0.0.1");
+    let e = t.fail("VIF.configure_ipv6", vec![json!(vif), json!("Static"), json!(""), json!("")]);
+    assert_eq!(e[0], "INVALID_IP_ADDRESS_SPECIFIED");
+    t.call("VIF.configure_ipv4", vec![json!(vif), json!("None"), json!(""), json!("")]);
+    assert_eq!(t.field("VIF", &vif, "ipv4_addresses"), json!([]));
+    t.call("VIF.set_locking_mode", vec![json!(vif), json!("locked")]);
+    assert_eq!(t.str_field("VIF", &vif, "locking_mode"), "locked");
+
+    let disk = t.disk_vdi(&vm);
+    t.call("VDI.enable_cbt", vec![json!(disk)]);
+    assert_eq!(t.field("VDI", &disk, "cbt_enabled"), true);
+    assert!(contains(&t.ops("VDI", &disk), "disable_cbt"));
+    t.call("VDI.disable_cbt", vec![json!(disk)]);
+    let e = t.fail("VDI.pool_migrate", vec![json!(disk), json!(t.default_sr()), json!({})]);
+    assert_eq!(e[0], "VM_BAD_POWER_STATE");
+    let lone = t.new_vdi(&t.default_sr(), GIB);
+    let e = t.fail("VDI.pool_migrate", vec![json!(lone), json!(t.default_sr()), json!({})]);
+    assert_eq!(e, vec!["VDI_NEEDS_VM_FOR_MIGRATE", lone.as_str()]);
+    t.call("VM.start_on", vec![json!(vm), json!(hs[0]), json!(false), json!(false)]);
+    let other = t
+        .call("SR.get_all_records", vec![])
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(r, s)| **r != t.default_sr() && s["content_type"] == "user" && s["shared"] == true)
+        .map(|(r, _)| r.clone());
+    if let Some(other) = other {
+        let moved = t.call("VDI.pool_migrate", vec![json!(disk), json!(other), json!({})]).as_str().unwrap().to_owned();
+        assert_eq!(t.disk_vdi(&vm), moved);
+        assert_eq!(t.str_field("VDI", &moved, "SR"), other);
+        assert!(!t.exists("VDI", &disk));
+    }
+    t.call("VM.send_sysrq", vec![json!(vm), json!("b")]);
+    t.call("VM.send_trigger", vec![json!(vm), json!("nmi")]);
+    let e = t.fail("VM.call_plugin", vec![json!(vm), json!("p"), json!("f"), json!({})]);
+    assert_eq!(e, vec!["XENAPI_MISSING_PLUGIN", "p"]);
+    t.call("VM.hard_shutdown", vec![json!(vm)]);
+    let e = t.fail("VM.send_sysrq", vec![json!(vm), json!("b")]);
+    assert_eq!(e[0], "VM_BAD_POWER_STATE");
+
+    t.call("host.set_hostname_live", vec![json!(hs[0]), json!("node-a")]);
+    assert_eq!(t.str_field("host", &hs[0], "hostname"), "node-a");
+    let e = t.fail("host.set_hostname_live", vec![json!(hs[0]), json!("bad name!")]);
+    assert_eq!(e[0], "HOST_NAME_INVALID");
+    t.call("host.enable_ssh", vec![json!(hs[0])]);
+    assert_eq!(t.field("host", &hs[0], "ssh_enabled"), true);
+    t.call("host.disable_ssh", vec![json!(hs[0])]);
+    assert_eq!(t.field("host", &hs[0], "ssh_enabled"), false);
+    assert!(t.call("host.dmesg", vec![json!(hs[0])]).as_str().unwrap().contains("node-a"));
+}

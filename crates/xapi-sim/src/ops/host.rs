@@ -35,6 +35,10 @@ pub fn register(reg: &mut Registry) {
     reg.register("host.compute_free_memory", compute_free_memory);
     reg.register("host.compute_memory_overhead", compute_memory_overhead);
     reg.register("host.get_management_interface", get_management_interface);
+    reg.register("host.set_hostname_live", set_hostname_live);
+    reg.register("host.enable_ssh", enable_ssh);
+    reg.register("host.disable_ssh", disable_ssh);
+    reg.register("host.dmesg", dmesg);
 }
 
 fn host_param(ctx: &Ctx, p: &[Value]) -> Result<Ref, XapiError> {
@@ -305,4 +309,47 @@ fn get_management_interface(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError
             .map(|r| jr(&r))
             .ok_or_else(|| XapiError::code("HOST_HAS_NO_MANAGEMENT_IP"))
     })
+}
+
+fn set_hostname_live(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let pp = Params::new(&ctx.method, &p);
+    let host = pp.r(0)?;
+    let name = pp.s(1)?;
+    let valid_name = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.starts_with('-');
+    if !valid_name {
+        return Err(XapiError::new("HOST_NAME_INVALID", ["hostname contains invalid characters"]));
+    }
+    ctx.pool
+        .write(|db| {
+            get(db, "host", &host)?;
+            db.set_field("host", &host, "hostname", json!(name))
+        })
+        .map(|_| void())
+}
+
+fn set_ssh(ctx: &Ctx, p: Vec<Value>, on: bool) -> Result<Value, XapiError> {
+    let host = host_param(ctx, &p)?;
+    ctx.pool
+        .write(|db| {
+            get(db, "host", &host)?;
+            db.set_field("host", &host, "ssh_enabled", json!(on))
+        })
+        .map(|_| void())
+}
+
+fn enable_ssh(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    set_ssh(ctx, p, true)
+}
+
+fn disable_ssh(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    set_ssh(ctx, p, false)
+}
+
+fn dmesg(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let host = host_param(ctx, &p)?;
+    let name = ctx.pool.read(|db| get(db, "host", &host).map(|h| s(&h, "hostname").to_owned()))?;
+    Ok(json!(format!("[    0.000000] Linux version 4.19.0+1 (simulated host {name})\n")))
 }

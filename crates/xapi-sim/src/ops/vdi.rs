@@ -22,6 +22,9 @@ pub fn register(reg: &mut Registry) {
     reg.register("VDI.set_name_description", set_name_description);
     reg.register("VDI.set_read_only", set_read_only);
     reg.register("VDI.set_sharable", set_sharable);
+    reg.register("VDI.pool_migrate", pool_migrate);
+    reg.register("VDI.enable_cbt", enable_cbt);
+    reg.register("VDI.disable_cbt", disable_cbt);
 }
 
 /// How a VDI is derived from another.
@@ -302,4 +305,68 @@ fn set_read_only(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn set_sharable(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     set_field(ctx, p, "sharable")
+}
+
+/// `VDI.pool_migrate(vdi, sr, options)`: live storage migration of a disk of a running VM; returns the new VDI.
+pub fn pool_migrate_vdi(db: &mut Db, vdi: &Ref, sr: &Ref) -> Result<Ref, XapiError> {
+    let r = get(db, "VDI", vdi)?;
+    get(db, "SR", sr)?;
+    let vbds: Vec<Ref> = refs(&r, "VBDs");
+    let vm = vbds.iter().find_map(|v| db.get("VBD", v).map(|b| rf(b, "VM"))).unwrap_or_else(Ref::null);
+    if !valid(db, "VM", &vm) {
+        return Err(XapiError::new("VDI_NEEDS_VM_FOR_MIGRATE", [vdi.0.clone()]));
+    }
+    let running = db.get("VM", &vm).is_some_and(|v| s(v, "power_state") == "Running");
+    if !running {
+        let actual = db.get("VM", &vm).map(|v| s(v, "power_state").to_ascii_lowercase()).unwrap_or_default();
+        return Err(XapiError::new("VM_BAD_POWER_STATE", [vm.0.clone(), "running".to_owned(), actual]));
+    }
+    if rf(&r, "SR") == *sr {
+        return Ok(vdi.clone());
+    }
+    let new = derive_vdi(db, vdi, Some(sr), DiskOp::Copy)?;
+    db.update("VDI", &new, |n| {
+        for k in ["name_label", "name_description"] {
+            if let Some(v) = r.get(k) {
+                n.insert(k.to_owned(), v.clone());
+            }
+        }
+    })?;
+    for vbd in vbds {
+        if db.exists("VBD", &vbd) {
+            db.set_field("VBD", &vbd, "VDI", jr(&new))?;
+        }
+    }
+    destroy_vdi(db, vdi)?;
+    update_vdi(db, &new)?;
+    Ok(new)
+}
+
+fn pool_migrate(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let pp = Params::new(&ctx.method, &p);
+    let vdi = pp.r(0)?;
+    let sr = pp.r(1)?;
+    ctx.pool.write(|db| pool_migrate_vdi(db, &vdi, &sr)).map(|r| jr(&r))
+}
+
+fn set_cbt(ctx: &Ctx, p: Vec<Value>, on: bool) -> Result<Value, XapiError> {
+    let vdi = Params::new(&ctx.method, &p).r(0)?;
+    ctx.pool
+        .write(|db| {
+            let r = get(db, "VDI", &vdi)?;
+            if on && matches!(s(&r, "type"), "suspend" | "crashdump" | "ha_statefile" | "metadata" | "redo_log") {
+                return Err(XapiError::new("VDI_INCOMPATIBLE_TYPE", [vdi.0.clone(), s(&r, "type").to_owned()]));
+            }
+            db.set_field("VDI", &vdi, "cbt_enabled", json!(on))?;
+            update_vdi(db, &vdi)
+        })
+        .map(|_| void())
+}
+
+fn enable_cbt(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    set_cbt(ctx, p, true)
+}
+
+fn disable_cbt(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    set_cbt(ctx, p, false)
 }

@@ -16,6 +16,9 @@ pub fn register(reg: &mut Registry) {
     reg.register("VIF.unplug", unplug);
     reg.register("VIF.unplug_force", unplug);
     reg.register("VIF.move", move_vif);
+    reg.register("VIF.configure_ipv4", configure_ipv4);
+    reg.register("VIF.configure_ipv6", configure_ipv6);
+    reg.register("VIF.set_locking_mode", set_locking_mode);
 }
 
 /// Device numbers used by the VM's VIFs.
@@ -141,6 +144,50 @@ fn move_vif(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
             get(db, "VIF", &vif)?;
             get(db, "network", &net)?;
             db.set_field("VIF", &vif, "network", jr(&net))
+        })
+        .map(|_| void())
+}
+
+fn configure_ip(ctx: &Ctx, p: Vec<Value>, v6: bool) -> Result<Value, XapiError> {
+    let pp = Params::new(&ctx.method, &p);
+    let vif = pp.r(0)?;
+    let mode = pp.s(1)?;
+    let address = pp.s_or(2, "");
+    let gateway = pp.s_or(3, "");
+    let (mf, af, gf) = if v6 {
+        ("ipv6_configuration_mode", "ipv6_addresses", "ipv6_gateway")
+    } else {
+        ("ipv4_configuration_mode", "ipv4_addresses", "ipv4_gateway")
+    };
+    ctx.pool
+        .write(|db| {
+            get(db, "VIF", &vif)?;
+            if mode == "Static" && address.is_empty() {
+                return Err(XapiError::new("INVALID_IP_ADDRESS_SPECIFIED", ["address"]));
+            }
+            let addrs = if mode == "Static" { json!([address]) } else { json!([]) };
+            let gw = if mode == "Static" { json!(gateway) } else { json!("") };
+            super::helpers::set(db, "VIF", &vif, vec![(mf, json!(mode)), (af, addrs), (gf, gw)])
+        })
+        .map(|_| void())
+}
+
+fn configure_ipv4(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    configure_ip(ctx, p, false)
+}
+
+fn configure_ipv6(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    configure_ip(ctx, p, true)
+}
+
+fn set_locking_mode(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let pp = Params::new(&ctx.method, &p);
+    let vif = pp.r(0)?;
+    let mode = pp.s(1)?;
+    ctx.pool
+        .write(|db| {
+            get(db, "VIF", &vif)?;
+            db.set_field("VIF", &vif, "locking_mode", json!(mode))
         })
         .map(|_| void())
 }

@@ -37,6 +37,9 @@ pub fn register(reg: &mut Registry) {
     reg.register("VM.assert_can_boot_here", assert_can_boot_here_h);
     reg.register("VM.assert_operation_valid", assert_operation_valid);
     reg.register("VM.update_allowed_operations", update_allowed_operations);
+    reg.register("VM.send_sysrq", send_sysrq);
+    reg.register("VM.send_trigger", send_trigger);
+    reg.register("VM.call_plugin", call_plugin);
 }
 
 /// The four memory limits (static_min, dynamic_min, dynamic_max, static_max).
@@ -349,4 +352,26 @@ fn assert_operation_valid(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> 
 fn update_allowed_operations(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = Params::new(&ctx.method, &p).r(0)?;
     ctx.pool.write(|db| update_vm_tree(db, &vm)).map(|_| void())
+}
+
+fn checked_noop(ctx: &Ctx, p: Vec<Value>, op: VmOp) -> Result<Value, XapiError> {
+    let vm = Params::new(&ctx.method, &p).r(0)?;
+    ctx.pool.read(|db| assert_vm_op(db, &vm, op)).map(|_| void())
+}
+
+fn send_sysrq(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    checked_noop(ctx, p, VmOp::send_sysrq)
+}
+
+fn send_trigger(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    checked_noop(ctx, p, VmOp::send_trigger)
+}
+
+/// `VM.call_plugin(vm, plugin, fn, args)`: only the guest-agent-less default answer exists in the simulator.
+fn call_plugin(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let pp = Params::new(&ctx.method, &p);
+    let vm = pp.r(0)?;
+    let plugin = pp.s(1)?;
+    ctx.pool.read(|db| assert_vm_op(db, &vm, VmOp::call_plugin))?;
+    Err(XapiError::new("XENAPI_MISSING_PLUGIN", [plugin]))
 }
