@@ -1266,3 +1266,123 @@ fn extra_device_and_host_messages() {
     assert_eq!(t.field("host", &hs[0], "ssh_enabled"), false);
     assert!(t.call("host.dmesg", vec![json!(hs[0])]).as_str().unwrap().contains("node-a"));
 }
+
+#[test]
+fn sr_and_pbd_life_cycle() {
+    let t = T::new(2);
+    let hs = t.hosts();
+    let types = t.call("SR.get_supported_types", vec![]);
+    assert!(types.as_array().unwrap().contains(&json!("nfs")));
+    let e = t.fail(
+        "SR.create",
+        vec![
+            json!(hs[0]),
+            json!({}),
+            json!(0),
+            json!("x"),
+            json!(""),
+            json!("zfs-magic"),
+            json!("user"),
+            json!(false),
+            json!({}),
+        ],
+    );
+    assert_eq!(e, vec!["SR_UNKNOWN_DRIVER", "zfs-magic"]);
+    let sr = t
+        .call(
+            "SR.create",
+            vec![
+                json!(hs[0]),
+                json!({"server": "10.0.0.9", "serverpath": "/x"}),
+                json!(100 * GIB),
+                json!("nfs2"),
+                json!("second"),
+                json!("nfs"),
+                json!("user"),
+                json!(true),
+                json!({}),
+            ],
+        )
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pbds = t.field("SR", &sr, "PBDs").as_array().unwrap().clone();
+    assert_eq!(pbds.len(), 2);
+    assert_eq!(t.field("SR", &sr, "physical_size"), 100 * GIB);
+    let vdi = t.new_vdi(&sr, GIB);
+    let e = t.fail("SR.destroy", vec![json!(sr)]);
+    assert_eq!(e, vec!["SR_HAS_PBD", sr.as_str()]);
+    // a running VM on host 0 uses the disk: its PBD cannot go
+    let vm = t.new_vm("on-nfs2", GIB);
+    t.new_vbd(&vm, &vdi, "1", "Disk", "RW", false).unwrap();
+    t.call("VM.start_on", vec![json!(vm), json!(hs[0]), json!(false), json!(false)]);
+    let pbd0 =
+        pbds.iter().map(|p| p.as_str().unwrap().to_owned()).find(|p| t.str_field("PBD", p, "host") == hs[0]).unwrap();
+    let e = t.fail("PBD.unplug", vec![json!(pbd0)]);
+    assert_eq!(e, vec!["VDI_IN_USE", vdi.as_str(), "unplug"]);
+    t.call("VM.hard_shutdown", vec![json!(vm)]);
+    for p in &pbds {
+        t.call("PBD.unplug", vec![p.clone()]);
+    }
+    let e = t.fail("SR.destroy", vec![json!(sr)]);
+    assert_eq!(e, vec!["SR_NOT_EMPTY"]);
+    t.call("PBD.plug", vec![pbds[0].clone()]);
+    assert_eq!(t.field("PBD", pbds[0].as_str().unwrap(), "currently_attached"), true);
+    t.call("PBD.unplug", vec![pbds[0].clone()]);
+    t.call("SR.forget", vec![json!(sr)]);
+    assert!(!t.exists("SR", &sr) && !t.exists("VDI", &vdi));
+    assert_eq!(
+        t.str_field(
+            "VBD",
+            &t.field("VM", &vm, "VBDs")
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .find(|v| t.str_field("VBD", v, "userdevice") == "1")
+                .unwrap(),
+            "VDI"
+        ),
+        "OpaqueRef:NULL"
+    );
+
+    // introduce (no PBDs), then destroy needs PBDs
+    let isr = t
+        .call(
+            "SR.introduce",
+            vec![json!(""), json!("intro"), json!(""), json!("nfs"), json!("user"), json!(true), json!({})],
+        )
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e = t.fail("SR.destroy", vec![json!(isr)]);
+    assert_eq!(e, vec!["SR_NO_PBDS", isr.as_str()]);
+    assert_eq!(t.call("SR.probe_ext", vec![json!(hs[0]), json!({}), json!("nfs"), json!({})]), json!([]));
+    let e = t.fail("SR.probe", vec![json!(hs[0]), json!({}), json!("nope"), json!({})]);
+    assert_eq!(e[0], "SR_UNKNOWN_DRIVER");
+    t.call("SR.forget", vec![json!(isr)]);
+
+    // destroy of an empty SR with unplugged PBDs
+    let esr = t
+        .call(
+            "SR.create",
+            vec![
+                json!(hs[1]),
+                json!({}),
+                json!(GIB),
+                json!("e"),
+                json!(""),
+                json!("ext"),
+                json!("user"),
+                json!(false),
+                json!({}),
+            ],
+        )
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let epbd = t.field("SR", &esr, "PBDs")[0].clone();
+    t.call("PBD.unplug", vec![epbd.clone()]);
+    t.call("SR.destroy", vec![json!(esr)]);
+    assert!(!t.exists("SR", &esr) && !t.exists("PBD", epbd.as_str().unwrap()));
+}

@@ -12,6 +12,7 @@ pub mod network;
 pub mod placement;
 pub mod pool;
 pub mod sr;
+pub mod sr_lifecycle;
 pub mod vbd;
 pub mod vdi;
 pub mod vif;
@@ -37,6 +38,7 @@ pub fn register(reg: &mut Registry) {
     vm_migrate::register(reg);
     host::register(reg);
     sr::register(reg);
+    sr_lifecycle::register(reg);
     message::register(reg);
     pool::register(reg);
 }
