@@ -98,6 +98,16 @@ fn ip_for_mac(mac: &str) -> String {
     format!("10.{}.{}.{}", 200u8.wrapping_add(x % 50), y, 2 + (x ^ y) % 250)
 }
 
+/// The EUI-64 IPv6 link-local address of a MAC (`fe80::…`).
+fn link_local(mac: &str) -> String {
+    let b: Vec<u8> = mac.split(':').filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
+    if b.len() != 6 {
+        return "fe80::1".to_owned();
+    }
+    let w = |hi: u8, lo: u8| u16::from(hi) << 8 | u16::from(lo);
+    format!("fe80::{:x}:{:x}:{:x}:{:x}", w(b[0] ^ 0x02, b[1]), w(b[2], 0xff), w(0xfe, b[3]), w(b[4], b[5]))
+}
+
 /// Create (or replace) the guest metrics of a running VM, as its guest agent would report them.
 fn create_guest_metrics(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     let r = get(db, "VM", vm)?;
@@ -114,9 +124,7 @@ fn create_guest_metrics(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
         let ip = ip_for_mac(s(v, "MAC"));
         networks.insert(format!("{dev}/ip"), json!(ip));
         networks.insert(format!("{dev}/ipv4/0"), json!(ip));
-        let mac = s(v, "MAC").replace(':', "");
-        networks
-            .insert(format!("{dev}/ipv6/0"), json!(format!("fe80::{}:{}ff:fe{}", &mac[..4.min(mac.len())], "00", dev)));
+        networks.insert(format!("{dev}/ipv6/0"), json!(link_local(s(v, "MAC"))));
     }
     let other = json!({
         "feature-shutdown": "1", "feature-poweroff": "1", "feature-reboot": "1", "feature-suspend": "1",
@@ -601,4 +609,18 @@ fn pool_migrate(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 /// Is the VM a running (or paused) guest, not a control domain?
 pub fn is_live_guest(db: &Db, vm: &Ref) -> bool {
     db.get("VM", vm).is_some_and(|r| !b(r, "is_control_domain")) && power(db, vm).is_live()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ip_for_mac, link_local};
+
+    #[test]
+    fn guest_addresses() {
+        assert_eq!(link_local("02:16:3e:00:00:01"), "fe80::16:3eff:fe00:1");
+        assert_eq!(link_local("bad"), "fe80::1");
+        let ip = ip_for_mac("aa:bb:cc:dd:ee:ff");
+        assert!(ip.starts_with("10."));
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok());
+    }
 }
