@@ -170,3 +170,76 @@ async fn export_and_import_through_at_file() {
         .fails(IO);
     assert!(r.stderr.contains("/nonexistent/dir/out.xva"), "{r:?}");
 }
+
+/// The server's own one-shot URLs (relative `/api/<token>/<name>` paths), over HTTPS with a self-signed
+/// certificate: what vm.export / vm.import will answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_one_shot_urls_over_https() {
+    use xo_server::transfer::Transfers;
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 13) as u8).collect();
+    let uploads: Received = Arc::new(Mutex::new(Vec::new()));
+    let s = common::start_with(|c| c.https = true).await;
+    let reg = s.server.app().registry();
+    let p = payload.clone();
+    reg.register(Method::new("test.export", move |ctx: xo_server::Ctx, _| {
+        let p = p.clone();
+        async move {
+            Ok(Transfers::of(&ctx.app).get_from(
+                Some("2026 - my vm.xva"),
+                "application/octet-stream",
+                move || axum::body::Body::from(p),
+            ))
+        }
+    }))
+    .unwrap();
+    let up = uploads.clone();
+    reg.register(Method::new("test.import", move |ctx: xo_server::Ctx, _| {
+        let up = up.clone();
+        async move {
+            let path = Transfers::of(&ctx.app).register(
+                None,
+                Box::new(move |req: axum::extract::Request| {
+                    Box::pin(async move {
+                        let len = req
+                            .headers()
+                            .get("content-length")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok());
+                        let body = axum::body::to_bytes(req.into_body(), 64 << 20)
+                            .await
+                            .unwrap();
+                        up.lock().unwrap().push((len, body.to_vec()));
+                        axum::response::IntoResponse::into_response(
+                            r#"{"id":0,"jsonrpc":"2.0","result":"imported"}"#,
+                        )
+                    })
+                }),
+            );
+            Ok(json!({ "$sendTo": path }))
+        }
+    }))
+    .unwrap();
+    s.cli(&[
+        "--register",
+        "--allowUnauthorized",
+        &s.url(),
+        "admin@admin.net",
+        "admin",
+    ])
+    .await
+    .ok();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("vm.xva");
+    let arg = format!("@={}", file.display());
+    s.cli(&["test.export", &arg]).await.ok();
+    assert_eq!(std::fs::read(&file).unwrap(), payload);
+    let r = s.cli(&["test.import", &arg]).await.ok();
+    assert_eq!(
+        r.stdout.trim(),
+        r#"{"id":0,"jsonrpc":"2.0","result":"imported"}"#
+    );
+    assert_eq!(
+        uploads.lock().unwrap()[0],
+        (Some(payload.len() as u64), payload)
+    );
+}
