@@ -1,0 +1,28 @@
+//! The access-control seam: per-object permission checks for method calls and per-user visibility of
+//! objects (for `xo.getAllObjects` and `all` notifications).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::UserInfo;
+
+/// Object permissions of non-admin users. Administrators never reach it (the server lets them through).
+pub trait AccessControl: Send + Sync + 'static {
+    /// The index of the first `(object id, permission)` pair the user lacks, `None` when all are granted.
+    fn first_denied(&self, user: &UserInfo, pairs: &[(String, String)]) -> Option<usize>;
+
+    /// Ids of the current objects the user may `view` (computed once and cached; the cache follows
+    /// [`AccessControl::batch`] calls and ACL changes).
+    fn visible_ids(&self, user: &UserInfo) -> Arc<HashSet<String>>;
+
+    /// Called once for every batch of object changes, in order, after the objects changed and before the
+    /// batch is sent: `enter` are added or updated ids, `exit` removed ids. The result says who sees what
+    /// of this batch (a removed object is visible to whoever could see it before).
+    fn batch(&self, enter: &[&str], exit: &[&str]) -> Box<dyn BatchVisibility>;
+}
+
+/// Visibility of one batch's ids per user.
+pub trait BatchVisibility: Send {
+    /// Whether `user` may see `id` in this batch.
+    fn visible(&self, user: &UserInfo, id: &str) -> bool;
+}
