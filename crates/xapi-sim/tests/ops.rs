@@ -492,6 +492,11 @@ fn placement_and_memory_errors() {
     let t = T::new(1);
     let host = t.hosts()[0].clone();
     let vm = t.new_vm("big", GIB);
+    // absurd sizes fail cleanly (no overflow)
+    t.call("VM.set_memory", vec![json!(vm), json!(i64::MAX)]);
+    let e = t.fail("VM.start", vec![json!(vm), json!(false), json!(false)]);
+    assert_eq!(e, vec!["NO_HOSTS_AVAILABLE"]);
+    t.call("VM.set_memory", vec![json!(vm), json!(GIB)]);
     let e = t.fail("VM.set_memory_limits", vec![json!(vm), json!(GIB), json!(GIB), json!(2 * GIB), json!(GIB)]);
     assert_eq!(e[0], "MEMORY_CONSTRAINT_VIOLATION");
     t.call("VM.set_memory", vec![json!(vm), json!(4096 * GIB)]);
@@ -530,6 +535,8 @@ fn vm_setters_and_queries() {
     assert_eq!(e[0], "INVALID_VALUE");
     let e = t.fail("VM.set_VCPUs_max", vec![json!(vm), json!(1)]);
     assert_eq!(e[0], "INVALID_VALUE");
+    let e = t.fail("VM.set_VCPUs_max", vec![json!(vm), json!(i64::MAX)]);
+    assert_eq!(e, vec!["INVALID_VALUE".to_owned(), "VCPUs_max".to_owned(), i64::MAX.to_string()]);
     t.call("VM.set_VCPUs_max", vec![json!(vm), json!(8)]);
     t.call("VM.set_VCPUs_at_startup", vec![json!(vm), json!(4)]);
     t.call("VM.set_memory_static_max", vec![json!(vm), json!(2 * GIB)]);

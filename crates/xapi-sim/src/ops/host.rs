@@ -93,8 +93,8 @@ fn evacuation_plan(db: &Db, host: &Ref) -> Vec<Result<(Ref, Ref), (Ref, XapiErro
         for t in &targets {
             match assert_can_boot_here(db, &vm, t) {
                 Ok(()) => {
-                    let used: i64 = extra.iter().filter(|(h, _)| h == t).map(|(_, m)| m).sum();
-                    let free = host_free_memory(db, t) - used;
+                    let used = extra.iter().filter(|(h, _)| h == t).fold(0i64, |acc, (_, m)| acc.saturating_add(*m));
+                    let free = host_free_memory(db, t).saturating_sub(used);
                     if free >= need {
                         if best.as_ref().is_none_or(|(f, _)| free > *f) {
                             best = Some((free, t.clone()));

@@ -13,12 +13,12 @@ pub fn vm_memory_footprint(db: &Db, vm: &Ref) -> i64 {
     let actual = db.get("VM_metrics", &rf(r, "metrics")).map(|m| i(m, "memory_actual")).unwrap_or(0);
     let live = matches!(s(r, "power_state"), "Running" | "Paused");
     let base = if live && actual > 0 { actual } else { i(r, "memory_dynamic_max") };
-    base + i(r, "memory_overhead")
+    base.saturating_add(i(r, "memory_overhead"))
 }
 
 /// Memory needed to start (or resume, or receive) a VM.
 pub fn vm_start_memory(db: &Db, vm: &Ref) -> i64 {
-    db.get("VM", vm).map(|r| i(r, "memory_dynamic_max") + i(r, "memory_overhead")).unwrap_or(0)
+    db.get("VM", vm).map(|r| i(r, "memory_dynamic_max").saturating_add(i(r, "memory_overhead"))).unwrap_or(0)
 }
 
 /// Free memory of a host: total − host overhead − every resident VM's footprint (dom0 included).
@@ -27,8 +27,8 @@ pub fn host_free_memory(db: &Db, host: &Ref) -> i64 {
         return 0;
     };
     let total = db.get("host_metrics", &rf(h, "metrics")).map(|m| i(m, "memory_total")).unwrap_or(0);
-    let used: i64 = refs(h, "resident_VMs").iter().map(|vm| vm_memory_footprint(db, vm)).sum();
-    (total - i(h, "memory_overhead") - used).max(0)
+    let used = refs(h, "resident_VMs").iter().fold(0i64, |acc, vm| acc.saturating_add(vm_memory_footprint(db, vm)));
+    total.saturating_sub(i(h, "memory_overhead")).saturating_sub(used).max(0)
 }
 
 /// Refresh `host_metrics.memory_free` of a host.

@@ -24,8 +24,8 @@ pub fn scan_sr(db: &mut Db, sr: &Ref) -> Result<(), XapiError> {
     let (mut phys, mut virt) = (0i64, 0i64);
     for vdi in &vdis {
         if let Some(v) = db.get("VDI", vdi) {
-            phys += i(v, "physical_utilisation");
-            virt += i(v, "virtual_size");
+            phys = phys.saturating_add(i(v, "physical_utilisation"));
+            virt = virt.saturating_add(i(v, "virtual_size"));
         }
     }
     db.update("SR", sr, |r| {

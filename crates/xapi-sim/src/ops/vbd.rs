@@ -24,10 +24,11 @@ pub fn register(reg: &mut Registry) {
 
 /// Guest device name of a userdevice number (`0` → `xvda`, `3` → `xvdd`).
 pub fn device_name(userdevice: &str) -> String {
+    let letter = |k: u32| char::from_u32(u32::from(b'a') + k).unwrap_or('a');
     match userdevice.parse::<u32>() {
-        Ok(n) if n < 26 => format!("xvd{}", (b'a' + n as u8) as char),
-        Ok(n) => format!("xvd{}{}", (b'a' + (n / 26 - 1) as u8) as char, (b'a' + (n % 26) as u8) as char),
-        Err(_) => userdevice.to_owned(),
+        Ok(n) if n < 26 => format!("xvd{}", letter(n)),
+        Ok(n) if n < 26 * 27 => format!("xvd{}{}", letter(n / 26 - 1), letter(n % 26)),
+        _ => userdevice.to_owned(),
     }
 }
 
@@ -272,5 +273,7 @@ mod tests {
         assert_eq!(device_name("3"), "xvdd");
         assert_eq!(device_name("26"), "xvdaa");
         assert_eq!(device_name("xvdb"), "xvdb");
+        assert_eq!(device_name("701"), "xvdzz");
+        assert_eq!(device_name("4294967295"), "4294967295");
     }
 }

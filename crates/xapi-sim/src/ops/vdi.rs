@@ -50,7 +50,7 @@ pub fn check_space(db: &Db, sr: &Ref, needed: i64) -> Result<(), XapiError> {
     if size <= 0 || s(r, "content_type") == "iso" || needed <= 0 {
         return Ok(());
     }
-    let free = (size - i(r, "physical_utilisation")).max(0);
+    let free = size.saturating_sub(i(r, "physical_utilisation")).max(0);
     if needed > free {
         return Err(XapiError::new("SR_FULL", [needed.to_string(), free.to_string()]));
     }
@@ -63,8 +63,8 @@ pub fn account(db: &mut Db, sr: &Ref, physical: i64, virt: i64) -> Result<(), Xa
         return Ok(());
     }
     db.update("SR", sr, |r| {
-        let p = i(r, "physical_utilisation") + physical;
-        let v = i(r, "virtual_allocation") + virt;
+        let p = i(r, "physical_utilisation").saturating_add(physical);
+        let v = i(r, "virtual_allocation").saturating_add(virt);
         r.insert("physical_utilisation".into(), json!(p.max(0)));
         r.insert("virtual_allocation".into(), json!(v.max(0)));
     })
@@ -112,7 +112,7 @@ pub fn destroy_vdi(db: &mut Db, vdi: &Ref) -> Result<(), XapiError> {
     }
     let sr = rf(&r, "SR");
     db.destroy("VDI", vdi)?;
-    account(db, &sr, -i(&r, "physical_utilisation"), -i(&r, "virtual_size"))?;
+    account(db, &sr, i(&r, "physical_utilisation").saturating_neg(), i(&r, "virtual_size").saturating_neg())?;
     Ok(())
 }
 
@@ -203,7 +203,12 @@ fn forget(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 }
             }
             db.destroy("VDI", &vdi)?;
-            account(db, &rf(&r, "SR"), -i(&r, "physical_utilisation"), -i(&r, "virtual_size"))
+            account(
+                db,
+                &rf(&r, "SR"),
+                i(&r, "physical_utilisation").saturating_neg(),
+                i(&r, "virtual_size").saturating_neg(),
+            )
         })
         .map(|_| void())
 }
@@ -227,14 +232,15 @@ fn resize(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 return Err(XapiError::new("VDI_READONLY", [vdi.0.clone()]));
             }
             let sr = rf(&r, "SR");
-            let grow_phys = if get(db, "SR", &sr).map(|x| thick(&x)).unwrap_or(false) { size - old } else { 0 };
+            let grow_phys =
+                if get(db, "SR", &sr).map(|x| thick(&x)).unwrap_or(false) { size.saturating_sub(old) } else { 0 };
             check_space(db, &sr, grow_phys)?;
             db.update("VDI", &vdi, |v| {
                 v.insert("virtual_size".into(), json!(size));
-                let p = i(v, "physical_utilisation") + grow_phys;
+                let p = i(v, "physical_utilisation").saturating_add(grow_phys);
                 v.insert("physical_utilisation".into(), json!(p));
             })?;
-            account(db, &sr, grow_phys, size - old)
+            account(db, &sr, grow_phys, size.saturating_sub(old))
         })
         .map(|_| void())
 }

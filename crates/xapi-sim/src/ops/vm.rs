@@ -48,7 +48,7 @@ pub fn vm_message(db: &mut Db, vm: &Ref, name: &str, what: &str) -> Result<(), X
 }
 
 fn next_domid(db: &Db) -> i64 {
-    db.all("VM").map(|(_, r)| i(r, "domid")).max().unwrap_or(0).max(0) + 1
+    db.all("VM").map(|(_, r)| i(r, "domid")).max().unwrap_or(0).clamp(0, i64::MAX - 1) + 1
 }
 
 /// Whether the VM boots HVM (`domain_type`, else `HVM_boot_policy` non-empty).
@@ -230,7 +230,7 @@ pub fn boot(db: &mut Db, vm: &Ref, host: &Ref, paused: bool) -> Result<(), XapiE
     .to_owned();
     let platform = super::helpers::smap(&r, "platform");
     let truthy = |k: &str| platform.get(k).is_some_and(|v| v == "true" || v == "1");
-    let vcpus = i(&r, "VCPUs_at_startup").max(1);
+    let vcpus = i(&r, "VCPUs_at_startup").clamp(1, super::vm_config::MAX_VCPUS);
     let cpus: Map<String, Value> = (0..vcpus).map(|n| (n.to_string(), json!(n % 4))).collect();
     set(
         db,
@@ -374,7 +374,7 @@ fn suspend_sr(db: &Db, vm: &Ref) -> Result<Ref, XapiError> {
 pub fn write_suspend_image(db: &mut Db, vm: &Ref) -> Result<Ref, XapiError> {
     let sr = suspend_sr(db, vm)?;
     let r = get(db, "VM", vm)?;
-    let size = i(&r, "memory_static_max") + 2 * 1024 * 1024;
+    let size = i(&r, "memory_static_max").saturating_add(2 * 1024 * 1024);
     create_vdi(
         db,
         rec([

@@ -141,6 +141,9 @@ fn set_memory_dynamic_min(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> 
     mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| Ok(Mem { dmin: pp.i(1)?, ..m }))
 }
 
+/// Upper bound accepted for `VCPUs_max` (XAPI's limit for HVM guests).
+pub const MAX_VCPUS: i64 = 128;
+
 fn vcpu_error() -> XapiError {
     XapiError::new("INVALID_VALUE", ["VCPU values must satisfy: 0 < VCPUs_at_startup ≤ VCPUs_max"])
 }
@@ -155,6 +158,9 @@ fn set_vcpus_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
             let at_startup = i(db.record("VM", &vm)?, "VCPUs_at_startup");
             if v < 1 || v < at_startup {
                 return Err(vcpu_error());
+            }
+            if v > MAX_VCPUS {
+                return Err(XapiError::new("INVALID_VALUE", ["VCPUs_max".to_owned(), v.to_string()]));
             }
             db.set_field("VM", &vm, "VCPUs_max", json!(v))?;
             update_vm(db, &vm)
