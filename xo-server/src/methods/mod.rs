@@ -1,12 +1,28 @@
-//! The core API methods (session, system, user, group, token, server, api, xo), declared for the registry.
+//! The core API methods (session, system, user, group, token, server, api, xo) and the object methods
+//! acting on XAPI (vm, host, pool, sr, vdi, vbd, vif, network, tag, message, task), declared for the registry.
 
 mod api;
 mod group;
+mod host;
+mod message;
+mod network;
+mod pool;
+pub mod resolve;
 mod server;
 mod session;
+mod sr;
 mod system;
+mod tag;
+mod task;
 mod token;
 mod user;
+mod vbd;
+mod vdi;
+mod vif;
+mod vm;
+mod vm_disks;
+mod vm_edit;
+mod vm_migrate;
 mod xo;
 
 use serde_json::{Map, Value};
@@ -27,6 +43,25 @@ pub fn core_methods() -> Vec<Method> {
     v.extend(server::methods());
     v.extend(api::methods());
     v.extend(xo::methods());
+    v.extend(object_methods());
+    v
+}
+
+/// The object methods acting on XAPI (vm, host, pool, sr, vdi/disk, vbd, vif, network, tag, message,
+/// task); their `resolve` entries are in [`resolve::resolve_table`].
+pub fn object_methods() -> Vec<Method> {
+    let mut v = Vec::new();
+    v.extend(vm::methods());
+    v.extend(host::methods());
+    v.extend(pool::methods());
+    v.extend(sr::methods());
+    v.extend(vdi::methods());
+    v.extend(vbd::methods());
+    v.extend(vif::methods());
+    v.extend(network::methods());
+    v.extend(tag::methods());
+    v.extend(message::methods());
+    v.extend(task::methods());
     v
 }
 

@@ -1,0 +1,313 @@
+//! `host.*` acting on XAPI: enable/disable, restart (evacuation first, XO's version guard), restartAgent
+//! (and its alias `restart_agent`), set, detach — `packages/xo-server/src/api/host.mjs`.
+
+use std::cmp::Ordering;
+
+use serde_json::{json, Map, Value};
+
+use super::resolve::{incorrect_state, r, resolve, s, schema, spec_of, CallError, Resolve, Xapi};
+use super::{opt_bool, opt_str};
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::registry::Method;
+use crate::xapi::XoObject;
+
+const HOST: &[&str] = &["host"];
+
+/// `resolve` entries of the `host.*` methods.
+pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
+    ("host.detach", &[r("host", "id", HOST, "administrate")]),
+    ("host.disable", &[r("host", "id", HOST, "administrate")]),
+    ("host.enable", &[r("host", "id", HOST, "administrate")]),
+    ("host.restart", &[r("host", "id", HOST, "operate")]),
+    (
+        "host.restartAgent",
+        &[r("host", "id", HOST, "administrate")],
+    ),
+    (
+        "host.restart_agent",
+        &[r("host", "id", HOST, "administrate")],
+    ),
+    ("host.set", &[r("host", "id", HOST, "administrate")]),
+];
+
+async fn host_call(
+    ctx: Ctx,
+    p: Map<String, Value>,
+    method: &str,
+) -> Result<(Xapi, std::sync::Arc<XoObject>), ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, method)).await?;
+    let host = res.get("host")?.clone();
+    Ok((Xapi::of(&res.pools, &host)?, host))
+}
+
+async fn enable(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p, "host.enable").await?;
+    x.call("host.enable", vec![host.xapi_ref().into()]).await?;
+    Ok(Value::Bool(true))
+}
+
+async fn disable(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let transient = opt_bool(&p, "transient").unwrap_or(false);
+    let (x, host) = host_call(ctx, p, "host.disable").await?;
+    // auto_enable: a transient disable ends at the next toolstack restart
+    match x
+        .try_call(
+            "host.disable",
+            vec![host.xapi_ref().into(), transient.into()],
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(CallError::Xapi(e)) if e.code == "MESSAGE_PARAMETER_COUNT_MISMATCH" => {
+            x.call("host.disable", vec![host.xapi_ref().into()]).await?;
+        }
+        Err(e) => return Err(x.api(e)),
+    }
+    Ok(Value::Bool(true))
+}
+
+/// Compares dotted numeric versions (`8.2.1` < `8.3.0`).
+fn compare_versions(a: &str, b: &str) -> Ordering {
+    let parse = |v: &str| -> Vec<u64> {
+        v.split(['.', '-'])
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    let (a, b) = (parse(a), parse(b));
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            a.get(i)
+                .copied()
+                .unwrap_or(0)
+                .cmp(&b.get(i).copied().unwrap_or(0))
+        })
+        .find(|o| *o != Ordering::Equal)
+        .unwrap_or(Ordering::Equal)
+}
+
+/// XO refuses to reboot a slave needing a reboot before its master is up to date.
+fn version_guard(x: &Xapi, host: &XoObject) -> Result<(), ApiError> {
+    let reboot_required = host.get("rebootRequired").and_then(Value::as_bool) == Some(true);
+    if !reboot_required {
+        return Ok(());
+    }
+    let pool = x
+        .pools
+        .object_of_type(host.pool().unwrap_or_default(), &["pool"])?;
+    let master = x.pools.object_of_type(s(&pool, "master"), HOST)?;
+    if master.id() == host.id() {
+        return Ok(());
+    }
+    let fail = || incorrect_state(json!(true), json!(false), master.id(), "rebootRequired");
+    match compare_versions(s(&master, "version"), s(host, "version")) {
+        Ordering::Less => Err(fail()),
+        Ordering::Equal if master.get("rebootRequired").and_then(Value::as_bool) == Some(true) => {
+            Err(fail())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// XO's `clearHost`: disable, then evacuate; when the evacuation fails and `force` is off, the host is
+/// re-enabled and the error returned.
+async fn clear_host(x: &Xapi, host: &XoObject, force: bool) -> Result<(), ApiError> {
+    let host_ref = host.xapi_ref();
+    x.call("host.disable", vec![host_ref.into()]).await?;
+    let pool = x.pools.object(host.pool().unwrap_or_default());
+    let network = pool
+        .as_ref()
+        .and_then(|p| p.get("otherConfig"))
+        .and_then(|o| o.get("xo:migrationNetwork"))
+        .and_then(Value::as_str)
+        .map(|id| {
+            x.pools
+                .object(id)
+                .map(|n| n.xapi_ref().to_owned())
+                .ok_or_else(|| ApiError::internal(format!("could not find migration network {id}")))
+        })
+        .transpose()?;
+    let mut params: Vec<Value> = vec![host_ref.into()];
+    if let Some(n) = network {
+        params.push(n.into());
+    }
+    let evacuated = loop {
+        match x.try_call_async("host.evacuate", params.clone()).await {
+            Err(CallError::Xapi(e))
+                if e.code == "MESSAGE_PARAMETER_COUNT_MISMATCH" && params.len() > 1 =>
+            {
+                params.pop();
+            }
+            other => break other,
+        }
+    };
+    if let Err(e) = evacuated {
+        if !force {
+            x.call("host.enable", vec![host_ref.into()]).await?;
+            return Err(x.api(e));
+        }
+    }
+    Ok(())
+}
+
+async fn restart(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let force = opt_bool(&p, "force").unwrap_or(false);
+    let bypass_version = opt_bool(&p, "bypassVersionCheck").unwrap_or(force);
+    let suspend = opt_bool(&p, "suspendResidentVms").unwrap_or(false);
+    let (x, host) = host_call(ctx, p, "host.restart").await?;
+    if !bypass_version {
+        version_guard(&x, &host)?;
+    }
+    // no backup jobs run in this server: the backup guard (bypassBackupCheck) has nothing to wait for
+    if suspend {
+        // XO's smart reboot (suspend the resident VMs, reboot, resume them) is not implemented
+        return Err(ApiError::not_implemented());
+    }
+    clear_host(&x, &host, force).await?;
+    x.call_async("host.reboot", vec![host.xapi_ref().into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
+async fn restart_agent_of(ctx: Ctx, p: Map<String, Value>, name: &str) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p, name).await?;
+    x.call_async("host.restart_agent", vec![host.xapi_ref().into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
+async fn restart_agent(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    restart_agent_of(ctx, p, "host.restartAgent").await
+}
+
+async fn restart_agent_alias(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    restart_agent_of(ctx, p, "host.restart_agent").await
+}
+
+/// XO's `setHostMultipathing`: with the host disabled and its PBDs unplugged, sets the multipathing
+/// keys of `other_config`; then re-plugs and re-enables whatever it changed (also on failure).
+async fn set_multipathing(x: &Xapi, host: &XoObject, on: bool) -> Result<(), ApiError> {
+    let host_ref = host.xapi_ref();
+    let rec = x.record("host", host_ref).await?;
+    let was_enabled = rec.get("enabled").and_then(Value::as_bool) == Some(true);
+    if was_enabled {
+        x.call("host.disable", vec![host_ref.into()]).await?;
+    }
+    let mut unplugged = Vec::new();
+    let mut outcome = Ok(());
+    for pbd in rec
+        .get("PBDs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(pbd) = pbd.as_str() else { continue };
+        match x.field("PBD", pbd, "currently_attached").await {
+            Ok(Value::Bool(true)) => match x.call("PBD.unplug", vec![pbd.into()]).await {
+                Ok(_) => unplugged.push(pbd.to_owned()),
+                Err(e) => tracing::warn!("PBD.unplug failed: {e}"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reading a PBD failed: {e}"),
+        }
+    }
+    let keys: &[(&str, &str)] = if on {
+        &[("multipathing", "true"), ("multipathhandle", "dmp")]
+    } else {
+        &[("multipathing", "false")]
+    };
+    for (k, v) in keys {
+        if let Err(e) = x
+            .update_map("host", host_ref, "other_config", k, Some(v))
+            .await
+        {
+            outcome = Err(e);
+            break;
+        }
+    }
+    for pbd in unplugged {
+        if let Err(e) = x.call("PBD.plug", vec![pbd.into()]).await {
+            tracing::warn!("PBD.plug failed: {e}");
+        }
+    }
+    if was_enabled {
+        if let Err(e) = x.call("host.enable", vec![host_ref.into()]).await {
+            tracing::warn!("host.enable failed: {e}");
+        }
+    }
+    outcome
+}
+
+async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p.clone(), "host.set").await?;
+    let host_ref = host.xapi_ref();
+    if let Some(iqn) = opt_str(&p, "iscsiIqn") {
+        let rec = x.record("host", host_ref).await?;
+        if rec.contains_key("iscsi_iqn") {
+            x.call("host.set_iscsi_iqn", vec![host_ref.into(), iqn.into()])
+                .await?;
+        } else {
+            let v = (!iqn.is_empty()).then_some(iqn);
+            x.update_map("host", host_ref, "other_config", "iscsi_iqn", v)
+                .await?;
+        }
+    }
+    for field in ["name_description", "name_label"] {
+        if let Some(v) = opt_str(&p, field) {
+            x.call(
+                &format!("host.set_{field}"),
+                vec![host_ref.into(), v.into()],
+            )
+            .await?;
+        }
+    }
+    if let Some(on) = opt_bool(&p, "multipathing") {
+        set_multipathing(&x, &host, on).await?;
+    }
+    Ok(Value::Bool(true))
+}
+
+async fn detach(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p, "host.detach").await?;
+    x.call("pool.eject", vec![host.xapi_ref().into()]).await?;
+    Ok(Value::Bool(true))
+}
+
+pub(super) fn methods() -> Vec<Method> {
+    vec![
+        Method::new("host.enable", enable)
+            .description("enable to create VM on the host")
+            .params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("host.disable", disable)
+            .description("disable to create VM on the host")
+            .params(schema(r#"{"id": {"type": "string"}, "transient": {"type": "boolean", "optional": true}}"#)),
+        Method::new("host.restart", restart)
+            .description("restart the host")
+            .params(schema(r#"{"bypassBackupCheck": {"type": "boolean", "optional": true}, "bypassBlockedSuspend": {"type": "boolean", "optional": true}, "bypassCurrentVmCheck": {"type": "boolean", "optional": true}, "id": {"type": "string"}, "force": {"type": "boolean", "optional": true}, "suspendResidentVms": {"type": "boolean", "default": false}, "bypassVersionCheck": {"type": "boolean", "optional": true}}"#)),
+        Method::new("host.restartAgent", restart_agent)
+            .description("restart the Xen agent on the host")
+            .params(schema(r#"{"bypassBackupCheck": {"type": "boolean", "optional": true}, "id": {"type": "string"}}"#)),
+        Method::new("host.restart_agent", restart_agent_alias)
+            .description("restart the Xen agent on the host")
+            .params(schema(r#"{"bypassBackupCheck": {"type": "boolean", "optional": true}, "id": {"type": "string"}}"#)),
+        Method::new("host.set", set)
+            .description("changes the properties of an host")
+            .params(schema(r#"{"id": {"type": "string"}, "iscsiIqn": {"type": "string", "optional": true}, "name_label": {"type": "string", "optional": true}, "name_description": {"type": "string", "minLength": 0, "optional": true}, "multipathing": {"type": "boolean", "optional": true}}"#)),
+        Method::new("host.detach", detach)
+            .description("eject the host of a pool")
+            .params(schema(r#"{"id": {"type": "string"}}"#)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(compare_versions("8.2.1", "8.3.0"), Ordering::Less);
+        assert_eq!(compare_versions("8.3", "8.3.0"), Ordering::Equal);
+        assert_eq!(compare_versions("10.0", "9.9"), Ordering::Greater);
+    }
+}

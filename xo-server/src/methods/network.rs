@@ -1,0 +1,121 @@
+//! `network.create` (optionally a VLAN on a PIF) and `network.delete` (VLANs and bonds first) —
+//! `packages/xo-server/src/api/network.mjs`, `xapi/index.mjs` `createNetwork` / `deleteNetwork`.
+
+use serde_json::{json, Map, Value};
+
+use super::resolve::{r, resolve, schema, spec_of, strs, Resolve, Xapi, NULL_REF};
+use super::{opt_bool, opt_str, req_str};
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::registry::Method;
+
+/// `resolve` entries of the `network.*` methods of this file.
+pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
+    (
+        "network.create",
+        &[r("pool", "pool", &["pool"], "administrate")],
+    ),
+    (
+        "network.delete",
+        &[r("network", "id", &["network"], "administrate")],
+    ),
+];
+
+async fn create(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, "network.create")).await?;
+    let pool = res.get("pool")?;
+    let pif = match opt_str(&p, "pif") {
+        Some(id) => Some(res.pools.object_of_type(id, &["PIF"])?),
+        None => None,
+    };
+    let x = Xapi::of(&res.pools, pool)?;
+    let mtu = p.get("mtu").and_then(Value::as_i64).unwrap_or(1500);
+    let vlan = p.get("vlan").and_then(Value::as_i64).unwrap_or(0);
+    let rec = json!({
+        "name_label": req_str(&p, "name")?,
+        "name_description": opt_str(&p, "description").unwrap_or("Created with Xen Orchestra"),
+        "MTU": mtu,
+        // not automatic, so that XenCenter does not get confused
+        "other_config": {"automatic": "false"},
+    });
+    let net = x.call("network.create", vec![rec]).await?;
+    let net = net
+        .as_str()
+        .ok_or_else(|| ApiError::internal("network.create did not return a ref"))?
+        .to_owned();
+    let finish = async {
+        if let Some(pif) = &pif {
+            x.call(
+                "pool.create_VLAN_from_PIF",
+                vec![pif.xapi_ref().into(), net.clone().into(), vlan.into()],
+            )
+            .await?;
+        }
+        if opt_bool(&p, "nbd") == Some(true) {
+            x.call(
+                "network.add_purpose",
+                vec![net.clone().into(), "nbd".into()],
+            )
+            .await?;
+        }
+        x.wait_object_id("network", &net).await
+    };
+    match finish.await {
+        Ok(id) => Ok(Value::String(id)),
+        Err(e) => {
+            if let Err(e2) = x.call_async("network.destroy", vec![net.into()]).await {
+                tracing::warn!("destroying the network being created failed: {e2}");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn delete(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, "network.delete")).await?;
+    let network = res.get("network")?;
+    let x = Xapi::of(&res.pools, network)?;
+    let mut vlans = Vec::new();
+    let mut bonds = Vec::new();
+    for pif in strs(network, "PIFs")
+        .iter()
+        .filter_map(|id| res.pools.object(id))
+    {
+        let rec = x.record("PIF", pif.xapi_ref()).await?;
+        if let Some(v) = rec.get("VLAN_master_of").and_then(Value::as_str) {
+            if v != NULL_REF && !vlans.iter().any(|x: &String| x == v) {
+                vlans.push(v.to_owned());
+            }
+        }
+        for b in rec
+            .get("bond_master_of")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(b) = b.as_str() {
+                if !bonds.iter().any(|x: &String| x == b) {
+                    bonds.push(b.to_owned());
+                }
+            }
+        }
+    }
+    for v in vlans {
+        x.call_async("VLAN.destroy", vec![v.into()]).await?;
+    }
+    for b in bonds {
+        x.call("Bond.destroy", vec![b.into()]).await?;
+    }
+    x.call_async("network.destroy", vec![network.xapi_ref().into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
+pub(super) fn methods() -> Vec<Method> {
+    vec![
+        Method::new("network.create", create)
+            .params(schema(r#"{"pool": {"type": "string"}, "name": {"type": "string"}, "nbd": {"type": "boolean", "optional": true}, "description": {"type": "string", "minLength": 0, "optional": true}, "pif": {"type": "string", "optional": true}, "mtu": {"type": "integer", "optional": true, "minimum": 68}, "vlan": {"type": "integer", "optional": true}}"#)),
+        Method::new("network.delete", delete)
+            .params(schema(r#"{"id": {"type": "string"}}"#)),
+    ]
+}
