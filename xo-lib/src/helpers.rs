@@ -15,6 +15,15 @@ fn decode<T: serde::de::DeserializeOwned>(method: &str, v: Value) -> Result<T> {
 }
 
 impl Xo {
+    /// [`Xo::call`] decoding the result into `T` ([`Error::Decode`] when it does not fit).
+    pub async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<T> {
+        decode(method, self.call(method, params).await?)
+    }
+
     /// `system.getServerVersion`.
     pub async fn server_version(&self) -> Result<String> {
         decode(

@@ -47,6 +47,16 @@ async fn sign_in_with_password_ok() {
         .unwrap()
         .contains(&"system.getMethodsInfo".to_owned()));
     let users = xo.users().await.unwrap();
+    let names: Vec<String> = xo.call_as("system.listMethods", Value::Null).await.unwrap();
+    assert!(names.contains(&"user.getAll".to_owned()));
+    let e = xo
+        .call_as::<u32>("system.getVersion", Value::Null)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Decode(ref m) if m.starts_with("system.getVersion")),
+        "{e}"
+    );
     assert_eq!(users.len(), 1);
     // concurrent calls are matched by id
     let (a, b, c) = tokio::join!(
