@@ -1,0 +1,293 @@
+//! The XO users and groups the plugin creates, links and updates.
+//!
+//! `xo_plugin::PluginHost` offers no user registration nor group management yet, so the plugin takes a
+//! [`UserDirectory`]: its methods are XO's plugin-facing `registerUser2`, `getAllUsers`, `getAllGroups`,
+//! `getGroup`, `createGroup`, `updateGroup`, `addUserToGroup`, `removeUserFromGroup`, `deleteGroup`.
+//! xo-server implements it over its store; [`MemoryDirectory`] is an in-memory implementation with the same
+//! semantics (tests, examples).
+
+use std::collections::BTreeMap;
+
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use xo_plugin::PluginError;
+
+/// An XO user as the directory shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// XO user id.
+    pub id: String,
+    /// Login name (`email`).
+    pub name: String,
+    /// `authProviders`: `{<provider>: {id, data?}}`.
+    pub auth_providers: Map<String, Value>,
+}
+
+impl DirectoryUser {
+    /// The id this user has with `provider` (`authProviders[provider].id`).
+    pub fn provider_id(&self, provider: &str) -> Option<&str> {
+        self.auth_providers.get(provider)?.get("id")?.as_str()
+    }
+}
+
+/// An XO group as the directory shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryGroup {
+    /// XO group id.
+    pub id: String,
+    /// Name (unique).
+    pub name: String,
+    /// Member user ids.
+    pub users: Vec<String>,
+    /// `provider` (`ldap` for groups this plugin synchronises).
+    pub provider: Option<String>,
+    /// `providerGroupId`.
+    pub provider_group_id: Option<String>,
+}
+
+/// XO's user and group operations the LDAP plugin needs.
+pub trait UserDirectory: Send + Sync + 'static {
+    /// XO's `registerUser2(provider, {user: {id, name}})`: the user linked to `(provider, provider_user_id)`
+    /// (renamed to `name` if needed); else the user named `name`, linked (when merging is allowed); else a
+    /// new user without password (`permission: none`) linked to it. The link is
+    /// `authProviders[provider] = {id: provider_user_id}`.
+    fn register_user(
+        &self,
+        provider: &str,
+        provider_user_id: &str,
+        name: &str,
+    ) -> Result<DirectoryUser, PluginError>;
+    /// Every user.
+    fn users(&self) -> Result<Vec<DirectoryUser>, PluginError>;
+    /// Every group.
+    fn groups(&self) -> Result<Vec<DirectoryGroup>, PluginError>;
+    /// A group by id.
+    fn group(&self, id: &str) -> Result<Option<DirectoryGroup>, PluginError>;
+    /// Creates a provider group (code 16 style failure when the name is taken).
+    fn create_group(
+        &self,
+        name: &str,
+        provider: &str,
+        provider_group_id: &str,
+    ) -> Result<DirectoryGroup, PluginError>;
+    /// Renames a group.
+    fn rename_group(&self, id: &str, name: &str) -> Result<(), PluginError>;
+    /// Adds a user to a group (no-op when already a member).
+    fn add_user_to_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError>;
+    /// Removes a user from a group (no-op when not a member).
+    fn remove_user_from_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError>;
+    /// Deletes a group.
+    fn delete_group(&self, id: &str) -> Result<(), PluginError>;
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    users: BTreeMap<String, DirectoryUser>,
+    groups: BTreeMap<String, DirectoryGroup>,
+}
+
+/// An in-memory [`UserDirectory`] with XO's semantics (`createUserOnFirstSignin` and
+/// `mergeProvidersUsers` both on, XO's defaults).
+#[derive(Debug, Default)]
+pub struct MemoryDirectory {
+    inner: Mutex<Memory>,
+}
+
+impl MemoryDirectory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a local user (no provider); returns its id.
+    pub fn add_local_user(&self, name: &str) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.inner.lock().users.insert(
+            id.clone(),
+            DirectoryUser {
+                id: id.clone(),
+                name: name.to_owned(),
+                auth_providers: Map::new(),
+            },
+        );
+        id
+    }
+
+    /// Adds a group without provider; returns its id.
+    pub fn add_local_group(&self, name: &str) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.inner.lock().groups.insert(
+            id.clone(),
+            DirectoryGroup {
+                id: id.clone(),
+                name: name.to_owned(),
+                users: Vec::new(),
+                provider: None,
+                provider_group_id: None,
+            },
+        );
+        id
+    }
+
+    /// A user by name.
+    pub fn user_by_name(&self, name: &str) -> Option<DirectoryUser> {
+        self.inner
+            .lock()
+            .users
+            .values()
+            .find(|u| u.name == name)
+            .cloned()
+    }
+
+    /// A group by name.
+    pub fn group_by_name(&self, name: &str) -> Option<DirectoryGroup> {
+        self.inner
+            .lock()
+            .groups
+            .values()
+            .find(|g| g.name == name)
+            .cloned()
+    }
+}
+
+fn no_such(kind: &str, id: &str) -> PluginError {
+    PluginError::no_such_object(id, kind)
+}
+
+impl UserDirectory for MemoryDirectory {
+    fn register_user(
+        &self,
+        provider: &str,
+        provider_user_id: &str,
+        name: &str,
+    ) -> Result<DirectoryUser, PluginError> {
+        let mut m = self.inner.lock();
+        let linked = m
+            .users
+            .values()
+            .find(|u| u.provider_id(provider) == Some(provider_user_id))
+            .map(|u| u.id.clone());
+        let id = match linked {
+            Some(id) => {
+                let taken = m.users.values().any(|u| u.name == name && u.id != id);
+                let user = m.users.get_mut(&id).ok_or_else(|| no_such("user", &id))?;
+                if user.name != name && !taken {
+                    user.name = name.to_owned();
+                }
+                id
+            }
+            None => {
+                let existing = m
+                    .users
+                    .values()
+                    .find(|u| u.name == name)
+                    .map(|u| u.id.clone());
+                let id = existing.unwrap_or_else(|| {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    m.users.insert(
+                        id.clone(),
+                        DirectoryUser {
+                            id: id.clone(),
+                            name: name.to_owned(),
+                            auth_providers: Map::new(),
+                        },
+                    );
+                    id
+                });
+                let user = m.users.get_mut(&id).ok_or_else(|| no_such("user", &id))?;
+                user.auth_providers
+                    .insert(provider.to_owned(), json!({ "id": provider_user_id }));
+                id
+            }
+        };
+        m.users
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| no_such("user", &id))
+    }
+
+    fn users(&self) -> Result<Vec<DirectoryUser>, PluginError> {
+        Ok(self.inner.lock().users.values().cloned().collect())
+    }
+
+    fn groups(&self) -> Result<Vec<DirectoryGroup>, PluginError> {
+        Ok(self.inner.lock().groups.values().cloned().collect())
+    }
+
+    fn group(&self, id: &str) -> Result<Option<DirectoryGroup>, PluginError> {
+        Ok(self.inner.lock().groups.get(id).cloned())
+    }
+
+    fn create_group(
+        &self,
+        name: &str,
+        provider: &str,
+        provider_group_id: &str,
+    ) -> Result<DirectoryGroup, PluginError> {
+        let mut m = self.inner.lock();
+        if m.groups.values().any(|g| g.name == name) {
+            return Err(PluginError::Api {
+                code: 16,
+                message: "unique constraint violated".into(),
+                data: Some(json!({ "field": "name", "value": name })),
+            });
+        }
+        let group = DirectoryGroup {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            users: Vec::new(),
+            provider: Some(provider.to_owned()),
+            provider_group_id: Some(provider_group_id.to_owned()),
+        };
+        m.groups.insert(group.id.clone(), group.clone());
+        Ok(group)
+    }
+
+    fn rename_group(&self, id: &str, name: &str) -> Result<(), PluginError> {
+        let mut m = self.inner.lock();
+        if m.groups.values().any(|g| g.name == name && g.id != id) {
+            return Err(PluginError::Api {
+                code: 16,
+                message: "unique constraint violated".into(),
+                data: Some(json!({ "field": "name", "value": name })),
+            });
+        }
+        let g = m.groups.get_mut(id).ok_or_else(|| no_such("group", id))?;
+        g.name = name.to_owned();
+        Ok(())
+    }
+
+    fn add_user_to_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        let mut m = self.inner.lock();
+        if !m.users.contains_key(user_id) {
+            return Err(no_such("user", user_id));
+        }
+        let g = m
+            .groups
+            .get_mut(group_id)
+            .ok_or_else(|| no_such("group", group_id))?;
+        if !g.users.iter().any(|u| u == user_id) {
+            g.users.push(user_id.to_owned());
+        }
+        Ok(())
+    }
+
+    fn remove_user_from_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        let mut m = self.inner.lock();
+        let g = m
+            .groups
+            .get_mut(group_id)
+            .ok_or_else(|| no_such("group", group_id))?;
+        g.users.retain(|u| u != user_id);
+        Ok(())
+    }
+
+    fn delete_group(&self, id: &str) -> Result<(), PluginError> {
+        self.inner
+            .lock()
+            .groups
+            .remove(id)
+            .map(|_| ())
+            .ok_or_else(|| no_such("group", id))
+    }
+}
