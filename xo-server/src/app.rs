@@ -390,6 +390,7 @@ pub struct AppBuilder {
     methods: Vec<Method>,
     hooks: Vec<StartHook>,
     extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    plugins: Vec<Arc<dyn xo_plugin::Plugin>>,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -410,7 +411,21 @@ impl AppBuilder {
             methods: Vec::new(),
             hooks: Vec::new(),
             extensions: HashMap::new(),
+            plugins: vec![xo_plugin_acl::plugin()],
         }
+    }
+
+    /// Registers a plugin (the built-in `acl` plugin is registered by default); it is configured from
+    /// the store and loaded if `autoload` when the server starts (see [`crate::plugins`]).
+    pub fn plugin(mut self, p: Arc<dyn xo_plugin::Plugin>) -> Self {
+        self.plugins.push(p);
+        self
+    }
+
+    /// Drops the default plugins (registered so far).
+    pub fn no_default_plugins(mut self) -> Self {
+        self.plugins.clear();
+        self
     }
 
     /// Uses this pool connector.
@@ -474,6 +489,9 @@ impl AppBuilder {
         let connector = self.connector.unwrap_or_else(|| pools.clone());
         let mut extensions = self.extensions;
         extensions.insert(TypeId::of::<crate::xapi::Pools>(), pools.clone());
+        let mut hooks: Vec<StartHook> =
+            vec![Box::new(|app| Box::pin(crate::plugins::autoload(app)))];
+        hooks.extend(self.hooks);
         let registry = Registry::new();
         registry.register_all(crate::methods::core_methods())?;
         registry.register_all(self.methods)?;
@@ -487,12 +505,13 @@ impl AppBuilder {
                 throttle: Mutex::new(HashMap::new()),
                 connector,
                 auth_providers: RwLock::new(Vec::new()),
-                start_hooks: Mutex::new(self.hooks),
+                start_hooks: Mutex::new(hooks),
                 url: Mutex::new(None),
                 extensions: RwLock::new(extensions),
             }),
         };
         pools.attach(app.downgrade());
+        crate::plugins::install(&app, self.plugins);
         Ok(app)
     }
 }

@@ -12,6 +12,7 @@ pub mod docs;
 pub mod error;
 pub mod http;
 pub mod methods;
+pub mod plugins;
 pub mod pool;
 pub mod registry;
 pub mod rpc;

@@ -6,6 +6,7 @@ mod group;
 mod host;
 mod message;
 mod network;
+mod plugin;
 mod pool;
 pub mod resolve;
 mod server;
@@ -43,6 +44,7 @@ pub fn core_methods() -> Vec<Method> {
     v.extend(server::methods());
     v.extend(api::methods());
     v.extend(xo::methods());
+    v.extend(plugin::methods());
     v.extend(object_methods());
     v
 }

@@ -27,7 +27,13 @@ async fn get_all_objects(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiEr
     };
     let pools = Pools::of(&ctx.app)?;
     pools.wait_connecting().await;
-    let objects = pools.cache().select(&filter, limit);
+    let objects = crate::plugins::visibility::select_visible(
+        &ctx.app,
+        ctx.user.as_ref(),
+        pools.cache(),
+        |o| filter.matches(o.value()),
+        limit,
+    );
     if p.get("ndjson").and_then(Value::as_bool) == Some(true) {
         let transfers = Transfers::of(&ctx.app);
         return Ok(transfers.get_from(None, "application/json", move || {

@@ -1,8 +1,6 @@
 //! Forwards every xo-cache batch to the WebSocket clients as XO's `all` notifications: the `enter` and
 //! `exit` frames are serialised once per batch (by the cache) and shared by every connection.
 
-use std::sync::Arc;
-
 use xo_cache::SubscriptionError;
 
 use super::Pools;
@@ -25,12 +23,7 @@ async fn run(cache: xo_cache::Store, app: WeakApp) {
         match sub.recv().await {
             Ok(batch) => {
                 let Some(app) = app.upgrade() else { return };
-                let frames: Vec<Arc<str>> = batch
-                    .enter_notification()
-                    .into_iter()
-                    .chain(batch.exit_notification())
-                    .collect();
-                app.publish_serialized(&frames);
+                crate::plugins::publish_batch(&app, &batch);
             }
             Err(SubscriptionError::Lagged(n)) => {
                 tracing::warn!(

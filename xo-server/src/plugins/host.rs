@@ -1,0 +1,324 @@
+//! The server's [`PluginHost`]: one handle per plugin, recording what the plugin registered (methods,
+//! authentication providers, access control) so that unloading removes it all.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use xo_plugin::{
+    AccessControl, CallContext, GroupInfo, MethodDef, MethodPermission, PluginError, PluginHost,
+    UserInfo,
+};
+use xo_store::User;
+
+use super::Plugins;
+use crate::app::{App, WeakApp};
+use crate::auth::{AuthProvider, AuthSuccess};
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::registry::{Access, Method};
+use crate::xapi::Pools;
+
+/// A plugin's handle on the server.
+pub struct Host {
+    app: WeakApp,
+    id: String,
+    methods: Mutex<BTreeSet<String>>,
+    providers: Mutex<BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("plugin", &self.id).finish()
+    }
+}
+
+/// The plugin-facing view of a user.
+pub fn user_info(u: &User) -> UserInfo {
+    UserInfo {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        permission: u.permission.as_str().to_owned(),
+        groups: u.groups.clone(),
+    }
+}
+
+/// A plugin error as an API error.
+pub fn api_error(e: PluginError) -> ApiError {
+    match e {
+        PluginError::Api {
+            code,
+            message,
+            data,
+        } => ApiError::Rpc {
+            code,
+            message,
+            data,
+        },
+        PluginError::Failed(m) => ApiError::internal(m),
+    }
+}
+
+fn store_error(e: xo_store::StoreError) -> PluginError {
+    PluginError::failed(e.to_string())
+}
+
+impl Host {
+    pub(crate) fn new(app: WeakApp, id: &str) -> Self {
+        Self {
+            app,
+            id: id.to_owned(),
+            methods: Mutex::new(BTreeSet::new()),
+            providers: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn app(&self) -> Result<App, PluginError> {
+        self.app
+            .upgrade()
+            .ok_or_else(|| PluginError::failed("server stopped"))
+    }
+
+    fn data_key(&self, key: &str) -> String {
+        format!("{}/data/{key}", self.id)
+    }
+
+    /// Removes everything the plugin registered (after unloading).
+    pub(crate) fn cleanup(&self) {
+        let Some(app) = self.app.upgrade() else {
+            return;
+        };
+        for name in std::mem::take(&mut *self.methods.lock()) {
+            app.registry().unregister(&name);
+        }
+        for name in std::mem::take(&mut *self.providers.lock()) {
+            app.remove_auth_provider(&name);
+        }
+        if let Some(p) = app.extension::<Plugins>() {
+            p.clear_access_of(&self.id);
+        }
+    }
+
+    /// Names of the methods this plugin has registered.
+    pub fn registered_methods(&self) -> Vec<String> {
+        self.methods.lock().iter().cloned().collect()
+    }
+}
+
+/// Runs a plugin method: resolve entries, then the handler.
+async fn run(
+    host: Arc<Host>,
+    def: Arc<MethodDef>,
+    ctx: Ctx,
+    mut params: Map<String, Value>,
+) -> Result<Value, ApiError> {
+    if !def.resolve.is_empty() {
+        let user = ctx.user()?.clone();
+        let pools = Pools::of(&ctx.app)?;
+        pools.wait_connecting().await;
+        let mut pairs = Vec::new();
+        let mut resolved = Vec::new();
+        for spec in &def.resolve {
+            let id = match params.remove(&spec.param) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) => s,
+                Some(other) => return Err(ApiError::no_such_object(&other.to_string(), None)),
+            };
+            let types: Vec<&str> = spec.types.iter().map(String::as_str).collect();
+            let obj = pools.object_of_type(&id, &types)?;
+            if !spec.action.is_empty() {
+                pairs.push((obj.id().to_owned(), spec.action.clone()));
+            }
+            resolved.push((spec.key.clone(), obj.value().clone()));
+        }
+        super::check_permissions(&ctx.app, &user, &pairs)?;
+        params.extend(resolved);
+    }
+    let call = CallContext {
+        user: ctx.user.as_ref().map(user_info),
+        host: Arc::new(HostHandle(host)),
+    };
+    (def.handler)(call, params).await.map_err(api_error)
+}
+
+struct ProviderAdapter(Arc<dyn xo_plugin::AuthProvider>);
+
+impl AuthProvider for ProviderAdapter {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn authenticate(
+        &self,
+        _app: App,
+        credentials: Map<String, Value>,
+    ) -> BoxFuture<'static, Result<Option<AuthSuccess>, String>> {
+        let f = self.0.authenticate(credentials);
+        Box::pin(async move {
+            Ok(f.await?.map(|o| AuthSuccess {
+                user_id: o.user_id,
+                expiration: o.expiration,
+                bypass_otp: o.bypass_otp,
+            }))
+        })
+    }
+}
+
+/// Registers a plugin method on behalf of `host`.
+pub(crate) fn register(host: &Arc<Host>, def: MethodDef) -> Result<(), PluginError> {
+    let app = host.app()?;
+    let name = def.name.clone();
+    let access = match def.permission {
+        MethodPermission::Anonymous => Access::Anonymous,
+        MethodPermission::User => Access::User,
+        MethodPermission::Admin => Access::Admin,
+    };
+    let mut m = Method::new(name.clone(), {
+        let host = host.clone();
+        let def = Arc::new(def.clone());
+        move |ctx: Ctx, p: Map<String, Value>| run(host.clone(), def.clone(), ctx, p)
+    })
+    .access(access);
+    if let Some(d) = &def.description {
+        m = m.description(d.clone());
+    }
+    if let Some(p) = &def.params {
+        m = m.params(p.clone());
+    }
+    app.registry()
+        .register(m)
+        .map_err(|e| PluginError::failed(e.to_string()))?;
+    host.methods.lock().insert(name);
+    Ok(())
+}
+
+/// The `Arc<Host>` wrapper implementing [`PluginHost`] (registration needs the `Arc`).
+#[derive(Debug, Clone)]
+pub struct HostHandle(pub(crate) Arc<Host>);
+
+impl PluginHost for HostHandle {
+    fn plugin_id(&self) -> &str {
+        &self.0.id
+    }
+
+    fn register_method(&self, method: MethodDef) -> Result<(), PluginError> {
+        register(&self.0, method)
+    }
+
+    fn unregister_method(&self, name: &str) -> bool {
+        if !self.0.methods.lock().remove(name) {
+            return false;
+        }
+        self.0
+            .app
+            .upgrade()
+            .is_some_and(|app| app.registry().unregister(name))
+    }
+
+    fn add_auth_provider(&self, provider: Arc<dyn xo_plugin::AuthProvider>) {
+        if let Ok(app) = self.0.app() {
+            self.0.providers.lock().insert(provider.name().to_owned());
+            app.add_auth_provider(Arc::new(ProviderAdapter(provider)));
+        }
+    }
+
+    fn remove_auth_provider(&self, name: &str) {
+        if self.0.providers.lock().remove(name) {
+            if let Some(app) = self.0.app.upgrade() {
+                app.remove_auth_provider(name);
+            }
+        }
+    }
+
+    fn set_access_control(&self, access: Option<Arc<dyn AccessControl>>) {
+        let Some(app) = self.0.app.upgrade() else {
+            return;
+        };
+        if let Some(p) = app.extension::<Plugins>() {
+            match access {
+                Some(a) => p.set_access(&self.0.id, a),
+                None => p.clear_access_of(&self.0.id),
+            }
+        }
+    }
+
+    fn data_get(&self, key: &str) -> Result<Option<Value>, PluginError> {
+        self.0
+            .app()?
+            .store()
+            .plugin_state(&self.0.data_key(key))
+            .map_err(store_error)
+    }
+
+    fn data_set(&self, key: &str, value: &Value) -> Result<(), PluginError> {
+        self.0
+            .app()?
+            .store()
+            .set_plugin_state(&self.0.data_key(key), value)
+            .map_err(store_error)
+    }
+
+    fn data_remove(&self, key: &str) -> Result<(), PluginError> {
+        self.0
+            .app()?
+            .store()
+            .remove_plugin_state(&self.0.data_key(key))
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    fn user(&self, id: &str) -> Result<Option<UserInfo>, PluginError> {
+        Ok(self
+            .0
+            .app()?
+            .store()
+            .user(id)
+            .map_err(store_error)?
+            .as_ref()
+            .map(user_info))
+    }
+
+    fn group(&self, id: &str) -> Result<Option<GroupInfo>, PluginError> {
+        Ok(self
+            .0
+            .app()?
+            .store()
+            .group(id)
+            .map_err(store_error)?
+            .map(|g| GroupInfo {
+                id: g.id,
+                name: g.name,
+                users: g.users,
+            }))
+    }
+
+    fn with_object(&self, id: &str, f: &mut dyn FnMut(&Value)) -> bool {
+        let Some(app) = self.0.app.upgrade() else {
+            return false;
+        };
+        let Some(pools) = app.extension::<Pools>() else {
+            return false;
+        };
+        match pools.cache().get(id) {
+            Some(o) => {
+                f(o.value());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn for_each_object(&self, f: &mut dyn FnMut(&Value)) {
+        let Some(app) = self.0.app.upgrade() else {
+            return;
+        };
+        let Some(pools) = app.extension::<Pools>() else {
+            return;
+        };
+        for o in pools.cache().find(|_| true, None) {
+            f(o.value());
+        }
+    }
+}
