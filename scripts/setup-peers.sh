@@ -38,7 +38,8 @@ APT_WANTED=(
     "node:nodejs"      # npm xen-api peer (needs Node >= 18)
     "npm:npm"
     # "chromium:chromium"
-    # "slapd:slapd"
+    "slapd:slapd"      # OpenLDAP server for plugins/auth-ldap tests (slapd, slapadd, slaptest)
+    "ldapsearch:ldap-utils"
 )
 
 apt_updated=0
