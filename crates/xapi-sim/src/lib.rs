@@ -147,7 +147,7 @@ impl Sim {
     /// In-process call as if received by the current master (no HTTP); `Async.*` works too.
     pub fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, XapiError> {
         let master = self.state.master();
-        rpc::dispatch(&self.state, &self.registry, &master, method, params).result
+        rpc::dispatch(&self.state, &self.registry, &master, method, params).into_result(&self.state)
     }
 
     /// Serve every host of the pool: host j on `listen.ip() + j`, same port (port 0 picks one). TLS uses a
@@ -318,7 +318,7 @@ impl RunningPool {
     /// In-process call as the current master would answer it.
     pub fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, XapiError> {
         let master = self.state.master();
-        rpc::dispatch(&self.state, &self.registry, &master, method, params).result
+        rpc::dispatch(&self.state, &self.registry, &master, method, params).into_result(&self.state)
     }
 
     /// Simulate a toolstack restart of host `index`: all its sessions are lost.

@@ -93,6 +93,35 @@ pub struct Outcome {
     pub ty: Type,
     /// True for `system.listMethods` (no `Status` envelope in XML-RPC).
     pub bare: bool,
+    /// Set for results too big to materialise: the server streams them from the DB (then `result` is `Ok(Null)`).
+    pub deferred: Option<Deferred>,
+}
+
+/// A result encoded straight from the DB, record by record, instead of being cloned into one big value.
+#[derive(Debug, Clone)]
+pub enum Deferred {
+    /// `<class>.get_all_records` / `get_all_records_where` (records matching `expr`, all if `None`).
+    AllRecords {
+        class: &'static str,
+        expr: Option<crate::generic::Expr>,
+    },
+}
+
+impl Deferred {
+    /// Build the value (for in-process callers).
+    pub fn materialise(&self, pool: &PoolState) -> Value {
+        match self {
+            Deferred::AllRecords { class, expr } => pool.read(|db| {
+                let mut out = serde_json::Map::new();
+                for (r, rec) in db.all(class) {
+                    if expr.as_ref().is_none_or(|e| e.eval(rec)) {
+                        out.insert(r.0.clone(), Value::Object(rec.clone()));
+                    }
+                }
+                Value::Object(out)
+            }),
+        }
+    }
 }
 
 impl Outcome {
@@ -101,6 +130,15 @@ impl Outcome {
             result: Err(e),
             ty: Type::Any,
             bare: false,
+            deferred: None,
+        }
+    }
+
+    /// The plain result, materialising a deferred one.
+    pub fn into_result(self, pool: &PoolState) -> Result<Value, XapiError> {
+        match (&self.deferred, self.result) {
+            (Some(d), Ok(_)) => Ok(d.materialise(pool)),
+            (_, r) => r,
         }
     }
 }
@@ -164,6 +202,7 @@ pub fn dispatch(
             result: Ok(v),
             ty: Type::Set(&Type::String),
             bare: true,
+            deferred: None,
         };
     }
     let Some((cname, mname)) = name.split_once('.') else {
@@ -263,8 +302,29 @@ pub fn dispatch(
                 result: Ok(Value::String(reply)),
                 ty: Type::Ref("task"),
                 bare: false,
+                deferred: None,
             },
             Err(e) => Outcome::err(XapiError::internal(format!("cannot spawn: {e}"))),
+        };
+    }
+    if !reg.contains(name) && (mname == "get_all_records" || mname == "get_all_records_where") {
+        let expr = match coerced.first().and_then(Value::as_str) {
+            Some(text) if mname == "get_all_records_where" => {
+                match crate::generic::parse_expr(text) {
+                    Ok(e) => Some(e),
+                    Err(e) => return Outcome::err(e),
+                }
+            }
+            _ => None,
+        };
+        return Outcome {
+            result: Ok(Value::Null),
+            ty: spec.result,
+            bare: false,
+            deferred: Some(Deferred::AllRecords {
+                class: class.name,
+                expr,
+            }),
         };
     }
     let handler = resolve(reg, class, &spec, name);
@@ -272,6 +332,7 @@ pub fn dispatch(
         result: handler(&ctx, coerced),
         ty: spec.result,
         bare: false,
+        deferred: None,
     }
 }
 

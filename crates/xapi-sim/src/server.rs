@@ -11,12 +11,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use xapi_types::{jsonrpc, xmlrpc, Ref};
+use xapi_types::{jsonrpc, xmlrpc, Ref, Type, XapiError};
 
-use crate::rpc::{dispatch, Outcome, Registry};
+use crate::rpc::{dispatch, Deferred, Outcome, Registry};
 use crate::state::PoolState;
 
 /// Largest accepted RPC body (XAPI: ~300 KiB; a little more here).
@@ -201,44 +202,123 @@ async fn handle(
                 )))
             }
         };
-        let out = run(hc, call.method, call.params).await;
-        let bytes = jsonrpc::encode_response(call.version, &call.id, &out.result);
+        let (version, id) = (call.version, call.id);
+        let bytes = run(hc, call.method, call.params, move |pool, out| {
+            match &out.deferred {
+                Some(d) if out.result.is_ok() => stream_json(pool, d, version, &id),
+                _ => jsonrpc::encode_response(version, &id, &out.result),
+            }
+        })
+        .await;
         Ok(base(StatusCode::OK, "application/json", Bytes::from(bytes)))
     } else {
         let call = match xmlrpc::decode_call(&body) {
             Ok(c) => c,
             Err(e) => return Ok(internal_error(&format!("Xmlrpc parse error: {e}"))),
         };
-        let out = run(hc, call.method, call.params).await;
-        let text = match (&out.result, out.bare) {
-            (Ok(v), true) => xmlrpc::encode_bare_response(v, &out.ty),
-            _ => xmlrpc::encode_response(&out.result, &out.ty),
-        };
-        Ok(base(StatusCode::OK, "text/xml", Bytes::from(text)))
+        let bytes = run(hc, call.method, call.params, |pool, out| {
+            match (&out.result, out.bare, &out.deferred) {
+                (Ok(_), _, Some(d)) => stream_xml(pool, d),
+                (Ok(v), true, _) => xmlrpc::encode_bare_response(v, &out.ty),
+                _ => xmlrpc::encode_response(&out.result, &out.ty),
+            }
+            .into_bytes()
+        })
+        .await;
+        Ok(base(StatusCode::OK, "text/xml", Bytes::from(bytes)))
     }
 }
 
-async fn run(hc: Arc<HostCtx>, method: String, params: Vec<serde_json::Value>) -> Outcome {
-    let method_for_log = method.clone();
+/// Dispatch and encode on a blocking thread (handlers may block, e.g. `event.from`).
+async fn run(
+    hc: Arc<HostCtx>,
+    method: String,
+    params: Vec<Value>,
+    encode: impl FnOnce(&PoolState, Outcome) -> Vec<u8> + Send + 'static,
+) -> Vec<u8> {
     let res = tokio::task::spawn_blocking(move || {
-        dispatch(&hc.pool, &hc.registry, &hc.host, &method, params)
+        let out = dispatch(&hc.pool, &hc.registry, &hc.host, &method, params);
+        if let Err(e) = &out.result {
+            tracing::debug!(method = %method, code = %e.code, "call failed");
+        }
+        encode(&hc.pool, out)
     })
     .await;
-    match res {
-        Ok(o) => {
-            if let Err(e) = &o.result {
-                tracing::debug!(method = %method_for_log, code = %e.code, "call failed");
+    res.unwrap_or_else(|e| {
+        let err = Err(XapiError::internal(format!("handler panicked: {e}")));
+        xmlrpc::encode_response(&err, &Type::Any).into_bytes()
+    })
+}
+
+/// `{"result": {ref: record, …}, …}` written record by record from the DB (no copy of the whole table).
+fn stream_json(pool: &PoolState, d: &Deferred, version: jsonrpc::Version, id: &Value) -> Vec<u8> {
+    let Deferred::AllRecords { class, expr } = d;
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(match version {
+        jsonrpc::Version::V1 => br#"{"result":{"#.as_slice(),
+        jsonrpc::Version::V2 => br#"{"jsonrpc":"2.0","result":{"#.as_slice(),
+    });
+    pool.read(|db| {
+        let mut first = true;
+        for (r, rec) in db.all(class) {
+            if expr.as_ref().is_some_and(|e| !e.eval(rec)) {
+                continue;
             }
-            o
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Writing JSON into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, r.as_str());
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut out, rec);
         }
-        Err(e) => Outcome {
-            result: Err(xapi_types::XapiError::internal(format!(
-                "handler panicked: {e}"
-            ))),
-            ty: xapi_types::Type::Any,
-            bare: false,
-        },
+    });
+    out.push(b'}');
+    if version == jsonrpc::Version::V1 {
+        out.extend_from_slice(br#","error":null"#);
     }
+    out.extend_from_slice(br#","id":"#);
+    let _ = serde_json::to_writer(&mut out, id);
+    out.push(b'}');
+    out
+}
+
+/// The XML-RPC `Success` envelope around `(ref → record) map`, each record encoded on its own.
+fn stream_xml(pool: &PoolState, d: &Deferred) -> String {
+    const MARK: &str = "XAPI-SIM-DEFERRED-MARK";
+    let Deferred::AllRecords { class, expr } = d;
+    let envelope = xmlrpc::encode_response(&Ok(Value::String(MARK.into())), &Type::String);
+    let marked = format!("<value>{MARK}</value>");
+    let (prefix, suffix) = envelope
+        .split_once(&marked)
+        .unwrap_or((envelope.as_str(), ""));
+    let ty = Type::Record(class);
+    let mut out = String::with_capacity(1024);
+    out.push_str(prefix);
+    out.push_str("<value><struct>");
+    pool.read(|db| {
+        for (r, rec) in db.all(class) {
+            if expr.as_ref().is_some_and(|e| !e.eval(rec)) {
+                continue;
+            }
+            out.push_str("<member><name>");
+            out.push_str(&xml_escape(r.as_str()));
+            out.push_str("</name>");
+            out.push_str(&xmlrpc::encode_value(&Value::Object(rec.clone()), &ty));
+            out.push_str("</member>");
+        }
+    });
+    out.push_str("</struct></value>");
+    out.push_str(suffix);
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Bind `addr`, then every slave address on the same port. With port 0 the master's port is reused; on a clash

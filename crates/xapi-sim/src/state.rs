@@ -346,14 +346,8 @@ pub fn now_xapi() -> String {
 /// The XML-RPC serialisation of a task result (`<value>OpaqueRef:…</value>`; `""` for void), as XAPI stores it
 /// in `task.result`.
 pub fn task_result_text(v: &Value, ty: &Type) -> String {
-    if matches!(ty, Type::Void) || v.as_str() == Some("") && matches!(ty, Type::Void | Type::Any) {
+    if matches!(ty, Type::Void) || (v.as_str() == Some("") && matches!(ty, Type::Any)) {
         return String::new();
     }
-    let whole = xapi_types::xmlrpc::encode_bare_response(v, ty);
-    let start = whole.find("<param>").map(|i| i + "<param>".len());
-    let end = whole.rfind("</param>");
-    match (start, end) {
-        (Some(s), Some(e)) if s <= e => whole[s..e].to_owned(),
-        _ => whole,
-    }
+    xapi_types::xmlrpc::encode_value(v, ty)
 }

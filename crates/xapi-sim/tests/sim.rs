@@ -336,11 +336,37 @@ async fn records_are_complete() {
         let vm = &vms[vbd["VM"].as_str().unwrap()];
         assert!(vm["VBDs"].as_array().unwrap().contains(&json!(r)));
     }
-    // Same over XML-RPC (decoded raw, then coerced).
+    // Same over XML-RPC (decoded raw, then coerced): identical to the in-process value.
     let x = xml_call(&url, "VM.get_all_records", &[json!(s)])
         .await
         .unwrap();
     assert_eq!(x.as_object().unwrap().len(), vms.len());
+    let ty = xapi_types::schema::class("VM")
+        .unwrap()
+        .message("get_all_records")
+        .unwrap()
+        .result;
+    let direct = p.call("VM.get_all_records", vec![json!(s)]).unwrap();
+    assert_eq!(xapi_types::schema::coerce(&ty, x).unwrap(), direct);
+    assert_eq!(&all, &direct);
+    let x = xml_call(
+        &url,
+        "SR.get_all_records_where",
+        &[json!(s), json!(r#"field "shared"="true""#)],
+    )
+    .await
+    .unwrap();
+    assert!(!x.as_object().unwrap().is_empty());
+    let e = code(
+        json_call(
+            &url,
+            true,
+            "SR.get_all_records_where",
+            &[json!(s), json!("field")],
+        )
+        .await,
+    );
+    assert_eq!(e[0], "INTERNAL_ERROR");
     // where
     let w = json_call(
         &url,
