@@ -162,7 +162,7 @@ impl Authenticator {
         match user {
             Some((user, _)) => {
                 for group in leftovers {
-                    if group.users.iter().any(|u| *u == user.id) {
+                    if group.users.contains(&user.id) {
                         self.directory.remove_user_from_group(&user.id, &group.id)?;
                     }
                 }
