@@ -1,0 +1,346 @@
+//! xo-server benchmark with a 10,000-VM simulated pool: time from `server.add` to a ready cache, resident
+//! memory after the sync, XAPI change → `all` notification latency with 1 and 100 WebSocket clients, and
+//! `session.getUser` calls/s over one WebSocket.
+//!
+//! `cargo run --release -p xo-server --example bench_server [-- --vms 10000 --hosts 3 --changes 200 --calls 200000]`
+//!
+//! The simulated pool runs in a child process (this same binary with `--sim-child`) so that the memory
+//! figures are xo-server's own; its `event.from` batching is disabled so that latencies are xo-server's.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use xo_server::{AppBuilder, Config};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".into(),
+    };
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The child: serve the simulated pool, print its URL, exit when stdin closes.
+fn sim_child() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let started = Instant::now();
+        let pool = xapi_sim::Sim::builder()
+            .name("bench pool")
+            .hosts(arg("--hosts", 3))
+            .vms(arg("--vms", 10_000))
+            .event_batching(Duration::ZERO)
+            .build()?
+            .serve("127.0.0.1:0".parse()?, true)
+            .await?;
+        eprintln!(
+            "sim: built and serving in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        println!("{}", pool.master_url());
+        std::io::stdout().flush()?;
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+        })
+        .await?;
+        pool.shutdown().await;
+        Ok(())
+    })
+}
+
+struct Rpc {
+    ws: Ws,
+    next: i64,
+}
+
+impl Rpc {
+    async fn connect(url: &str) -> anyhow::Result<Rpc> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Rpc { ws, next: 0 })
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.next += 1;
+        let id = self.next;
+        self.ws
+            .send(Message::text(
+                json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+            ))
+            .await?;
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t)?;
+                    if v["id"] == json!(id) {
+                        if let Some(e) = v.get("error") {
+                            anyhow::bail!("{method}: {e}");
+                        }
+                        return Ok(v["result"].clone());
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => anyhow::bail!("connection lost: {other:?}"),
+            }
+        }
+    }
+
+    async fn admin(url: &str) -> anyhow::Result<Rpc> {
+        let mut c = Rpc::connect(url).await?;
+        c.call(
+            "session.signIn",
+            json!({"email": "admin@admin.net", "password": "admin"}),
+        )
+        .await?;
+        Ok(c)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `changes` VM renames through XAPI; returns the delay until each of `n_clients` got the `all` enter.
+async fn notification_latency(
+    api_url: &str,
+    xapi: &xapi_client::Client,
+    vm_ref: &str,
+    n_clients: usize,
+    changes: usize,
+    tag: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut tasks = Vec::new();
+    for _ in 0..n_clients {
+        let mut c = Rpc::admin(api_url).await?;
+        let tx = tx.clone();
+        let tag = tag.to_owned();
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(msg)) = c.ws.next().await {
+                if let Message::Text(t) = msg {
+                    let now = Instant::now();
+                    // the marker is `<tag>-<i>"`
+                    if let Some(pos) = t.find(&format!("{tag}-")) {
+                        let rest = &t[pos + tag.len() + 1..];
+                        let end = rest.find('"').unwrap_or(rest.len());
+                        if let Ok(i) = rest[..end].parse::<usize>() {
+                            let _ = tx.send((i, now));
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut latencies = Vec::with_capacity(changes * n_clients);
+    for i in 0..changes {
+        let t0 = Instant::now();
+        xapi.call(
+            "VM.set_name_label",
+            vec![json!(vm_ref), json!(format!("{tag}-{i}"))],
+        )
+        .await?;
+        let mut got = 0;
+        while got < n_clients {
+            let (j, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("clients gone"))?;
+            if j == i {
+                latencies.push(at - t0);
+                got += 1;
+            }
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+async fn calls_per_second(api_url: &str, calls: usize) -> anyhow::Result<f64> {
+    let c = Rpc::admin(api_url).await?;
+    let (mut sink, mut stream) = c.ws.split();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        for id in 0..calls {
+            let req = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"session.getUser","params":{{}}}}"#
+            );
+            if sink.feed(Message::text(req)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.flush().await;
+        sink
+    });
+    let mut got = 0;
+    while got < calls {
+        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await? {
+            Some(Ok(Message::Text(t))) => {
+                if t.contains("\"result\"") {
+                    got += 1;
+                } else if t.contains("\"error\"") {
+                    anyhow::bail!("call failed: {t}");
+                }
+            }
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("connection lost after {got} answers: {other:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = writer.await;
+    Ok(calls as f64 / elapsed.as_secs_f64())
+}
+
+fn print_latency(label: &str, l: &[Duration]) {
+    println!(
+        "notification latency, {label}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+        percentile(l, 0.5).as_secs_f64() * 1e3,
+        percentile(l, 0.99).as_secs_f64() * 1e3,
+        l.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        l.len()
+    );
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let vms = arg("--vms", 10_000);
+    let hosts = arg("--hosts", 3);
+    let changes = arg("--changes", 200);
+    let calls = arg("--calls", 200_000);
+
+    // the pool, in a child process
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--sim-child",
+            "--vms",
+            &vms.to_string(),
+            "--hosts",
+            &hosts.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let pool_url = line.trim().trim_end_matches('/').to_owned();
+    anyhow::ensure!(pool_url.starts_with("https://"), "sim did not start");
+    println!("simulated pool: {vms} VMs, {hosts} hosts at {pool_url} (child process)");
+
+    // xo-server
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::for_tests(dir.path());
+    config.send_queue = 1 << 16;
+    let app = AppBuilder::new(config).build()?;
+    let server = xo_server::serve(app).await?;
+    let api_url = server.api_url();
+    let mut admin = Rpc::admin(&api_url).await?;
+    let rss_before = rss_kib(None);
+
+    // sync
+    let started = Instant::now();
+    let id = admin
+        .call(
+            "server.add",
+            json!({"host": pool_url, "username": "root", "password": "root", "allowUnauthorized": true}),
+        )
+        .await?;
+    admin.call("server.enable", json!({"id": id})).await?;
+    let sync = started.elapsed();
+    let pools = xo_server::xapi::Pools::of(server.app()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n_objects = pools.cache().len();
+    let n_vms = pools.cache().find(|o| o.kind() == "VM", None).len();
+    println!(
+        "server.add → ready cache: {:.3} s ({n_objects} objects, {n_vms} VMs)",
+        sync.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(None);
+    println!(
+        "xo-server RSS: {:.1} MiB before server.add, {:.1} MiB after sync (+{:.1} MiB); sim child RSS {:.1} MiB",
+        mib(rss_before),
+        mib(rss_after),
+        mib(rss_after.saturating_sub(rss_before)),
+        mib(rss_kib(Some(child.id())))
+    );
+
+    // notifications
+    let xapi = xapi_client::Client::connect(
+        xapi_client::ClientOptions::new(pool_url.clone(), "root", "root").allow_unauthorized(true),
+    )
+    .await?;
+    // breakdown: the XAPI full load alone (login, every class's get_all_records, JSON decoding)
+    let started = Instant::now();
+    let mut watch = xapi.watch(xapi_client::WatchOptions::default());
+    if let Some(xapi_client::WatchEvent::Reset { records }) = watch.next().await {
+        println!(
+            "  of which the XAPI full load alone (fetch + decode, {} classes): {:.3} s; the rest is the cache's derivation",
+            records.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    drop(watch);
+    let vm = pools
+        .cache()
+        .find(|o| o.kind() == "VM", Some(1))
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no VM"))?;
+    let vm_ref = vm.xapi_ref().to_owned();
+    let l1 = notification_latency(&api_url, &xapi, &vm_ref, 1, changes, "bench-one").await?;
+    print_latency("1 client", &l1);
+    let l100 = notification_latency(&api_url, &xapi, &vm_ref, 100, changes, "bench-many").await?;
+    print_latency("100 clients", &l100);
+
+    // calls
+    let rate = calls_per_second(&api_url, calls).await?;
+    println!("session.getUser over one WebSocket: {rate:.0} calls/s ({calls} pipelined calls)");
+    println!("xo-server RSS at the end: {:.1} MiB", mib(rss_kib(None)));
+
+    server.shutdown().await;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--sim-child") {
+        return sim_child();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(bench())
+}
