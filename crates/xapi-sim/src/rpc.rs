@@ -391,4 +391,136 @@ mod tests {
         let h = r.get("VM.start").unwrap();
         assert_eq!(h(&ctx, vec![]).unwrap(), Value::from(2));
     }
+
+    fn empty_pool() -> (Arc<PoolState>, Ref) {
+        let mut db = crate::db::Db::new();
+        crate::seed::seed(&mut db, &crate::seed::SeedSpec::default()).unwrap();
+        let pool = Arc::new(PoolState::new(db, crate::state::SimConfig::default()));
+        let master = pool.master();
+        (pool, master)
+    }
+
+    fn call(
+        pool: &Arc<PoolState>,
+        reg: &Registry,
+        host: &Ref,
+        m: &str,
+        p: Vec<Value>,
+    ) -> Result<Value, XapiError> {
+        dispatch(pool, reg, host, m, p).into_result(pool)
+    }
+
+    #[test]
+    fn removed_unimplemented_and_non_async_messages() {
+        let (pool, master) = empty_pool();
+        let mut reg = Registry::default();
+        crate::session::register(&mut reg);
+        let s = call(
+            &pool,
+            &reg,
+            &master,
+            "session.login_with_password",
+            vec!["root".into(), "root".into()],
+        )
+        .unwrap();
+        let e = call(&pool, &reg, &master, "VMPP.get_all", vec![s.clone()]).unwrap_err();
+        assert_eq!(e.code, "MESSAGE_REMOVED");
+        let vm = pool.read(|db| db.refs("VM"))[0].clone();
+        let e = call(
+            &pool,
+            &reg,
+            &master,
+            "VM.start",
+            vec![s.clone(), vm.0.clone().into(), false.into(), false.into()],
+        )
+        .unwrap_err();
+        assert_eq!(e.to_description(), vec!["NOT_IMPLEMENTED", "VM.start"]);
+        let e = call(
+            &pool,
+            &reg,
+            &master,
+            "Async.VM.get_record",
+            vec![s.clone(), vm.0.into()],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "MESSAGE_METHOD_UNKNOWN");
+        let e = call(&pool, &reg, &master, "nodot", vec![]).unwrap_err();
+        assert_eq!(e.to_description(), vec!["MESSAGE_METHOD_UNKNOWN", "nodot"]);
+        // A generated constructor without a required field.
+        let e = call(
+            &pool,
+            &reg,
+            &master,
+            "VBD.create",
+            vec![s, serde_json::json!({})],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "INTERNAL_ERROR");
+        assert!(e.params[0].contains("Dispatcher_FieldNotFound"), "{e}");
+    }
+
+    fn wait_for_cancel(ctx: &Ctx, _: Vec<Value>) -> Result<Value, XapiError> {
+        let task = ctx
+            .task
+            .clone()
+            .ok_or_else(|| XapiError::internal("no task"))?;
+        for _ in 0..500 {
+            if ctx.pool.task_cancelling(&task) {
+                return Err(XapiError::new("TASK_CANCELLED", [task.0.clone()]));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(Value::from(""))
+    }
+
+    #[test]
+    fn async_tasks_can_be_cancelled() {
+        let (pool, master) = empty_pool();
+        let mut reg = Registry::default();
+        crate::session::register(&mut reg);
+        crate::tasks::register(&mut reg);
+        reg.register("VM.clean_shutdown", wait_for_cancel);
+        let s = call(
+            &pool,
+            &reg,
+            &master,
+            "session.login_with_password",
+            vec!["root".into(), "root".into()],
+        )
+        .unwrap();
+        let vm = pool.read(|db| db.refs("VM"))[0].clone();
+        let task = call(
+            &pool,
+            &reg,
+            &master,
+            "Async.VM.clean_shutdown",
+            vec![s.clone(), vm.0.into()],
+        )
+        .unwrap();
+        call(
+            &pool,
+            &reg,
+            &master,
+            "task.cancel",
+            vec![s.clone(), task.clone()],
+        )
+        .unwrap();
+        let t = Ref::from(task.as_str().unwrap());
+        let mut status = String::new();
+        for _ in 0..500 {
+            status = pool.read(|db| crate::state::str_field(db, "task", &t, "status"));
+            if status != "pending" && status != "cancelling" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(status, "cancelled");
+        let info = pool
+            .read(|db| db.field("task", &t, "error_info").cloned())
+            .unwrap();
+        assert_eq!(info[0], "TASK_CANCELLED");
+        // A finished task cannot be cancelled.
+        let e = call(&pool, &reg, &master, "task.cancel", vec![s, task]).unwrap_err();
+        assert_eq!(e.code, "OPERATION_NOT_ALLOWED");
+    }
 }

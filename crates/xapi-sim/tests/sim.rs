@@ -1136,3 +1136,92 @@ fn build_figures() {
     );
     assert!(total > n * 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_queue_overflow_is_events_lost() {
+    let p = Sim::builder()
+        .legacy_queue_limit(3)
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let url = p.master_url();
+    let s = login(&url).await;
+    json_call(&url, true, "event.register", &[json!(s), json!(["*"])])
+        .await
+        .unwrap();
+    let pool_ref = json_call(&url, true, "pool.get_all", &[json!(s)])
+        .await
+        .unwrap()[0]
+        .clone();
+    for i in 0..5 {
+        json_call(
+            &url,
+            true,
+            "pool.set_name_label",
+            &[json!(s), pool_ref.clone(), json!(format!("p{i}"))],
+        )
+        .await
+        .unwrap();
+    }
+    let e = code(json_call(&url, true, "event.next", &[json!(s)]).await);
+    assert_eq!(e, vec!["EVENTS_LOST"]);
+    // After EVENTS_LOST the cursor restarts from now.
+    json_call(
+        &url,
+        true,
+        "pool.set_name_label",
+        &[json!(s), pool_ref, json!("again")],
+    )
+    .await
+    .unwrap();
+    let v = json_call(&url, true, "event.next", &[json!(s)])
+        .await
+        .unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configuration_errors_and_shutdown() {
+    let e = Sim::builder()
+        .build()
+        .unwrap()
+        .serve("[::1]:0".parse().unwrap(), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, xapi_sim::SimError::Config(_)), "{e}");
+    let p = pool(1, 0).await;
+    assert!(p.set_master(7).is_err());
+    let url = p.master_url();
+    let s = login(&url).await;
+    let t = events_from(&url, &s, json!(["pool"]), "", 1.0)
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state = p.state().clone();
+    let body = jsonrpc::encode_call(
+        jsonrpc::Version::V2,
+        &json!(1),
+        "event.from",
+        &[json!(s), json!(["pool"]), json!(t), json!(60.0)],
+    );
+    let blocked =
+        tokio::spawn(
+            async move { http("POST", &url, "/jsonrpc", "application/json", &body).await },
+        );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shutting down wakes the blocked call: it answers an empty batch or its connection closes.
+    p.shutdown().await;
+    assert!(state.is_shutdown());
+    let r = tokio::time::timeout(Duration::from_secs(20), blocked)
+        .await
+        .expect("woken")
+        .unwrap();
+    if let Ok(a) = r {
+        let b = jsonrpc::decode_response(&a.body).unwrap().result.unwrap();
+        assert!(b["events"].as_array().unwrap().is_empty());
+    }
+}
