@@ -15,6 +15,8 @@ use xo_server::{
     Access, ApiError, AppBuilder, Config, ConnectError, Ctx, Method, PoolConnector, RunningServer,
 };
 
+#[path = "api/objects.rs"]
+mod objects;
 #[path = "api/pools.rs"]
 mod pools;
 #[path = "api/xo_lib.rs"]

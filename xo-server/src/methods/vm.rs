@@ -657,11 +657,16 @@ pub(super) fn vm_destroy(
             )
             .await?;
         }
-        x.call(
-            "VM.set_is_a_template",
-            vec![vm_ref.clone().into(), false.into()],
-        )
-        .await?;
+        // a plain template becomes a VM first (snapshots keep their flag)
+        let is_template = rec.get("is_a_template") == Some(&Value::Bool(true));
+        let is_snapshot = rec.get("is_a_snapshot") == Some(&Value::Bool(true));
+        if is_template && !is_snapshot {
+            x.call(
+                "VM.set_is_a_template",
+                vec![vm_ref.clone().into(), false.into()],
+            )
+            .await?;
+        }
         if o.bypass_blocked && blocked.is_some_and(|b| b.contains_key("destroy")) {
             x.call(
                 "VM.remove_from_blocked_operations",
@@ -892,6 +897,15 @@ async fn create(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
             .await;
         x.call_async("VM.provision", vec![vm_ref.clone().into()])
             .await?;
+        // XAPI's provision turns the clone into a VM; made explicit so that a XAPI leaving the flag set
+        // (as the simulator does) still yields a VM
+        if x.field("VM", &vm_ref, "is_a_template").await? == Value::Bool(true) {
+            x.call(
+                "VM.set_is_a_template",
+                vec![vm_ref.clone().into(), false.into()],
+            )
+            .await?;
+        }
         xo_data_set(
             &x,
             &vm_ref,

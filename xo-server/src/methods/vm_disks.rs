@@ -212,7 +212,8 @@ pub(super) async fn vbd_create(
         "mode": mode,
         "type": if cd { "CD" } else { "Disk" },
         "empty": vdi_ref.is_none(),
-        "unpluggable": false,
+        // XO's VBDs are unpluggable (hot-unplug allowed)
+        "unpluggable": true,
         "other_config": {},
         "qos_algorithm_type": "",
         "qos_algorithm_params": {},
