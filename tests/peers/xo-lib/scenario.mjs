@@ -238,25 +238,16 @@ if (!('vm.start' in methods)) {
   skip('VM start/stop/clone', 'vm.start is not registered on this server')
 } else {
   let vmId
-  await step('vm.start: the power state change arrives', async () => {
-    const halted = await xo.call('xo.getAllObjects', { filter: { type: 'VM', power_state: 'Halted' }, limit: 1 })
-    vmId = Object.keys(halted)[0]
-    check(vmId !== undefined, 'a halted VM')
-    const running = waitAll(p => p.type === 'enter' && p.items[vmId]?.power_state === 'Running', 'VM Running')
-    await xo.call('vm.start', { id: vmId })
-    await running
-    check(objects.get(vmId).power_state === 'Running', 'mirror updated')
-  })
+  const powerChange = (id, state) =>
+    waitAll(p => p.type === 'enter' && p.items[id]?.power_state === state, `VM ${id} ${state}`)
   await step('vm.stop: the power state change arrives', async () => {
-    const halted = waitAll(p => p.type === 'enter' && p.items[vmId]?.power_state === 'Halted', 'VM Halted')
-    await xo.call('vm.stop', { id: vmId, force: true })
-    await halted
-  })
-  await step('vm.start on a running VM gives vmBadPowerState (13)', async () => {
     const running = await xo.call('xo.getAllObjects', { filter: { type: 'VM', power_state: 'Running' }, limit: 1 })
-    const id = Object.keys(running)[0]
-    check(id !== undefined, 'a running VM')
-    await expectError(xo.call('vm.start', { id }), 13, 'vm.start')
+    vmId = Object.keys(running)[0]
+    check(vmId !== undefined, 'a running VM')
+    const halted = powerChange(vmId, 'Halted')
+    check((await xo.call('vm.stop', { id: vmId, force: true })) === true, 'vm.stop returns true')
+    await halted
+    check(objects.get(vmId).power_state === 'Halted', 'mirror updated')
   })
   await step('vm.clone: the new VM enters', async () => {
     const entered = waitAll(
@@ -268,6 +259,19 @@ if (!('vm.start' in methods)) {
     await entered
     check(objects.get(cloneId)?.name_label === 'xo-lib clone', 'clone in the mirror under its id')
   })
+  await step('vm.start: the power state change arrives', async () => {
+    const running = powerChange(vmId, 'Running')
+    check((await xo.call('vm.start', { id: vmId })) === true, 'vm.start returns true')
+    await running
+    check(objects.get(vmId).power_state === 'Running', 'mirror updated')
+  })
+  await step('vm.start on a running VM gives vmBadPowerState (13)', async () => {
+    const e = await expectError(xo.call('vm.start', { id: vmId }), 13, 'vm.start')
+    check(e.data?.objectId === vmId, `objectId ${JSON.stringify(e.data)}`)
+  })
+  await step('vm.start on an unknown VM gives noSuchObject (1)', () =>
+    expectError(xo.call('vm.start', { id: 'no-such-vm' }), 1, 'vm.start')
+  )
 }
 
 await step('server.disable: the objects leave with all/exit', async () => {
