@@ -337,16 +337,25 @@ impl PoolConnector for Pools {
         let Some(conn) = self.conn(server_id) else {
             return ServerStatus::default();
         };
-        let ready = match self.cache.status(server_id) {
-            Some(PoolStatus::Ready { pool_uuid }) if conn.client().is_some() => Some(pool_uuid),
-            _ => None,
-        };
-        match ready {
-            Some(pool_uuid) => ServerStatus {
+        match self.cache.status(server_id) {
+            Some(PoolStatus::Ready { pool_uuid }) if conn.client().is_some() => ServerStatus {
                 state: ConnectionState::Connected,
                 extra: self.pool_extra(&pool_uuid),
             },
-            None => ServerStatus {
+            // the watcher lost the pool and retries: XO shows `disconnected` with the error meanwhile
+            Some(PoolStatus::Disconnected { error, retry_in }) => {
+                let mut extra = Map::new();
+                let mut e = json!({ "message": error.unwrap_or_else(|| "disconnected".into()) });
+                if let Some(r) = retry_in {
+                    e["retryIn"] = json!(r.as_millis() as u64);
+                }
+                extra.insert("error".into(), e);
+                ServerStatus {
+                    state: ConnectionState::Disconnected,
+                    extra,
+                }
+            }
+            _ => ServerStatus {
                 state: ConnectionState::Connecting,
                 extra: Map::new(),
             },

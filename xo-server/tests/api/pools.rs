@@ -572,3 +572,29 @@ async fn pools_demo_mode_starts() {
     assert_eq!(servers.as_array().unwrap().len(), 2);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pools_lost_pool_shows_disconnected_with_error() {
+    let pool = sim(1, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::admin(&server).await;
+    let id = c.ok("server.add", add_params(&pool)).await;
+    let id = id.as_str().unwrap();
+    c.ok("server.enable", json!({"id": id})).await;
+    let n = c.vms().await.len();
+    assert!(n > 0);
+    // the pool goes away: the watcher reports it and retries
+    pool.shutdown().await;
+    let s = c.wait_server(id, |s| s["status"] == "disconnected").await;
+    assert!(s["error"]["message"].is_string(), "{s}");
+    // the objects stay visible while it retries (XO's xapiMarkDisconnectedDelay)
+    assert_eq!(c.vms().await.len(), n);
+    // disabling drops them
+    c.ok("server.disable", json!({"id": id})).await;
+    assert_eq!(c.vms().await.len(), 0);
+    let s = c.server_entry(id).await;
+    assert_eq!(s["status"], "disconnected");
+    assert!(s.get("error").is_none(), "{s}");
+    server.shutdown().await;
+}
