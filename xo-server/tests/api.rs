@@ -15,8 +15,12 @@ use xo_server::{
     Access, ApiError, AppBuilder, Config, ConnectError, Ctx, Method, PoolConnector, RunningServer,
 };
 
+#[path = "api/acl.rs"]
+mod acl;
 #[path = "api/objects.rs"]
 mod objects;
+#[path = "api/plugins.rs"]
+mod plugins;
 #[path = "api/pools.rs"]
 mod pools;
 #[path = "api/xo_lib.rs"]

@@ -68,6 +68,8 @@ pub trait PluginHost: Send + Sync + 'static {
 
     /// A user by id.
     fn user(&self, id: &str) -> Result<Option<UserInfo>, PluginError>;
+    /// A user by login name.
+    fn user_by_email(&self, email: &str) -> Result<Option<UserInfo>, PluginError>;
     /// A group by id.
     fn group(&self, id: &str) -> Result<Option<GroupInfo>, PluginError>;
 

@@ -39,7 +39,11 @@ pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<Value>> {
 fn collect(unit: &boon::OutputUnit, errors: &mut Vec<Value>) {
     match &unit.error {
         boon::OutputError::Leaf(kind) => {
-            let path = unit.keyword_location.clone();
+            let mut path = unit.keyword_location.clone();
+            // boon names this location after its error kind, not the keyword
+            if let Some(p) = path.strip_suffix("/additionalProperty") {
+                path = format!("{p}/additionalProperties");
+            }
             let keyword = path.rsplit('/').next().unwrap_or("").to_owned();
             errors.push(json!({
                 "instancePath": unit.instance_location.to_string(),

@@ -280,6 +280,17 @@ impl PluginHost for HostHandle {
             .map(user_info))
     }
 
+    fn user_by_email(&self, email: &str) -> Result<Option<UserInfo>, PluginError> {
+        Ok(self
+            .0
+            .app()?
+            .store()
+            .user_by_email(email)
+            .map_err(store_error)?
+            .as_ref()
+            .map(user_info))
+    }
+
     fn group(&self, id: &str) -> Result<Option<GroupInfo>, PluginError> {
         Ok(self
             .0
