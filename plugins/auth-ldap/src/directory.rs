@@ -48,9 +48,10 @@ pub struct DirectoryGroup {
 /// XO's user and group operations the LDAP plugin needs.
 pub trait UserDirectory: Send + Sync + 'static {
     /// XO's `registerUser2(provider, {user: {id, name}})`: the user linked to `(provider, provider_user_id)`
-    /// (renamed to `name` if needed); else the user named `name`, linked (when merging is allowed); else a
-    /// new user without password (`permission: none`) linked to it. The link is
-    /// `authProviders[provider] = {id: provider_user_id}`.
+    /// (renamed to `name` unless another user has that name or it has several providers); else the user
+    /// named `name`, linked (when `authentication.mergeProvidersUsers` allows it, an error otherwise);
+    /// else (when `createUserOnFirstSignin`) a new user without password (`permission: none`). The link is
+    /// `authProviders[provider] = {id: provider_user_id}`; a linked user loses its local password.
     fn register_user(
         &self,
         provider: &str,
@@ -171,7 +172,7 @@ impl UserDirectory for MemoryDirectory {
             Some(id) => {
                 let taken = m.users.values().any(|u| u.name == name && u.id != id);
                 let user = m.users.get_mut(&id).ok_or_else(|| no_such("user", &id))?;
-                if user.name != name && !taken {
+                if user.name != name && !taken && user.auth_providers.len() < 2 {
                     user.name = name.to_owned();
                 }
                 id
@@ -289,5 +290,54 @@ impl UserDirectory for MemoryDirectory {
             .remove(id)
             .map(|_| ())
             .ok_or_else(|| no_such("group", id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_user_links_renames_and_merges() {
+        let d = MemoryDirectory::new();
+        let a = d.register_user("ldap", "uid=a", "alice").unwrap();
+        assert_eq!(a.provider_id("ldap"), Some("uid=a"));
+        // Same provider id, new name: renamed.
+        let a2 = d.register_user("ldap", "uid=a", "alice2").unwrap();
+        assert_eq!(
+            (a2.id.as_str(), a2.name.as_str()),
+            (a.id.as_str(), "alice2")
+        );
+        // New name taken by someone else: kept.
+        let bob = d.add_local_user("bob");
+        let a3 = d.register_user("ldap", "uid=a", "bob").unwrap();
+        assert_eq!(a3.name, "alice2");
+        // Unknown provider id, existing name: merged into that user.
+        let b = d.register_user("other", "x", "bob").unwrap();
+        assert_eq!(b.id, bob);
+        assert_eq!(b.provider_id("other"), Some("x"));
+        assert_eq!(d.users().unwrap().len(), 2);
+        // Two providers: no more renaming.
+        let b2 = d.register_user("ldap", "uid=b", "bob").unwrap();
+        assert_eq!(b2.id, bob);
+        let b3 = d.register_user("ldap", "uid=b", "robert").unwrap();
+        assert_eq!(b3.name, "bob");
+    }
+
+    #[test]
+    fn group_operations() {
+        let d = MemoryDirectory::new();
+        let u = d.add_local_user("u");
+        let g = d.create_group("g", "ldap", "1").unwrap();
+        assert_eq!(d.create_group("g", "ldap", "2").unwrap_err().code(), 16);
+        d.add_user_to_group(&u, &g.id).unwrap();
+        d.add_user_to_group(&u, &g.id).unwrap();
+        assert_eq!(d.group(&g.id).unwrap().unwrap().users, vec![u.clone()]);
+        assert_eq!(d.add_user_to_group("nope", &g.id).unwrap_err().code(), 1);
+        d.rename_group(&g.id, "h").unwrap();
+        d.remove_user_from_group(&u, &g.id).unwrap();
+        assert!(d.group_by_name("h").unwrap().users.is_empty());
+        d.delete_group(&g.id).unwrap();
+        assert_eq!(d.delete_group(&g.id).unwrap_err().code(), 1);
     }
 }
