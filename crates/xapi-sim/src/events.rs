@@ -17,6 +17,7 @@ use crate::state::LegacyRegistration;
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.register("event.from", from);
+    reg.mark_streaming("event.from");
     reg.register("event.inject", inject);
     reg.register("event.get_current_id", get_current_id);
     reg.register("event.register", legacy_register);
@@ -108,8 +109,58 @@ fn event(id: u64, class: &str, op: &str, r: &Ref, snapshot: Option<Value>) -> Va
     Value::Object(e)
 }
 
-/// The coalesced events since `token` for `subs` (messages, adds, mods, dels).
-pub fn collect(db: &Db, subs: &[Sub], token: (u64, u64)) -> Vec<Value> {
+/// One coalesced event whose snapshot is read from the DB when it is encoded.
+#[derive(Debug, Clone)]
+pub struct EventStub {
+    /// Generation of the change (`0` for messages).
+    pub id: u64,
+    pub class: &'static str,
+    /// `add`, `mod` or `del`.
+    pub op: &'static str,
+    pub r: Ref,
+}
+
+impl EventStub {
+    /// The full event record (`snapshot` = the row now; absent for `del`). `None` when the row vanished since
+    /// the stub was made (its `del` comes with the next token).
+    pub fn to_event(&self, db: &Db) -> Option<Value> {
+        let lower = self.class.to_ascii_lowercase();
+        if self.op == "del" {
+            return Some(event(self.id, &lower, "del", &self.r, None));
+        }
+        let row = db.get(self.class, &self.r)?;
+        Some(event(
+            self.id,
+            &lower,
+            self.op,
+            &self.r,
+            Some(Value::Object(row.clone())),
+        ))
+    }
+}
+
+/// An `event.from` answer before its snapshots are filled in.
+#[derive(Debug, Clone)]
+pub struct PendingBatch {
+    pub stubs: Vec<EventStub>,
+    pub valid_ref_counts: Value,
+    pub token: String,
+}
+
+impl PendingBatch {
+    /// The batch as one value (snapshots cloned from the DB).
+    pub fn materialise(&self, db: &Db) -> Value {
+        let events = self.stubs.iter().filter_map(|s| s.to_event(db)).collect();
+        let mut batch = Map::new();
+        batch.insert("events".into(), Value::Array(events));
+        batch.insert("valid_ref_counts".into(), self.valid_ref_counts.clone());
+        batch.insert("token".into(), Value::String(self.token.clone()));
+        Value::Object(batch)
+    }
+}
+
+/// The coalesced changes since `token` for `subs`, in XAPI's order (messages, adds, mods, dels).
+pub fn collect_stubs(db: &Db, subs: &[Sub], token: (u64, u64)) -> Vec<EventStub> {
     let (g, m) = token;
     let mut msgs = Vec::new();
     let mut adds = Vec::new();
@@ -126,15 +177,20 @@ pub fn collect(db: &Db, subs: &[Sub], token: (u64, u64)) -> Vec<Value> {
             if row.modified <= since || !wants(subs, &lower, r) {
                 continue;
             }
-            let snap = Some(Value::Object(row.fields.clone()));
+            let stub = |id, op| EventStub {
+                id,
+                class: c.name,
+                op,
+                r: r.clone(),
+            };
             if is_msg {
                 if row.created > since {
-                    msgs.push(event(0, &lower, "add", r, snap));
+                    msgs.push(stub(0, "add"));
                 }
             } else if row.created > since {
-                adds.push(event(row.modified, &lower, "add", r, snap));
+                adds.push(stub(row.modified, "add"));
             } else {
-                mods.push(event(row.modified, &lower, "mod", r, snap));
+                mods.push(stub(row.modified, "mod"));
             }
         }
     }
@@ -143,17 +199,16 @@ pub fn collect(db: &Db, subs: &[Sub], token: (u64, u64)) -> Vec<Value> {
         let since = if is_msg { m } else { g };
         let lower = t.class.to_ascii_lowercase();
         if t.deleted > since && t.created <= since && wants(subs, &lower, &t.r) {
-            let ev = event(
-                if is_msg { 0 } else { t.deleted },
-                &lower,
-                "del",
-                &t.r,
-                None,
-            );
+            let stub = EventStub {
+                id: if is_msg { 0 } else { t.deleted },
+                class: t.class,
+                op: "del",
+                r: t.r.clone(),
+            };
             if is_msg {
-                msgs.push(ev)
+                msgs.push(stub)
             } else {
-                dels.push(ev)
+                dels.push(stub)
             }
         }
     }
@@ -161,6 +216,14 @@ pub fn collect(db: &Db, subs: &[Sub], token: (u64, u64)) -> Vec<Value> {
     msgs.extend(mods);
     msgs.extend(dels);
     msgs
+}
+
+/// The coalesced events since `token` for `subs`, with snapshots.
+pub fn collect(db: &Db, subs: &[Sub], token: (u64, u64)) -> Vec<Value> {
+    collect_stubs(db, subs, token)
+        .iter()
+        .filter_map(|s| s.to_event(db))
+        .collect()
 }
 
 /// `valid_ref_counts`: rows of every DB table, lower-case keys.
@@ -180,6 +243,13 @@ fn session_invalid(s: &Ref) -> XapiError {
 
 /// `event.from(classes, token, timeout)`.
 fn from(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
+    let pending = from_pending(ctx, params)?;
+    Ok(ctx.pool.read(|db| pending.materialise(db)))
+}
+
+/// `event.from` up to the point where snapshots are needed: the blocking wait, the coalesced stubs, the counts
+/// and the new token. The server fills in snapshots while encoding (no copy of the whole batch).
+pub(crate) fn from_pending(ctx: &Ctx, params: Vec<Value>) -> Result<PendingBatch, XapiError> {
     let session = ctx.session.clone().unwrap_or_else(Ref::null);
     let subs = parse_subs(
         params
@@ -220,16 +290,14 @@ fn from(ctx: &Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
                 {
                     return Err(XapiError::code("EVENTS_LOST"));
                 }
-                let events = collect(&db, &subs, token);
+                let stubs = collect_stubs(&db, &subs, token);
                 let now = Instant::now();
-                if !events.is_empty() || now >= deadline || pool.is_shutdown() {
-                    // Built by hand: `json!` would deep-copy the (possibly huge) event list.
-                    let mut batch = Map::new();
-                    batch.insert("events".into(), Value::Array(events));
-                    batch.insert("valid_ref_counts".into(), valid_ref_counts(&db));
-                    let token = format_token(db.generation(), db.message_generation());
-                    batch.insert("token".into(), Value::String(token));
-                    return Ok(Value::Object(batch));
+                if !stubs.is_empty() || now >= deadline || pool.is_shutdown() {
+                    return Ok(PendingBatch {
+                        stubs,
+                        valid_ref_counts: valid_ref_counts(&db),
+                        token: format_token(db.generation(), db.message_generation()),
+                    });
                 }
                 let seen = (db.generation(), db.message_generation());
                 pool.wait_until(&mut db, deadline);

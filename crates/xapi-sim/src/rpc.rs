@@ -50,6 +50,8 @@ pub type Handler = fn(&Ctx, Vec<Value>) -> Result<Value, XapiError>;
 #[derive(Default)]
 pub struct Registry {
     handlers: HashMap<String, Handler>,
+    /// Built-ins whose result the server streams from the DB (until someone registers a replacement).
+    streaming: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -64,6 +66,12 @@ impl Registry {
     /// Register (or replace) the handler of `Class.message`.
     pub fn register(&mut self, method: &str, handler: Handler) {
         self.handlers.insert(method.to_owned(), handler);
+        self.streaming.remove(method);
+    }
+
+    /// Mark the built-in just registered for `method` as streamed by the server.
+    pub(crate) fn mark_streaming(&mut self, method: &str) {
+        self.streaming.insert(method.to_owned());
     }
 
     pub fn get(&self, method: &str) -> Option<Handler> {
@@ -105,6 +113,8 @@ pub enum Deferred {
         class: &'static str,
         expr: Option<crate::generic::Expr>,
     },
+    /// `event.from`: snapshots are read from the DB while encoding.
+    Events(crate::events::PendingBatch),
 }
 
 impl Deferred {
@@ -120,6 +130,7 @@ impl Deferred {
                 }
                 Value::Object(out)
             }),
+            Deferred::Events(b) => pool.read(|db| b.materialise(db)),
         }
     }
 }
@@ -325,6 +336,17 @@ pub fn dispatch(
                 class: class.name,
                 expr,
             }),
+        };
+    }
+    if name == "event.from" && reg.streaming.contains(name) {
+        return match crate::events::from_pending(&ctx, coerced) {
+            Ok(b) => Outcome {
+                result: Ok(Value::Null),
+                ty: spec.result,
+                bare: false,
+                deferred: Some(Deferred::Events(b)),
+            },
+            Err(e) => Outcome::err(e),
         };
     }
     let handler = resolve(reg, class, &spec, name);

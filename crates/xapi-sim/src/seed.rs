@@ -388,7 +388,7 @@ pub fn seed(db: &mut Db, spec: &SeedSpec) -> Result<Ref, XapiError> {
                 "allowed_operations",
                 json!([
                     "forget",
-                    "VDI.set_on_boot",
+                    "vdi_set_on_boot",
                     "plug",
                     "unplug",
                     "scan",
@@ -1221,6 +1221,75 @@ pub fn update_sr_usage(db: &mut Db) {
                 rec.insert("virtual_allocation".into(), json!(virt));
                 rec.insert("physical_utilisation".into(), json!(phys));
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xapi_types::schema;
+
+    #[test]
+    fn every_seeded_field_is_canonical_for_its_type() {
+        let mut db = Db::new();
+        seed(
+            &mut db,
+            &SeedSpec {
+                hosts: 2,
+                vms: 40,
+                ..SeedSpec::default()
+            },
+        )
+        .unwrap();
+        let mut bad = Vec::new();
+        for c in schema::classes() {
+            for (r, rec) in db.all(c.name) {
+                for f in c.fields {
+                    let v = rec.get(f.name).cloned().unwrap_or(Value::Null);
+                    match schema::coerce(&f.ty, v.clone()) {
+                        Ok(canon) if canon == v => {}
+                        other => bad.push(format!("{}.{} of {r}: {v} → {other:?}", c.name, f.name)),
+                    }
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn pool_graph_is_consistent() {
+        let mut db = Db::new();
+        let pool = seed(
+            &mut db,
+            &SeedSpec {
+                hosts: 3,
+                vms: 30,
+                ..SeedSpec::default()
+            },
+        )
+        .unwrap();
+        let master = crate::state::master_of(&db);
+        assert_eq!(db.field("pool", &pool, "master").unwrap(), &json!(master.0));
+        assert_eq!(db.count("host"), 3);
+        for (h, rec) in db.all("host") {
+            let dom0 = Ref::from(rec["control_domain"].as_str().unwrap());
+            assert_eq!(db.field("VM", &dom0, "resident_on").unwrap(), &json!(h.0));
+            assert!(!rec["PBDs"].as_array().unwrap().is_empty());
+            assert_eq!(rec["PIFs"].as_array().unwrap().len(), 1);
+            assert_eq!(rec["host_CPUs"].as_array().unwrap().len(), 4);
+        }
+        let templates = db.find("VM", |v| v["is_default_template"] == json!(true));
+        assert!(templates.len() >= 10);
+        // Every running guest has guest metrics and a console; halted ones have neither.
+        for (_, vm) in db.all("VM") {
+            let running = vm["power_state"] == json!("Running");
+            if vm["is_control_domain"] == json!(true) || vm["is_a_template"] == json!(true) {
+                continue;
+            }
+            assert_eq!(vm["guest_metrics"] != json!(Ref::NULL_STR), running);
+            assert_eq!(!vm["consoles"].as_array().unwrap().is_empty(), running);
+            assert_eq!(vm["VBDs"].as_array().unwrap().len(), 2);
         }
     }
 }

@@ -250,31 +250,68 @@ async fn run(
     })
 }
 
-/// `{"result": {ref: record, …}, …}` written record by record from the DB (no copy of the whole table).
+/// A deferred result written straight from the DB (no copy of the whole table / batch).
 fn stream_json(pool: &PoolState, d: &Deferred, version: jsonrpc::Version, id: &Value) -> Vec<u8> {
-    let Deferred::AllRecords { class, expr } = d;
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(match version {
-        jsonrpc::Version::V1 => br#"{"result":{"#.as_slice(),
-        jsonrpc::Version::V2 => br#"{"jsonrpc":"2.0","result":{"#.as_slice(),
+        jsonrpc::Version::V1 => br#"{"result":"#.as_slice(),
+        jsonrpc::Version::V2 => br#"{"jsonrpc":"2.0","result":"#.as_slice(),
     });
-    pool.read(|db| {
-        let mut first = true;
-        for (r, rec) in db.all(class) {
-            if expr.as_ref().is_some_and(|e| !e.eval(rec)) {
-                continue;
+    // Writing JSON into a Vec cannot fail.
+    pool.read(|db| match d {
+        Deferred::AllRecords { class, expr } => {
+            out.push(b'{');
+            let mut first = true;
+            for (r, rec) in db.all(class) {
+                if expr.as_ref().is_some_and(|e| !e.eval(rec)) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                let _ = serde_json::to_writer(&mut out, r.as_str());
+                out.push(b':');
+                let _ = serde_json::to_writer(&mut out, rec);
             }
-            if !first {
-                out.push(b',');
+            out.push(b'}');
+        }
+        Deferred::Events(b) => {
+            out.extend_from_slice(br#"{"events":["#);
+            let mut first = true;
+            for stub in &b.stubs {
+                let snapshot = match stub.op {
+                    "del" => None,
+                    _ => match db.get(stub.class, &stub.r) {
+                        Some(rec) => Some(rec),
+                        None => continue,
+                    },
+                };
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(br#"{"id":"#);
+                let _ = serde_json::to_writer(&mut out, &stub.id.to_string());
+                out.extend_from_slice(br#","timestamp":"0.0","class":"#);
+                let _ = serde_json::to_writer(&mut out, &stub.class.to_ascii_lowercase());
+                out.extend_from_slice(br#","operation":"#);
+                let _ = serde_json::to_writer(&mut out, stub.op);
+                out.extend_from_slice(br#","ref":"#);
+                let _ = serde_json::to_writer(&mut out, stub.r.as_str());
+                if let Some(rec) = snapshot {
+                    out.extend_from_slice(br#","snapshot":"#);
+                    let _ = serde_json::to_writer(&mut out, rec);
+                }
+                out.push(b'}');
             }
-            first = false;
-            // Writing JSON into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, r.as_str());
-            out.push(b':');
-            let _ = serde_json::to_writer(&mut out, rec);
+            out.extend_from_slice(br#"],"valid_ref_counts":"#);
+            let _ = serde_json::to_writer(&mut out, &b.valid_ref_counts);
+            out.extend_from_slice(br#","token":"#);
+            let _ = serde_json::to_writer(&mut out, &b.token);
+            out.push(b'}');
         }
     });
-    out.push(b'}');
     if version == jsonrpc::Version::V1 {
         out.extend_from_slice(br#","error":null"#);
     }
@@ -284,33 +321,62 @@ fn stream_json(pool: &PoolState, d: &Deferred, version: jsonrpc::Version, id: &V
     out
 }
 
-/// The XML-RPC `Success` envelope around `(ref → record) map`, each record encoded on its own.
+/// The XML-RPC `Success` envelope around a deferred result, each record / event encoded on its own by the codec.
 fn stream_xml(pool: &PoolState, d: &Deferred) -> String {
     const MARK: &str = "XAPI-SIM-DEFERRED-MARK";
-    let Deferred::AllRecords { class, expr } = d;
-    let envelope = xmlrpc::encode_response(&Ok(Value::String(MARK.into())), &Type::String);
-    let marked = format!("<value>{MARK}</value>");
-    let (prefix, suffix) = envelope
-        .split_once(&marked)
-        .unwrap_or((envelope.as_str(), ""));
-    let ty = Type::Record(class);
     let mut out = String::with_capacity(1024);
-    out.push_str(prefix);
-    out.push_str("<value><struct>");
-    pool.read(|db| {
-        for (r, rec) in db.all(class) {
-            if expr.as_ref().is_some_and(|e| !e.eval(rec)) {
-                continue;
-            }
-            out.push_str("<member><name>");
-            out.push_str(&xml_escape(r.as_str()));
-            out.push_str("</name>");
-            out.push_str(&xmlrpc::encode_value(&Value::Object(rec.clone()), &ty));
-            out.push_str("</member>");
+    match d {
+        Deferred::AllRecords { class, expr } => {
+            let envelope = xmlrpc::encode_response(&Ok(Value::String(MARK.into())), &Type::String);
+            let marked = format!("<value>{MARK}</value>");
+            let (prefix, suffix) = envelope
+                .split_once(&marked)
+                .unwrap_or((envelope.as_str(), ""));
+            let ty = Type::Record(class);
+            out.push_str(prefix);
+            out.push_str("<value><struct>");
+            pool.read(|db| {
+                for (r, rec) in db.all(class) {
+                    if expr.as_ref().is_some_and(|e| !e.eval(rec)) {
+                        continue;
+                    }
+                    out.push_str("<member><name>");
+                    out.push_str(&xml_escape(r.as_str()));
+                    out.push_str("</name>");
+                    out.push_str(&xmlrpc::encode_value(&Value::Object(rec.clone()), &ty));
+                    out.push_str("</member>");
+                }
+            });
+            out.push_str("</struct></value>");
+            out.push_str(suffix);
         }
-    });
-    out.push_str("</struct></value>");
-    out.push_str(suffix);
+        Deferred::Events(b) => {
+            // The envelope of the same batch with no events; the events go inside its first (events) array.
+            let mut empty = serde_json::Map::new();
+            empty.insert("events".into(), Value::Array(Vec::new()));
+            empty.insert("valid_ref_counts".into(), b.valid_ref_counts.clone());
+            empty.insert("token".into(), Value::String(b.token.clone()));
+            let envelope = xmlrpc::encode_response(&Ok(Value::Object(empty)), &Type::EventBatch);
+            let (prefix, suffix) = match envelope.find("<data></data>") {
+                Some(i) => envelope.split_at(i + "<data>".len()),
+                None => (envelope.as_str(), ""),
+            };
+            out.push_str(prefix);
+            pool.read(|db| {
+                for stub in &b.stubs {
+                    if let Some(ev) = stub.to_event(db) {
+                        let one = xmlrpc::encode_value(&Value::Array(vec![ev]), &Type::EventSet);
+                        let inner = one
+                            .strip_prefix("<value><array><data>")
+                            .and_then(|x| x.strip_suffix("</data></array></value>"))
+                            .unwrap_or(&one);
+                        out.push_str(inner);
+                    }
+                }
+            });
+            out.push_str(suffix);
+        }
+    }
     out
 }
 

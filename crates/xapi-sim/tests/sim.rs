@@ -646,6 +646,27 @@ async fn event_from_semantics() {
     assert!(evs(&first).iter().any(|(c, _, _)| c == "message"));
     assert!(!evs(&first).iter().any(|(c, _, _)| c == "session"));
 
+    // The streamed answers equal the in-process value (JSON as is, XML-RPC once coerced).
+    let direct = p
+        .call(
+            "event.from",
+            vec![json!(s), json!(["*"]), json!(""), json!(1.0)],
+        )
+        .unwrap();
+    let again = events_from(&url, &s, json!(["*"]), "", 1.0).await.unwrap();
+    assert_eq!(again, direct);
+    let x = xml_call(
+        &url,
+        "event.from",
+        &[json!(s), json!(["*"]), json!(""), json!(1.0)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        xapi_types::schema::coerce(&xapi_types::Type::EventBatch, x).unwrap(),
+        direct
+    );
+
     // XML-RPC event.from works too (valid_ref_counts as <i4>).
     let x = xml_call(
         &url,
