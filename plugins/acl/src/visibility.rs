@@ -122,7 +122,7 @@ impl AclState {
     pub fn grants(&self, user: &UserInfo) -> Grants {
         let mut g = Grants::new();
         for a in self.inner.acls.read().iter() {
-            if a.subject == user.id || user.groups.iter().any(|x| *x == a.subject) {
+            if a.subject == user.id || user.groups.contains(&a.subject) {
                 let set = g.entry(a.object.clone()).or_default();
                 set.extend(permissions_of(&a.action).into_iter().map(str::to_owned));
             }

@@ -13,15 +13,16 @@ pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<Value>> {
     const LOC: &str = "urn:xo-server:plugin-schema";
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();
-    let index = compiler
-        .add_resource(LOC, schema.clone())
-        .and_then(|()| compiler.compile(LOC, &mut schemas))
-        .map_err(|e| {
-            vec![
-                json!({"instancePath": "", "schemaPath": "#", "keyword": "$schema",
+    let compiled = match compiler.add_resource(LOC, schema.clone()) {
+        Ok(()) => compiler.compile(LOC, &mut schemas),
+        Err(e) => Err(e),
+    };
+    let index = compiled.map_err(|e| {
+        vec![
+            json!({"instancePath": "", "schemaPath": "#", "keyword": "$schema",
             "message": format!("invalid schema: {e}")}),
-            ]
-        })?;
+        ]
+    })?;
     let Err(e) = schemas.validate(instance, index) else {
         return Ok(());
     };

@@ -1,7 +1,7 @@
 //! The server's [`PluginHost`]: one handle per plugin, recording what the plugin registered (methods,
 //! authentication providers, access control) so that unloading removes it all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use xo_plugin::{
     AccessControl, CallContext, GroupInfo, MethodDef, MethodPermission, PluginError, PluginHost,
-    UserInfo,
+    ResolveSpec, UserInfo,
 };
 use xo_store::User;
 
@@ -25,7 +25,7 @@ use crate::xapi::Pools;
 pub struct Host {
     app: WeakApp,
     id: String,
-    methods: Mutex<BTreeSet<String>>,
+    methods: Mutex<BTreeMap<String, Vec<ResolveSpec>>>,
     providers: Mutex<BTreeSet<String>>,
 }
 
@@ -70,7 +70,7 @@ impl Host {
         Self {
             app,
             id: id.to_owned(),
-            methods: Mutex::new(BTreeSet::new()),
+            methods: Mutex::new(BTreeMap::new()),
             providers: Mutex::new(BTreeSet::new()),
         }
     }
@@ -90,7 +90,7 @@ impl Host {
         let Some(app) = self.app.upgrade() else {
             return;
         };
-        for name in std::mem::take(&mut *self.methods.lock()) {
+        for name in std::mem::take(&mut *self.methods.lock()).into_keys() {
             app.registry().unregister(&name);
         }
         for name in std::mem::take(&mut *self.providers.lock()) {
@@ -101,9 +101,13 @@ impl Host {
         }
     }
 
-    /// Names of the methods this plugin has registered.
-    pub fn registered_methods(&self) -> Vec<String> {
-        self.methods.lock().iter().cloned().collect()
+    /// The methods this plugin has registered, with their `resolve` entries.
+    pub fn registered_methods(&self) -> Vec<(String, Vec<ResolveSpec>)> {
+        self.methods
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -170,6 +174,7 @@ impl AuthProvider for ProviderAdapter {
 pub(crate) fn register(host: &Arc<Host>, def: MethodDef) -> Result<(), PluginError> {
     let app = host.app()?;
     let name = def.name.clone();
+    let resolve = def.resolve.clone();
     let access = match def.permission {
         MethodPermission::Anonymous => Access::Anonymous,
         MethodPermission::User => Access::User,
@@ -190,7 +195,7 @@ pub(crate) fn register(host: &Arc<Host>, def: MethodDef) -> Result<(), PluginErr
     app.registry()
         .register(m)
         .map_err(|e| PluginError::failed(e.to_string()))?;
-    host.methods.lock().insert(name);
+    host.methods.lock().insert(name, resolve);
     Ok(())
 }
 
@@ -208,7 +213,7 @@ impl PluginHost for HostHandle {
     }
 
     fn unregister_method(&self, name: &str) -> bool {
-        if !self.0.methods.lock().remove(name) {
+        if self.0.methods.lock().remove(name).is_none() {
             return false;
         }
         self.0

@@ -359,6 +359,19 @@ impl Plugins {
         e.plugin.test(e.handle(), data).await.map_err(api_error)
     }
 
+    /// Every loaded plugin method with `resolve` entries (method name → entries), the plugin
+    /// counterpart of [`crate::methods::resolve::resolve_table`].
+    pub fn resolve_table(&self) -> Vec<(String, Vec<xo_plugin::ResolveSpec>)> {
+        let mut v: Vec<_> = self
+            .entries
+            .values()
+            .flat_map(|e| e.host.registered_methods())
+            .filter(|(_, r)| !r.is_empty())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// The host handle of a plugin (to drive it from tests or other server parts).
     pub fn host(&self, id: &str) -> Option<Arc<dyn PluginHost>> {
         self.entries.get(id).map(|e| e.handle())

@@ -10,8 +10,37 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use xapi_sim::RunningPool;
+use xo_plugin::{BoxFuture, CallContext, Manifest, MethodDef, Plugin, PluginError, PluginHost};
 use xo_plugin_acl::visibility::AclState;
 use xo_plugin_acl::AclPlugin;
+
+/// A plugin adding a method that resolves a VM with the `view` permission.
+struct Probe;
+
+impl Plugin for Probe {
+    fn manifest(&self) -> Manifest {
+        Manifest {
+            name: "probe".into(),
+            version: "0.0.1".into(),
+            ..Manifest::default()
+        }
+    }
+
+    fn load<'a>(&'a self, host: Arc<dyn PluginHost>) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            host.register_method(
+                MethodDef::new(
+                    "probe.vmName",
+                    |_: CallContext, p: Map<String, Value>| async move {
+                        Ok(p["vm"]["name_label"].clone())
+                    },
+                )
+                .params(json!({"id": {"type": "string"}}))
+                .resolve("vm", "id", &["VM"], "view"),
+            )
+        })
+    }
+}
 
 use super::pools::{add_params, sim, sim_session, sim_vm_refs};
 use super::{config, start_with, Client, TIMEOUT};
@@ -39,7 +68,9 @@ async fn env(hosts: usize, vms: usize) -> Env {
     let plugin = AclPlugin::default();
     let acl = plugin.state().clone();
     let server = start_with(config(dir.path()), move |b| {
-        b.no_default_plugins().plugin(Arc::new(plugin))
+        b.no_default_plugins()
+            .plugin(Arc::new(plugin))
+            .plugin(Arc::new(Probe))
     })
     .await;
     let mut admin = Client::admin(&server).await;
@@ -353,6 +384,11 @@ async fn acl_method_checks_follow_inheritance() {
     let vm = id(of_type(&e.all, "VM")[0]);
     let container = e.all[&vm]["$container"].as_str().unwrap().to_owned();
     // nothing granted
+    assert_eq!(
+        bob.err("probe.vmName", json!({"id": vm})).await,
+        json!({"code": 2, "message": "not enough permissions",
+            "data": {"permission": "view", "object": {"id": vm}}})
+    );
     let err = bob.err("vm.start", json!({"id": vm})).await;
     assert_eq!(
         err,
@@ -378,6 +414,19 @@ async fn acl_method_checks_follow_inheritance() {
     assert!(
         r.get("error").is_none_or(|e| e["code"] != 2),
         "operate inherited from {container}: {r}"
+    );
+    // plugin methods resolve and check their objects the same way
+    let name = e.all[&vm]["name_label"].clone();
+    assert_eq!(bob.ok("probe.vmName", json!({"id": vm})).await, name);
+    assert_eq!(e.admin.ok("probe.vmName", json!({"id": vm})).await, name);
+    assert_eq!(
+        bob.err("probe.vmName", json!({"id": "nope"})).await["code"],
+        1
+    );
+    assert_eq!(
+        bob.err("probe.vmName", json!({"id": container})).await["code"],
+        1,
+        "wrong type"
     );
     // but not administrate
     assert_eq!(
@@ -474,8 +523,35 @@ async fn acl_every_resolving_method_refuses_a_user_without_acls() {
     let app = e.server.app();
     let mut checked = Vec::new();
     let mut skipped = Vec::new();
-    for (name, spec) in xo_server::methods::resolve::resolve_table() {
-        if spec.iter().all(|r| r.action.is_empty()) {
+    // (method, [(param, types, action)]) of the core object methods and of loaded plugins' methods
+    type Entry = (String, Vec<(String, Vec<String>, String)>);
+    let mut table: Vec<Entry> = xo_server::methods::resolve::resolve_table()
+        .into_iter()
+        .map(|(n, spec)| {
+            let spec = spec
+                .iter()
+                .map(|r| {
+                    let types = r.types.iter().map(|t| (*t).to_owned()).collect();
+                    (r.param.to_owned(), types, r.action.to_owned())
+                })
+                .collect();
+            (n.to_owned(), spec)
+        })
+        .collect();
+    let plugins = xo_server::plugins::Plugins::of(app)
+        .unwrap()
+        .resolve_table();
+    assert!(plugins.iter().any(|(n, _)| n == "probe.vmName"));
+    table.extend(plugins.into_iter().map(|(n, spec)| {
+        let spec = spec
+            .into_iter()
+            .map(|r| (r.param, r.types, r.action))
+            .collect();
+        (n, spec)
+    }));
+    for (name, spec) in &table {
+        let name = name.as_str();
+        if spec.iter().all(|(_, _, action)| action.is_empty()) {
             continue;
         }
         let Some(method) = app.registry().get(name) else {
@@ -485,19 +561,19 @@ async fn acl_every_resolving_method_refuses_a_user_without_acls() {
         let declared = method.get_params().cloned().unwrap_or(json!({}));
         let mut params = Map::new();
         let mut missing = None;
-        for r in spec.iter() {
+        for (param, types, action) in spec.iter() {
             let candidate = e
                 .all
                 .values()
-                .find(|o| r.types.is_empty() || r.types.iter().any(|t| o["type"] == *t));
+                .find(|o| types.is_empty() || types.iter().any(|t| o["type"] == *t));
             match candidate {
                 Some(o) => {
-                    params.insert(r.param.to_owned(), o["id"].clone());
+                    params.insert(param.clone(), o["id"].clone());
                 }
                 None => {
-                    let required = declared[r.param]["optional"] != true;
-                    if required || !r.action.is_empty() {
-                        missing = Some(format!("{name}: no object of types {:?}", r.types));
+                    let required = declared[param]["optional"] != true;
+                    if required || !action.is_empty() {
+                        missing = Some(format!("{name}: no object of types {types:?}"));
                     }
                 }
             }
@@ -518,7 +594,7 @@ async fn acl_every_resolving_method_refuses_a_user_without_acls() {
         assert_eq!(err["message"], "not enough permissions", "{name}");
         let actions: Vec<&str> = spec
             .iter()
-            .map(|r| r.action)
+            .map(|(_, _, a)| a.as_str())
             .filter(|a| !a.is_empty())
             .collect();
         assert!(

@@ -302,7 +302,7 @@ async fn plugins_get_configure_load_unload_test() {
         .await;
     assert_eq!(u["email"], "admin@admin.net");
     // plugin data went to the store
-    let host = xo_server::plugins::Plugins::of(&server.app())
+    let host = xo_server::plugins::Plugins::of(server.app())
         .unwrap()
         .host("test")
         .unwrap();
