@@ -2,10 +2,15 @@
 //! against in-process simulated pools connected through `server.add`: effects observed through
 //! `xo.getAllObjects`, XAPI errors mapped to XO's codes, resolve errors, permissions, read-only servers.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 use xapi_sim::RunningPool;
+use xapi_types::XapiError;
+use xo_server::methods::resolve::{resolve_table, PermissionChecker, Permissions};
+use xo_store::User;
 
-use super::pools::{add_params, sim};
+use super::pools::{add_params, sim, sim_session};
 use super::{config, start_with, Client, TIMEOUT};
 
 struct Env {
@@ -17,9 +22,17 @@ struct Env {
 }
 
 async fn env(hosts: usize, vms: usize) -> Env {
+    env_with(hosts, vms, |b| b).await
+}
+
+async fn env_with(
+    hosts: usize,
+    vms: usize,
+    builder: impl FnOnce(xo_server::AppBuilder) -> xo_server::AppBuilder,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let pool = sim(hosts, vms).await;
-    let server = start_with(config(dir.path()), |b| b).await;
+    let server = start_with(config(dir.path()), builder).await;
     let mut c = Client::admin(&server).await;
     let server_id = c.ok("server.add", add_params(&pool)).await;
     let server_id = server_id.as_str().unwrap().to_owned();
@@ -910,5 +923,271 @@ async fn objects_permissions_and_read_only_servers() {
     e.c.ok("server.disable", json!({ "id": e.server_id })).await;
     let gone = e.c.err("vm.stop", json!({ "id": vm })).await;
     assert!(gone["code"] == 1 || gone["code"] == 9, "{gone}");
+    e.server.shutdown().await;
+}
+
+// ------------------------------------------- more XO fallbacks and codes
+
+#[tokio::test]
+async fn objects_vm_start_stop_fallbacks_and_codes() {
+    let mut e = env(1, 14).await;
+    let c = &mut e.c;
+    let vm = c.one(json!({"type": "VM", "name_label": "vm-00012"})).await;
+    let vm_id = id(&vm);
+    let host = id(&c.one(json!({"type": "host"})).await);
+
+    // NO_HOSTS_AVAILABLE → 7
+    e.pool.faults().fail_next(
+        "VM.start",
+        XapiError::new("NO_HOSTS_AVAILABLE", Vec::<String>::new()),
+    );
+    let err = c.err("vm.start", json!({ "id": vm_id })).await;
+    assert_eq!(err, json!({"code": 7, "message": "no hosts available"}));
+
+    // a MAC already used by a running VM: operationFailed (21) unless the check is bypassed
+    let running = c.one(json!({"type": "VM", "name_label": "vm-00001"})).await;
+    let used_mac = c
+        .object(running["VIFs"][0].as_str().unwrap())
+        .await
+        .unwrap()["MAC"]
+        .clone();
+    let net = c.object(vm["VIFs"][0].as_str().unwrap()).await.unwrap()["$network"].clone();
+    c.ok(
+        "vm.createInterface",
+        json!({ "vm": vm_id, "network": net, "mac": used_mac, "position": 1 }),
+    )
+    .await;
+    let err = c.err("vm.start", json!({ "id": vm_id })).await;
+    assert_eq!(
+        err,
+        json!({"code": 21, "message": "operation failed",
+            "data": {"objectId": vm_id, "code": "DUPLICATED_MAC_ADDRESS"}})
+    );
+    // start on a given host, bypassing the MAC check
+    c.ok(
+        "vm.start",
+        json!({ "id": vm_id, "host": host, "bypassMacAddressesCheck": true }),
+    )
+    .await;
+    c.wait_object(&vm_id, |o| {
+        o.is_some_and(|o| o["power_state"] == "Running" && o["$container"] == host.as_str())
+    })
+    .await;
+
+    // clean shutdown refused for lack of PV drivers: XO's invalidParameters (10)
+    for code in ["VM_MISSING_PV_DRIVERS", "VM_LACKS_FEATURE_SHUTDOWN"] {
+        e.pool.faults().fail_next(
+            "VM.clean_shutdown",
+            XapiError::new(code, [vm["_xapiRef"].as_str().unwrap()]),
+        );
+        let err = c.err("vm.stop", json!({ "id": vm_id })).await;
+        assert_eq!(
+            err,
+            json!({"code": 10, "message": "clean shutdown requires PV drivers", "data": {}})
+        );
+    }
+    // other XAPI errors keep XO's mapping (VM_LACKS_FEATURE → 14) with the ref turned into the id
+    e.pool.faults().fail_next(
+        "VM.clean_reboot",
+        XapiError::new("VM_LACKS_FEATURE", [vm["_xapiRef"].as_str().unwrap()]),
+    );
+    let err = c.err("vm.restart", json!({ "id": vm_id })).await;
+    assert_eq!(err["code"], 14);
+    assert_eq!(err["data"]["objectId"], vm_id.as_str());
+    // a delayed clean shutdown falls back to a hard one after forceShutdownDelay
+    e.pool
+        .faults()
+        .set_latency(std::time::Duration::from_millis(300));
+    let stopped = c
+        .call("vm.stop", json!({ "id": vm_id, "forceShutdownDelay": 1 }))
+        .await;
+    e.pool.faults().set_latency(std::time::Duration::ZERO);
+    assert_eq!(stopped["result"], true, "{stopped}");
+    c.wait_field(&vm_id, "power_state", json!("Halted")).await;
+    e.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_vm_create_from_a_custom_template() {
+    let mut e = env(1, 14).await;
+    let c = &mut e.c;
+    // a halted VM turned into a template: its disk (userdevice 0) is an existing disk for vm.create
+    let vm = c.one(json!({"type": "VM", "name_label": "vm-00013"})).await;
+    let session = sim_session(&e.pool);
+    e.pool
+        .call(
+            "VM.set_is_a_template",
+            vec![session, vm["_xapiRef"].clone(), json!(true)],
+        )
+        .unwrap();
+    let tpl = id(&vm);
+    c.wait_field(&tpl, "type", json!("VM-template")).await;
+    let iso = c
+        .one(json!({"type": "VDI", "name_label": "guest-tools.iso"}))
+        .await;
+    let new_vm = c
+        .ok(
+            "vm.create",
+            json!({
+                "name_label": "from custom",
+                "template": tpl,
+                "existingDisks": {"0": {"size": "64GiB", "name_label": "system"}},
+                "installation": {"method": "cdrom", "repository": id(&iso)},
+                "bootAfterCreate": true,
+                "clone": false,
+            }),
+        )
+        .await;
+    let new_vm = new_vm.as_str().unwrap().to_owned();
+    // booted in the background
+    let o = c.wait_field(&new_vm, "power_state", json!("Running")).await;
+    let mut disk = None;
+    let mut cd = None;
+    for vbd in o["$VBDs"].as_array().unwrap() {
+        let vbd = c.object(vbd.as_str().unwrap()).await.unwrap();
+        if vbd["is_cd_drive"] == true {
+            cd = Some(vbd);
+        } else {
+            disk = Some(vbd);
+        }
+    }
+    assert_eq!(cd.unwrap()["VDI"], id(&iso).as_str());
+    let disk = c
+        .object(disk.unwrap()["VDI"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(disk["name_label"], "system");
+    assert_eq!(disk["size"], 64_i64 << 30);
+    // the template's VIF was replaced by none (no VIFs param): XO destroys the cloned ones
+    assert_eq!(o["VIFs"], json!([]));
+    // shrinking an existing disk is refused, and the half-built VM removed
+    let err = c
+        .err(
+            "vm.create",
+            json!({"name_label": "too small", "template": tpl,
+                "existingDisks": {"0": {"size": 1024}}}),
+        )
+        .await;
+    assert_eq!(err["code"], -32000);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unable to update to a smaller VDI size"),
+        "{err}"
+    );
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !c
+        .objects(json!({"type": "VM", "name_label": "too small"}))
+        .await
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "half-built VM left");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    e.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_host_restart_version_guard() {
+    let mut e = env(2, 0).await;
+    let c = &mut e.c;
+    let pool = c.one(json!({"type": "pool"})).await;
+    let master = pool["master"].as_str().unwrap().to_owned();
+    let hosts = c.objects(json!({"type": "host"})).await;
+    let slave = hosts.keys().find(|h| **h != master).unwrap().clone();
+    // both hosts had patches installed after they booted: the master must reboot first
+    let session = sim_session(&e.pool);
+    for h in hosts.values() {
+        e.pool
+            .call(
+                "host.add_to_other_config",
+                vec![
+                    session.clone(),
+                    h["_xapiRef"].clone(),
+                    json!("rpm_patch_installation_time"),
+                    json!("4102444800"),
+                ],
+            )
+            .unwrap();
+    }
+    c.wait_field(&slave, "rebootRequired", json!(true)).await;
+    c.wait_field(&master, "rebootRequired", json!(true)).await;
+    let err = c.err("host.restart", json!({ "id": slave })).await;
+    assert_eq!(
+        err,
+        json!({"code": 25, "message": "incorrect state", "data": {"actual": true,
+            "expected": false, "object": master, "property": "rebootRequired"}})
+    );
+    // bypassed on request (no VM to evacuate: the slave reboots)
+    c.ok(
+        "host.restart",
+        json!({ "id": slave, "bypassVersionCheck": true }),
+    )
+    .await;
+    e.server.shutdown().await;
+}
+
+/// Grants `operate` on the objects listed to everybody (a stand-in for the ACL plugin).
+#[derive(Default)]
+struct OperateOn(parking_lot::Mutex<Vec<String>>);
+
+impl PermissionChecker for OperateOn {
+    fn first_denied(&self, _user: &User, pairs: &[(String, String)]) -> Option<usize> {
+        let granted = self.0.lock();
+        pairs
+            .iter()
+            .position(|(id, action)| !(granted.contains(id) && action == "operate"))
+    }
+}
+
+#[tokio::test]
+async fn objects_permission_checker_hook_and_resolve_table() {
+    let table = resolve_table();
+    let start = table.iter().find(|(n, _)| *n == "vm.start").unwrap().1;
+    assert_eq!(
+        start
+            .iter()
+            .map(|r| (r.param, r.types.to_vec(), r.action))
+            .collect::<Vec<_>>(),
+        [
+            ("host", vec!["host"], "operate"),
+            ("id", vec!["VM"], "operate")
+        ]
+    );
+    let mut e = env(1, 14).await;
+    // installed on the running app (replacing any checker installed at start)
+    let grants = Arc::new(OperateOn::default());
+    e.server
+        .app()
+        .set_extension(Arc::new(Permissions(grants.clone())));
+    // every method with resolve entries is registered, with its params
+    let info = e.c.ok("system.getMethodsInfo", json!({})).await;
+    for (name, entries) in &table {
+        let params = &info[*name]["params"];
+        for r in entries.iter() {
+            assert!(params.get(r.param).is_some(), "{name}: {}", r.param);
+        }
+    }
+    let vm = id(&e
+        .c
+        .one(json!({"type": "VM", "name_label": "vm-00012"}))
+        .await);
+    grants.0.lock().push(vm.clone());
+    e.c.ok(
+        "user.create",
+        json!({"email": "op", "password": "op", "permission": "none"}),
+    )
+    .await;
+    let mut op = Client::connect(&e.server).await;
+    op.ok("session.signIn", json!({"email": "op", "password": "op"}))
+        .await;
+    op.ok("vm.start", json!({ "id": vm })).await;
+    e.c.wait_field(&vm, "power_state", json!("Running")).await;
+    let err = op.err("vm.delete", json!({ "id": vm })).await;
+    assert_eq!(
+        err["data"],
+        json!({"permission": "administrate", "object": {"id": vm}})
+    );
     e.server.shutdown().await;
 }
