@@ -19,6 +19,9 @@ pub trait AccessControl: Send + Sync + 'static {
     /// batch is sent: `enter` are added or updated ids, `exit` removed ids. The result says who sees what
     /// of this batch (a removed object is visible to whoever could see it before).
     fn batch(&self, enter: &[&str], exit: &[&str]) -> Box<dyn BatchVisibility>;
+
+    /// Some batches were missed (the notification forwarder lagged): drop whatever was derived from them.
+    fn resync(&self) {}
 }
 
 /// Visibility of one batch's ids per user.

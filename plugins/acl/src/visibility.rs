@@ -274,6 +274,10 @@ impl AccessControl for AclState {
         visible
     }
 
+    fn resync(&self) {
+        *self.inner.cache.lock() = Cache::default();
+    }
+
     fn batch(&self, enter: &[&str], exit: &[&str]) -> Box<dyn BatchVisibility> {
         let mut exit_visible: HashMap<String, HashSet<String>> = HashMap::new();
         if let Ok(host) = self.host() {

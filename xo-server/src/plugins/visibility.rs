@@ -59,6 +59,13 @@ fn deliver(c: &Connection, frames: &[Utf8Bytes], stats: &mut PublishStats) {
     stats.delivered += 1;
 }
 
+/// Tells the access control that batches were missed (its per-user sets are rebuilt from the objects).
+pub fn resync(app: &App) {
+    if let Some(a) = app.extension::<Plugins>().and_then(|p| p.access()) {
+        a.resync();
+    }
+}
+
 /// Sends one xo-cache batch as `all` notifications: admins share the batch's frames (serialised once);
 /// every other signed-in user gets the visible part, serialised once per user (users seeing all of it
 /// share the batch's frames too). The access control sees every batch, even with nobody connected, to

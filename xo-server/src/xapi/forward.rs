@@ -31,6 +31,9 @@ async fn run(cache: xo_cache::Store, app: WeakApp) {
                     "notification forwarder lagged: clients missed changes"
                 );
                 sub = cache.subscribe();
+                if let Some(app) = app.upgrade() {
+                    crate::plugins::visibility::resync(&app);
+                }
             }
             Err(SubscriptionError::Closed) => return,
         }
