@@ -1246,3 +1246,74 @@ async fn configuration_errors_and_shutdown() {
         assert!(b["events"].as_array().unwrap().is_empty());
     }
 }
+
+/// Kills the child process it owns when dropped (also on test failure).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_prints_one_url_per_pool() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xapi-sim"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--pools",
+            "2",
+            "--hosts",
+            "2",
+            "--vms",
+            "3",
+            "--password",
+            "pw",
+        ])
+        .args(["--latency-ms", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn xapi-sim");
+    let stdout = child.stdout.take().unwrap();
+    let _guard = ChildGuard(child);
+    let urls = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(urls.len(), 2);
+    for url in &urls {
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+            "{url}"
+        );
+        let e = code(
+            json_call(
+                url,
+                true,
+                "session.login_with_password",
+                &[json!("root"), json!("root")],
+            )
+            .await,
+        );
+        assert_eq!(e[0], "SESSION_AUTHENTICATION_FAILED");
+        let s = json_call(
+            url,
+            true,
+            "session.login_with_password",
+            &[json!("root"), json!("pw")],
+        )
+        .await
+        .unwrap();
+        let hosts = json_call(url, true, "host.get_all", &[s]).await.unwrap();
+        assert_eq!(hosts.as_array().unwrap().len(), 2);
+    }
+    assert_ne!(urls[0], urls[1]);
+}
