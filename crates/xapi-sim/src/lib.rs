@@ -13,6 +13,7 @@
 //! Host j of a pool listens on `127.0.0.(1+j)` (the listen IP + j) with the same port, and `host.address` is
 //! that IP, so `HOST_IS_SLAVE <master address>` redirects are real.
 
+pub mod console;
 pub mod db;
 pub mod events;
 pub mod faults;
@@ -24,6 +25,8 @@ mod server;
 mod session;
 pub mod state;
 mod tasks;
+mod transfer;
+pub mod vdi_data;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -82,12 +82,27 @@ pub(crate) async fn serve_host(
         let mut sd = shutdown.clone();
         tokio::spawn(async move {
             let run = async {
+                // A raw `CONNECT /console…` tunnel is served before hyper sees the connection (XAPI answers it
+                // in its own way); anything else goes to the HTTP server with the peeked bytes put back.
                 match tls {
                     Some(acc) => match acc.accept(stream).await {
-                        Ok(s) => serve_conn(TokioIo::new(s), hc).await,
+                        Ok(s) => {
+                            if let Some(io) =
+                                crate::console::intercept(s, hc.pool.clone(), hc.host.clone()).await
+                            {
+                                serve_conn(TokioIo::new(io), hc).await
+                            }
+                        }
                         Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                     },
-                    None => serve_conn(TokioIo::new(stream), hc).await,
+                    None => {
+                        if let Some(io) =
+                            crate::console::intercept(stream, hc.pool.clone(), hc.host.clone())
+                                .await
+                        {
+                            serve_conn(TokioIo::new(io), hc).await
+                        }
+                    }
                 }
             };
             tokio::select! {
@@ -106,6 +121,7 @@ where
     if let Err(e) = http1::Builder::new()
         .keep_alive(true)
         .serve_connection(io, svc)
+        .with_upgrades()
         .await
     {
         tracing::debug!("connection ended: {e}");
@@ -160,6 +176,9 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     if hc.pool.faults.take_drop() {
         return Err(Dropped);
+    }
+    if req.uri().path() == "/console" && matches!(*req.method(), Method::GET | Method::CONNECT) {
+        return Ok(crate::console::handle(req, hc.pool.clone(), hc.host.clone()).await);
     }
     match *req.method() {
         Method::OPTIONS => {

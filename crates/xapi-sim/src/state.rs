@@ -72,6 +72,8 @@ pub struct PoolState {
     pub(crate) local_sessions: Mutex<HashSet<Ref>>,
     /// Legacy event registrations per session.
     pub(crate) legacy: Mutex<HashMap<Ref, LegacyRegistration>>,
+    /// Console screens (text + RFB) per VM, served on `/console`.
+    pub consoles: crate::console::Consoles,
 }
 
 impl PoolState {
@@ -84,6 +86,7 @@ impl PoolState {
             shutdown: AtomicBool::new(false),
             local_sessions: Mutex::new(HashSet::new()),
             legacy: Mutex::new(HashMap::new()),
+            consoles: crate::console::Consoles::default(),
         }
     }
 
