@@ -170,3 +170,17 @@ fn node_xen_api_recovers_from_events_lost_and_session_invalid() {
         out.transcript()
     );
 }
+
+/// Host memory as XO shows it (`memory_total - memory_free` of `host_metrics`) must account for
+/// the VMs resident on each host, from the start.
+#[test]
+#[ignore = "xapi-sim seed leaves host_metrics.memory_free at 48 GiB whatever the seeded resident VMs use (reported to the lead)"]
+fn python_xenapi_host_memory_accounting() {
+    run_scenario(
+        SimOptions::default(),
+        Peer::Python,
+        "python/scenario.py",
+        &[("XO_PEER_CHECK_MEMORY", "1")],
+        "python-xenapi peer:",
+    );
+}

@@ -499,6 +499,21 @@ class Scenario:
         master_address = self.x.host.get_address(self.x.pool.get_master(pool))
         check(details[1:] == [master_address], "HOST_IS_SLAVE params %r, want [%r]" % (details[1:], master_address))
 
+    def memory_accounting(self):
+        # XO shows host memory usage as memory_total - memory_free (host_metrics). On a real host the
+        # hypervisor's free memory cannot exceed what the resident VMs leave: total - sum(memory_actual).
+        problems = []
+        for host, rec in self.x.host.get_all_records().items():
+            metrics = self.x.host_metrics.get_record(rec["metrics"])
+            total, free = int(metrics["memory_total"]), int(metrics["memory_free"])
+            used = sum(int(self.x.VM_metrics.get_memory_actual(self.x.VM.get_metrics(vm))) for vm in rec["resident_VMs"])
+            if free > total - used:
+                problems.append(
+                    "%s: host_metrics.memory_free %d MiB > memory_total %d MiB - %d MiB used by %d resident VMs (host.compute_free_memory says %d MiB)"
+                    % (rec["name_label"], free >> 20, total >> 20, used >> 20, len(rec["resident_VMs"]), int(self.x.host.compute_free_memory(host)) >> 20)
+                )
+        check(not problems, "; ".join(problems))
+
     def logout(self):
         self.session.xenapi.session.logout()
 
@@ -527,6 +542,8 @@ class Scenario:
         self.step("bad password -> SESSION_AUTHENTICATION_FAILED", self.bad_password)
         if SLAVE_URL:
             self.step("login on a slave -> HOST_IS_SLAVE [master address]", self.host_is_slave)
+        if os.environ.get("XO_PEER_CHECK_MEMORY") == "1":
+            self.step("host memory accounting: memory_free fits what resident VMs leave", self.memory_accounting)
         self.step("session.logout", self.logout)
         return all(self.results)
 
