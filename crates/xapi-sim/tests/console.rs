@@ -1010,3 +1010,60 @@ async fn connect_after_a_call_on_a_kept_alive_connection() {
     rfb.update().await;
     assert_eq!(rfb.text(), lines_of(&env));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limit_console_sessions_admits_one_connection() {
+    let env = env(true).await;
+    let pool_ref = env.pool.state().pool_ref();
+    env.call(
+        "pool.set_limit_console_sessions",
+        vec![json!(pool_ref.as_str()), json!(true)],
+    );
+    let first = env.rfb(8).await;
+    let (status, head, mut s) = env.connect(&env.query(), "").await;
+    assert_eq!(status, 503, "{head}");
+    assert!(head.starts_with("HTTP/1.1 503 Connection Limit Exceeded"));
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(
+        body.contains("User 'root' is currently connected"),
+        "{body}"
+    );
+    // XAPI's WebSocket path refuses outright while the limit is set.
+    let cookie = format!("session_id={}", env.session);
+    let err = ws_connect(&env, &format!("ref={}", env.vm.as_str()), Some(&cookie))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 503));
+    // Once the first viewer leaves, the slot frees up (the server notices the close asynchronously).
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..400 {
+        let (status, _, _) = env.connect(&env.query(), "").await;
+        if status == 200 {
+            admitted = true;
+            break;
+        }
+        assert_eq!(status, 503);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(admitted);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_idle_timeout_closes_quiet_sessions() {
+    let env = env(false).await;
+    let pool_ref = env.pool.state().pool_ref();
+    env.call(
+        "pool.set_vm_console_idle_timeout",
+        vec![json!(pool_ref.as_str()), json!(1)],
+    );
+    let mut rfb = env.rfb(8).await;
+    rfb.request(false).await;
+    rfb.update().await;
+    assert!(
+        closed(&mut rfb.io).await,
+        "quiet session closed by the idle timeout"
+    );
+}

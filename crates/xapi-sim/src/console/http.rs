@@ -107,6 +107,10 @@ where
             reply(&mut io, &internal_error_raw(&why)).await
         }
         Ok(t) => {
+            let slot = match t.screen.enter(&t.user, t.limited) {
+                Ok(slot) => slot,
+                Err(users) => return reply(&mut io, &limit_exceeded_raw(&users)).await,
+            };
             io.write_all(
                 b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nCache-Control: no-cache, no-store\r\n\r\n",
             )
@@ -114,6 +118,7 @@ where
             io.flush().await?;
             tracing::debug!(console = t.console.as_str(), "console tunnel opened");
             run_rfb(Prefixed::new(rest, io), t, pool.clone(), host.clone()).await;
+            drop(slot);
             Ok(())
         }
     }
@@ -138,11 +143,39 @@ fn unauthorised_raw() -> Vec<u8> {
     .into_bytes()
 }
 
-fn error_page(detail: &str) -> String {
-    let esc = detail
-        .replace('&', "&amp;")
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
         .replace('<', "&lt;")
-        .replace('>', "&gt;");
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
+/// XAPI's page when `pool.limit_console_sessions` is set and someone is connected.
+fn limit_page(users: &[String]) -> String {
+    let users: Vec<String> = users.iter().map(|u| escape(u)).collect();
+    let who = match users.as_slice() {
+        [one] => format!("User '{one}' is"),
+        many => format!("Users '{}' are", many.join(", ")),
+    };
+    format!(
+        "<html><body><h1>Connection Limit Exceeded</h1><p>{who} currently connected to this console. No new \
+         connections are allowed. Please check the limit_console_sessions config and try again later.</p></body></html>"
+    )
+}
+
+fn limit_exceeded_raw(users: &[String]) -> Vec<u8> {
+    let body = limit_page(users);
+    format!(
+        "HTTP/1.1 503 Connection Limit Exceeded\r\nConnection: close\r\nContent-Type: text/html\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn error_page(detail: &str) -> String {
+    let esc = escape(detail);
     format!(
         "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and \
          try again. If the problem persists, please contact your support representative.<h1> Additional \
@@ -166,7 +199,7 @@ where
 {
     let (console, vm) = (t.console.clone(), t.vm.clone());
     let check = move || alive(&pool, &host, &console, &vm);
-    if let Err(e) = rfb::serve(io, t.screen, check, LIVENESS_POLL).await {
+    if let Err(e) = rfb::serve(io, t.screen, check, LIVENESS_POLL, t.idle).await {
         tracing::debug!("RFB session ended: {e}");
     }
 }
@@ -229,18 +262,38 @@ pub(crate) async fn handle(
         }
     };
     if method == Method::CONNECT {
+        let slot = match t.screen.enter(&t.user, t.limited) {
+            Ok(slot) => slot,
+            Err(users) => {
+                let mut r = response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/html",
+                    Bytes::from(limit_page(&users)),
+                );
+                r.extensions_mut()
+                    .insert(hyper::ext::ReasonPhrase::from_static(
+                        b"Connection Limit Exceeded",
+                    ));
+                return r;
+            }
+        };
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(up) => run_rfb(TokioIo::new(up), t, pool, host).await,
                 Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
             }
+            drop(slot);
         });
         let mut r = response(StatusCode::OK, "text/plain", Bytes::new());
         r.headers_mut().remove(header::CONTENT_TYPE);
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         return r;
+    }
+    // XAPI's WebSocket path refuses outright while `limit_console_sessions` is set.
+    if t.limited {
+        return response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::new());
     }
     let h = req.headers();
     let is_ws = h

@@ -30,6 +30,12 @@ pub(crate) struct Target {
     pub console: Ref,
     pub vm: Ref,
     pub screen: Arc<Screen>,
+    /// `auth_user_name` of the session.
+    pub user: String,
+    /// `pool.limit_console_sessions`.
+    pub limited: bool,
+    /// `pool.vm_console_idle_timeout` (guests) or `host.console_idle_timeout` (dom0), when positive.
+    pub idle: Option<std::time::Duration>,
 }
 
 /// Decode `application/x-www-form-urlencoded`-style query pairs.
@@ -140,10 +146,37 @@ pub(crate) fn resolve(
             )));
         }
         let screen = screen_of(pool, db, &vm);
+        let user = str_field(db, "session", &session, "auth_user_name");
+        let pool_ref = db.refs("pool").into_iter().next();
+        let pool_rec = pool_ref.as_ref().and_then(|p| db.get("pool", p));
+        let limited = pool_rec
+            .and_then(|p| p.get("limit_console_sessions"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let dom0 = db
+            .get("VM", &vm)
+            .and_then(|r| r.get("is_control_domain"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let secs = if dom0 {
+            db.get("host", host)
+                .and_then(|h| h.get("console_idle_timeout"))
+                .and_then(Value::as_i64)
+        } else {
+            pool_rec
+                .and_then(|p| p.get("vm_console_idle_timeout"))
+                .and_then(Value::as_i64)
+        };
+        let idle = secs
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Duration::from_secs(s as u64));
         Ok(Target {
             console,
             vm,
             screen,
+            user,
+            limited,
+            idle,
         })
     })
 }

@@ -15,6 +15,7 @@ pub mod screen;
 mod stream;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -35,6 +36,25 @@ pub struct Screen {
     pub name: String,
     text: Mutex<ConsoleText>,
     changes: watch::Sender<u64>,
+    /// Open connections (id, user name), for `pool.limit_console_sessions`.
+    connections: Mutex<Vec<(u64, String)>>,
+    next_connection: AtomicU64,
+}
+
+/// An open connection to a [`Screen`]; dropping it releases the slot.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    screen: Arc<Screen>,
+    id: u64,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.screen
+            .connections
+            .lock()
+            .retain(|(id, _)| *id != self.id);
+    }
 }
 
 impl Screen {
@@ -43,7 +63,37 @@ impl Screen {
             name: name.into(),
             text: Mutex::new(text),
             changes: watch::Sender::new(0),
+            connections: Mutex::new(Vec::new()),
+            next_connection: AtomicU64::new(0),
         }
+    }
+
+    /// Register a connection by `user`; with `exclusive` (XAPI's `limit_console_sessions`) only when nobody else
+    /// is connected — otherwise `Err` with the connected users.
+    pub(crate) fn enter(
+        self: &Arc<Self>,
+        user: &str,
+        exclusive: bool,
+    ) -> Result<Connection, Vec<String>> {
+        let mut conns = self.connections.lock();
+        if exclusive && !conns.is_empty() {
+            return Err(conns.iter().map(|(_, u)| u.clone()).collect());
+        }
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        conns.push((id, user.to_owned()));
+        Ok(Connection {
+            screen: self.clone(),
+            id,
+        })
+    }
+
+    /// Users of the open connections.
+    pub fn connected_users(&self) -> Vec<String> {
+        self.connections
+            .lock()
+            .iter()
+            .map(|(_, u)| u.clone())
+            .collect()
     }
 
     /// Apply a key event (X11 keysym); sessions waiting for changes are woken when the text changed.

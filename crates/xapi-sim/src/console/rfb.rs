@@ -2,6 +2,7 @@
 //! SetPixelFormat, SetEncodings (Raw, Hextile), FramebufferUpdateRequest (incremental or not), KeyEvent (applied
 //! to the shared [`Screen`]), PointerEvent and ClientCutText (ignored). Anything malformed ends the session.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,18 +43,22 @@ enum ClientMsg {
     },
 }
 
-/// Serve one RFB session on `io` until the client leaves, sends garbage, or `alive()` turns false (checked every
-/// `poll`, during the handshake too). The stream is shut down at the end.
+/// Serve one RFB session on `io` until the client leaves, sends garbage, `alive()` turns false (checked every
+/// `poll`, during the handshake too), or — with `idle` — no key or pointer event came for that long (XAPI's console
+/// idle timeout). The stream is shut down at the end.
 pub async fn serve<S, F>(
     mut io: S,
     screen: Arc<Screen>,
     alive: F,
     poll: Duration,
+    idle: Option<Duration>,
 ) -> Result<(), RfbError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Fn() -> bool,
 {
+    let start = tokio::time::Instant::now();
+    let last_input = AtomicU64::new(0);
     let watchdog = async {
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,17 +68,23 @@ where
                 tracing::debug!("console gone; closing the RFB session");
                 return;
             }
+            let last = Duration::from_millis(last_input.load(Ordering::Relaxed));
+            if idle.is_some_and(|limit| start.elapsed().saturating_sub(last) > limit) {
+                tracing::debug!("console idle timeout; closing the RFB session");
+                return;
+            }
         }
     };
+    let input = || last_input.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     let out = tokio::select! {
-        r = session(&mut io, &screen) => r,
+        r = session(&mut io, &screen, &input) => r,
         _ = watchdog => Ok(()),
     };
     let _ = io.shutdown().await;
     out
 }
 
-async fn session<S>(io: &mut S, screen: &Screen) -> Result<(), RfbError>
+async fn session<S>(io: &mut S, screen: &Screen, input: &impl Fn()) -> Result<(), RfbError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -82,7 +93,7 @@ where
     let (tx, rx) = mpsc::channel::<ClientMsg>(64);
     let reader = async {
         loop {
-            match read_msg(&mut rd, screen).await? {
+            match read_msg(&mut rd, screen, input).await? {
                 Some(m) => {
                     if tx.send(m).await.is_err() {
                         return Ok(());
@@ -176,7 +187,11 @@ fn parse_version(v: &[u8; 12]) -> Result<u32, RfbError> {
 
 /// Read one client message the writer acts on; `None` on a clean end of stream between messages. Key events are
 /// applied to the screen here; pointer events and cut text are read and dropped.
-async fn read_msg<R>(rd: &mut R, screen: &Screen) -> Result<Option<ClientMsg>, RfbError>
+async fn read_msg<R>(
+    rd: &mut R,
+    screen: &Screen,
+    input: &impl Fn(),
+) -> Result<Option<ClientMsg>, RfbError>
 where
     R: AsyncRead + Unpin,
 {
@@ -226,10 +241,12 @@ where
                 rd.read_exact(&mut b).await?;
                 let sym = u32::from_be_bytes([b[3], b[4], b[5], b[6]]);
                 screen.key(b[0] != 0, sym);
+                input();
             }
             5 => {
                 let mut b = [0u8; 5];
                 rd.read_exact(&mut b).await?;
+                input();
             }
             6 => {
                 let mut b = [0u8; 7];
