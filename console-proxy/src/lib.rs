@@ -19,7 +19,8 @@
 //!
 //! To answer the upgrade only once the console is known to be reachable, call [`open_console`] first and then
 //! [`pump`] with the upgraded socket. Any message type implementing [`WsMessage`] works (tungstenite's; axum's
-//! with the `axum` feature).
+//! with the `axum` feature). For interactive latency, disable Nagle on the client-facing TCP socket
+//! (`TcpStream::set_nodelay(true)`); the proxy does so on the console side.
 
 mod connect;
 mod error;
@@ -69,5 +70,31 @@ where
             .await;
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The proxy future can be spawned on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn proxy_futures_are_send(
+        ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        t: ConsoleTarget,
+    ) {
+        let limits = Limits::default();
+        let f = proxy(ws, &t, &limits);
+        assert_send(&f);
+    }
+
+    #[cfg(feature = "axum")]
+    #[allow(dead_code)]
+    fn axum_sockets_work(ws: axum::extract::ws::WebSocket, t: ConsoleTarget) {
+        let limits = Limits::default();
+        let f = proxy(ws, &t, &limits);
+        assert_send(&f);
     }
 }
