@@ -256,6 +256,8 @@ pub struct Db {
     changelog: VecDeque<Change>,
     changelog_limit: usize,
     change_seq: u64,
+    /// Disk content of the VDIs (shared with the HTTP transfer handlers).
+    pub vdi_data: std::sync::Arc<crate::vdi_data::VdiStore>,
 }
 
 impl Default for Db {
@@ -283,6 +285,7 @@ impl Db {
             changelog: VecDeque::new(),
             changelog_limit: DEFAULT_CHANGELOG_LIMIT,
             change_seq: 0,
+            vdi_data: Default::default(),
         }
     }
 

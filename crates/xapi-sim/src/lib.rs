@@ -20,6 +20,7 @@ pub mod faults;
 pub mod generic;
 pub mod ops;
 pub mod rpc;
+mod rrd;
 pub mod seed;
 mod server;
 mod session;

@@ -117,7 +117,7 @@ async fn serve_conn<I>(io: I, hc: Arc<HostCtx>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(req, hc.clone()));
+    let svc = service_fn(move |req| route(req, hc.clone()));
     if let Err(e) = http1::Builder::new()
         .keep_alive(true)
         .serve_connection(io, svc)
@@ -126,6 +126,22 @@ where
     {
         tracing::debug!("connection ended: {e}");
     }
+}
+
+/// Transfer handlers (`/export`, `/import`, raw VDI, RRDs) answer with streamed bodies; the rest is buffered.
+async fn route(
+    req: Request<Incoming>,
+    hc: Arc<HostCtx>,
+) -> Result<Response<crate::transfer::Body>, Dropped> {
+    if crate::transfer::handles(req.method(), req.uri().path()) {
+        if hc.pool.faults.take_drop() {
+            return Err(Dropped);
+        }
+        return Ok(crate::transfer::handle(req, hc.pool.clone(), hc.host.clone()).await);
+    }
+    handle(req, hc)
+        .await
+        .map(|r| r.map(crate::transfer::full))
 }
 
 fn base(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {

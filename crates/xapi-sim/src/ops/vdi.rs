@@ -90,6 +90,7 @@ pub fn create_vdi(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
     }
     rec.entry("managed").or_insert(json!(true));
     db.create("VDI", r.clone(), rec)?;
+    db.vdi_data.create_empty(&r);
     account(db, &sr, physical, size)?;
     update_vdi(db, &r)?;
     Ok(r)
@@ -112,6 +113,7 @@ pub fn destroy_vdi(db: &mut Db, vdi: &Ref) -> Result<(), XapiError> {
     }
     let sr = rf(&r, "SR");
     db.destroy("VDI", vdi)?;
+    db.vdi_data.remove(vdi);
     account(db, &sr, i(&r, "physical_utilisation").saturating_neg(), i(&r, "virtual_size").saturating_neg())?;
     Ok(())
 }
@@ -171,6 +173,7 @@ pub fn derive_vdi(db: &mut Db, vdi: &Ref, target_sr: Option<&Ref>, op: DiskOp) -
     rec.insert("physical_utilisation".into(), json!(physical));
     let r = Db::new_ref();
     db.create("VDI", r.clone(), rec)?;
+    db.vdi_data.derive(vdi, s(&src, "uuid"), &r);
     account(db, &sr, physical, size)?;
     update_vdi(db, &r)?;
     if db.exists("VDI", vdi) {
@@ -203,6 +206,7 @@ fn forget(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 }
             }
             db.destroy("VDI", &vdi)?;
+            db.vdi_data.remove(&vdi);
             account(
                 db,
                 &rf(&r, "SR"),
@@ -265,6 +269,10 @@ fn copy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 if i(&dst, "virtual_size") < i(&src, "virtual_size") {
                     return Err(XapiError::new("VDI_TOO_SMALL", [into.0.clone(), i(&src, "virtual_size").to_string()]));
                 }
+                db.vdi_data.copy_into(
+                    (&vdi, s(&src, "uuid"), i(&src, "virtual_size").max(0) as u64),
+                    (&into, s(&dst, "uuid"), i(&dst, "virtual_size").max(0) as u64),
+                )?;
                 return Ok(into.clone());
             }
             if !sr.is_null() {
