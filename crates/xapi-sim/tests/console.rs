@@ -362,6 +362,17 @@ impl Rfb {
                         }
                     }
                 }
+                1 => {
+                    let sx = self.io.read_u16().await.unwrap() as usize;
+                    let sy = self.io.read_u16().await.unwrap() as usize;
+                    let snapshot = self.fb.clone();
+                    for yy in 0..h {
+                        for xx in 0..w {
+                            self.fb[(y + yy) * self.width + x + xx] =
+                                snapshot[(sy + yy) * self.width + sx + xx];
+                        }
+                    }
+                }
                 5 => self.hextile(x, y, w, h).await,
                 other => panic!("unexpected encoding {other}"),
             }
@@ -1066,4 +1077,63 @@ async fn console_idle_timeout_closes_quiet_sessions() {
         closed(&mut rfb.io).await,
         "quiet session closed by the idle timeout"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrolling_uses_copyrect_both_ways() {
+    let env = env(false).await;
+    let mut rfb = env.rfb(8).await;
+    rfb.set_encodings(&[1, 5]).await;
+    rfb.request(false).await;
+    rfb.update().await;
+    // Fill the screen so that each Return scrolls.
+    for i in 0..30 {
+        rfb.type_text(&format!("fill {i}")).await;
+        rfb.key(0xFF0D).await;
+    }
+    rfb.request(true).await;
+    rfb.update().await;
+    assert_eq!(rfb.text(), lines_of(&env));
+    // One more line: rows move up by CopyRect, the new bottom rows are drawn.
+    rfb.type_text("one more").await;
+    rfb.key(0xFF0D).await;
+    for _ in 0..20 {
+        rfb.request(true).await;
+        rfb.update().await;
+        if rfb.text() == lines_of(&env) {
+            break;
+        }
+    }
+    assert_eq!(rfb.text(), lines_of(&env));
+    // A line wrapping onto a new row scrolls up; BackSpace back across the wrap scrolls down again.
+    rfb.type_text(&"w".repeat(81)).await;
+    let mut seen_up = false;
+    for _ in 0..20 {
+        rfb.request(true).await;
+        let r = rfb.update().await;
+        seen_up |= r
+            .iter()
+            .any(|&(_, y, w, _, enc)| enc == 1 && w == 640 && y == 16);
+        if rfb.text() == lines_of(&env) {
+            break;
+        }
+    }
+    assert!(seen_up, "a CopyRect moving rows up");
+    assert_eq!(rfb.text(), lines_of(&env));
+    rfb.key(0xFF08).await;
+    rfb.key(0xFF08).await;
+    let mut seen_down = false;
+    for _ in 0..20 {
+        rfb.request(true).await;
+        let r = rfb.update().await;
+        seen_down |= r
+            .iter()
+            .any(|&(_, y, w, _, enc)| enc == 1 && w == 640 && y > 16);
+        if rfb.text() == lines_of(&env) {
+            break;
+        }
+    }
+    assert!(seen_down, "a CopyRect moving rows down");
+    assert_eq!(rfb.text(), lines_of(&env));
+    assert!(lines_of(&env)[24].starts_with("www"));
 }

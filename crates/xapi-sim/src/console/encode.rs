@@ -1,9 +1,11 @@
-//! Framebuffer rectangle encodings: Raw (0) and Hextile (5), from palette-index pixels.
+//! Framebuffer rectangle encodings: Raw (0) and Hextile (5), from palette-index pixels (CopyRect (1) needs no
+//! pixels and is written by the RFB session).
 
 use super::pixel::PixelFormat;
 
 /// RFB encoding numbers.
 pub const RAW: i32 = 0;
+pub const COPY_RECT: i32 = 1;
 pub const HEXTILE: i32 = 5;
 
 const HT_RAW: u8 = 1;

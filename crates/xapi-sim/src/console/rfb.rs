@@ -270,12 +270,30 @@ where
     }
 }
 
-/// What the client currently shows, per cell (`None` = never sent).
+/// Text rows below the title bar (the part that scrolls).
+const TEXT_ROWS: usize = ROWS - 1;
+
+/// What the client currently shows, per cell (`None` = never sent), and the grid `top` it was last sent from (a
+/// hint for CopyRect; correctness only relies on `cells`).
 struct ClientView {
     cells: Vec<Option<(u8, Attr)>>,
+    top: Option<u64>,
 }
 
 impl ClientView {
+    /// Track a CopyRect that moves the text rows up by `d` rows (down for negative `d`): destination rows whose
+    /// source is on screen take the source's cells; others keep theirs.
+    fn scroll(&mut self, d: i64) {
+        let old = self.cells.clone();
+        for r in 0..TEXT_ROWS as i64 {
+            let src = r + d;
+            if (0..TEXT_ROWS as i64).contains(&src) {
+                let (dst, src) = ((r as usize + 1) * COLS, (src as usize + 1) * COLS);
+                self.cells[dst..dst + COLS].copy_from_slice(&old[src..src + COLS]);
+            }
+        }
+    }
+
     /// Pixel bounding box of the cells inside (x, y, w, h) that differ from `grid`, clipped to that region.
     fn dirty(&self, grid: &Grid, x: u16, y: u16, w: u16, h: u16) -> Option<(u16, u16, u16, u16)> {
         let (x1, y1) = (x + w, y + h);
@@ -352,8 +370,10 @@ where
 {
     let mut pf = PixelFormat::NATIVE;
     let mut encoding = encode::RAW;
+    let mut copy_rect = false;
     let mut view = ClientView {
         cells: vec![None; COLS * ROWS],
+        top: None,
     };
     let mut pending: Option<(u16, u16, u16, u16)> = None;
     let mut changes = screen.subscribe();
@@ -370,6 +390,7 @@ where
                         }
                     }
                     ClientMsg::SetEncodings(list) => {
+                        copy_rect = list.contains(&encode::COPY_RECT);
                         encoding = list
                             .into_iter()
                             .find(|e| *e == encode::RAW || *e == encode::HEXTILE)
@@ -385,18 +406,12 @@ where
                             continue;
                         };
                         let grid = screen.grid();
-                        let rect = if incremental {
-                            view.dirty(&grid, region.0, region.1, region.2, region.3)
+                        let plan = plan(&mut view, &grid, region, incremental, copy_rect);
+                        if plan == (None, None) {
+                            pending = Some(region);
                         } else {
-                            Some(region)
-                        };
-                        match rect {
-                            Some(r) => {
-                                pending = None;
-                                send_update(wr, &grid, r, pf, encoding).await?;
-                                view.sent(&grid, r.0, r.1, r.2, r.3);
-                            }
-                            None => pending = Some(region),
+                            pending = None;
+                            send_update(wr, &mut view, &grid, plan, pf, encoding).await?;
                         }
                     }
                 }
@@ -407,10 +422,10 @@ where
                 }
                 if let Some(region) = pending {
                     let grid = screen.grid();
-                    if let Some(r) = view.dirty(&grid, region.0, region.1, region.2, region.3) {
+                    let plan = plan(&mut view, &grid, region, true, copy_rect);
+                    if plan != (None, None) {
                         pending = None;
-                        send_update(wr, &grid, r, pf, encoding).await?;
-                        view.sent(&grid, r.0, r.1, r.2, r.3);
+                        send_update(wr, &mut view, &grid, plan, pf, encoding).await?;
                     }
                 }
             }
@@ -430,28 +445,82 @@ fn colour_map() -> Vec<u8> {
     m
 }
 
+/// What to send: a CopyRect scroll of the text rows by `d` rows, then a rectangle to draw.
+type Plan = (Option<i64>, Option<(u16, u16, u16, u16)>);
+
+/// Decide an update for `region`: when the client asked incrementally for the whole screen, supports CopyRect and
+/// the text scrolled by less than a screen since it was last sent, move the rows it already has; then draw what
+/// still differs (everything in `region` when not incremental). The view is updated for the scroll.
+fn plan(
+    view: &mut ClientView,
+    grid: &Grid,
+    region: (u16, u16, u16, u16),
+    incremental: bool,
+    copy_rect: bool,
+) -> Plan {
+    let mut copy = None;
+    if incremental && copy_rect && region == (0, 0, WIDTH, HEIGHT) {
+        if let Some(top) = view.top {
+            let d = grid.top as i64 - top as i64;
+            if d != 0 && d.unsigned_abs() < TEXT_ROWS as u64 {
+                view.scroll(d);
+                copy = Some(d);
+            }
+        }
+    }
+    let rect = if incremental {
+        view.dirty(grid, region.0, region.1, region.2, region.3)
+    } else {
+        Some(region)
+    };
+    (copy, rect)
+}
+
 async fn send_update<W>(
     wr: &mut W,
+    view: &mut ClientView,
     grid: &Grid,
-    (x, y, w, h): (u16, u16, u16, u16),
+    (copy, rect): Plan,
     pf: PixelFormat,
     encoding: i32,
 ) -> Result<(), RfbError>
 where
     W: AsyncWrite + Unpin,
 {
-    let px = grid.render(x, y, w, h);
-    let mut msg = Vec::with_capacity(16 + px.len() * pf.bytes());
-    msg.extend_from_slice(&[0, 0, 0, 1]);
-    for v in [x, y, w, h] {
-        msg.extend_from_slice(&v.to_be_bytes());
+    let n = u16::from(copy.is_some()) + u16::from(rect.is_some());
+    let mut msg = vec![0, 0];
+    msg.extend_from_slice(&n.to_be_bytes());
+    let header = |msg: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, enc: i32| {
+        for v in [x, y, w, h] {
+            msg.extend_from_slice(&v.to_be_bytes());
+        }
+        msg.extend_from_slice(&enc.to_be_bytes());
+    };
+    if let Some(d) = copy {
+        let rows = (TEXT_ROWS - d.unsigned_abs() as usize) as u16;
+        let fh = font::HEIGHT as u16;
+        let shift = d.unsigned_abs() as u16 * fh;
+        let (dst_y, src_y) = if d > 0 {
+            (fh, fh + shift)
+        } else {
+            (fh + shift, fh)
+        };
+        header(&mut msg, 0, dst_y, WIDTH, rows * fh, encode::COPY_RECT);
+        msg.extend_from_slice(&0u16.to_be_bytes());
+        msg.extend_from_slice(&src_y.to_be_bytes());
     }
-    msg.extend_from_slice(&encoding.to_be_bytes());
-    if encoding == encode::HEXTILE {
-        encode::hextile(pf, &px, w, h, &mut msg);
-    } else {
-        encode::raw(pf, &px, &mut msg);
+    if let Some((x, y, w, h)) = rect {
+        let px = grid.render(x, y, w, h);
+        msg.reserve(12 + px.len() * pf.bytes());
+        header(&mut msg, x, y, w, h, encoding);
+        if encoding == encode::HEXTILE {
+            encode::hextile(pf, &px, w, h, &mut msg);
+        } else {
+            encode::raw(pf, &px, &mut msg);
+        }
+        view.sent(grid, x, y, w, h);
     }
+    view.top = Some(grid.top);
     wr.write_all(&msg).await?;
     wr.flush().await?;
     Ok(())
@@ -481,6 +550,7 @@ mod tests {
         let g = t.grid();
         let mut v = ClientView {
             cells: vec![None; COLS * ROWS],
+            top: None,
         };
         assert_eq!(
             v.dirty(&g, 0, 0, WIDTH, HEIGHT),

@@ -59,6 +59,9 @@ impl Attr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grid {
     pub cells: Vec<(u8, Attr)>,
+    /// Absolute index of the screen row shown on text row 1 (grows as the text scrolls up; lets a viewer move
+    /// pixels with CopyRect instead of redrawing).
+    pub top: u64,
 }
 
 impl Grid {
@@ -123,6 +126,8 @@ pub struct ConsoleText {
     title: String,
     lines: VecDeque<String>,
     current: String,
+    /// Screen rows of the lines dropped from the scrollback so far.
+    dropped_rows: u64,
 }
 
 impl ConsoleText {
@@ -132,6 +137,7 @@ impl ConsoleText {
             title: printable(title),
             lines: VecDeque::new(),
             current: String::new(),
+            dropped_rows: 0,
         };
         for l in log {
             t.push_line(printable(l));
@@ -143,7 +149,9 @@ impl ConsoleText {
     fn push_line(&mut self, l: String) {
         self.lines.push_back(l);
         while self.lines.len() > SCROLLBACK {
-            self.lines.pop_front();
+            if let Some(old) = self.lines.pop_front() {
+                self.dropped_rows += old.len().div_ceil(COLS).max(1) as u64;
+            }
         }
     }
 
@@ -214,7 +222,10 @@ impl ConsoleText {
         let screen_row = cur_row - first + 1;
         let idx = screen_row * COLS + cur_col;
         cells[idx].1 = Attr::Cursor;
-        Grid { cells }
+        Grid {
+            cells,
+            top: self.dropped_rows + first as u64,
+        }
     }
 }
 
@@ -273,6 +284,7 @@ mod tests {
         let lines = t.grid().lines();
         assert_eq!(lines[ROWS - 2], "line 39");
         assert_eq!(lines[1], "line 17");
+        assert_eq!(t.grid().top, 18);
         for _ in 0..(COLS + 5) {
             t.key(true, b'x' as u32);
         }
@@ -285,6 +297,13 @@ mod tests {
         assert_eq!((x, y, h), (5 * 8, 24 * 16, 16));
         assert_eq!(w, 16);
         assert_eq!(t.grid().diff(&t.grid()), None);
+        // Past the scrollback bound, `top` keeps counting.
+        for _ in 0..(SCROLLBACK + 10) {
+            t.key(true, keysym::RETURN);
+        }
+        let top = t.grid().top;
+        t.key(true, keysym::RETURN);
+        assert_eq!(t.grid().top, top + 1);
     }
 
     #[test]
