@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::UserInfo;
+use crate::{PluginError, UserInfo};
 
 /// Object permissions of non-admin users. Administrators never reach it (the server lets them through).
 pub trait AccessControl: Send + Sync + 'static {
@@ -19,6 +19,15 @@ pub trait AccessControl: Send + Sync + 'static {
     /// batch is sent: `enter` are added or updated ids, `exit` removed ids. The result says who sees what
     /// of this batch (a removed object is visible to whoever could see it before).
     fn batch(&self, enter: &[&str], exit: &[&str]) -> Box<dyn BatchVisibility>;
+
+    /// XO's `addAcl(subject, object, action)` from the server (e.g. a non-admin creator gets `admin` on
+    /// the VM it cloned or snapshotted). Default: not recorded.
+    fn add_acl(&self, _subject: &str, _object: &str, _action: &str) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// An object was destroyed: forget the entries about it. Default: nothing.
+    fn object_deleted(&self, _object: &str) {}
 
     /// Some batches were missed (the notification forwarder lagged): drop whatever was derived from them.
     fn resync(&self) {}

@@ -118,6 +118,23 @@ impl AclState {
         Ok(())
     }
 
+    /// Removes every entry about `object` (after it was destroyed).
+    pub fn remove_object(&self, object: &str) -> Result<(), PluginError> {
+        let mut acls = self.inner.acls.write();
+        if !acls.iter().any(|a| a.object == object) {
+            return Ok(());
+        }
+        let next: Vec<Acl> = acls
+            .iter()
+            .filter(|a| a.object != object)
+            .cloned()
+            .collect();
+        self.persist(&next)?;
+        *acls = next;
+        self.invalidate();
+        Ok(())
+    }
+
     /// The user's direct grants: own entries and its groups', roles expanded.
     pub fn grants(&self, user: &UserInfo) -> Grants {
         let mut g = Grants::new();
@@ -272,6 +289,16 @@ impl AccessControl for AclState {
             },
         );
         visible
+    }
+
+    fn add_acl(&self, subject: &str, object: &str, action: &str) -> Result<(), PluginError> {
+        self.add(subject, object, action)
+    }
+
+    fn object_deleted(&self, object: &str) {
+        if let Err(e) = self.remove_object(object) {
+            tracing::warn!(object, error = %e, "cannot remove the ACLs of a deleted object");
+        }
     }
 
     fn resync(&self) {

@@ -142,7 +142,9 @@ async fn load_registers_and_unload_removes() {
             "acl.get",
             "acl.getCurrentPermissions",
             "acl.remove",
-            "role.getAll"
+            "role.getAll",
+            "test.getPermissionsForUser",
+            "test.hasPermission"
         ])
     );
     plugin.state().add("u", "v1", "viewer").unwrap();
@@ -257,6 +259,12 @@ async fn visible_sets_are_cached_and_updated_per_batch() {
     s.add("g", "n", "viewer").unwrap();
     assert!(!visible(&*a, &u).contains("n"));
     assert!(visible(&*a, &user("u", &["g"])).contains("n"));
+    // the server's hooks: creators get admin, deleted objects lose their entries
+    a.add_acl("c", "v1", "admin").unwrap();
+    assert!(s.has_permission(&user("c", &[]), "v1", "administrate"));
+    a.object_deleted("v1");
+    assert!(!s.acls().iter().any(|e| e.object == "v1"));
+    assert!(!s.has_permission(&user("c", &[]), "v1", "view"));
     // a lagging forwarder: everything is rebuilt
     a.resync();
     assert_eq!(

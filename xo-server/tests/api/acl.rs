@@ -240,6 +240,29 @@ async fn acl_add_remove_get_and_current_permissions() {
         bob.ok("acl.getCurrentPermissions", json!({})).await,
         json!({"obj-1": {"view": 1}, "obj-2": {"custom": 1, "operate": 1, "view": 1}})
     );
+    // the resolver exposed to admins
+    assert_eq!(
+        admin
+            .ok("test.getPermissionsForUser", json!({"userId": bob_id}))
+            .await,
+        json!({"obj-1": {"view": 1}, "obj-2": {"custom": 1, "operate": 1, "view": 1}})
+    );
+    assert_eq!(
+        admin
+            .err("test.getPermissionsForUser", json!({"userId": "nope"}))
+            .await["code"],
+        1
+    );
+    // (no such object in the pool-less server: denied)
+    assert_eq!(
+        admin
+            .ok(
+                "test.hasPermission",
+                json!({"userId": bob_id, "objectId": "obj-1", "permission": "view"})
+            )
+            .await,
+        json!(false)
+    );
     // removing
     admin.ok("acl.remove", add.clone()).await;
     admin.ok("acl.remove", add.clone()).await;
@@ -427,6 +450,15 @@ async fn acl_method_checks_follow_inheritance() {
         bob.err("probe.vmName", json!({"id": container})).await["code"],
         1,
         "wrong type"
+    );
+    assert_eq!(
+        e.admin
+            .ok(
+                "test.hasPermission",
+                json!({"userId": bob_id, "objectId": vm, "permission": "operate"})
+            )
+            .await,
+        json!(true)
     );
     // but not administrate
     assert_eq!(

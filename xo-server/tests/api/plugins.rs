@@ -494,6 +494,8 @@ async fn plugins_methods_are_admin_only_and_match_the_reference() {
         "acl.get",
         "acl.getCurrentPermissions",
         "role.getAll",
+        "test.hasPermission",
+        "test.getPermissionsForUser",
     ];
     if let Some(reference) = super::methods_reference() {
         for n in names {
