@@ -68,6 +68,28 @@ pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
 pub trait PermissionChecker: Send + Sync {
     /// The index of the first `(object id, action)` pair the user lacks, `None` when all are granted.
     fn first_denied(&self, user: &User, pairs: &[(String, String)]) -> Option<usize>;
+
+    /// XO's `addAcl(subject, object, action)`: a non-admin who clones or snapshots a VM gets `admin` on
+    /// the new one. Default: nothing is recorded.
+    fn add_acl(&self, _subject: &str, _object: &str, _action: &str) {}
+
+    /// XO removes the ACLs of a deleted VM (`vm.delete`). Default: nothing to remove.
+    fn object_deleted(&self, _object: &str) {}
+}
+
+/// The installed checker, if any.
+pub(crate) fn checker(ctx: &Ctx) -> Option<Arc<dyn PermissionChecker>> {
+    ctx.app.extension::<Permissions>().map(|p| p.0.clone())
+}
+
+/// XO's `addAcl(user, object, 'admin')` for non-admin creators.
+pub(crate) fn grant_creator(ctx: &Ctx, object: &str) {
+    if ctx.is_admin() {
+        return;
+    }
+    if let (Some(user), Some(c)) = (ctx.user.as_ref(), checker(ctx)) {
+        c.add_acl(&user.id, object, "admin");
+    }
 }
 
 /// App extension carrying the [`PermissionChecker`].

@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
 use super::resolve::{
-    check_permissions, operation_failed, r, resolve, s, schema, spec_of, strs, CallError, Resolve,
-    Xapi, NULL_REF,
+    check_permissions, checker, grant_creator, operation_failed, r, resolve, s, schema, spec_of,
+    strs, CallError, Resolve, Xapi, NULL_REF,
 };
 use super::vm_disks::{provision_disks_and_vifs, CreateDisks};
 use super::vm_edit::{edit_vm, xo_data_set, EditTarget, EDITABLE};
@@ -455,7 +455,10 @@ async fn clone(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         x.wait_object_id("VM", &new_ref).await
     };
     match finish.await {
-        Ok(id) => Ok(Value::String(id)),
+        Ok(id) => {
+            grant_creator(&ctx, &id);
+            Ok(Value::String(id))
+        }
         Err(e) => {
             let _ = vm_destroy(&x, new_ref, DestroyOpts::default()).await;
             Err(e)
@@ -556,10 +559,14 @@ async fn snapshot(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
             )
             .await?;
         }
-        x.field("VM", &snap_ref, "uuid").await
+        // XO reads the uuid from XAPI; waiting for the cache too lets callers use the id at once
+        x.wait_object_id("VM", &snap_ref).await.map(Value::String)
     };
     match finish.await {
-        Ok(uuid) => Ok(uuid),
+        Ok(uuid) => {
+            grant_creator(&ctx, uuid.as_str().unwrap_or_default());
+            Ok(uuid)
+        }
         Err(e) => {
             let _ = vm_destroy(&x, snap_ref, DestroyOpts::default()).await;
             Err(e)
@@ -740,6 +747,9 @@ async fn delete(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         force_default_template: opt_bool(&p, "forceDeleteDefaultTemplate").unwrap_or(force),
     };
     vm_destroy(&x, vm.xapi_ref().to_owned(), opts).await?;
+    if let Some(c) = checker(&ctx) {
+        c.object_deleted(vm.id());
+    }
     Ok(Value::Bool(true))
 }
 

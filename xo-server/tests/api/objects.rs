@@ -1130,7 +1130,10 @@ async fn objects_host_restart_version_guard() {
 
 /// Grants `operate` on the objects listed to everybody (a stand-in for the ACL plugin).
 #[derive(Default)]
-struct OperateOn(parking_lot::Mutex<Vec<String>>);
+struct OperateOn(
+    parking_lot::Mutex<Vec<String>>,
+    parking_lot::Mutex<Vec<String>>,
+);
 
 impl PermissionChecker for OperateOn {
     fn first_denied(&self, _user: &User, pairs: &[(String, String)]) -> Option<usize> {
@@ -1138,6 +1141,16 @@ impl PermissionChecker for OperateOn {
         pairs
             .iter()
             .position(|(id, action)| !(granted.contains(id) && action == "operate"))
+    }
+
+    fn add_acl(&self, subject: &str, object: &str, action: &str) {
+        self.1
+            .lock()
+            .push(format!("add {subject} {object} {action}"));
+    }
+
+    fn object_deleted(&self, object: &str) {
+        self.1.lock().push(format!("deleted {object}"));
     }
 }
 
@@ -1188,6 +1201,38 @@ async fn objects_permission_checker_hook_and_resolve_table() {
     assert_eq!(
         err["data"],
         json!({"permission": "administrate", "object": {"id": vm}})
+    );
+    // snapshot needs operate on the VM and on the SRs of its disks; the creator gets admin on it
+    let err = op.err("vm.snapshot", json!({ "id": vm })).await;
+    assert_eq!(err["data"]["permission"], "operate");
+    let sr = err["data"]["object"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(e.c.object(&sr).await.unwrap()["type"], "SR");
+    grants.0.lock().push(sr);
+    let snap = op
+        .ok("vm.snapshot", json!({ "id": vm, "name": "mine" }))
+        .await;
+    let op_id =
+        e.c.ok("user.getAll", json!({}))
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == "op")
+            .unwrap()["id"]
+            .clone();
+    assert_eq!(
+        grants.1.lock().as_slice(),
+        [format!(
+            "add {} {} admin",
+            op_id.as_str().unwrap(),
+            snap.as_str().unwrap()
+        )]
+    );
+    // deletions are reported to the checker
+    e.c.ok("vm.delete", json!({ "id": snap })).await;
+    assert_eq!(
+        grants.1.lock().last().unwrap(),
+        &format!("deleted {}", snap.as_str().unwrap())
     );
     e.server.shutdown().await;
 }
