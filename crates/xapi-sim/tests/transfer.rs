@@ -229,24 +229,15 @@ fn parse(raw: &[u8]) -> Resp {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
-        let len = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..i])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&b[..i]);
+        let len =
+            usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
         if len == 0 || b.len() < i + 2 + len {
             break;
         }
         out.extend_from_slice(&b[i + 2..i + 2 + len]);
-        b = &b[i + 2 + len + 2..];
+        b = b.get(i + 4 + len..).unwrap_or_default();
     }
     out
 }
