@@ -412,6 +412,63 @@ async fn objects_vm_set_and_create() {
     let pool = c.one(json!({"type": "pool"})).await;
     assert_eq!(pool["auto_poweron"], true);
 
+    // platform, scheduling and boot settings
+    let host = id(&c.one(json!({"type": "host"})).await);
+    let sr = id(&c.one(json!({"type": "SR", "content_type": "user"})).await);
+    c.ok(
+        "vm.set",
+        json!({
+            "id": vm,
+            "cpuCap": 50, "cpuWeight": 512, "cpuMask": [0, 1],
+            "affinityHost": host, "vga": "std", "videoram": 8,
+            "hasVendorDevice": true, "expNestedHvm": true, "nestedVirt": true,
+            "secureBoot": true, "nicType": "e1000", "hvmBootFirmware": "uefi",
+            "suspendSr": sr, "share": false, "memoryStaticMax": "4GiB",
+        }),
+    )
+    .await;
+    let o = c
+        .wait_object(&vm, |o| {
+            o.is_some_and(|o| o["vga"] == "std" && o["suspendSr"] == sr.as_str())
+        })
+        .await
+        .unwrap();
+    assert_eq!(o["cpuCap"], 50);
+    assert_eq!(o["cpuWeight"], 512);
+    assert_eq!(o["cpuMask"], json!([0, 1]));
+    assert_eq!(o["affinityHost"], host.as_str());
+    assert_eq!(o["videoram"], "8");
+    assert_eq!(o["hasVendorDevice"], true);
+    assert_eq!(o["expNestedHvm"], true);
+    assert_eq!(o["isNestedVirtEnabled"], true);
+    assert_eq!(o["secureBoot"], true);
+    assert_eq!(o["nicType"], "e1000");
+    assert_eq!(o["boot"]["firmware"], "uefi");
+    assert_eq!(o["memory"]["static"][1], 4_i64 << 30);
+    c.ok(
+        "vm.set",
+        json!({ "id": vm, "cpuCap": null, "affinityHost": null, "suspendSr": null, "nicType": null,
+            "virtualizationMode": "hvm" }),
+    )
+    .await;
+    let o = c
+        .wait_object(&vm, |o| {
+            o.is_some_and(|o| o["affinityHost"].is_null() && o.get("cpuCap").is_none())
+        })
+        .await
+        .unwrap();
+    assert_eq!(o["suspendSr"], Value::Null);
+    assert_eq!(o["virtualizationMode"], "hvm");
+    let err = c
+        .err("vm.set", json!({ "id": vm, "virtualizationMode": "pvh" }))
+        .await;
+    assert_eq!(
+        err["message"],
+        "The virtualization mode must be 'pv' or 'hvm'"
+    );
+    let err = c.err("vm.set", json!({ "id": vm, "videoram": 3 })).await;
+    assert_eq!(err["code"], -32000);
+
     // lowering cpusMax below CPUs in one call sets CPUs first
     c.ok("vm.set", json!({ "id": vm, "CPUs": 1, "cpusMax": 2 }))
         .await;
