@@ -5,9 +5,10 @@
 # date, so running it again costs a few hundred milliseconds.
 #
 #   .venv/                    python3 venv with the official XenAPI SDK (PyPI `xenapi`)
-#   tests/peers/node_modules/ Xen Orchestra's XAPI client (npm `xen-api`) and XO client (npm `xo-lib`),
+#   tests/peers/node_modules/ Xen Orchestra's XAPI client (npm `xen-api`), XO client (npm `xo-lib`),
+#                             noVNC (npm `@novnc/novnc`) and `playwright-core` (drives Debian's chromium),
 #                             from package-lock.json
-#   apt packages              none yet; see apt_install below for where they go
+#   apt packages              see APT_WANTED below (node, npm, chromium, slapd, ldap-utils)
 #
 # Pinned versions live here (Python) and in tests/peers/package.json + package-lock.json (npm).
 set -euo pipefail
@@ -37,7 +38,7 @@ need() {
 APT_WANTED=(
     "node:nodejs"      # npm xen-api peer (needs Node >= 18)
     "npm:npm"
-    # "chromium:chromium"
+    "chromium:chromium" # headless browser for the noVNC console test (xo-server tests/api/console.rs)
     "slapd:slapd"      # OpenLDAP server for plugins/auth-ldap tests (slapd, slapadd, slaptest)
     "ldapsearch:ldap-utils"
 )
@@ -106,13 +107,15 @@ need npm "install npm"
 stamp="$PEERS_NODE/node_modules/.package-lock.json"
 if [ -f "$stamp" ] && [ ! "$PEERS_NODE/package-lock.json" -nt "$stamp" ] \
     && [ -f "$PEERS_NODE/node_modules/xen-api/package.json" ] \
-    && [ -f "$PEERS_NODE/node_modules/xo-lib/package.json" ]; then
+    && [ -f "$PEERS_NODE/node_modules/xo-lib/package.json" ] \
+    && [ -f "$PEERS_NODE/node_modules/@novnc/novnc/package.json" ] \
+    && [ -f "$PEERS_NODE/node_modules/playwright-core/package.json" ]; then
     log "tests/peers/node_modules up to date"
 else
     log "npm ci in tests/peers"
     (cd "$PEERS_NODE" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # fail loudly if the install is broken
-(cd "$PEERS_NODE" && node --input-type=module -e 'await import("xen-api"); await import("xo-lib")')
+(cd "$PEERS_NODE" && node --input-type=module -e 'await import("xen-api"); await import("xo-lib"); await import("playwright-core")')
 
 log "done"
