@@ -109,10 +109,22 @@ fn to_sync_input(ev: WatchEvent) -> SyncInput {
 fn sync_stream(
     client: &Client,
     cancel: oneshot::Receiver<()>,
+    server_id: String,
 ) -> impl Stream<Item = SyncInput> + Send + 'static {
+    let started = std::time::Instant::now();
     client
         .watch(WatchOptions::default())
-        .map(to_sync_input)
+        .map(move |ev| {
+            if let WatchEvent::Reset { records } = &ev {
+                tracing::debug!(
+                    server = %server_id,
+                    records = records.values().map(Vec::len).sum::<usize>(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "full load received"
+                );
+            }
+            to_sync_input(ev)
+        })
         .take_until(cancel)
 }
 
@@ -199,6 +211,7 @@ impl Pools {
             }
         };
         tracing::info!(server = %id, host = %server.host, "connecting to XAPI server");
+        let started = std::time::Instant::now();
         let opts = ClientOptions::new(
             server_url(&server.host),
             server.username.clone(),
@@ -230,7 +243,7 @@ impl Pools {
         let handle = spawn_pool_sync(
             self.cache.clone(),
             id.clone(),
-            sync_stream(&client, cancel_rx),
+            sync_stream(&client, cancel_rx, id.clone()),
         );
         *conn.client.lock() = Some(client);
         *conn.cancel.lock() = Some(cancel_tx);
@@ -239,7 +252,13 @@ impl Pools {
             tokio::time::timeout(self.config.connect_timeout, self.cache.wait_ready(&id)).await;
         match ready {
             Ok(Ok(pool_uuid)) => {
-                tracing::info!(server = %id, pool = %pool_uuid, objects = self.cache.len(), "XAPI server connected");
+                tracing::info!(
+                    server = %id,
+                    pool = %pool_uuid,
+                    objects = self.cache.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "XAPI server connected"
+                );
                 Ok(())
             }
             Ok(Err(xo_cache::WaitError::Disconnected { error, .. })) => {
