@@ -819,7 +819,7 @@ async fn raw_vdi_round_trip() {
         &a.addr(),
         "GET",
         &format!(
-            "/export_raw_vdi?session_id={}&task_id={task}&vdi={vdi}&format=vhd",
+            "/export_raw_vdi?session_id={}&task_id={task}&vdi={vdi}&format=qcow2",
             a.s
         ),
         &[],
@@ -1108,4 +1108,82 @@ async fn host_rrd_and_vm_rrd_dumps() {
     )
     .await;
     assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vhd_export_import_round_trip() {
+    let a = P::new(2).await;
+    let vm = a.halted_vm_with_disk();
+    let disk = a.disks_of(&vm)[0].clone();
+    let size = a.call("VDI.get_virtual_size", vec![json!(disk)]);
+    let task = a.new_task();
+    let r = http(
+        &a.addr(),
+        "GET",
+        &format!(
+            "/export_raw_vdi?session_id={}&task_id={task}&vdi={disk}&format=vhd",
+            a.s
+        ),
+        &[],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers.get("content-type").map(String::as_str),
+        Some("application/vhd")
+    );
+    assert_eq!(a.task_done(&task).await["status"], "success");
+    assert_eq!(&r.body[..8], b"conectix");
+    assert_eq!(&r.body[512..520], b"cxsparse");
+    assert_eq!(
+        &r.body[r.body.len() - 512..],
+        &r.body[..512],
+        "footer copy == footer"
+    );
+    let sr = a.default_sr();
+    let target = a
+        .call(
+            "VDI.create",
+            vec![
+                json!({"name_label": "from vhd", "SR": sr, "virtual_size": size, "type": "user",
+                        "sharable": false, "read_only": false, "other_config": {}}),
+            ],
+        )
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = a.new_task();
+    let r = http(
+        &a.addr(),
+        "PUT",
+        &format!(
+            "/import_raw_vdi?session_id={}&task_id={task}&vdi={target}&format=vhd",
+            a.s
+        ),
+        &[],
+        Some(&r.body),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let t = a.task_done(&task).await;
+    assert_eq!(t["status"], "success", "{t}");
+    assert_eq!(a.content(&target), a.content(&disk));
+    // Garbage is not a VHD.
+    let task = a.new_task();
+    http(
+        &a.addr(),
+        "PUT",
+        &format!(
+            "/import_raw_vdi?session_id={}&task_id={task}&vdi={target}&format=vhd",
+            a.s
+        ),
+        &[],
+        Some(&[7u8; 2048]),
+        None,
+    )
+    .await;
+    assert_eq!(a.task_done(&task).await["error_info"][0], "INTERNAL_ERROR");
 }

@@ -10,6 +10,7 @@ mod body;
 pub(crate) mod common;
 mod ovaxml;
 mod raw;
+mod vhd;
 mod xva_export;
 mod xva_import;
 mod xxh64;

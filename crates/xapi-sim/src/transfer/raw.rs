@@ -1,6 +1,7 @@
-//! Raw VDI transfer (spec §6.4): `GET /export_raw_vdi` streams the whole disk (`format=raw`) and
+//! Raw VDI transfer (spec §6.4): `GET /export_raw_vdi` streams the whole disk (`format=raw`, or a dynamic VHD
+//! with `format=vhd`) and
 //! `PUT /import_raw_vdi` writes the body onto a VDI from offset 0 (or into a new "Imported VDI" sized from
-//! Content-Length when only an SR is given). VHD / tar / qcow2 formats are refused (`INTERNAL_ERROR`).
+//! Content-Length when only an SR is given, raw only). tar / qcow2 formats are refused (`INTERNAL_ERROR`).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -22,10 +23,18 @@ use crate::vdi_data::BLOCK;
 
 static VDI_REF: Type = Type::Ref("VDI");
 
-/// `format` must be raw (the default).
-fn check_format(pool: &PoolState, head: &Head) -> Result<(), Box<Response<Body>>> {
+/// Disk image formats served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Raw,
+    Vhd,
+}
+
+/// `format` must be raw (the default) or vhd.
+fn check_format(pool: &PoolState, head: &Head) -> Result<Format, Box<Response<Body>>> {
     match head.query.get("format").unwrap_or("raw") {
-        "raw" => Ok(()),
+        "raw" => Ok(Format::Raw),
+        "vhd" => Ok(Format::Vhd),
         other => {
             let e =
                 XapiError::internal(format!("format {other} is not supported by the simulator"));
@@ -65,9 +74,10 @@ pub(crate) async fn export(
         Ok(c) => c,
         Err(r) => return *r,
     };
-    if let Err(r) = check_format(&pool, &head) {
-        return *r;
-    }
+    let format = match check_format(&pool, &head) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let wanted = head.query.get("vdi").unwrap_or_default().to_owned();
     let found = vdi_of(&pool, &wanted);
     let ctx = TaskCtx::new(&pool, &head, &host, "VDI export", caller);
@@ -79,9 +89,28 @@ pub(crate) async fn export(
         return status(StatusCode::NOT_FOUND, "Not found");
     };
     let store = pool.read(|db| db.vdi_data.clone());
-    let disposition = format!("attachment; filename=\"{uuid}.raw\"");
+    let ext = if format == Format::Vhd { "vhd" } else { "raw" };
+    let disposition = format!("attachment; filename=\"{uuid}.{ext}\"");
     let (tx, body) = channel(4);
     let task = ctx.task.clone();
+    if format == Format::Vhd {
+        tokio::task::spawn_blocking(move || {
+            let mut w = super::body::ChanWriter::new(tx);
+            let out = super::vhd::write(&mut w, &store, &vdi, &uuid, size)
+                .map(|_| Value::from(""))
+                .map_err(|e| {
+                    tracing::debug!("VHD export: {e}");
+                    XapiError::new("VDI_IO_ERROR", ["Device I/O errors"])
+                });
+            ctx.finish(&out, &Type::Void);
+        });
+        let mut r = Response::new(body);
+        transfer_headers(&mut r, &task, "application/vhd");
+        if let Ok(v) = HeaderValue::from_str(&disposition) {
+            r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        return r;
+    }
     let p = pool.clone();
     tokio::task::spawn_blocking(move || {
         let zero = Bytes::from(vec![0u8; BLOCK as usize]);
@@ -128,9 +157,10 @@ pub(crate) async fn import(
         Ok(c) => c,
         Err(r) => return *r,
     };
-    if let Err(r) = check_format(&pool, &head) {
-        return *r;
-    }
+    let format = match check_format(&pool, &head) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     if is_chunked(&head) {
         fail_client_task(
             &pool,
@@ -152,7 +182,7 @@ pub(crate) async fn import(
                 return status(StatusCode::NOT_FOUND, "Not found");
             }
         },
-        None if head.query.has("sr_id") || head.query.has("sr_uuid") => {
+        None if format == Format::Raw && (head.query.has("sr_id") || head.query.has("sr_uuid")) => {
             let sr = match target_sr(&pool, &head) {
                 Ok(s) => s,
                 Err((code, e)) => {
@@ -191,6 +221,13 @@ pub(crate) async fn import(
     tokio::task::spawn_blocking(move || {
         let (vdi, uuid, size) = target;
         let store = p.read(|db| db.vdi_data.clone());
+        if format == Format::Vhd {
+            let out =
+                super::vhd::read(&mut reader, &store, &vdi, &uuid, size).map(|_| json!(vdi.0));
+            ctx.finish(&out, &VDI_REF);
+            drop(tx);
+            return;
+        }
         let mut buf = vec![0u8; BLOCK as usize];
         let mut offset = 0u64;
         let out = loop {
