@@ -482,8 +482,8 @@ async fn shell_completions() {
     s.cli(&["completions", "tcsh"]).await.fails(USAGE);
 }
 
-/// Power actions through the CLI, against test doubles of vm.start / vm.stop (the server has no VM
-/// methods yet): `vm=<id>` is rewritten to `id` by the server, state errors are API errors.
+/// Power actions through the CLI, against test doubles of vm.start / vm.stop over fixture objects
+/// (deterministic code-13 errors): `vm=<id>` is rewritten to `id` by the server, state errors are API errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_actions() {
     let s = common::start().await;
@@ -611,4 +611,73 @@ async fn real_objects_and_ndjson_download() {
     common::run_in(s.home.path(), &["xo.getAllObjects", "ndjson=true"])
         .await
         .fails(USAGE);
+}
+
+/// `vm.start vm=<id>` / `vm.stop` through the CLI against xo-server's real methods over a simulated pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_power_actions() {
+    let s = common::start_demo(2).await;
+    let url = s.server.url().to_owned();
+    common::run_in(
+        s.home.path(),
+        &["--register", &url, "admin@admin.net", "admin"],
+    )
+    .await
+    .ok();
+    let xo = xo_lib::Xo::connect(
+        xo_lib::Options::new(&url)
+            .credentials(xo_lib::Credentials::password("admin@admin.net", "admin")),
+    )
+    .await
+    .unwrap();
+    let cache = xo_lib::ObjectCache::start(&xo).await.unwrap();
+    let wait = std::time::Duration::from_secs(30);
+    let vm = tokio::time::timeout(
+        wait,
+        cache.wait_until(|o| {
+            o.values()
+                .find(|v| v["type"] == "VM")
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+        }),
+    )
+    .await
+    .unwrap();
+    if cache.get(&vm).unwrap()["power_state"] != "Halted" {
+        common::run_in(
+            s.home.path(),
+            &["vm.stop", &format!("id={vm}"), "force=true"],
+        )
+        .await
+        .ok();
+        xo_lib::wait_for_power_state(&cache, &vm, "Halted", wait)
+            .await
+            .unwrap();
+    }
+    let r = common::run_in(s.home.path(), &["vm.start", &format!("vm={vm}")])
+        .await
+        .ok();
+    assert_eq!(r.json(), true);
+    xo_lib::wait_for_power_state(&cache, &vm, "Running", wait)
+        .await
+        .unwrap();
+    let r = common::run_in(s.home.path(), &["vm.start", &format!("id={vm}")])
+        .await
+        .fails(API);
+    assert!(r.stderr.contains("code"), "{r:?}");
+    common::run_in(
+        s.home.path(),
+        &["vm.stop", &format!("id={vm}"), "force=true"],
+    )
+    .await
+    .ok();
+    xo_lib::wait_for_power_state(&cache, &vm, "Halted", wait)
+        .await
+        .unwrap();
+    let r = common::run_in(
+        s.home.path(),
+        &["--list-objects", "--power_state", &format!("id={vm}")],
+    )
+    .await
+    .ok();
+    assert_eq!(r.json(), json!([{"power_state": "Halted"}]));
 }

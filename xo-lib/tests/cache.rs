@@ -130,12 +130,15 @@ async fn typed_object_helpers() {
         .collect();
     assert_eq!(names, ["alpha", "beta"]);
     assert_eq!(xo.get_all_objects(None, Some(1)).await.unwrap().len(), 1);
-    let e = xo.call("vm.suspend", json!({"id": "a"})).await.unwrap_err();
+    let e = xo
+        .call("test.noSuchMethod", json!({"id": "a"}))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(xo_lib::codes::METHOD_NOT_FOUND));
 }
 
-/// The "start a VM and wait for it to run" flow, against test doubles of vm.start / vm.stop (the server
-/// has no VM methods yet).
+/// The "start a VM and wait for it to run" flow, against test doubles of vm.start / vm.stop over fixture
+/// objects (state errors with code 13 and data).
 #[tokio::test]
 async fn start_a_vm_and_wait_until_running() {
     let s = common::start().await;
@@ -196,4 +199,39 @@ async fn cache_of_a_simulated_pool() {
     assert_eq!(xo.list_vms().await.unwrap().len(), 3);
     let servers = xo.servers().await.unwrap();
     assert_eq!(servers.len(), 1);
+}
+
+/// Power cycle of a simulated VM through xo-server's real vm.start / vm.stop, observed by the cache.
+#[tokio::test]
+async fn power_cycle_of_a_simulated_vm() {
+    let s = common::start_demo(2).await;
+    let xo = Xo::connect(
+        Options::new(s.server.url()).credentials(Credentials::password("admin@admin.net", "admin")),
+    )
+    .await
+    .unwrap();
+    let cache = ObjectCache::start(&xo).await.unwrap();
+    let vm = settle(&cache, |o| {
+        o.values()
+            .find(|v| v["type"] == "VM")
+            .map(|v| v["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    if cache.get(&vm).unwrap()["power_state"] != "Halted" {
+        xo.stop_vm(&vm, true).await.unwrap();
+        wait_for_power_state(&cache, &vm, "Halted", WAIT)
+            .await
+            .unwrap();
+    }
+    xo.start_vm(&vm).await.unwrap();
+    let running = wait_for_power_state(&cache, &vm, "Running", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(running["id"], vm.as_str());
+    let e = xo.start_vm(&vm).await.unwrap_err();
+    assert!(e.api().is_some(), "{e}");
+    xo.stop_vm(&vm, true).await.unwrap();
+    wait_for_power_state(&cache, &vm, "Halted", WAIT)
+        .await
+        .unwrap();
 }
