@@ -802,6 +802,22 @@ pub fn seed(db: &mut Db, spec: &SeedSpec) -> Result<Ref, XapiError> {
         )?;
         vbd_row(db, &vm, Some(&vdi), "0", "Disk", power == "Running")?;
         vbd_row(db, &vm, None, "3", "CD", power == "Running")?;
+        if power == "Suspended" {
+            let memory = db
+                .field("VM", &vm, "memory_static_max")
+                .ok()
+                .and_then(Value::as_i64)
+                .unwrap_or(GIB);
+            let svdi = vdi_row(db, &sr, "Suspend image", memory)?;
+            db.update("VDI", &svdi, |r| {
+                r.insert("type".into(), json!("suspend"));
+                r.insert(
+                    "name_description".into(),
+                    json!(format!("Suspend image of VM 'vm-{i:05}'")),
+                );
+            })?;
+            db.set_field("VM", &vm, "suspend_VDI", json!(svdi.0))?;
+        }
         vif_seq += 1;
         mk(
             db,
@@ -922,8 +938,44 @@ pub fn seed(db: &mut Db, spec: &SeedSpec) -> Result<Ref, XapiError> {
         let _ = &h.dom0;
     }
     let _ = templates;
+    size_host_memory(db, &hosts)?;
     update_sr_usage(db);
+    // allowed_operations and host_metrics.memory_free as the ops compute them.
+    crate::ops::allowed::refresh_all(db)?;
     Ok(pool)
+}
+
+/// Give every host enough RAM for what runs on it: `memory_total` = the next multiple of 64 GiB above
+/// 1.25 × (host overhead + resident VMs' footprints) (at least 64 GiB), so `memory_free` stays believable.
+fn size_host_memory(db: &mut Db, hosts: &[HostInfo]) -> Result<(), XapiError> {
+    for h in hosts {
+        let rec = db.record("host", &h.r)?;
+        let metrics = Ref::from(
+            rec.get("metrics")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        let mut used = rec
+            .get("memory_overhead")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        for vm in rec
+            .get("resident_VMs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            used = used.saturating_add(crate::ops::placement::vm_memory_footprint(
+                db,
+                &Ref::from(vm.as_str().unwrap_or_default()),
+            ));
+        }
+        let step = 64 * GIB;
+        let want = used.saturating_add(used / 4);
+        let total = ((want / step) + 1).saturating_mul(step).max(step);
+        db.set_field("host_metrics", &metrics, "memory_total", json!(total))?;
+    }
+    Ok(())
 }
 
 struct VmParams<'a> {
@@ -990,7 +1042,8 @@ fn vm_metrics(
 
 fn vm_row(db: &mut Db, p: &VmParams<'_>) -> Result<Ref, XapiError> {
     let running = p.power == "Running";
-    let live = running || p.power == "Suspended";
+    // Only running (or paused) VMs are resident on a host; suspended ones are not.
+    let live = running;
     let domain_type = if p.hvm { "hvm" } else { "pv" };
     let metrics = vm_metrics(db, p.now, p.memory, p.vcpus, running, domain_type)?;
     let guest_metrics = if running {
@@ -1278,6 +1331,40 @@ mod tests {
             assert!(!rec["PBDs"].as_array().unwrap().is_empty());
             assert_eq!(rec["PIFs"].as_array().unwrap().len(), 1);
             assert_eq!(rec["host_CPUs"].as_array().unwrap().len(), 4);
+        }
+        // Host memory accounts for what is resident (what XO shows as used memory).
+        for (_, h) in db.all("host") {
+            let m = db
+                .get("host_metrics", &Ref::from(h["metrics"].as_str().unwrap()))
+                .unwrap();
+            let (total, free) = (
+                m["memory_total"].as_i64().unwrap(),
+                m["memory_free"].as_i64().unwrap(),
+            );
+            let used: i64 = h["resident_VMs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|vm| {
+                    let vm = db.get("VM", &Ref::from(vm.as_str().unwrap())).unwrap();
+                    let metrics = db
+                        .get("VM_metrics", &Ref::from(vm["metrics"].as_str().unwrap()))
+                        .unwrap();
+                    metrics["memory_actual"].as_i64().unwrap()
+                })
+                .sum();
+            assert!(
+                free > 0 && free <= total - used,
+                "free {free} total {total} used {used}"
+            );
+        }
+        // Suspended VMs are not resident and have a suspend image.
+        for (_, vm) in db.all("VM") {
+            if vm["power_state"] == json!("Suspended") {
+                assert_eq!(vm["resident_on"], json!(Ref::NULL_STR));
+                let svdi = Ref::from(vm["suspend_VDI"].as_str().unwrap());
+                assert_eq!(db.field("VDI", &svdi, "type").unwrap(), &json!("suspend"));
+            }
         }
         let templates = db.find("VM", |v| v["is_default_template"] == json!(true));
         assert!(templates.len() >= 10);
