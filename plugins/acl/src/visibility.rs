@@ -193,11 +193,11 @@ impl AclState {
 }
 
 /// Visibility of `id` with memoisation; `known(id)` answers for objects outside the re-evaluated set.
-fn eval(
-    id: &str,
-    index: &HashMap<String, Node>,
+fn eval<'a>(
+    id: &'a str,
+    index: &'a HashMap<String, Node>,
     direct: &dyn Fn(&str) -> bool,
-    memo: &mut HashMap<String, bool>,
+    memo: &mut HashMap<&'a str, bool>,
     known: &dyn Fn(&str) -> Option<bool>,
 ) -> bool {
     if let Some(v) = memo.get(id) {
@@ -206,7 +206,7 @@ fn eval(
     if let Some(v) = known(id) {
         return v;
     }
-    memo.insert(id.to_owned(), false); // cycle guard
+    memo.insert(id, false); // cycle guard
     let Some(n) = index.get(id) else { return false };
     let mut r = n.self_ok && direct(id);
     if !r {
@@ -223,7 +223,7 @@ fn eval(
             }
         }
     }
-    memo.insert(id.to_owned(), r);
+    memo.insert(id, r);
     r
 }
 
