@@ -19,6 +19,7 @@ use crate::config::Config;
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/api/", get(crate::ws::api_upgrade))
+        .route("/api/consoles/{*id}", get(crate::console::console_upgrade))
         .route(
             "/",
             get(|| async { "xo-server: JSON-RPC over WebSocket at /api/\n" }),

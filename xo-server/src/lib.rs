@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod context;
 pub mod demo;
 pub mod docs;
