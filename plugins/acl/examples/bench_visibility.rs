@@ -53,7 +53,7 @@ impl PluginHost for Host {
         Ok(None)
     }
     fn with_object(&self, id: &str, f: &mut dyn FnMut(&Value)) -> bool {
-        self.objects.read().get(id).map(|v| f(v)).is_some()
+        self.objects.read().get(id).map(f).is_some()
     }
     fn for_each_object(&self, f: &mut dyn FnMut(&Value)) {
         for v in self.objects.read().values() {
