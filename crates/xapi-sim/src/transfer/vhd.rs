@@ -311,3 +311,92 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod qemu_check {
+    use super::*;
+
+    /// `qemu-img` (when installed) reads what the writer produces with the same content.
+    #[test]
+    fn qemu_img_reads_it() {
+        if std::process::Command::new("qemu-img")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return;
+        }
+        let s = VdiStore::default();
+        let a = Ref::from("OpaqueRef:a");
+        let size = 9 * BLOCK;
+        s.write_at(
+            &a,
+            "11111111-2222-3333-4444-555555555555",
+            size,
+            6 * BLOCK + 1,
+            b"qemu",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            &s,
+            &a,
+            "11111111-2222-3333-4444-555555555555",
+            size,
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("vhd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (vhd, raw) = (dir.join("d.vhd"), dir.join("d.raw"));
+        std::fs::write(&vhd, &out).unwrap();
+        let st = std::process::Command::new("qemu-img")
+            .args(["convert", "-O", "raw", "--image-opts"])
+            .arg(format!(
+                "driver=vpc,force_size_calc=current_size,file.filename={}",
+                vhd.display()
+            ))
+            .arg(&raw)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let back = std::fs::read(&raw).unwrap();
+        assert_eq!(back.len() as u64, size);
+        for i in 0..9u64 {
+            let want = s.read_block(&a, "11111111-2222-3333-4444-555555555555", i, size);
+            assert_eq!(
+                &back[(i * BLOCK) as usize..((i + 1) * BLOCK) as usize],
+                want.as_slice(),
+                "block {i}"
+            );
+        }
+        // And the reader takes what qemu-img writes.
+        let vhd2 = dir.join("q.vhd");
+        let st = std::process::Command::new("qemu-img")
+            .args([
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vpc",
+                "-o",
+                "subformat=dynamic,force_size=on",
+            ])
+            .arg(&raw)
+            .arg(&vhd2)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let b = Ref::from("OpaqueRef:b");
+        s.create_empty(&b);
+        let q = std::fs::read(&vhd2).unwrap();
+        assert_eq!(read(q.as_slice(), &s, &b, "b", size).unwrap(), size);
+        for i in 0..9u64 {
+            assert_eq!(
+                s.read_block(&b, "b", i, size),
+                s.read_block(&a, "11111111-2222-3333-4444-555555555555", i, size)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
