@@ -139,9 +139,7 @@ async fn route(
         }
         return Ok(crate::transfer::handle(req, hc.pool.clone(), hc.host.clone()).await);
     }
-    handle(req, hc)
-        .await
-        .map(|r| r.map(crate::transfer::full))
+    handle(req, hc).await.map(|r| r.map(crate::transfer::full))
 }
 
 fn base(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
@@ -219,7 +217,9 @@ async fn handle(
             ))
         }
     }
-    let json = req.uri().path() == "/jsonrpc";
+    // XAPI routes by longest path prefix: `/jsonrpc…` is JSON-RPC, every other path (`/`, `/RPC2`, `/json`,
+    // `/xmlrpc`…) XML-RPC.
+    let json = req.uri().path().starts_with("/jsonrpc");
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(internal_error(&format!("request body: {e}"))),

@@ -594,10 +594,35 @@ async fn transport_failures_and_cors() {
         &[json!("root"), json!("root")],
         None,
     );
-    let a = http("POST", &url, "/RPC2", "text/xml", body.as_bytes())
+    for path in ["/RPC2", "/json", "/any/thing"] {
+        let a = http("POST", &url, path, "text/xml", body.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(a.header("content-type"), Some("text/xml"), "{path}");
+        assert!(xmlrpc::decode_response(&a.body).unwrap().is_ok());
+    }
+    let body = jsonrpc::encode_call(
+        jsonrpc::Version::V1,
+        &json!("x"),
+        "session.login_with_password",
+        &[json!("root"), json!("root")],
+    );
+    let a = http("POST", &url, "/jsonrpc?foo=1", "application/json", &body)
         .await
         .unwrap();
-    assert!(xmlrpc::decode_response(&a.body).unwrap().is_ok());
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    let r = jsonrpc::decode_response(&a.body).unwrap();
+    assert_eq!(r.id, json!("x"));
+    assert!(r.result.is_ok());
+    // A body over the limit is a transport failure.
+    let big = vec![b'x'; 5 * 1024 * 1024];
+    let a = http("POST", &url, "/", "text/xml", &big).await.unwrap();
+    assert_eq!(a.status, 500);
+    // Other methods on RPC paths: 404.
+    let a = http("GET", &url, "/nothing-here", "text/plain", b"")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 404);
 }
 
 async fn events_from(
