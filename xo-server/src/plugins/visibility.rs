@@ -147,14 +147,32 @@ pub fn publish_batch(app: &App, batch: &Batch) -> PublishStats {
 /// access control is installed at the time of the call (none: everything denied).
 struct Checker(crate::app::WeakApp);
 
-impl crate::methods::resolve::PermissionChecker for Checker {
-    fn first_denied(&self, user: &xo_store::User, pairs: &[(String, String)]) -> Option<usize> {
-        let access = self
-            .0
+impl Checker {
+    fn access(&self) -> Option<Arc<dyn xo_plugin::AccessControl>> {
+        self.0
             .upgrade()
             .and_then(|app| app.extension::<Plugins>())
-            .and_then(|p| p.access());
-        match access {
+            .and_then(|p| p.access())
+    }
+}
+
+impl crate::methods::resolve::PermissionChecker for Checker {
+    fn add_acl(&self, subject: &str, object: &str, action: &str) {
+        if let Some(a) = self.access() {
+            if let Err(e) = a.add_acl(subject, object, action) {
+                tracing::warn!(object, error = %e, "cannot record the ACL of a new object");
+            }
+        }
+    }
+
+    fn object_deleted(&self, object: &str) {
+        if let Some(a) = self.access() {
+            a.object_deleted(object);
+        }
+    }
+
+    fn first_denied(&self, user: &xo_store::User, pairs: &[(String, String)]) -> Option<usize> {
+        match self.access() {
             Some(a) => a.first_denied(&user_info(user), pairs),
             None => (!pairs.is_empty()).then_some(0),
         }

@@ -490,6 +490,26 @@ async fn acl_method_checks_follow_inheritance() {
         .call("vm.set", json!({"id": vm, "name_label": "z"}))
         .await;
     assert!(r.get("error").is_none(), "{r}");
+    // a non-admin creator gets `admin` on its snapshot; deleting it drops the entries about it
+    let snap = bob
+        .ok("vm.snapshot", json!({"id": vm, "name": "bob's"}))
+        .await;
+    let acls = e.admin.ok("acl.get", json!({})).await;
+    assert!(
+        acls.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["subject"] == json!(bob_id)
+                && a["object"] == snap
+                && a["action"] == "admin"),
+        "{acls}"
+    );
+    bob.ok("vm.delete", json!({"id": snap})).await;
+    let acls = e.admin.ok("acl.get", json!({})).await;
+    assert!(
+        !acls.as_array().unwrap().iter().any(|a| a["object"] == snap),
+        "{acls}"
+    );
     e.server.shutdown().await;
 }
 
