@@ -542,8 +542,7 @@ class Scenario:
         self.step("bad password -> SESSION_AUTHENTICATION_FAILED", self.bad_password)
         if SLAVE_URL:
             self.step("login on a slave -> HOST_IS_SLAVE [master address]", self.host_is_slave)
-        if os.environ.get("XO_PEER_CHECK_MEMORY") == "1":
-            self.step("host memory accounting: memory_free fits what resident VMs leave", self.memory_accounting)
+        self.step("host memory accounting: memory_free fits what resident VMs leave", self.memory_accounting)
         self.step("session.logout", self.logout)
         return all(self.results)
 
