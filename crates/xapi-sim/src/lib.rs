@@ -63,6 +63,7 @@ pub struct SimBuilder {
     seed: seed::SeedSpec,
     config: SimConfig,
     tombstone_limit: usize,
+    content_cap: u64,
 }
 
 impl SimBuilder {
@@ -115,10 +116,18 @@ impl SimBuilder {
         self
     }
 
+    /// Cap on the disk content kept in memory for all VDIs (default 1 GiB); writes beyond it fail with
+    /// `SR_BACKEND_FAILURE_44`.
+    pub fn vdi_content_cap(mut self, bytes: u64) -> Self {
+        self.content_cap = bytes;
+        self
+    }
+
     /// Populate the pool.
     pub fn build(self) -> Result<Sim, SimError> {
         let mut db = Db::new();
         db.set_tombstone_limit(self.tombstone_limit);
+        db.vdi_data.set_cap(self.content_cap);
         seed::seed(&mut db, &self.seed).map_err(SimError::Build)?;
         Ok(Sim {
             state: Arc::new(PoolState::new(db, self.config)),
@@ -140,6 +149,7 @@ impl Sim {
             seed: seed::SeedSpec::default(),
             config: SimConfig::default(),
             tombstone_limit: db::DEFAULT_TOMBSTONE_LIMIT,
+            content_cap: vdi_data::DEFAULT_CAP,
         }
     }
 

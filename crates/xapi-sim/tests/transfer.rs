@@ -22,7 +22,10 @@ struct P {
 
 impl P {
     async fn new(vms: usize) -> P {
-        let sim = Sim::builder().vms(vms).build().expect("build");
+        P::with(Sim::builder().vms(vms).build().expect("build")).await
+    }
+
+    async fn with(sim: Sim) -> P {
         let pool = sim
             .serve("127.0.0.1:0".parse().unwrap(), false)
             .await
@@ -470,6 +473,25 @@ async fn gzip_export_reimports() {
     let b = P::new(0).await;
     let (_, t) = import(&b, &r.body, "", None).await;
     assert_eq!(t["status"], "success", "{t}");
+    // restore=true keeps the VM's uuid (a second restore into the same pool cannot, and gets a new one).
+    let uuid = a.call("VM.get_uuid", vec![json!(vm)]);
+    let vm_of = |t: &Value| {
+        t["result"]
+            .as_str()
+            .unwrap()
+            .split("<value>")
+            .nth(2)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(b.call("VM.get_uuid", vec![json!(vm_of(&t))]), uuid);
+    let (_, t) = import(&b, &r.body, "&restore=true", None).await;
+    assert_eq!(b.call("VM.get_uuid", vec![json!(vm_of(&t))]), uuid);
+    let (_, t) = import(&b, &r.body, "&restore=true", None).await;
+    assert_ne!(b.call("VM.get_uuid", vec![json!(vm_of(&t))]), uuid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,8 +567,7 @@ async fn import_over_the_content_cap_fails_with_sr_backend_failure() {
     let a = P::new(2).await;
     let vm = a.halted_vm_with_disk();
     let r = export(&a, &vm, "").await;
-    let b = P::new(0).await;
-    b.pool.state().read(|db| db.vdi_data.set_cap(MIB as u64));
+    let b = P::with(Sim::builder().vdi_content_cap(MIB as u64).build().unwrap()).await;
     let before = (b.count("VM"), b.count("VDI"));
     let (_, t) = import(&b, &r.body, "", None).await;
     assert_eq!(t["error_info"][0], "SR_BACKEND_FAILURE_44", "{t}");

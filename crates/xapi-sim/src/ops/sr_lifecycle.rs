@@ -112,6 +112,7 @@ fn drop_sr(db: &mut Db, sr: &Ref, pbds: Vec<Ref>) -> Result<(), XapiError> {
         }
         if db.exists("VDI", &vdi) {
             db.destroy("VDI", &vdi)?;
+            db.vdi_data.remove(&vdi);
         }
     }
     for p in pbds {

@@ -106,6 +106,7 @@ pub(crate) async fn handle(
         }
     };
     let force = head.query.flag("force");
+    let restore = head.query.flag("restore");
     let ctx = TaskCtx::new(&pool, &head, &host, "VM import", caller);
     let task = ctx.task.clone();
     let reader = ChanReader::spawn(req.into_body());
@@ -113,7 +114,7 @@ pub(crate) async fn handle(
     let (tx, body) = channel(1);
     let p = pool.clone();
     tokio::task::spawn_blocking(move || {
-        let out = import(&p, reader, &sr, force, &ctx.task);
+        let out = import(&p, reader, &sr, Flags { force, restore }, &ctx.task);
         ctx.finish(&out.map(|vm| json!([vm.0])), &VM_SET);
         drop(tx);
     });
@@ -158,16 +159,23 @@ fn rollback(pool: &PoolState, made: &Made) {
     });
 }
 
+/// Import options: `force` (accept checksum mismatches), `restore` (keep the VM's uuid when it is free).
+#[derive(Debug, Clone, Copy)]
+struct Flags {
+    force: bool,
+    restore: bool,
+}
+
 /// Run a whole import; on failure nothing it created remains.
 fn import(
     pool: &PoolState,
     reader: ChanReader,
     sr: &Ref,
-    force: bool,
+    flags: Flags,
     task: &Ref,
 ) -> Result<Ref, XapiError> {
     let mut made = Made::default();
-    let out = import_inner(pool, reader, sr, force, task, &mut made);
+    let out = import_inner(pool, reader, sr, flags, task, &mut made);
     if out.is_err() {
         rollback(pool, &made);
     }
@@ -210,7 +218,7 @@ fn import_inner(
     pool: &PoolState,
     reader: ChanReader,
     sr: &Ref,
-    force: bool,
+    flags: Flags,
     task: &Ref,
     made: &mut Made,
 ) -> Result<Ref, XapiError> {
@@ -228,7 +236,7 @@ fn import_inner(
     let mut text = String::new();
     first.take(MAX_OVA).read_to_string(&mut text).map_err(bad)?;
     let objs = ovaxml::parse(&text)?;
-    let (vm, vdis) = pool.write(|db| create_objects(db, &objs, sr, made))?;
+    let (vm, vdis) = pool.write(|db| create_objects(db, &objs, sr, flags.restore, made))?;
     let store: Arc<VdiStore> = pool.read(|db| db.vdi_data.clone());
     let mut recv: HashMap<String, Recv> = vdis
         .into_iter()
@@ -291,7 +299,7 @@ fn import_inner(
                     )))
                 }
             };
-            if !ok && !force {
+            if !ok && !flags.force {
                 return Err(import_error(format!("Checksum failed on {path}")));
             }
             continue;
@@ -374,6 +382,7 @@ fn create_objects(
     db: &mut Db,
     objs: &[ParsedObj],
     sr: &Ref,
+    restore: bool,
     made: &mut Made,
 ) -> Result<(Ref, Vec<NewDisk>), XapiError> {
     let mut map: HashMap<String, Ref> = HashMap::new();
@@ -450,7 +459,14 @@ fn create_objects(
         .ok_or_else(|| import_error("Invalid XVA file: no VM in ova.xml"))?;
     let mut vm = vm_obj.snapshot.clone();
     ovaxml::rename_refs("VM", &mut vm, |x| map.get(x.as_str()).map(|r| r.0.clone()));
-    vm.remove("uuid");
+    let keep_uuid = restore
+        && vm
+            .get("uuid")
+            .and_then(Value::as_str)
+            .is_some_and(|u| !u.is_empty() && db.find_by_uuid("VM", u).is_none());
+    if !keep_uuid {
+        vm.remove("uuid");
+    }
     for f in VM_DERIVED {
         vm.insert((*f).to_owned(), json!([]));
     }
