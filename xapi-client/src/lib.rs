@@ -45,6 +45,7 @@ mod secret;
 mod task;
 mod task_hub;
 mod tls;
+mod transfer;
 mod watch;
 
 pub use client::Client;
@@ -54,5 +55,6 @@ pub use options::ClientOptions;
 pub use rpc::Protocol;
 pub use secret::Secret;
 pub use task::task_outcome;
+pub use transfer::{Download, Upload, UNKNOWN_LENGTH};
 pub use watch::{ClassRecords, Watch, WatchEvent, WatchOptions};
 pub use xapi_types::{Ref, Value};

@@ -2,6 +2,7 @@
 //! acting on XAPI (vm, host, pool, sr, vdi, vbd, vif, network, tag, message, task), declared for the registry.
 
 mod api;
+mod disk_transfer;
 mod group;
 mod host;
 mod message;
@@ -12,6 +13,7 @@ pub mod resolve;
 mod server;
 mod session;
 mod sr;
+mod stats;
 mod system;
 mod tag;
 mod task;
@@ -24,6 +26,7 @@ mod vm;
 mod vm_disks;
 mod vm_edit;
 mod vm_migrate;
+mod vm_transfer;
 mod xo;
 
 use serde_json::{Map, Value};
@@ -64,6 +67,9 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(tag::methods());
     v.extend(message::methods());
     v.extend(task::methods());
+    v.extend(vm_transfer::methods());
+    v.extend(disk_transfer::methods());
+    v.extend(stats::methods());
     v
 }
 

@@ -59,6 +59,9 @@ pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
     v.extend_from_slice(super::tag::RESOLVES);
     v.extend_from_slice(super::message::RESOLVES);
     v.extend_from_slice(super::task::RESOLVES);
+    v.extend_from_slice(super::vm_transfer::RESOLVES);
+    v.extend_from_slice(super::disk_transfer::RESOLVES);
+    v.extend_from_slice(super::stats::RESOLVES);
     v.sort_by_key(|(name, _)| *name);
     v
 }

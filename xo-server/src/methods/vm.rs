@@ -472,7 +472,9 @@ async fn copy(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let sr = res.get("sr")?;
     if vm.pool() != sr.pool() {
         // cross-pool copy is an XVA export/import between the pools
-        return Err(ApiError::not_implemented());
+        let name = opt_str(&p, "name").unwrap_or(s(vm, "name_label"));
+        let id = super::vm_transfer::copy_across_pools(&res.pools, vm, sr, name, &p).await?;
+        return Ok(Value::String(id));
     }
     if s(vm, "power_state") == "Running" {
         check_permission_on_srs(&ctx, &res.pools, vm)?;

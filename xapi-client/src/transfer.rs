@@ -1,0 +1,428 @@
+//! HTTP transfers to and from XAPI hosts (spec xapi.md §6): `GET /export`, `/export_raw_vdi`, `/rrd_updates`…
+//! ([`Client::get_resource`]) and `PUT /import`, `/import_raw_vdi` ([`Client::put_resource`]), authenticated with
+//! the client's `session_id` (query), optionally inside a caller-made task (`task_id`, see
+//! [`Client::create_task`]), following `302` redirects to other pool members.
+//!
+//! Bodies stream both ways with bounded memory. Downloads hand out hyper's body as is. Uploads are written on a
+//! fresh connection as raw HTTP/1.1 (like XO's `putResource`): XAPI refuses chunked request bodies, so an upload of
+//! unknown length announces a huge `Content-Length` and ends with a write shutdown; XAPI stops at the end of the
+//! archive and the outcome is read from the task, not from the HTTP answer.
+
+use std::fmt::Display;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use http::Request;
+use http_body_util::{BodyDataStream, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::http::Endpoint;
+use crate::{Client, Error, Ref, Result};
+
+/// `Content-Length` announced for uploads of unknown length (the value XO's xen-api uses, 2^50).
+pub const UNKNOWN_LENGTH: u64 = 1_125_899_906_842_624;
+
+/// Redirects followed before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+/// Largest response head accepted from an upload.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Response body bytes kept from an upload.
+const MAX_UPLOAD_ANSWER: usize = 64 * 1024;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A streaming answer of an XAPI host.
+#[derive(Debug)]
+pub struct Download {
+    /// HTTP status (2xx: other statuses are errors).
+    pub status: u16,
+    /// `Content-Length`, when announced.
+    pub content_length: Option<u64>,
+    /// `Content-Type`, when announced.
+    pub content_type: Option<String>,
+    /// The `task-id` header XAPI answers with (the task the transfer runs in).
+    pub task_id: Option<String>,
+    /// The body, read as it arrives (dropping it closes the connection, which aborts the transfer on XAPI).
+    pub body: hyper::body::Incoming,
+}
+
+impl Download {
+    /// The body as a stream of chunks.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static {
+        BodyDataStream::new(self.body)
+            .map(|r| r.map_err(|e| Error::Transport(format!("reading the transfer body: {e}"))))
+    }
+}
+
+/// What an upload answered (the operation's outcome is its task's: see [`Client::wait_task`]).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// Body bytes written.
+    pub bytes_sent: u64,
+    /// `task-id` header of the answer, if any.
+    pub task_id: Option<String>,
+    /// Start of the answer body (at most 64 KiB; XAPI usually sends the new object's ref or nothing).
+    pub body: Bytes,
+}
+
+/// Percent-encoding of a query component.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `path?k=v&…` with the session first.
+fn path_and_query(ep: &Endpoint, path: &str, session: &str, query: &[(&str, String)]) -> String {
+    let mut s = format!("{}?session_id={}", ep.path(path), encode(session));
+    for (k, v) in query {
+        s.push('&');
+        s.push_str(&encode(k));
+        s.push('=');
+        s.push_str(&encode(v));
+    }
+    s
+}
+
+/// Split an absolute `Location` into an endpoint and its path+query.
+fn parse_location(current: &Endpoint, loc: &str) -> Result<(Endpoint, String)> {
+    if loc.starts_with('/') {
+        return Ok((current.clone(), loc.to_owned()));
+    }
+    let uri: http::Uri = loc
+        .parse()
+        .map_err(|e| Error::Transport(format!("bad redirect location: {e}")))?;
+    let pq = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let base = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or_default()
+    );
+    Ok((Endpoint::parse(&base)?, pq))
+}
+
+impl Client {
+    /// `task.create(label, description)`: a task to pass as `task_id` to a transfer, to follow its progress, cancel
+    /// it and read its result with [`Client::wait_task`]. The caller destroys it.
+    pub async fn create_task(&self, label: &str, description: &str) -> Result<Ref> {
+        match self
+            .call("task.create", vec![label.into(), description.into()])
+            .await?
+        {
+            serde_json::Value::String(s) => Ok(Ref(s)),
+            _ => Err(Error::structure("task.create did not return a ref")),
+        }
+    }
+
+    async fn session(&self) -> Result<String> {
+        if let Some(s) = self.session_id() {
+            return Ok(s.expose().to_owned());
+        }
+        self.login().await?;
+        self.session_id()
+            .map(|s| s.expose().to_owned())
+            .ok_or_else(|| Error::Transport("no session after login".into()))
+    }
+
+    async fn open(&self, ep: &Endpoint) -> Result<Box<dyn Io>> {
+        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
+            .await
+            .map_err(|e| Error::Transport(format!("connect to {}: {e}", ep.authority())))?;
+        let _ = tcp.set_nodelay(true);
+        if !ep.tls {
+            return Ok(Box::new(tcp));
+        }
+        let cfg = self
+            .tls_config()
+            .ok_or_else(|| Error::Config("https URL without TLS configuration".into()))?;
+        let name = ServerName::try_from(ep.host.clone())
+            .map_err(|e| Error::Config(format!("bad TLS server name {:?}: {e}", ep.host)))?;
+        let s = TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Error::Tls(format!("handshake with {}: {e}", ep.authority())))?;
+        Ok(Box::new(s))
+    }
+
+    /// `GET path?session_id=…&query…` on the pool's host (following redirects): the answer, streaming.
+    /// Non-2xx answers are [`Error::Http`].
+    pub async fn get_resource(&self, path: &str, query: &[(&str, String)]) -> Result<Download> {
+        let session = self.session().await?;
+        let mut ep = self.transport().endpoint.clone();
+        let mut pq = path_and_query(&ep, path, &session, query);
+        for _ in 0..=MAX_REDIRECTS {
+            let io = self.open(&ep).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| Error::Transport(format!("HTTP handshake: {e}")))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("transfer connection closed: {e}");
+                }
+            });
+            let req = Request::get(pq.as_str())
+                .header(HOST, ep.authority())
+                .header(USER_AGENT, "xo-rs-xapi-client")
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| Error::Config(format!("bad request: {e}")))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| Error::Transport(format!("GET {path}: {e}")))?;
+            let status = resp.status().as_u16();
+            let header = |n: http::header::HeaderName| {
+                resp.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            if (300..400).contains(&status) {
+                let loc = header(LOCATION).ok_or(Error::Http {
+                    status,
+                    path: path.to_owned(),
+                })?;
+                tracing::debug!(status, "transfer redirected");
+                (ep, pq) = parse_location(&ep, &loc)?;
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                return Err(Error::Http {
+                    status,
+                    path: path.to_owned(),
+                });
+            }
+            return Ok(Download {
+                status,
+                content_length: header(CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+                content_type: header(CONTENT_TYPE),
+                task_id: header(http::header::HeaderName::from_static("task-id")),
+                body: resp.into_body(),
+            });
+        }
+        Err(Error::Transport(format!("too many redirects for {path}")))
+    }
+
+    /// `PUT path?session_id=…&query…` with `body` streamed (`length`: its exact size, `None` when unknown, see
+    /// [`UNKNOWN_LENGTH`]). A first empty request (without `task_id`) discovers a redirect, as XO does, so the body
+    /// is consumed once. An error of `body` aborts the connection (XAPI then fails the import and rolls back).
+    pub async fn put_resource<S, E>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        length: Option<u64>,
+        body: S,
+    ) -> Result<Upload>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + Unpin,
+        E: Display,
+    {
+        let session = self.session().await?;
+        let mut ep = self.transport().endpoint.clone();
+        let mut pq = path_and_query(&ep, path, &session, query);
+        // redirect probe: an empty request without the task
+        let probe_q: Vec<(&str, String)> = query
+            .iter()
+            .filter(|(k, _)| *k != "task_id")
+            .cloned()
+            .collect();
+        let mut probe_pq = path_and_query(&ep, path, &session, &probe_q);
+        for _ in 0..MAX_REDIRECTS {
+            let empty = futures::stream::empty::<std::result::Result<Bytes, std::io::Error>>();
+            let r = self.raw_put(&ep, &probe_pq, Some(0), empty).await?;
+            if !(300..400).contains(&r.0.status) {
+                break;
+            }
+            let Some(loc) = r.1 else { break };
+            let (nep, npq) = parse_location(&ep, &loc)?;
+            // the real request goes where the probe was sent, with the task
+            let (_, real) = parse_location(&ep, &loc.replace(&probe_pq, &pq))?;
+            pq = if real == npq {
+                path_and_query(&nep, path, &session, query)
+            } else {
+                real
+            };
+            ep = nep;
+            probe_pq = npq;
+        }
+        let (up, _) = self.raw_put(&ep, &pq, length, body).await?;
+        if !(200..300).contains(&up.status) {
+            return Err(Error::Http {
+                status: up.status,
+                path: path.to_owned(),
+            });
+        }
+        Ok(up)
+    }
+
+    /// One raw PUT: head, body (stopped early when the server answers an error first), write shutdown, answer.
+    async fn raw_put<S, E>(
+        &self,
+        ep: &Endpoint,
+        pq: &str,
+        length: Option<u64>,
+        mut body: S,
+    ) -> Result<(Upload, Option<String>)>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + Unpin,
+        E: Display,
+    {
+        let io = self.open(ep).await?;
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let head = format!(
+            "PUT {pq} HTTP/1.1\r\nHost: {}\r\nUser-Agent: xo-rs-xapi-client\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            ep.authority(),
+            length.unwrap_or(UNKNOWN_LENGTH)
+        );
+        let io_err = |e: std::io::Error| Error::Transport(format!("upload: {e}"));
+        wr.write_all(head.as_bytes()).await.map_err(io_err)?;
+        let reader = read_answer(&mut rd);
+        tokio::pin!(reader);
+        let writer = async {
+            let mut sent: u64 = 0;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    WriteError::Source(Error::Transport(format!("upload source failed: {e}")))
+                })?;
+                if length.is_some_and(|max| sent + chunk.len() as u64 > max) {
+                    return Err(WriteError::Source(Error::Transport(
+                        "upload source is longer than announced".into(),
+                    )));
+                }
+                wr.write_all(&chunk)
+                    .await
+                    .map_err(|e| WriteError::Io(io_err(e)))?;
+                sent += chunk.len() as u64;
+            }
+            if length.is_some_and(|l| l != sent) {
+                return Err(WriteError::Source(Error::Transport(
+                    "upload source ended before the announced length".into(),
+                )));
+            }
+            wr.flush().await.map_err(|e| WriteError::Io(io_err(e)))?;
+            let _ = wr.shutdown().await;
+            Ok::<u64, WriteError>(sent)
+        };
+        tokio::pin!(writer);
+        // write until done, unless the server answers first (an early error, or the end of an operation that
+        // stopped reading, e.g. the end of an archive sent with UNKNOWN_LENGTH)
+        let (sent, answer) = tokio::select! {
+            w = &mut writer => match w {
+                Ok(n) => (n, reader.await?),
+                Err(WriteError::Source(e)) => return Err(e),
+                // the server closed while we wrote: its answer tells what happened, if any
+                Err(WriteError::Io(e)) => (0, reader.await.map_err(|_| e)?),
+            },
+            a = &mut reader => (0, a?),
+        };
+        let (status, task_id, location, body) = answer;
+        Ok((
+            Upload {
+                status,
+                bytes_sent: sent,
+                task_id,
+                body,
+            },
+            location,
+        ))
+    }
+}
+
+/// Why writing an upload stopped.
+enum WriteError {
+    /// The body source failed (the upload must not be taken as complete).
+    Source(Error),
+    /// The connection failed.
+    Io(Error),
+}
+
+/// Read an HTTP/1.1 answer: status, `task-id`, `Location`, start of the body (until EOF or 64 KiB). The body of a
+/// 2xx answer is read to the end of the connection (XAPI ends it when the operation ends).
+async fn read_answer<R: AsyncRead + Unpin>(
+    rd: &mut R,
+) -> Result<(u16, Option<String>, Option<String>, Bytes)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut tmp = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Error::Transport("answer head too large".into()));
+        }
+        let n = rd
+            .read(&mut tmp)
+            .await
+            .map_err(|e| Error::Transport(format!("reading the answer: {e}")))?;
+        if n == 0 {
+            return Err(Error::Transport(
+                "connection closed before an answer".into(),
+            ));
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Transport("malformed answer status line".into()))?;
+    let (mut task_id, mut location) = (None, None);
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "task-id" => task_id = Some(v.trim().to_owned()),
+                "location" => location = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = buf[head_end + 4..].to_vec();
+    loop {
+        match rd.read(&mut tmp).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if body.len() < MAX_UPLOAD_ANSWER {
+                    body.extend_from_slice(&tmp[..n.min(MAX_UPLOAD_ANSWER - body.len())]);
+                }
+            }
+        }
+    }
+    Ok((status, task_id, location, Bytes::from(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_location() {
+        let ep = Endpoint::parse("http://127.0.0.1:8080").unwrap();
+        let pq = path_and_query(&ep, "/export", "OpaqueRef:a b", &[("ref", "OpaqueRef:x".into())]);
+        assert_eq!(pq, "/export?session_id=OpaqueRef:a%20b&ref=OpaqueRef:x");
+        let (e2, p2) = parse_location(&ep, "http://10.0.0.2:81/export?x=1").unwrap();
+        assert_eq!((e2.authority().as_str(), p2.as_str()), ("10.0.0.2:81", "/export?x=1"));
+        let (e3, p3) = parse_location(&ep, "/import?y").unwrap();
+        assert_eq!((e3, p3.as_str()), (ep, "/import?y"));
+    }
+}

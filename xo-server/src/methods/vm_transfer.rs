@@ -1,0 +1,437 @@
+//! `vm.export` / `vm.import` through one-shot URLs (xo-api.md §2.2-2.3) and the cross-pool branch of `vm.copy`
+//! (an XVA export of one pool piped into an import of the other). Bytes stream through xo-server with bounded
+//! memory: hyper bodies are handed over chunk by chunk, never staged on disk. Every transfer runs inside an XAPI
+//! task made for it (progress visible in the task objects); a download or upload broken by the client cancels the
+//! task, and an import is answered only once XAPI has finished it (so a failed one has been rolled back).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde_json::{json, Map, Value};
+use xapi_client::{task_outcome, Client, Ref};
+
+use super::opt_str;
+use super::resolve::{r, resolve, s, schema, spec_of, Resolve, Xapi};
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::registry::Method;
+use crate::transfer::Transfers;
+use crate::xapi::{Pools, XoObject};
+
+/// `resolve` entries of the methods of this file.
+pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
+    (
+        "vm.export",
+        &[r("vm", "vm", &["VM", "VM-snapshot"], "administrate")],
+    ),
+    ("vm.import", &[r("sr", "sr", &["SR"], "administrate")]),
+];
+
+/// The `use_compression` value of XO's `compress` param (`true`/`'gzip'` → gzip, `'zstd'`, else none).
+fn compression(p: &Map<String, Value>) -> &'static str {
+    match p.get("compress") {
+        Some(Value::Bool(true)) => "true",
+        Some(Value::String(s)) if s == "gzip" || s == "true" => "true",
+        Some(Value::String(s)) if s == "zstd" => "zstd",
+        _ => "false",
+    }
+}
+
+/// Cancel (when `cancel`) then wait for and destroy a transfer task, in the background.
+pub(super) fn finish_task(client: Arc<Client>, task: Ref, cancel: bool) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        if cancel {
+            if let Err(e) = client.cancel_task(&task).await {
+                tracing::debug!(%task, "task.cancel: {e}");
+            }
+        }
+        let _ = client.wait_task(&task).await;
+        if !cancel {
+            // a cancelled transfer's task is left for XAPI to collect, so its outcome stays visible
+            let _ = client.call("task.destroy", vec![task.0.clone().into()]).await;
+        }
+    });
+}
+
+/// A download from XAPI handed to the client: when dropped before its end (client gone), the XAPI task is
+/// cancelled; at its end the task is awaited and destroyed.
+pub(super) struct GuardedDownload<S> {
+    inner: S,
+    client: Arc<Client>,
+    task: Option<Ref>,
+}
+
+impl<S> GuardedDownload<S> {
+    pub(super) fn new(inner: S, client: Arc<Client>, task: Ref) -> Self {
+        GuardedDownload {
+            inner,
+            client,
+            task: Some(task),
+        }
+    }
+}
+
+impl<S: Stream<Item = xapi_client::Result<Bytes>> + Unpin> Stream for GuardedDownload<S> {
+    type Item = xapi_client::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.inner.poll_next_unpin(cx);
+        match &next {
+            Poll::Ready(None) => {
+                if let Some(t) = self.task.take() {
+                    finish_task(self.client.clone(), t, false);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(t) = self.task.take() {
+                    finish_task(self.client.clone(), t, true);
+                }
+            }
+            _ => {}
+        }
+        next
+    }
+}
+
+impl<S> Drop for GuardedDownload<S> {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            tracing::debug!(task = %t, "download abandoned by the client: cancelling the XAPI task");
+            finish_task(self.client.clone(), t, true);
+        }
+    }
+}
+
+/// A request body as a stream, flagging `failed` when the client breaks it.
+pub(super) fn upload_stream(
+    req: Request,
+    failed: Arc<AtomicBool>,
+) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send + Unpin {
+    req.into_body().into_data_stream().map(move |r| {
+        if r.is_err() {
+            failed.store(true, Ordering::SeqCst);
+        }
+        r
+    })
+}
+
+/// `Content-Length` of a request.
+pub(super) fn content_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// XO's answer to an upload: a JSON-RPC response string (`500` + JSON-RPC error on failure).
+pub(super) fn rpc_answer(result: Result<Value, ApiError>, admin: bool) -> Response {
+    match result {
+        Ok(v) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"id": 0, "jsonrpc": "2.0", "result": v}).to_string(),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"id": 0, "jsonrpc": "2.0", "error": e.to_json(admin)}).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// Streams a GET of `path` on the pool of `client` to the HTTP client, inside a task labelled `label`.
+pub(super) async fn download_response(
+    pools: Arc<Pools>,
+    client: Arc<Client>,
+    label: &'static str,
+    path: &'static str,
+    query: Vec<(&'static str, String)>,
+    disposition: String,
+) -> Response {
+    let task = match client.create_task(label, "").await {
+        Ok(t) => t,
+        Err(e) => return error_response(&pools, e),
+    };
+    let mut q = query;
+    q.push(("task_id", task.0.clone()));
+    match client.get_resource(path, &q).await {
+        Ok(d) => {
+            let len = d.content_length;
+            let stream = GuardedDownload::new(d.into_stream(), client, task);
+            let mut resp = Body::from_stream(stream).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/octet-stream"),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&disposition) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            if let Some(l) = len {
+                h.insert(header::CONTENT_LENGTH, l.into());
+            }
+            resp
+        }
+        Err(e) => {
+            finish_task(client, task, true);
+            error_response(&pools, e)
+        }
+    }
+}
+
+fn error_response(pools: &Pools, e: xapi_client::Error) -> Response {
+    tracing::debug!("transfer failed: {e}");
+    let status = match &e {
+        xapi_client::Error::Http { status, .. } if *status == 404 => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let _ = pools;
+    (status, "unknown error\n").into_response()
+}
+
+/// Upload `body` to `path` inside a fresh task and return the task's outcome once XAPI finished it (`method`
+/// types the result). A body broken by the client cancels the task.
+pub(super) async fn upload_through_task<S, E>(
+    pools: &Pools,
+    client: &Arc<Client>,
+    label: &str,
+    method: Option<&str>,
+    path: &str,
+    query: Vec<(&'static str, String)>,
+    length: Option<u64>,
+    body: S,
+    source_failed: &AtomicBool,
+) -> Result<Value, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+    E: std::fmt::Display,
+{
+    let task = client
+        .create_task(label, "")
+        .await
+        .map_err(|e| pools.map_error(e))?;
+    let mut q = query;
+    q.push(("task_id", task.0.clone()));
+    let sent = client.put_resource(path, &q, length, body).await;
+    if let Err(e) = &sent {
+        tracing::debug!(%task, "upload ended with {e}");
+        if source_failed.load(Ordering::SeqCst) || !matches!(e, xapi_client::Error::Transport(_))
+        {
+            // the source broke, or XAPI refused the request: make sure the operation stops
+            let _ = client.cancel_task(&task).await;
+        }
+    }
+    // XAPI finishes the task once the import ended (rolled back on failure)
+    let rec = client.wait_task(&task).await;
+    let _ = client.call("task.destroy", vec![task.0.clone().into()]).await;
+    let out = rec
+        .and_then(|rec| task_outcome(method, &rec))
+        .map_err(|e| pools.map_error(e));
+    match (sent, out) {
+        (Err(e), Err(_)) if source_failed.load(Ordering::SeqCst) => Err(ApiError::internal(
+            format!("upload interrupted by the client: {e}"),
+        )),
+        (_, out) => out,
+    }
+}
+
+/// The first VM ref of an import's result, as a uuid.
+async fn imported_vm_uuid(pools: &Pools, client: &Client, out: Value) -> Result<String, ApiError> {
+    let vm = out
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .or_else(|| out.as_str())
+        .ok_or_else(|| ApiError::internal(format!("unexpected import result {out}")))?
+        .to_owned();
+    match client
+        .call("VM.get_uuid", vec![vm.into()])
+        .await
+        .map_err(|e| pools.map_error(e))?
+    {
+        Value::String(u) => Ok(u),
+        other => Err(ApiError::internal(format!("bad uuid {other}"))),
+    }
+}
+
+/// `2026-08-21T10_00_00Z` for file names.
+fn file_date() -> String {
+    let iso = super::vm::iso_date(crate::now_ms());
+    format!("{}Z", &iso[..19]).replace(':', "_")
+}
+
+async fn export(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, "vm.export")).await?;
+    let vm = res.get("vm")?.clone();
+    if opt_str(&p, "format") == Some("ova") {
+        // OVA generation is not part of this server
+        return Err(ApiError::not_implemented());
+    }
+    let x = Xapi::of(&res.pools, &vm)?;
+    let client = x.client.raw().clone();
+    let name = format!("{} - {}.xva", file_date(), s(&vm, "name_label"));
+    let disposition = format!("attachment; filename=\"{}\"", name.replace('"', "'"));
+    let query = vec![
+        ("ref", vm.xapi_ref().to_owned()),
+        ("use_compression", compression(&p).to_owned()),
+    ];
+    let pools = res.pools.clone();
+    let path = Transfers::of(&ctx.app).register(
+        Some(&name),
+        Box::new(move |_req| {
+            Box::pin(download_response(
+                pools,
+                client,
+                "[XO] VM export",
+                "/export",
+                query,
+                disposition,
+            ))
+        }),
+    );
+    Ok(json!({ "$getFrom": path }))
+}
+
+async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, "vm.import")).await?;
+    let sr = res.get("sr")?.clone();
+    let kind = opt_str(&p, "type").unwrap_or("xva");
+    if kind != "xva" {
+        // OVA/VMDK (multipart) imports are not part of this server
+        return Err(ApiError::not_implemented());
+    }
+    if p.get("data").is_some_and(|d| !d.is_null()) {
+        return Err(ApiError::invalid_parameters_message(
+            "unsupported field data for the file type xva",
+        ));
+    }
+    if p.contains_key("url") {
+        // fetching from a URL would need outbound HTTP from the server
+        return Err(ApiError::not_implemented());
+    }
+    let x = Xapi::of(&res.pools, &sr)?;
+    if x.client.is_read_only() {
+        return Err(ApiError::internal("cannot call VM.import() in read only mode"));
+    }
+    let client = x.client.raw().clone();
+    let pools = res.pools.clone();
+    let admin = ctx.is_admin();
+    let sr_ref = sr.xapi_ref().to_owned();
+    let path = Transfers::of(&ctx.app).register(
+        None,
+        Box::new(move |req| {
+            Box::pin(async move {
+                let len = content_length(&req);
+                let failed = Arc::new(AtomicBool::new(false));
+                let body = upload_stream(req, failed.clone());
+                let out = upload_through_task(
+                    &pools,
+                    &client,
+                    "[XO] VM import",
+                    Some("VM.import"),
+                    "/import",
+                    vec![("sr_id", sr_ref)],
+                    len,
+                    body,
+                    &failed,
+                )
+                .await;
+                let out = match out {
+                    Ok(v) => imported_vm_uuid(&pools, &client, v).await.map(Value::String),
+                    Err(e) => Err(e),
+                };
+                rpc_answer(out, admin)
+            })
+        }),
+    );
+    Ok(json!({ "$sendTo": path }))
+}
+
+/// `vm.copy` to an SR of another pool: the source pool's `/export` piped into the target pool's `/import`, no
+/// intermediate file. Returns the new VM's id.
+pub(super) async fn copy_across_pools(
+    pools: &Arc<Pools>,
+    vm: &XoObject,
+    sr: &XoObject,
+    name: &str,
+    compress: &Map<String, Value>,
+) -> Result<String, ApiError> {
+    let src = Xapi::of(pools, vm)?;
+    let dst = Xapi::of(pools, sr)?;
+    if dst.client.is_read_only() {
+        return Err(ApiError::internal("cannot call VM.import() in read only mode"));
+    }
+    let (sc, dc) = (src.client.raw().clone(), dst.client.raw().clone());
+    let task = sc
+        .create_task("[XO] VM copy (export)", "")
+        .await
+        .map_err(|e| pools.map_error(e))?;
+    let query = vec![
+        ("ref", vm.xapi_ref().to_owned()),
+        ("use_compression", compression(compress).to_owned()),
+        ("task_id", task.0.clone()),
+    ];
+    let download = match sc.get_resource("/export", &query).await {
+        Ok(d) => d,
+        Err(e) => {
+            finish_task(sc, task, true);
+            return Err(pools.map_error(e));
+        }
+    };
+    // the guard cancels the export if the import stops reading early
+    let body = GuardedDownload::new(download.into_stream(), sc.clone(), task);
+    let failed = AtomicBool::new(false);
+    let out = upload_through_task(
+        pools,
+        &dc,
+        "[XO] VM copy (import)",
+        Some("VM.import"),
+        "/import",
+        vec![("sr_id", sr.xapi_ref().to_owned())],
+        None,
+        body,
+        &failed,
+    )
+    .await?;
+    let vm_ref = out
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::internal(format!("unexpected import result {out}")))?
+        .to_owned();
+    dst.call(
+        "VM.set_name_label",
+        vec![vm_ref.clone().into(), name.into()],
+    )
+    .await?;
+    if vm.kind() != "VM-template" {
+        dst.call(
+            "VM.set_is_a_template",
+            vec![vm_ref.clone().into(), false.into()],
+        )
+        .await?;
+    }
+    dst.wait_object_id("VM", &vm_ref).await
+}
+
+pub(super) fn methods() -> Vec<Method> {
+    vec![
+        Method::new("vm.export", export).params(schema(
+            r#"{"vm": {"type": "string"}, "compress": {"type": ["boolean", "string"], "optional": true}, "format": {"enum": ["xva", "ova"], "optional": true}}"#,
+        )),
+        Method::new("vm.import", import).params(schema(
+            r#"{"data": {"type": "object", "optional": true, "properties": {"descriptionLabel": {"type": "string", "minLength": 0}, "disks": {"type": "array", "items": {"type": "object", "properties": {"capacity": {"type": "integer"}, "descriptionLabel": {"type": "string", "minLength": 0}, "nameLabel": {"type": "string"}, "path": {"type": "string"}, "position": {"type": "integer"}}}, "optional": true}, "memory": {"type": "integer"}, "nameLabel": {"type": "string"}, "nCpus": {"type": "integer"}, "networks": {"type": "array", "items": {"type": "string"}, "optional": true}}, "additionalProperties": true}, "type": {"type": "string", "optional": true}, "sr": {"type": "string"}, "url": {"type": "string", "optional": true}}"#,
+        )),
+    ]
+}
