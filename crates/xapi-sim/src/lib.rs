@@ -64,6 +64,7 @@ pub struct SimBuilder {
     config: SimConfig,
     tombstone_limit: usize,
     content_cap: u64,
+    handlers: Vec<(String, Handler)>,
 }
 
 impl SimBuilder {
@@ -123,15 +124,26 @@ impl SimBuilder {
         self
     }
 
+    /// Add or replace the handler of `Class.message` (after the built-ins and ops), e.g. to script a behaviour
+    /// in a test.
+    pub fn handler(mut self, method: impl Into<String>, handler: Handler) -> Self {
+        self.handlers.push((method.into(), handler));
+        self
+    }
+
     /// Populate the pool.
     pub fn build(self) -> Result<Sim, SimError> {
         let mut db = Db::new();
         db.set_tombstone_limit(self.tombstone_limit);
         db.vdi_data.set_cap(self.content_cap);
         seed::seed(&mut db, &self.seed).map_err(SimError::Build)?;
+        let mut registry = Registry::standard();
+        for (m, h) in self.handlers {
+            registry.register(&m, h);
+        }
         Ok(Sim {
             state: Arc::new(PoolState::new(db, self.config)),
-            registry: Arc::new(Registry::standard()),
+            registry: Arc::new(registry),
         })
     }
 }
@@ -150,6 +162,7 @@ impl Sim {
             config: SimConfig::default(),
             tombstone_limit: db::DEFAULT_TOMBSTONE_LIMIT,
             content_cap: vdi_data::DEFAULT_CAP,
+            handlers: Vec::new(),
         }
     }
 

@@ -136,7 +136,8 @@ impl Deferred {
 }
 
 impl Outcome {
-    fn err(e: XapiError) -> Self {
+    /// A failure.
+    pub fn err(e: XapiError) -> Self {
         Outcome {
             result: Err(e),
             ty: Type::Any,
@@ -302,7 +303,15 @@ pub fn dispatch(
         let spawned = std::thread::Builder::new()
             .name("xapi-sim-async".into())
             .spawn(move || {
-                let mut out = handler(&actx, coerced);
+                let mut out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handler(&actx, coerced)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(XapiError::internal(format!(
+                        "{}: handler panicked",
+                        actx.method
+                    )))
+                });
                 if out.is_ok() && actx.pool.task_cancelling(&task) {
                     out = Err(XapiError::new("TASK_CANCELLED", [task.0.clone()]));
                 }

@@ -245,7 +245,10 @@ async fn handle(
             }
         })
         .await;
-        Ok(base(StatusCode::OK, "application/json", Bytes::from(bytes)))
+        Ok(match bytes {
+            Ok(b) => base(StatusCode::OK, "application/json", Bytes::from(b)),
+            Err(e) => internal_error(&e),
+        })
     } else {
         let call = match xmlrpc::decode_call(&body) {
             Ok(c) => c,
@@ -260,7 +263,10 @@ async fn handle(
             .into_bytes()
         })
         .await;
-        Ok(base(StatusCode::OK, "text/xml", Bytes::from(bytes)))
+        Ok(match bytes {
+            Ok(b) => base(StatusCode::OK, "text/xml", Bytes::from(b)),
+            Err(e) => internal_error(&e),
+        })
     }
 }
 
@@ -270,19 +276,22 @@ async fn run(
     method: String,
     params: Vec<Value>,
     encode: impl FnOnce(&PoolState, Outcome) -> Vec<u8> + Send + 'static,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, String> {
     let res = tokio::task::spawn_blocking(move || {
-        let out = dispatch(&hc.pool, &hc.registry, &hc.host, &method, params);
+        // A panicking handler is a bug, but the caller still gets an API error, not a dropped connection.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch(&hc.pool, &hc.registry, &hc.host, &method, params)
+        }))
+        .unwrap_or_else(|_| {
+            Outcome::err(XapiError::internal(format!("{method}: handler panicked")))
+        });
         if let Err(e) = &out.result {
             tracing::debug!(method = %method, code = %e.code, "call failed");
         }
         encode(&hc.pool, out)
     })
     .await;
-    res.unwrap_or_else(|e| {
-        let err = Err(XapiError::internal(format!("handler panicked: {e}")));
-        xmlrpc::encode_response(&err, &Type::Any).into_bytes()
-    })
+    res.map_err(|e| format!("encoding failed: {e}"))
 }
 
 /// A deferred result written straight from the DB (no copy of the whole table / batch).

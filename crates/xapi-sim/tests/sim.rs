@@ -1342,3 +1342,64 @@ async fn binary_prints_one_url_per_pool() {
     }
     assert_ne!(urls[0], urls[1]);
 }
+
+fn panicking(_: &xapi_sim::Ctx, _: Vec<Value>) -> Result<Value, XapiError> {
+    panic!("scripted bug")
+}
+
+fn scripted_name(ctx: &xapi_sim::Ctx, params: Vec<Value>) -> Result<Value, XapiError> {
+    // A scripted override: answers from the DB like the real getter, upper-cased.
+    let r = xapi_types::Ref::from(params[0].as_str().unwrap_or_default());
+    let name = ctx
+        .pool
+        .read(|db| db.field("VM", &r, "name_label").cloned())?;
+    Ok(json!(name.as_str().unwrap_or_default().to_uppercase()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scripted_handlers_and_panics() {
+    let p = Sim::builder()
+        .vms(1)
+        .handler("VM.get_name_label", scripted_name)
+        .handler("VM.clean_reboot", panicking)
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let url = p.master_url();
+    let s = login(&url).await;
+    let vm = json_call(
+        &url,
+        true,
+        "VM.get_by_name_label",
+        &[json!(s), json!("vm-00000")],
+    )
+    .await
+    .unwrap()[0]
+        .clone();
+    let n = json_call(&url, true, "VM.get_name_label", &[json!(s), vm.clone()])
+        .await
+        .unwrap();
+    assert_eq!(n, json!("VM-00000"));
+    // A panicking handler gives INTERNAL_ERROR (sync, both protocols) or a failed task (Async).
+    let e = code(json_call(&url, true, "VM.clean_reboot", &[json!(s), vm.clone()]).await);
+    assert_eq!(e[0], "INTERNAL_ERROR");
+    let e = code(xml_call(&url, "VM.clean_reboot", &[json!(s), vm.clone()]).await);
+    assert_eq!(e[0], "INTERNAL_ERROR");
+    let task = json_call(&url, true, "Async.VM.clean_reboot", &[json!(s), vm])
+        .await
+        .unwrap();
+    let mut rec = Value::Null;
+    for _ in 0..200 {
+        rec = json_call(&url, true, "task.get_record", &[json!(s), task.clone()])
+            .await
+            .unwrap();
+        if rec["status"] != json!("pending") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rec["status"], json!("failure"));
+    assert_eq!(rec["error_info"][0], json!("INTERNAL_ERROR"));
+}
