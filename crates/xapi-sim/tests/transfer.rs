@@ -1208,3 +1208,49 @@ async fn vhd_export_import_round_trip() {
     .await;
     assert_eq!(a.task_done(&task).await["error_info"][0], "INTERNAL_ERROR");
 }
+
+/// XO's upload: `Content-Length` of 1 PiB, the archive, then the client closes its side; it reads the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xo_style_upload_with_fake_length_succeeds() {
+    let a = P::new(2).await;
+    let vm = a.halted_vm_with_disk();
+    let r = export(&a, &vm, "").await;
+    let b = P::new(0).await;
+    let task = b.new_task();
+    let mut s = TcpStream::connect(b.addr()).await.unwrap();
+    let head = format!(
+        "PUT /import/?session_id={}&task_id={task} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        b.s,
+        1u64 << 50
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&r.body).await.unwrap();
+    let _ = s.shutdown().await;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let t = b.task_done(&task).await;
+    assert_eq!(t["status"], "success", "{t}");
+    // The answer (sent before the body was read) arrives in full.
+    let resp = parse(&raw);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.headers.get("task-id"), Some(&task));
+    // The CD drive (if any) comes back empty; disks come back with their data.
+    let new_vm = t["result"]
+        .as_str()
+        .unwrap()
+        .split("<value>")
+        .nth(2)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    let vbds = b.call("VM.get_VBDs", vec![json!(new_vm)]);
+    for vbd in vbds.as_array().unwrap() {
+        let rec = b.call("VBD.get_record", vec![vbd.clone()]);
+        if rec["type"] == "CD" {
+            assert_eq!(rec["empty"], true);
+        }
+    }
+    assert_eq!(b.disks_of(&new_vm).len(), a.disks_of(&vm).len());
+}

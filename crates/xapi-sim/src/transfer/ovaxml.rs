@@ -21,7 +21,7 @@ pub(crate) struct Obj {
     pub snapshot: Record,
 }
 
-/// The objects an export of `vm` writes: the VM, its VBDs, the VDIs of its disks, its VIFs, their networks and the
+/// The objects an export of `vm` writes: the VM, its VBDs, the VDIs of its disks (not CD images), its VIFs, their networks and the
 /// SRs of the VDIs. Ids are `Ref:0…` in that order.
 pub(crate) fn collect(db: &Db, vm: &Ref) -> Result<Vec<Obj>, XapiError> {
     let vmr = db.record("VM", vm)?;
@@ -42,6 +42,10 @@ pub(crate) fn collect(db: &Db, vm: &Ref) -> Result<Vec<Obj>, XapiError> {
             continue;
         };
         list.push(("VBD", vbd.clone()));
+        // Only disks carry data; a CD's ISO stays behind (its VBD comes back empty).
+        if b.get("type").and_then(Value::as_str) != Some("Disk") {
+            continue;
+        }
         let vdi = one(b, "VDI");
         if let Some(v) = db.get("VDI", &vdi) {
             if !vdis.contains(&vdi) {
