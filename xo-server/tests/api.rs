@@ -17,6 +17,8 @@ use xo_server::{
 
 #[path = "api/acl.rs"]
 mod acl;
+#[path = "api/console.rs"]
+mod console;
 #[path = "api/objects.rs"]
 mod objects;
 #[path = "api/plugins.rs"]
