@@ -1254,3 +1254,28 @@ async fn xo_style_upload_with_fake_length_succeeds() {
     }
     assert_eq!(b.disks_of(&new_vm).len(), a.disks_of(&vm).len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_metadata_is_ova_xml_alone_in_any_power_state() {
+    let a = P::new(2).await;
+    let vm = a.halted_vm_with_disk();
+    a.call("VM.start", vec![json!(vm), json!(false), json!(true)]);
+    let r = http(
+        &a.addr(),
+        "GET",
+        &format!(
+            "/export_metadata?session_id={}&uuid={}",
+            a.s,
+            a.call("VM.get_uuid", vec![json!(vm)]).as_str().unwrap()
+        ),
+        &[],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let es = entries(&r.body);
+    assert_eq!(es.len(), 1);
+    assert_eq!(es[0].0, "ova.xml");
+    assert!(String::from_utf8_lossy(&es[0].1).contains("<value>VDI</value>"));
+}

@@ -1,5 +1,5 @@
-//! XAPI's non-RPC transfer handlers (spec §6): `/export` and `/import` (XVA, §6.3 and §7), `/export_raw_vdi` and
-//! `/import_raw_vdi` (§6.4), and the RRD endpoints (`/rrd_updates`, `/host_rrd`, §6.2, served by [`crate::rrd`]).
+//! XAPI's non-RPC transfer handlers (spec §6): `/export`, `/export_metadata` and `/import` (XVA, §6.3 and §7),
+//! `/export_raw_vdi` and `/import_raw_vdi` (§6.4), and the RRD endpoints (`/rrd_updates`, `/host_rrd`, §6.2, served by [`crate::rrd`]).
 //!
 //! Every handler authenticates like XAPI (`session_id` cookie, then query, then HTTP Basic; 401 otherwise), runs
 //! inside the client's `task_id` task (or an internal one) and completes it, and answers with a `task-id` header.
@@ -29,6 +29,8 @@ pub(crate) use body::{full, Body};
 const PATHS: &[&str] = &[
     "/export",
     "/export/",
+    "/export_metadata",
+    "/export_metadata/",
     "/import",
     "/import/",
     "/export_raw_vdi",
@@ -56,7 +58,8 @@ pub(crate) async fn handle(
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
     match (method, path.as_str()) {
-        (Method::GET, "/export") => xva_export::handle(req, pool, host).await,
+        (Method::GET, "/export_metadata") => xva_export::handle(req, pool, host, true).await,
+        (Method::GET, "/export") => xva_export::handle(req, pool, host, false).await,
         (Method::PUT, "/import") => xva_import::handle(req, pool, host).await,
         (Method::GET, "/export_raw_vdi") => raw::export(req, pool, host).await,
         (Method::PUT, "/import_raw_vdi") => raw::import(req, pool, host).await,

@@ -35,10 +35,12 @@ enum Compression {
     Gzip,
 }
 
+/// `metadata_only`: `/export_metadata` (a tar with `ova.xml` alone; any power state).
 pub(crate) async fn handle(
     req: Request<Incoming>,
     pool: Arc<PoolState>,
     host: Ref,
+    metadata_only: bool,
 ) -> Response<Body> {
     let head = Head::of(&req);
     drop(req);
@@ -75,7 +77,7 @@ pub(crate) async fn handle(
         return status(StatusCode::NOT_FOUND, "Not found");
     };
     let task = ctx.task.clone();
-    let planned = pool.write(|db| plan(db, &vm, &task));
+    let planned = pool.write(|db| plan(db, &vm, &task, metadata_only));
     let (objs, disks, hostname, store) = match planned {
         Ok(p) => p,
         Err(e) => {
@@ -131,9 +133,14 @@ pub(crate) async fn handle(
 type Plan = (Vec<ovaxml::Obj>, Vec<DiskPlan>, String, Arc<VdiStore>);
 
 /// Check the VM can be exported, mark it busy, snapshot what to write.
-fn plan(db: &mut crate::db::Db, vm: &Ref, task: &Ref) -> Result<Plan, XapiError> {
+fn plan(
+    db: &mut crate::db::Db,
+    vm: &Ref,
+    task: &Ref,
+    metadata_only: bool,
+) -> Result<Plan, XapiError> {
     let power = str_field(db, "VM", vm, "power_state");
-    if power != "Halted" && power != "Suspended" {
+    if !metadata_only && power != "Halted" && power != "Suspended" {
         return Err(XapiError::new(
             "VM_BAD_POWER_STATE",
             [vm.as_str(), "halted", &power.to_ascii_lowercase()],
@@ -161,6 +168,9 @@ fn plan(db: &mut crate::db::Db, vm: &Ref, task: &Ref) -> Result<Plan, XapiError>
         })
         .collect();
     disks.sort_by(|a, b| a.id.cmp(&b.id));
+    if metadata_only {
+        disks.clear();
+    }
     let master = crate::state::master_of(db);
     let hostname = str_field(db, "host", &master, "hostname");
     db.update("VM", vm, |r| {
@@ -168,6 +178,7 @@ fn plan(db: &mut crate::db::Db, vm: &Ref, task: &Ref) -> Result<Plan, XapiError>
             ops.insert(task.0.clone(), json!("export"));
         }
     })?;
+    crate::ops::allowed::update_vm(db, vm)?;
     Ok((objs, disks, hostname, db.vdi_data.clone()))
 }
 
@@ -178,6 +189,7 @@ fn end_export(pool: &PoolState, vm: &Ref, task: &Ref) {
                 ops.remove(task.as_str());
             }
         });
+        let _ = crate::ops::allowed::update_vm(db, vm);
     });
 }
 
