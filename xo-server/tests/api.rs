@@ -25,6 +25,8 @@ mod objects;
 mod plugins;
 #[path = "api/pools.rs"]
 mod pools;
+#[path = "api/transfers.rs"]
+mod transfers;
 #[path = "api/xo_lib.rs"]
 mod xo_lib;
 

@@ -1,0 +1,572 @@
+//! Transfers through xo-server against two in-process simulated pools: `vm.export` downloads (a valid tar),
+//! `vm.import` uploads into another pool (byte-identical disks), corrupt and truncated uploads (clean errors, no
+//! leftovers), cross-pool `vm.copy` streaming, a download abandoned mid-way (XAPI task stopped, VM unlocked),
+//! `disk.exportContent`/`disk.importContent` round trip, and the shapes of `vm.stats`/`host.stats`/`sr.stats`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use xapi_sim::RunningPool;
+use xapi_types::Ref;
+
+use super::pools::{add_params, sim};
+use super::{config, start_with, Client, TIMEOUT};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    server: xo_server::RunningServer,
+    a: RunningPool,
+    b: RunningPool,
+    c: Client,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sim(1, 4).await;
+    let b = sim(1, 1).await;
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    c.ok("server.add", add_params(&a)).await;
+    c.ok("server.add", add_params(&b)).await;
+    Env {
+        _dir: dir,
+        server,
+        a,
+        b,
+        c,
+    }
+}
+
+fn session(p: &RunningPool) -> String {
+    p.call(
+        "session.login_with_password",
+        vec![json!("root"), json!("root"), json!("1.0"), json!("t")],
+    )
+    .unwrap()
+    .as_str()
+    .unwrap()
+    .to_owned()
+}
+
+fn call(p: &RunningPool, method: &str, args: Vec<Value>) -> Value {
+    let mut v = vec![json!(session(p))];
+    v.extend(args);
+    p.call(method, v)
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+fn uuid_of(p: &RunningPool, class: &str, r: &str) -> String {
+    call(p, &format!("{class}.get_uuid"), vec![json!(r)])
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn default_sr(p: &RunningPool) -> String {
+    let pool = call(p, "pool.get_all", vec![])[0].as_str().unwrap().to_owned();
+    call(p, "pool.get_default_SR", vec![json!(pool)])
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A halted guest VM with a disk (shut down if needed).
+fn halted_vm_with_disk(p: &RunningPool) -> String {
+    let all = call(p, "VM.get_all_records", vec![]);
+    let mut c: Vec<(String, String)> = all
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["is_a_template"] == false && v["is_control_domain"] == false)
+        .filter(|(_, v)| !disks_of_rec(p, v).is_empty())
+        .map(|(r, v)| (r.clone(), v["power_state"].as_str().unwrap().to_owned()))
+        .collect();
+    c.sort();
+    c.sort_by_key(|(_, s)| s != "Halted");
+    let (vm, power) = c.into_iter().next().expect("a VM with a disk");
+    if power != "Halted" {
+        call(p, "VM.hard_shutdown", vec![json!(vm)]);
+    }
+    vm
+}
+
+fn disks_of_rec(p: &RunningPool, rec: &Value) -> Vec<String> {
+    let mut out: Vec<(String, String)> = rec["VBDs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| call(p, "VBD.get_record", vec![b.clone()]))
+        .filter(|b| b["type"] == "Disk" && b["VDI"] != Ref::NULL_STR)
+        .map(|b| {
+            (
+                b["userdevice"].as_str().unwrap().to_owned(),
+                b["VDI"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, v)| v).collect()
+}
+
+fn disks_of(p: &RunningPool, vm: &str) -> Vec<String> {
+    disks_of_rec(p, &call(p, "VM.get_record", vec![json!(vm)]))
+}
+
+/// A VDI's content: size and non-zero blocks.
+fn content(p: &RunningPool, vdi: &str) -> (u64, Vec<(u64, Vec<u8>)>) {
+    let r = Ref::from(vdi);
+    let (uuid, size) = p.state().read(|db| {
+        let v = db.get("VDI", &r).expect("vdi");
+        (
+            v["uuid"].as_str().unwrap().to_owned(),
+            v["virtual_size"].as_i64().unwrap() as u64,
+        )
+    });
+    let store = p.state().read(|db| db.vdi_data.clone());
+    let blocks = store
+        .allocated(&r, &uuid, size)
+        .into_iter()
+        .map(|i| (i, store.read_block(&r, &uuid, i, size)))
+        .filter(|(_, b)| b.iter().any(|x| *x != 0))
+        .collect();
+    (size, blocks)
+}
+
+/// Fill a VDI with non-zero data (distinct per block).
+fn fill(p: &RunningPool, vdi: &str) {
+    let r = Ref::from(vdi);
+    let (uuid, size) = p.state().read(|db| {
+        let v = db.get("VDI", &r).unwrap();
+        (
+            v["uuid"].as_str().unwrap().to_owned(),
+            v["virtual_size"].as_i64().unwrap() as u64,
+        )
+    });
+    let store = p.state().read(|db| db.vdi_data.clone());
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(1 << 20);
+        let block: Vec<u8> = (0..n).map(|i| ((i * 7 + off / 4096) % 251 + 1) as u8).collect();
+        store.write_at(&r, &uuid, size, off, &block).unwrap();
+        off += n;
+    }
+}
+
+fn guest_vm_count(p: &RunningPool) -> usize {
+    p.state().read(|db| {
+        db.find("VM", |r| {
+            r["is_a_template"] != json!(true) && r["is_control_domain"] != json!(true)
+        })
+        .len()
+    })
+}
+
+fn count(p: &RunningPool, class: &str) -> usize {
+    p.state().read(|db| db.count(class))
+}
+
+/// Tasks not finished yet.
+fn pending_tasks(p: &RunningPool) -> usize {
+    p.state()
+        .read(|db| db.find("task", |r| r["status"] == "pending").len())
+}
+
+async fn wait_for(mut pred: impl FnMut() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !pred() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `GET path` (HTTP/1.0, body until close): status and body.
+async fn download(server: &xo_server::RunningServer, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    split(out)
+}
+
+fn split(out: Vec<u8>) -> (u16, String, Vec<u8>) {
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, out[end + 4..].to_vec())
+}
+
+/// `POST path` announcing `announce` bytes and sending `body` (fewer bytes then a write shutdown simulate a
+/// client that disconnects mid-upload). `None` when the server closed without an answer.
+async fn upload(
+    server: &xo_server::RunningServer,
+    path: &str,
+    body: &[u8],
+    announce: usize,
+) -> Option<(u16, Value)> {
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {announce}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let _ = s.write_all(body).await;
+    if body.len() < announce {
+        let _ = s.shutdown().await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out))
+        .await
+        .expect("answer in time");
+    if out.is_empty() {
+        return None;
+    }
+    let (status, _, body) = split(out);
+    Some((status, serde_json::from_slice(&body).expect("a JSON-RPC answer")))
+}
+
+/// Entries of a tar archive (name, size).
+fn tar_entries(bytes: &[u8]) -> Vec<(String, u64)> {
+    let mut ar = tar::Archive::new(bytes);
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), e.size())
+        })
+        .collect()
+}
+
+fn path_of(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn transfers_export_then_import_into_another_pool_byte_identical() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let vm_uuid = uuid_of(&e.a, "VM", &vm);
+    let name = call(&e.a, "VM.get_name_label", vec![json!(vm)]);
+    let url = e.c.ok("vm.export", json!({ "vm": vm_uuid })).await;
+    let get = path_of(&url, "$getFrom");
+    assert!(get.ends_with(".xva"), "{get}");
+    let (status, head, xva) = download(&e.server, &get).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-disposition: attachment"), "{head}");
+    let entries = tar_entries(&xva);
+    assert_eq!(entries[0].0, "ova.xml");
+    assert!(entries.iter().any(|(n, _)| n.ends_with(".checksum")), "{entries:?}");
+    // one-shot: a second GET is a 404
+    assert_eq!(download(&e.server, &get).await.0, 404);
+    wait_for(|| pending_tasks(&e.a) == 0, "export task finished").await;
+
+    // import into pool B
+    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
+    let before = guest_vm_count(&e.b);
+    let url = e.c.ok("vm.import", json!({ "sr": sr_b })).await;
+    let put = path_of(&url, "$sendTo");
+    let (status, answer) = upload(&e.server, &put, &xva, xva.len()).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let new_uuid = answer["result"].as_str().expect("a uuid").to_owned();
+    assert_eq!(guest_vm_count(&e.b), before + 1);
+    let new_vm = call(&e.b, "VM.get_by_uuid", vec![json!(new_uuid)]);
+    let new_vm = new_vm.as_str().unwrap();
+    assert_eq!(call(&e.b, "VM.get_name_label", vec![json!(new_vm)]), name);
+    let (src, dst) = (disks_of(&e.a, &vm), disks_of(&e.b, new_vm));
+    assert_eq!(src.len(), dst.len());
+    for (s, d) in src.iter().zip(&dst) {
+        let (cs, cd) = (content(&e.a, s), content(&e.b, d));
+        assert!(!cs.1.is_empty(), "source disk has content");
+        assert_eq!(cs, cd, "disk content differs");
+    }
+
+    // gzip export is a gzip stream that imports too
+    let url = e.c.ok("vm.export", json!({ "vm": vm_uuid, "compress": true })).await;
+    let (status, _, gz) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    assert_eq!((status, &gz[..2]), (200, &[0x1f, 0x8b][..]));
+    // OVA and non-XVA imports are refused
+    assert_eq!(
+        e.c.err("vm.export", json!({ "vm": vm_uuid, "format": "ova" })).await["code"],
+        0
+    );
+    assert_eq!(
+        e.c.err("vm.import", json!({ "sr": sr_b, "type": "ova" })).await["code"],
+        0
+    );
+    assert_eq!(
+        e.c.err("vm.import", json!({ "sr": vm_uuid })).await["code"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn transfers_corrupt_and_truncated_uploads_leave_nothing() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let url = e
+        .c
+        .ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+        .await;
+    let (_, _, xva) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
+    let (vms, vdis) = (guest_vm_count(&e.b), count(&e.b, "VDI"));
+
+    // a flipped byte inside the first data chunk: checksum failure
+    let ova_len = tar_entries(&xva)[0].1 as usize;
+    let data_at = 512 + ova_len.div_ceil(512) * 512 + 512 + 100;
+    let mut bad = xva.clone();
+    bad[data_at] ^= 0xff;
+    let url = e.c.ok("vm.import", json!({ "sr": sr_b })).await;
+    let (status, answer) = upload(&e.server, &path_of(&url, "$sendTo"), &bad, bad.len())
+        .await
+        .expect("an answer");
+    assert_eq!(status, 500);
+    assert_eq!(answer["id"], 0);
+    assert!(answer["error"].is_object(), "{answer}");
+    assert_eq!((guest_vm_count(&e.b), count(&e.b, "VDI")), (vms, vdis));
+
+    // garbage
+    let url = e.c.ok("vm.import", json!({ "sr": sr_b })).await;
+    let (status, _) = upload(&e.server, &path_of(&url, "$sendTo"), b"not an xva", 10)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 500);
+
+    // truncated: the full length announced, half sent, then the client goes away
+    let url = e.c.ok("vm.import", json!({ "sr": sr_b })).await;
+    let half = &xva[..xva.len() / 2];
+    if let Some((status, answer)) =
+        upload(&e.server, &path_of(&url, "$sendTo"), half, xva.len()).await
+    {
+        assert_eq!(status, 500, "{answer}");
+    }
+    wait_for(|| pending_tasks(&e.b) == 0, "import tasks finished").await;
+    assert_eq!((guest_vm_count(&e.b), count(&e.b, "VDI")), (vms, vdis));
+}
+
+#[tokio::test]
+async fn transfers_cross_pool_copy_streams_identical_disks() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
+    let before = guest_vm_count(&e.b);
+    let id = e
+        .c
+        .ok(
+            "vm.copy",
+            json!({ "vm": uuid_of(&e.a, "VM", &vm), "sr": sr_b, "name": "over there" }),
+        )
+        .await;
+    let id = id.as_str().unwrap();
+    assert_eq!(guest_vm_count(&e.b), before + 1);
+    let new_vm = call(&e.b, "VM.get_by_uuid", vec![json!(id)]);
+    let new_vm = new_vm.as_str().unwrap();
+    assert_eq!(
+        call(&e.b, "VM.get_name_label", vec![json!(new_vm)]),
+        "over there"
+    );
+    assert_eq!(call(&e.b, "VM.get_is_a_template", vec![json!(new_vm)]), false);
+    let (src, dst) = (disks_of(&e.a, &vm), disks_of(&e.b, new_vm));
+    assert_eq!(src.len(), dst.len());
+    for (s, d) in src.iter().zip(&dst) {
+        assert_eq!(content(&e.a, s), content(&e.b, d));
+    }
+    // both pools' transfer tasks are done
+    wait_for(
+        || pending_tasks(&e.a) == 0 && pending_tasks(&e.b) == 0,
+        "tasks finished",
+    )
+    .await;
+    // unknown SR: XO's no such object
+    assert_eq!(
+        e.c.err("vm.copy", json!({ "vm": uuid_of(&e.a, "VM", &vm), "sr": "nope" }))
+            .await["code"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn transfers_client_disconnect_mid_download_stops_the_xapi_task() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    for d in disks_of(&e.a, &vm) {
+        fill(&e.a, &d);
+    }
+    let url = e
+        .c
+        .ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+        .await;
+    let mut s = tokio::net::TcpStream::connect(e.server.local_addr())
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "GET {} HTTP/1.0\r\nHost: localhost\r\n\r\n",
+            path_of(&url, "$getFrom")
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(n > 0);
+    // the export is under way
+    let task = e.a.state().read(|db| {
+        db.find("task", |r| r["name_label"] == "[XO] VM export")
+            .into_iter()
+            .map(|r| r.0)
+            .next()
+    });
+    let task = task.expect("the XO export task in XAPI");
+    drop(s);
+    let status = || {
+        e.a.state()
+            .read(|db| db.get("task", &Ref::from(task.as_str())).map(|t| t["status"].clone()))
+    };
+    wait_for(
+        || matches!(status(), Some(s) if s != "pending"),
+        "export task ended",
+    )
+    .await;
+    let st = status().unwrap();
+    assert!(st == "cancelled" || st == "failure", "{st}");
+    // the VM is not left locked by the export
+    wait_for(
+        || call(&e.a, "VM.get_current_operations", vec![json!(vm)]) == json!({}),
+        "VM unlocked",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn transfers_disk_content_round_trip() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let vdi = disks_of(&e.a, &vm)[0].clone();
+    let url = e
+        .c
+        .ok(
+            "disk.exportContent",
+            json!({ "id": uuid_of(&e.a, "VDI", &vdi), "format": "vhd" }),
+        )
+        .await;
+    let (status, head, vhd) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(&vhd[vhd.len() - 512..vhd.len() - 504], b"conectix");
+    // into a fresh VDI of the same size in pool B
+    let size = call(&e.a, "VDI.get_virtual_size", vec![json!(vdi)]);
+    let target = call(
+        &e.b,
+        "VDI.create",
+        vec![json!({
+            "name_label": "target", "name_description": "", "SR": default_sr(&e.b),
+            "virtual_size": size, "type": "user", "sharable": false, "read_only": false,
+            "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []
+        })],
+    );
+    let target = target.as_str().unwrap().to_owned();
+    let target_uuid = uuid_of(&e.b, "VDI", &target);
+    let mut url = Value::Null;
+    for _ in 0..200 {
+        let v = e
+            .c
+            .call("disk.importContent", json!({ "id": target_uuid }))
+            .await;
+        if v.get("result").is_some() {
+            url = v["result"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, answer) = upload(&e.server, &path_of(&url, "$sendTo"), &vhd, vhd.len())
+        .await
+        .unwrap();
+    assert_eq!((status, answer["result"].clone()), (200, json!(true)), "{answer}");
+    assert_eq!(content(&e.a, &vdi), content(&e.b, &target));
+    assert_eq!(
+        e.c.err("disk.exportContent", json!({ "id": uuid_of(&e.a, "VDI", &vdi), "format": "vmdk" }))
+            .await["code"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn transfers_stats_shapes_for_each_granularity() {
+    let mut e = env().await;
+    // a running VM with a VIF and a disk
+    let all = call(&e.a, "VM.get_all_records", vec![]);
+    let running = all
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, v)| {
+            v["power_state"] == "Running"
+                && v["is_control_domain"] == false
+                && !v["VIFs"].as_array().unwrap().is_empty()
+                && !disks_of_rec(&e.a, v).is_empty()
+        })
+        .map(|(r, _)| r.clone())
+        .expect("a running VM with VIF and disk");
+    let vm = uuid_of(&e.a, "VM", &running);
+    let host = uuid_of(&e.a, "host", &e.a.host_refs()[0].0);
+    let sr = uuid_of(&e.a, "SR", &default_sr(&e.a));
+    for (g, step) in [("seconds", 5), ("minutes", 60), ("hours", 3600), ("days", 86400)] {
+        let v = e.c.ok("vm.stats", json!({ "id": vm, "granularity": g })).await;
+        assert_eq!(v["interval"], step, "{g}: {v}");
+        assert!(v["endTimestamp"].as_i64().unwrap() > 0);
+        let st = &v["stats"];
+        let cpu0 = st["cpus"]["0"].as_array().expect("cpus.0");
+        assert!(!cpu0.is_empty());
+        assert!(cpu0.iter().all(|x| x.as_f64().is_some_and(|x| (0.0..=100.0).contains(&x))));
+        for k in ["memory", "memoryFree"] {
+            assert_eq!(st[k].as_array().map(Vec::len), Some(cpu0.len()), "{k}: {st}");
+        }
+        assert!(st["vifs"]["rx"]["0"].is_array() && st["vifs"]["tx"]["0"].is_array(), "{st}");
+        assert!(st["xvds"]["r"]["a"].is_array() && st["xvds"]["w"]["a"].is_array(), "{st}");
+        assert!(st["iops"]["r"]["a"].is_array(), "{st}");
+
+        let h = e.c.ok("host.stats", json!({ "host": host, "granularity": g })).await;
+        assert_eq!(h["interval"], step);
+        let hs = &h["stats"];
+        for k in ["load", "memory", "memoryFree"] {
+            assert!(hs[k].is_array(), "{k}: {hs}");
+        }
+        assert!(hs["cpus"]["0"].is_array() && hs["pifs"]["rx"].is_object(), "{hs}");
+
+        let s = e.c.ok("sr.stats", json!({ "id": sr, "granularity": g })).await;
+        assert_eq!(s["interval"], step);
+        let ss = &s["stats"];
+        for k in ["iops", "ioThroughput", "latency"] {
+            assert!(ss[k]["r"].is_array() && ss[k]["w"].is_array(), "{k}: {ss}");
+        }
+        assert!(ss["iops"]["r"].as_array().is_some_and(|a| !a.is_empty()), "{ss}");
+        assert!(ss["iowait"].is_object());
+    }
+    // default granularity is seconds; unknown ones are invalid parameters
+    let v = e.c.ok("vm.stats", json!({ "id": vm })).await;
+    assert_eq!(v["interval"], 5);
+    assert_eq!(
+        e.c.err("vm.stats", json!({ "id": vm, "granularity": "weeks" })).await["code"],
+        10
+    );
+    assert_eq!(e.c.err("host.stats", json!({ "host": vm })).await["code"], 1);
+}
