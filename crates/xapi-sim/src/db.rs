@@ -341,6 +341,12 @@ impl Db {
         self.message_tombstones.iter()
     }
 
+    /// Drop the change log (e.g. after seeding: nobody registered before can have been waiting on it); ids keep
+    /// counting, so a cursor older than now answers `EVENTS_LOST`.
+    pub fn forget_history(&mut self) {
+        self.changelog = VecDeque::new();
+    }
+
     /// Change log entries with `id > after`, and whether entries after `after` were already dropped.
     pub fn changes_after(&self, after: u64) -> (Vec<Change>, bool) {
         let lost = self.changelog.front().is_some_and(|c| c.id > after + 1);

@@ -942,6 +942,7 @@ pub fn seed(db: &mut Db, spec: &SeedSpec) -> Result<Ref, XapiError> {
     update_sr_usage(db);
     // allowed_operations and host_metrics.memory_free as the ops compute them.
     crate::ops::allowed::refresh_all(db)?;
+    db.forget_history();
     Ok(pool)
 }
 
