@@ -16,8 +16,12 @@
 //!    ones (that is what most of XAPI's explicit setters do), any other explicit message answers
 //!    `NOT_IMPLEMENTED [Class.message]` (it exists in XAPI, so `MESSAGE_METHOD_UNKNOWN` would lie).
 //!
-//! Built-in handlers (sessions, events, tasks) are registered first, then `crate::ops::register`, so ops may
-//! override a built-in by registering the same name.
+//! Built-in handlers (sessions, events, tasks) are registered first, then `crate::ops::register`, then the
+//! builder's [`crate::SimBuilder::handler`]s, so later registrations override earlier ones.
+//!
+//! Big results are not materialised: `<Class>.get_all_records(_where)` without a registered handler and the
+//! built-in `event.from` return a [`Deferred`] that the server encodes record by record from the DB
+//! ([`Outcome::into_result`] materialises it for in-process callers).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
