@@ -505,6 +505,15 @@ async fn corrupt_chunk_is_rejected_and_rolled_back() {
         .position(|(n, _)| n.ends_with("/00000001"))
         .expect("chunk 1");
     es[i].1[100] ^= 0xff;
+    // Unknown networks (no bridge or name match) are created by the import, and rolled back with it.
+    let ova = String::from_utf8(es[0].1.clone()).unwrap();
+    es[0].1 = ova
+        .replace("<name>bridge</name><value>", "<name>bridge</name><value>zz")
+        .replace(
+            "<name>name_label</name><value>",
+            "<name>name_label</name><value>zz ",
+        )
+        .into_bytes();
     let bad = build_tar(&es);
     let b = P::new(0).await;
     let counts = |p: &P| {
@@ -514,6 +523,7 @@ async fn corrupt_chunk_is_rejected_and_rolled_back() {
             p.count("VBD"),
             p.count("VIF"),
             p.count("VM_metrics"),
+            p.count("network"),
         )
     };
     let before = counts(&b);
@@ -541,6 +551,10 @@ async fn corrupt_chunk_is_rejected_and_rolled_back() {
     let (_, t) = import(&b, &build_tar(&entries(&r.body)[1..]), "", None).await;
     assert_eq!(t["error_info"][0], "IMPORT_ERROR", "{t}");
     assert_eq!(counts(&b).0, before.0 + 1, "only the forced import remains");
+    assert!(
+        counts(&b).5 > before.5,
+        "the forced import created its network"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

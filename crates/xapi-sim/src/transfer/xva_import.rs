@@ -128,6 +128,7 @@ pub(crate) async fn handle(
 #[derive(Debug, Default)]
 struct Made {
     vdis: Vec<Ref>,
+    networks: Vec<Ref>,
     vm: Option<Ref>,
 }
 
@@ -155,6 +156,9 @@ fn rollback(pool: &PoolState, made: &Made) {
         }
         for v in &made.vdis {
             let _ = crate::ops::vdi::destroy_vdi(db, v);
+        }
+        for n in &made.networks {
+            let _ = db.destroy("network", n);
         }
     });
 }
@@ -447,7 +451,9 @@ fn create_objects(
                         rec.insert(k.to_owned(), v.clone());
                     }
                 }
-                db.insert("network", rec)?
+                let n = db.insert("network", rec)?;
+                made.networks.push(n.clone());
+                n
             }
         };
         map.insert(o.id.clone(), r);
