@@ -174,7 +174,20 @@ async fn http(
     body: Option<&[u8]>,
     send: Option<usize>,
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let s = TcpStream::connect(addr).await.expect("connect");
+    exchange(s, addr, method, target, extra, body, send).await
+}
+
+/// [`http`] over any stream (plain TCP or TLS).
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    addr: &str,
+    method: &str,
+    target: &str,
+    extra: &[(&str, &str)],
+    body: Option<&[u8]>,
+    send: Option<usize>,
+) -> Resp {
     let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -1292,4 +1305,69 @@ async fn export_metadata_is_ova_xml_alone_in_any_power_state() {
     assert_eq!(es.len(), 1);
     assert_eq!(es[0].0, "ova.xml");
     assert!(String::from_utf8_lossy(&es[0].1).contains("<value>VDI</value>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_over_https() {
+    let sim = Sim::builder().vms(2).build().unwrap();
+    let pool = sim
+        .serve("127.0.0.1:0".parse().unwrap(), true)
+        .await
+        .unwrap();
+    let a = P {
+        s: pool
+            .call(
+                "session.login_with_password",
+                vec![json!("root"), json!("root")],
+            )
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        pool,
+    };
+    let vm = a.halted_vm_with_disk();
+    let addr = a
+        .pool
+        .master_url()
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            a.pool.certificate_der().unwrap().to_vec(),
+        ))
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let r = exchange(
+        tls,
+        &addr,
+        "GET",
+        &format!("/export/?session_id={}&ref={vm}", a.s),
+        &[],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let es = entries(&r.body);
+    assert_eq!(es[0].0, "ova.xml");
+    let b = P::new(0).await;
+    let (_, t) = import(&b, &r.body, "", None).await;
+    assert_eq!(t["status"], "success", "{t}");
 }
