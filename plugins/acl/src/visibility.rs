@@ -26,6 +26,9 @@ struct UserEntry {
 #[derive(Default)]
 struct Cache {
     index: Option<HashMap<String, Node>>,
+    /// Reverse edges of `index` (object → objects it passes permissions to), rebuilt lazily after a
+    /// structural change (a node added, removed or with other parents).
+    children: Option<HashMap<String, Vec<String>>>,
     users: HashMap<String, UserEntry>,
     full_computations: u64,
 }
@@ -168,18 +171,48 @@ impl AclState {
         index
     }
 
+    fn build_children(index: &HashMap<String, Node>) -> HashMap<String, Vec<String>> {
+        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, n) in index {
+            for p in &n.parents {
+                let pid = match p {
+                    Parent::Object(o) => Some(o.as_str()),
+                    Parent::VmOfVbd(vbd) => index.get(vbd).and_then(|v| v.vm.as_deref()),
+                };
+                if let Some(pid) = pid.filter(|p| *p != id) {
+                    children.entry(pid.to_owned()).or_default().push(id.clone());
+                }
+            }
+        }
+        children
+    }
+
+    /// The user's visible set, top-down: objects granted `view` directly (when their rule counts
+    /// themselves), then everything they pass it to, transitively — O(visible objects).
     fn compute(&self, cache: &mut Cache, user: &UserInfo) -> Arc<HashSet<String>> {
         let Some(index) = &cache.index else {
             return Arc::default();
         };
         let grants = self.grants(user);
-        let direct = |id: &str| grants.get(id).is_some_and(|s| s.contains("view"));
-        let mut memo = HashMap::new();
-        let mut visible = HashSet::new();
+        let mut visible: HashSet<String> = HashSet::new();
         if !grants.is_empty() {
-            for id in index.keys() {
-                if eval(id, index, &direct, &mut memo, &|_| None) {
-                    visible.insert(id.clone());
+            let children = cache
+                .children
+                .get_or_insert_with(|| Self::build_children(index));
+            let mut queue: Vec<&str> = Vec::new();
+            for (id, perms) in &grants {
+                if perms.contains("view")
+                    && index.get(id).is_some_and(|n| n.self_ok)
+                    && visible.insert(id.clone())
+                {
+                    queue.push(id);
+                }
+            }
+            while let Some(id) = queue.pop() {
+                for c in children.get(id).into_iter().flatten() {
+                    if visible.insert(c.clone()) {
+                        queue.push(c);
+                    }
                 }
             }
         }
@@ -314,8 +347,9 @@ impl AccessControl for AclState {
             if let Some(index) = &mut cache.index {
                 // the shared index first
                 let mut parent_kinds: HashSet<&str> = HashSet::new();
+                let mut structural = false;
                 for id in exit {
-                    index.remove(*id);
+                    structural |= index.remove(*id).is_some();
                 }
                 for id in enter {
                     let mut node = None;
@@ -326,15 +360,19 @@ impl AccessControl for AclState {
                     });
                     match node {
                         Some(n) => {
-                            index.insert((*id).to_owned(), n);
+                            let old = index.insert((*id).to_owned(), n);
+                            structural |= old.as_ref() != index.get(*id);
                             if parent {
                                 parent_kinds.insert(id);
                             }
                         }
                         None => {
-                            index.remove(*id);
+                            structural |= index.remove(*id).is_some();
                         }
                     }
+                }
+                if structural {
+                    cache.children = None;
                 }
                 let in_batch: HashSet<&str> = enter.iter().copied().collect();
                 let mut stale = Vec::new();
