@@ -340,7 +340,6 @@ async fn bench() -> anyhow::Result<()> {
     // calls
     let rate = calls_per_second(&api_url, calls).await?;
     println!("session.getUser over one WebSocket: {rate:.0} calls/s ({calls} pipelined calls)");
-    println!("xo-server RSS at the end: {:.1} MiB", mib(rss_kib(None)));
 
     server.shutdown().await;
     drop(child.stdin.take());
