@@ -29,6 +29,9 @@ pub trait AccessControl: Send + Sync + 'static {
     /// An object was destroyed: forget the entries about it. Default: nothing.
     fn object_deleted(&self, _object: &str) {}
 
+    /// A user or group was deleted: forget its entries. Default: nothing.
+    fn subject_deleted(&self, _subject: &str) {}
+
     /// Some batches were missed (the notification forwarder lagged): drop whatever was derived from them.
     fn resync(&self) {}
 }

@@ -123,15 +123,20 @@ impl AclState {
 
     /// Removes every entry about `object` (after it was destroyed).
     pub fn remove_object(&self, object: &str) -> Result<(), PluginError> {
+        self.remove_where(|a| a.object == object)
+    }
+
+    /// Removes every entry of `subject` (after the user or group was deleted).
+    pub fn remove_subject(&self, subject: &str) -> Result<(), PluginError> {
+        self.remove_where(|a| a.subject == subject)
+    }
+
+    fn remove_where(&self, pred: impl Fn(&Acl) -> bool) -> Result<(), PluginError> {
         let mut acls = self.inner.acls.write();
-        if !acls.iter().any(|a| a.object == object) {
+        if !acls.iter().any(&pred) {
             return Ok(());
         }
-        let next: Vec<Acl> = acls
-            .iter()
-            .filter(|a| a.object != object)
-            .cloned()
-            .collect();
+        let next: Vec<Acl> = acls.iter().filter(|a| !pred(a)).cloned().collect();
         self.persist(&next)?;
         *acls = next;
         self.invalidate();
@@ -331,6 +336,12 @@ impl AccessControl for AclState {
     fn object_deleted(&self, object: &str) {
         if let Err(e) = self.remove_object(object) {
             tracing::warn!(object, error = %e, "cannot remove the ACLs of a deleted object");
+        }
+    }
+
+    fn subject_deleted(&self, subject: &str) {
+        if let Err(e) = self.remove_subject(subject) {
+            tracing::warn!(subject, error = %e, "cannot remove the ACLs of a deleted subject");
         }
     }
 

@@ -262,6 +262,9 @@ async fn visible_sets_are_cached_and_updated_per_batch() {
     // the server's hooks: creators get admin, deleted objects lose their entries
     a.add_acl("c", "v1", "admin").unwrap();
     assert!(s.has_permission(&user("c", &[]), "v1", "administrate"));
+    a.add_acl("c", "v2", "viewer").unwrap();
+    a.subject_deleted("c");
+    assert!(!s.acls().iter().any(|e| e.subject == "c"));
     a.object_deleted("v1");
     assert!(!s.acls().iter().any(|e| e.object == "v1"));
     assert!(!s.has_permission(&user("c", &[]), "v1", "view"));

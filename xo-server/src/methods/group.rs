@@ -89,6 +89,7 @@ pub(super) fn methods() -> Vec<Method> {
             |ctx: Ctx, p: Map<String, Value>| async move {
                 let g = get(&ctx, req_str(&p, "id")?)?;
                 ctx.app.store().delete_group(&g.id)?;
+                crate::plugins::subject_deleted(&ctx.app, &g.id);
                 Ok(Value::Bool(true))
             },
         )

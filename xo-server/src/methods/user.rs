@@ -60,6 +60,7 @@ async fn delete(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         return Err(ApiError::no_such_object(id, Some("user")));
     }
     ctx.app.close_user_connections(id);
+    crate::plugins::subject_deleted(&ctx.app, id);
     Ok(Value::Bool(true))
 }
 

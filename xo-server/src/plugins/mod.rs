@@ -378,6 +378,13 @@ impl Plugins {
     }
 }
 
+/// A user or group was deleted: the access control forgets its entries (XO deletes a user's ACLs).
+pub fn subject_deleted(app: &App, subject: &str) {
+    if let Some(a) = app.extension::<Plugins>().and_then(|p| p.access()) {
+        a.subject_deleted(subject);
+    }
+}
+
 /// XO's `checkPermissions(pairs)` for a user: admins pass; otherwise the installed access control decides
 /// (none installed: every pair is denied); the first denied pair gives `unauthorized(action, objectId)`.
 pub fn check_permissions(

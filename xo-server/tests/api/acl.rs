@@ -293,6 +293,19 @@ async fn acl_add_remove_get_and_current_permissions() {
             .len(),
         2
     );
+    // deleting a group or a user deletes its entries
+    admin.ok("group.delete", json!({"id": g})).await;
+    assert_eq!(
+        admin
+            .ok("acl.get", json!({}))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    admin.ok("user.delete", json!({"id": bob_id})).await;
+    assert_eq!(admin.ok("acl.get", json!({})).await, json!([]));
     server.shutdown().await;
 }
 
