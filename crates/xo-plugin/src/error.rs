@@ -68,3 +68,30 @@ impl PluginError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_carry_xo_codes_and_shapes() {
+        let e = PluginError::no_such_object("x", "plugin");
+        assert_eq!(e.code(), 1);
+        assert_eq!(e.to_string(), "no such plugin x (code 1)");
+        let e = PluginError::unauthorized(Some("view"), Some("vm"));
+        assert_eq!(
+            e,
+            PluginError::Api {
+                code: 2,
+                message: "not enough permissions".into(),
+                data: Some(json!({"permission": "view", "object": {"id": "vm"}})),
+            }
+        );
+        let e = PluginError::unauthorized(None, None);
+        assert!(
+            matches!(e, PluginError::Api { data: Some(ref d), .. } if *d == json!({"object": {}}))
+        );
+        assert_eq!(PluginError::invalid_parameters("bad").code(), 10);
+        assert_eq!(PluginError::failed("boom").code(), -32000);
+    }
+}

@@ -131,3 +131,31 @@ impl MethodDef {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_sets_every_field() {
+        let m = MethodDef::new("ns.m", |_, _| async { Ok(Value::Null) })
+            .description("d")
+            .params(serde_json::json!({"id": {"type": "string"}}))
+            .permission(MethodPermission::Admin)
+            .resolve("vm", "id", &["VM", "VM-snapshot"], "operate");
+        assert_eq!(m.name, "ns.m");
+        assert_eq!(m.description.as_deref(), Some("d"));
+        assert_eq!(m.permission, MethodPermission::Admin);
+        assert_eq!(
+            m.resolve,
+            vec![ResolveSpec {
+                key: "vm".into(),
+                param: "id".into(),
+                types: vec!["VM".into(), "VM-snapshot".into()],
+                action: "operate".into(),
+            }]
+        );
+        assert_eq!(MethodPermission::default(), MethodPermission::User);
+        assert!(format!("{m:?}").contains("ns.m"));
+    }
+}
