@@ -648,7 +648,7 @@ async fn export_refusals() {
         &a.addr(),
         "GET",
         &format!(
-            "/export?session_id={}&ref={running}&use_compression=zstd",
+            "/export?session_id={}&ref={running}&use_compression=brotli",
             a.s
         ),
         &[],
@@ -1367,6 +1367,47 @@ async fn export_over_https() {
     assert_eq!(r.status, 200);
     let es = entries(&r.body);
     assert_eq!(es[0].0, "ova.xml");
+    let b = P::new(0).await;
+    let (_, t) = import(&b, &r.body, "", None).await;
+    assert_eq!(t["status"], "success", "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_export_reimports_and_system_zstd_reads_it() {
+    let a = P::new(2).await;
+    let vm = a.halted_vm_with_disk();
+    let r = export(&a, &vm, "&use_compression=zstd").await;
+    assert_eq!(&r.body[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    if std::process::Command::new("zstd")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let dir = std::env::temp_dir().join(format!("xva-zstd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("e.xva.zst");
+        std::fs::write(&f, &r.body).unwrap();
+        let out = std::process::Command::new("zstd")
+            .args(["-d", "-c", "-q"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(entries(&out.stdout)[0].0, "ova.xml");
+        // And a single-frame archive made by the zstd tool imports.
+        let plain = dir.join("e.xva");
+        std::fs::write(&plain, &out.stdout).unwrap();
+        let z = std::process::Command::new("zstd")
+            .args(["-c", "-q", "-3"])
+            .arg(&plain)
+            .output()
+            .unwrap();
+        assert!(z.status.success());
+        let b = P::new(0).await;
+        let (_, t) = import(&b, &z.stdout, "", None).await;
+        assert_eq!(t["status"], "success", "{t}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let b = P::new(0).await;
     let (_, t) = import(&b, &r.body, "", None).await;
     assert_eq!(t["status"], "success", "{t}");

@@ -14,6 +14,7 @@ mod vhd;
 mod xva_export;
 mod xva_import;
 mod xxh64;
+mod zstd;
 
 use std::sync::Arc;
 

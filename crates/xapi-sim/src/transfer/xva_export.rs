@@ -1,6 +1,6 @@
 //! `GET /export` (spec §6.3, format §7): the VM's XVA generated on the fly — `ova.xml`, then each VDI as 1 MiB
 //! chunks `Ref:N/00000000`… each followed by its `.checksum` (SHA-1), all-zero chunks skipped except the first and
-//! the last — optionally gzip-wrapped (`use_compression=true|gzip`).
+//! the last — optionally gzip- or zstd-wrapped (`use_compression=true|gzip|zstd`).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ pub(crate) struct DiskPlan {
 enum Compression {
     None,
     Gzip,
+    Zstd,
 }
 
 /// `metadata_only`: `/export_metadata` (a tar with `ova.xml` alone; any power state).
@@ -55,6 +56,7 @@ pub(crate) async fn handle(
     {
         None | Some("false") | Some("") => Compression::None,
         Some("true") | Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
         Some(other) => {
             let e = XapiError::internal(format!("unsupported compression {other}"));
             fail_client_task(&pool, &head, &e);
@@ -96,6 +98,12 @@ pub(crate) async fn handle(
             }
             Compression::Gzip => {
                 let gz = flate2::write::GzEncoder::new(w, flate2::Compression::fast());
+                write_xva(gz, &hostname, &objs, &disks, &store, &p, &ctx.task)
+                    .and_then(|gz| gz.finish())
+                    .map(|w| (w, ()))
+            }
+            Compression::Zstd => {
+                let gz = super::zstd::FramesWriter::new(w);
                 write_xva(gz, &hostname, &objs, &disks, &store, &p, &ctx.task)
                     .and_then(|gz| gz.finish())
                     .map(|w| (w, ()))
