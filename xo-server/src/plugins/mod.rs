@@ -245,7 +245,10 @@ impl Plugins {
         let filled = config::with_defaults(&schema, &configuration);
         let loaded = e.status.lock().loaded == Some(true);
         let result = e.plugin.configure(e.handle(), filled, loaded).await;
-        e.status.lock().configured = result.is_ok();
+        // a refused configuration leaves the previous state (as XO)
+        if result.is_ok() {
+            e.status.lock().configured = true;
+        }
         result.map_err(api_error)
     }
 

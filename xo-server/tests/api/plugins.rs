@@ -5,6 +5,7 @@
 //! `purgeConfiguration`, autoload from the store across restarts, XO's error messages.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -502,5 +503,124 @@ async fn plugins_methods_are_admin_only_and_match_the_reference() {
             assert_eq!(info[n], reference[n], "{n}");
         }
     }
+    server.shutdown().await;
+}
+
+/// A plugin that refuses some configurations, may fail to load (after registering a method), and cannot
+/// be unloaded.
+struct Picky {
+    fail_load: Arc<AtomicBool>,
+    /// When set, `load` signals `entered` then waits for `release`.
+    gated: Arc<AtomicBool>,
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Plugin for Picky {
+    fn manifest(&self) -> Manifest {
+        Manifest {
+            name: "picky".into(),
+            version: "0.1.0".into(),
+            ..Manifest::default()
+        }
+    }
+
+    fn configuration_schema(&self) -> Option<Value> {
+        Some(json!({"type": "object", "properties": {"fail": {"type": "boolean"}}}))
+    }
+
+    fn unloadable(&self) -> bool {
+        false
+    }
+
+    fn configure<'a>(
+        &'a self,
+        _host: Arc<dyn PluginHost>,
+        configuration: Value,
+        _loaded: bool,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            if configuration["fail"] == true {
+                return Err(PluginError::failed("configuration refused"));
+            }
+            Ok(())
+        })
+    }
+
+    fn load<'a>(&'a self, host: Arc<dyn PluginHost>) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            host.register_method(MethodDef::new("picky.hello", |_, _| async {
+                Ok(json!("hello"))
+            }))?;
+            if self.gated.load(Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            if self.fail_load.load(Ordering::SeqCst) {
+                return Err(PluginError::invalid_parameters("cannot start"));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn plugins_failures_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail_load = Arc::new(AtomicBool::new(true));
+    let gated = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let picky = Arc::new(Picky {
+        fail_load: fail_load.clone(),
+        gated: gated.clone(),
+        entered: entered.clone(),
+        release: release.clone(),
+    });
+    let server = start_with(config(dir.path()), move |b| b.plugin(picky)).await;
+    let mut c = Client::admin(&server).await;
+    // configured with {} at start, autoload failed: nothing registered, `loaded` still absent
+    let p = entry(&c.ok("plugin.get", json!({})).await, "picky").clone();
+    assert!(p.get("loaded").is_none(), "{p}");
+    assert_eq!(p["unloadable"], false);
+    assert_eq!(c.err("picky.hello", json!({})).await["code"], -32601);
+    assert_eq!(
+        c.err("plugin.load", json!({"id": "picky"})).await,
+        json!({"code": 10, "message": "cannot start", "data": {}})
+    );
+    assert_eq!(c.err("picky.hello", json!({})).await["code"], -32601);
+    // a configuration the plugin refuses is not stored, and the plugin stays configured
+    let e = c
+        .err(
+            "plugin.configure",
+            json!({"id": "picky", "configuration": {"fail": true}}),
+        )
+        .await;
+    assert_eq!(e["code"], -32000);
+    assert_eq!(e["message"], "configuration refused");
+    let p = entry(&c.ok("plugin.get", json!({})).await, "picky").clone();
+    assert!(p.get("configuration").is_none(), "{p}");
+    fail_load.store(false, Ordering::SeqCst);
+    // a load in progress: a second one is refused
+    gated.store(true, Ordering::SeqCst);
+    c.send_raw(r#"{"id":"slow","jsonrpc":"2.0","method":"plugin.load","params":{"id":"picky"}}"#)
+        .await;
+    entered.notified().await;
+    let mut c2 = Client::admin(&server).await;
+    assert_eq!(
+        c2.err("plugin.load", json!({"id": "picky"})).await["message"],
+        "plugin is loading"
+    );
+    gated.store(false, Ordering::SeqCst);
+    release.notify_one();
+    let r = c.recv().await.unwrap();
+    assert_eq!(r["id"], "slow");
+    assert_eq!(r["result"], true, "{r}");
+    assert_eq!(c.ok("picky.hello", json!({})).await, "hello");
+    assert_eq!(
+        c.err("plugin.unload", json!({"id": "picky"})).await["message"],
+        "plugin cannot be unloaded"
+    );
+    assert_eq!(c.ok("picky.hello", json!({})).await, "hello");
     server.shutdown().await;
 }
