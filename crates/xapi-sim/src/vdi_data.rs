@@ -26,8 +26,9 @@ type Block = Arc<Vec<u8>>;
 /// The content of one VDI.
 #[derive(Clone)]
 enum Disk {
-    /// The generated image of the VDI whose uuid is held (a clone of a seeded disk keeps its origin's image).
-    Generated(String),
+    /// The generated image of the VDI whose uuid is held (a clone of a seeded disk keeps its origin's image), for
+    /// the disk size it was generated at (pinned by a resize; `None`: the current size).
+    Generated(String, Option<u64>),
     /// Explicit sparse blocks (absent = zeros).
     Blocks(BTreeMap<u64, Block>),
 }
@@ -153,17 +154,26 @@ impl Inner {
         }
     }
 
+    /// Origin and generation size of a disk still showing its generated image.
+    fn generation(&self, vdi: &Ref, uuid: &str, size: u64) -> Option<(String, u64)> {
+        match self.disks.get(vdi) {
+            Some(Disk::Blocks(_)) => None,
+            Some(Disk::Generated(o, pinned)) => Some((o.clone(), pinned.unwrap_or(size))),
+            None => Some((uuid.to_owned(), size)),
+        }
+    }
+
     /// The explicit block map of `vdi`, materialising its generated image first.
     fn blocks_mut(&mut self, vdi: &Ref, uuid: &str, size: u64) -> Result<(), XapiError> {
-        let origin = match self.disks.get(vdi) {
-            Some(Disk::Blocks(_)) => return Ok(()),
-            Some(Disk::Generated(o)) => o.clone(),
-            None => uuid.to_owned(),
+        let Some((origin, gsize)) = self.generation(vdi, uuid, size) else {
+            return Ok(());
         };
         let mut map = BTreeMap::new();
         let mut add = 0u64;
         for idx in GENERATED {
-            if let Some(b) = generated_block(&origin, idx, size) {
+            let len = block_len(idx, size);
+            if let Some(mut b) = generated_block(&origin, idx, gsize).filter(|_| len > 0) {
+                b.resize(len, 0);
                 add += b.len() as u64;
                 map.insert(idx, Arc::new(b));
             }
@@ -206,7 +216,7 @@ impl VdiStore {
             .disks
             .get(src)
             .cloned()
-            .unwrap_or_else(|| Disk::Generated(src_uuid.to_owned()));
+            .unwrap_or_else(|| Disk::Generated(src_uuid.to_owned(), None));
         if let Some(Disk::Blocks(old)) = g.disks.insert(dst.clone(), d) {
             for b in old.into_values() {
                 g.release(b);
@@ -258,26 +268,37 @@ impl VdiStore {
         Ok(())
     }
 
+    /// Record the size a seeded disk's generated image belongs to, before a resize changes the disk's size.
+    pub fn pin(&self, vdi: &Ref, uuid: &str, size: u64) {
+        let mut g = self.inner.lock();
+        match g.disks.get_mut(vdi) {
+            Some(Disk::Blocks(_)) => {}
+            Some(Disk::Generated(_, pinned)) => {
+                pinned.get_or_insert(size);
+            }
+            None => {
+                g.disks
+                    .insert(vdi.clone(), Disk::Generated(uuid.to_owned(), Some(size)));
+            }
+        }
+    }
+
     /// Indices of the blocks that may hold non-zero data, ascending.
     pub fn allocated(&self, vdi: &Ref, uuid: &str, size: u64) -> Vec<u64> {
         let g = self.inner.lock();
-        match g.disks.get(vdi) {
-            Some(Disk::Blocks(m)) => m
+        if let Some(Disk::Blocks(m)) = g.disks.get(vdi) {
+            return m
                 .keys()
                 .copied()
                 .filter(|i| block_len(*i, size) > 0)
-                .collect(),
-            Some(Disk::Generated(o)) => GENERATED
-                .iter()
-                .copied()
-                .filter(|i| generated_block_exists(o, *i, size))
-                .collect(),
-            None => GENERATED
-                .iter()
-                .copied()
-                .filter(|i| generated_block_exists(uuid, *i, size))
-                .collect(),
+                .collect();
         }
+        let (_, gsize) = g.generation(vdi, uuid, size).unwrap_or_default();
+        GENERATED
+            .iter()
+            .copied()
+            .filter(|i| block_len(*i, gsize) > 0 && block_len(*i, size) > 0)
+            .collect()
     }
 
     /// Block `idx` (exactly `min(BLOCK, size - idx*BLOCK)` bytes; zeros when unallocated).
@@ -287,14 +308,13 @@ impl VdiStore {
             let g = self.inner.lock();
             match g.disks.get(vdi) {
                 Some(Disk::Blocks(m)) => Ok(m.get(&idx).cloned()),
-                Some(Disk::Generated(o)) => Err(o.clone()),
-                None => Err(uuid.to_owned()),
+                _ => Err(g.generation(vdi, uuid, size).unwrap_or_default()),
             }
         };
         let mut out = match stored {
             Ok(Some(b)) => b.as_ref().clone(),
             Ok(None) => Vec::new(),
-            Err(origin) => generated_block(&origin, idx, size).unwrap_or_default(),
+            Err((origin, gsize)) => generated_block(&origin, idx, gsize).unwrap_or_default(),
         };
         out.resize(len, 0);
         out
@@ -381,11 +401,6 @@ impl VdiStore {
     }
 }
 
-fn generated_block_exists(uuid: &str, idx: u64, size: u64) -> bool {
-    let _ = uuid;
-    block_len(idx, size) > 0 && GENERATED.contains(&idx)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +430,28 @@ mod tests {
         s.truncate(&a, "u-a", size, BLOCK + 100).unwrap();
         assert_eq!(s.allocated(&a, "u-a", BLOCK + 100), vec![0, 1]);
         assert_eq!(s.read_block(&a, "u-a", 1, BLOCK + 100).len(), 100);
+    }
+
+    #[test]
+    fn resize_keeps_the_generated_image() {
+        let s = VdiStore::default();
+        let a = Ref::from("OpaqueRef:a");
+        let small = 10 * BLOCK;
+        let before: Vec<Vec<u8>> = (0..10).map(|i| s.read_block(&a, "u", i, small)).collect();
+        assert_eq!(s.allocated(&a, "u", small), vec![0, 1, 2]);
+        s.pin(&a, "u", small);
+        let big = 40 * BLOCK;
+        assert_eq!(
+            s.allocated(&a, "u", big),
+            vec![0, 1, 2],
+            "no block appears on growth"
+        );
+        for (i, b) in before.iter().enumerate() {
+            assert_eq!(&s.read_block(&a, "u", i as u64, big), b);
+        }
+        s.write_at(&a, "u", big, 30 * BLOCK, b"x").unwrap();
+        assert_eq!(s.read_block(&a, "u", 0, big), before[0]);
+        assert_eq!(s.allocated(&a, "u", big), vec![0, 1, 2, 30]);
     }
 
     #[test]

@@ -924,6 +924,10 @@ async fn vm_clone_copy_snapshot_carry_content() {
         .unwrap()
         .to_owned();
     assert_eq!(a.content(&vdi_clone), before);
+    // Growing a disk keeps its content.
+    let new_size = before.0 + 100 * MIB as u64;
+    a.call("VDI.resize", vec![json!(disk), json!(new_size.to_string())]);
+    assert_eq!(a.content(&disk), (new_size, before.1.clone()));
     let used = a.pool.state().read(|db| db.vdi_data.used());
     a.call("VDI.destroy", vec![json!(vdi_clone)]);
     assert_eq!(a.pool.state().read(|db| db.vdi_data.used()), used);

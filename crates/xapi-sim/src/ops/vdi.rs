@@ -239,6 +239,7 @@ fn resize(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
             let grow_phys =
                 if get(db, "SR", &sr).map(|x| thick(&x)).unwrap_or(false) { size.saturating_sub(old) } else { 0 };
             check_space(db, &sr, grow_phys)?;
+            db.vdi_data.pin(&vdi, s(&r, "uuid"), old.max(0) as u64);
             db.update("VDI", &vdi, |v| {
                 v.insert("virtual_size".into(), json!(size));
                 let p = i(v, "physical_utilisation").saturating_add(grow_phys);
