@@ -273,10 +273,10 @@ fn call_plugin(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let host = pp.r(0)?;
     let plugin = pp.s(1)?;
     let func = pp.s(2)?;
-    ctx.pool.read(|db| get(db, "host", &host))?;
+    let uuid = ctx.pool.read(|db| get(db, "host", &host).map(|h| s(&h, "uuid").to_owned()))?;
     match (plugin.as_str(), func.as_str()) {
-        ("updater.py", "check_update") => Ok(json!("[]")),
-        ("updater.py", "update") => Ok(json!("")),
+        ("updater.py", "check_update") => Ok(super::pool_update::updater_check(&uuid)),
+        ("updater.py", "update") => Ok(super::pool_update::updater_update(&uuid)),
         ("updater.py", "get_proxies") => Ok(json!("{}")),
         ("updater.py", _) => Err(XapiError::new(
             "XENAPI_PLUGIN_FAILURE",

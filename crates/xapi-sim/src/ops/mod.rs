@@ -11,6 +11,7 @@ pub mod message;
 pub mod network;
 pub mod placement;
 pub mod pool;
+pub mod pool_update;
 pub mod sr;
 pub mod sr_lifecycle;
 pub mod vbd;
@@ -41,4 +42,5 @@ pub fn register(reg: &mut Registry) {
     sr_lifecycle::register(reg);
     message::register(reg);
     pool::register(reg);
+    pool_update::register(reg);
 }

@@ -10,6 +10,7 @@ mod body;
 pub(crate) mod common;
 mod ovaxml;
 mod raw;
+pub(crate) mod update_upload;
 mod vhd;
 mod xva_export;
 mod xva_import;
