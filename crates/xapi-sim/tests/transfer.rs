@@ -1416,3 +1416,89 @@ async fn zstd_export_reimports_and_system_zstd_reads_it() {
     let (_, t) = import(&b, &r.body, "", None).await;
     assert_eq!(t["status"], "success", "{t}");
 }
+
+/// XO's delta backup path: a VHD of what changed since a snapshot, applied onto a clone of that snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_vhd_against_a_snapshot() {
+    let a = P::new(2).await;
+    let vm = a.halted_vm_with_disk();
+    let disk = a.disks_of(&vm)[0].clone();
+    let snap = a
+        .call("VM.snapshot", vec![json!(vm), json!("base")])
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = a.disks_of(&snap)[0].clone();
+    let (uuid, size) = {
+        let r = a.call("VDI.get_record", vec![json!(disk)]);
+        (
+            r["uuid"].as_str().unwrap().to_owned(),
+            r["virtual_size"].as_str().map_or_else(
+                || r["virtual_size"].as_u64().unwrap(),
+                |v| v.parse().unwrap(),
+            ),
+        )
+    };
+    let store = a.pool.state().read(|db| db.vdi_data.clone());
+    store
+        .write_at(
+            &Ref::from(disk.as_str()),
+            &uuid,
+            size,
+            33 * MIB as u64,
+            b"after the snapshot",
+        )
+        .unwrap();
+    let r = http(
+        &a.addr(),
+        "GET",
+        &format!(
+            "/export_raw_vdi?session_id={}&vdi={disk}&format=vhd&base={base}",
+            a.s
+        ),
+        &[],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[60..64], &4u32.to_be_bytes(), "differencing VHD");
+    // One 2 MiB block changed: footer copy + header + BAT + (bitmap + block) + footer.
+    let bat = (size.div_ceil(2 * MIB as u64) * 4).div_ceil(512) * 512;
+    assert_eq!(
+        r.body.len() as u64,
+        512 + 1024 + bat + 512 + 2 * MIB as u64 + 512
+    );
+    let target = a
+        .call("VDI.clone", vec![json!(base), json!({})])
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(a.content(&target).1, a.content(&disk).1);
+    let task = a.new_task();
+    http(
+        &a.addr(),
+        "PUT",
+        &format!(
+            "/import_raw_vdi?session_id={}&task_id={task}&vdi={target}&format=vhd",
+            a.s
+        ),
+        &[],
+        Some(&r.body),
+        None,
+    )
+    .await;
+    assert_eq!(a.task_done(&task).await["status"], "success");
+    assert_eq!(a.content(&target).1, a.content(&disk).1);
+    // base with raw is refused.
+    let r = http(
+        &a.addr(),
+        "GET",
+        &format!("/export_raw_vdi?session_id={}&vdi={disk}&base={base}", a.s),
+        &[],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+}

@@ -88,6 +88,27 @@ pub(crate) async fn export(
         );
         return status(StatusCode::NOT_FOUND, "Not found");
     };
+    // `base=`: a VHD of the blocks that differ from that VDI (a differencing disk naming it as parent).
+    let base = match head.query.get("base").filter(|b| !b.is_empty()) {
+        None => None,
+        Some(b) => match vdi_of(&pool, b) {
+            Some((r, uuid, size)) if format == Format::Vhd => {
+                Some(super::vhd::Base { r, uuid, size })
+            }
+            Some(_) => {
+                let e = XapiError::internal("base is only supported with format=vhd");
+                ctx.finish(&Err(e), &Type::Void);
+                return status(StatusCode::BAD_REQUEST, "Bad request");
+            }
+            None => {
+                ctx.finish(
+                    &Err(XapiError::new("HANDLE_INVALID", ["VDI", b])),
+                    &Type::Void,
+                );
+                return status(StatusCode::NOT_FOUND, "Not found");
+            }
+        },
+    };
     let store = pool.read(|db| db.vdi_data.clone());
     let ext = if format == Format::Vhd { "vhd" } else { "raw" };
     let disposition = format!("attachment; filename=\"{uuid}.{ext}\"");
@@ -96,7 +117,7 @@ pub(crate) async fn export(
     if format == Format::Vhd {
         tokio::task::spawn_blocking(move || {
             let mut w = super::body::ChanWriter::new(tx);
-            let out = super::vhd::write(&mut w, &store, &vdi, &uuid, size)
+            let out = super::vhd::write(&mut w, &store, &vdi, &uuid, size, base.as_ref())
                 .map(|_| Value::from(""))
                 .map_err(|e| {
                     tracing::debug!("VHD export: {e}");

@@ -48,7 +48,7 @@ fn geometry(size: u64) -> (u16, u8, u8) {
     ((cth / heads).min(65535) as u16, heads as u8, spt as u8)
 }
 
-fn footer(size: u64, uuid: &str) -> [u8; 512] {
+fn footer(size: u64, uuid: &str, differencing: bool) -> [u8; 512] {
     let mut f = [0u8; 512];
     f[0..8].copy_from_slice(b"conectix");
     f[8..12].copy_from_slice(&2u32.to_be_bytes());
@@ -68,7 +68,8 @@ fn footer(size: u64, uuid: &str) -> [u8; 512] {
     f[56..58].copy_from_slice(&c.to_be_bytes());
     f[58] = h;
     f[59] = s;
-    f[60..64].copy_from_slice(&3u32.to_be_bytes());
+    let disk_type: u32 = if differencing { 4 } else { 3 };
+    f[60..64].copy_from_slice(&disk_type.to_be_bytes());
     let id = uuid::Uuid::parse_str(uuid)
         .map(|u| *u.as_bytes())
         .unwrap_or([0; 16]);
@@ -78,7 +79,7 @@ fn footer(size: u64, uuid: &str) -> [u8; 512] {
     f
 }
 
-fn dyn_header(entries: u32) -> [u8; 1024] {
+fn dyn_header(entries: u32, parent: Option<&str>) -> [u8; 1024] {
     let mut h = [0u8; 1024];
     h[0..8].copy_from_slice(b"cxsparse");
     h[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
@@ -86,26 +87,60 @@ fn dyn_header(entries: u32) -> [u8; 1024] {
     h[24..28].copy_from_slice(&0x0001_0000u32.to_be_bytes());
     h[28..32].copy_from_slice(&entries.to_be_bytes());
     h[32..36].copy_from_slice(&(VHD_BLOCK as u32).to_be_bytes());
+    if let Some(p) = parent {
+        let id = uuid::Uuid::parse_str(p)
+            .map(|u| *u.as_bytes())
+            .unwrap_or([0; 16]);
+        h[40..56].copy_from_slice(&id);
+        // Parent name (UTF-16 BE): the parent VDI's uuid.
+        for (k, unit) in p.encode_utf16().take(256).enumerate() {
+            h[64 + 2 * k..66 + 2 * k].copy_from_slice(&unit.to_be_bytes());
+        }
+    }
     let c = checksum(&h);
     h[36..40].copy_from_slice(&c.to_be_bytes());
     h
 }
 
 /// Write the VDI as a dynamic VHD (only blocks holding data are allocated).
+/// A VDI whose content an export is relative to (`base=`): only blocks that differ are written, in a
+/// differencing VHD naming it as parent.
+#[derive(Debug, Clone)]
+pub(crate) struct Base {
+    pub r: Ref,
+    pub uuid: String,
+    pub size: u64,
+}
+
 pub(crate) fn write(
     w: &mut impl Write,
     store: &VdiStore,
     vdi: &Ref,
     uuid: &str,
     size: u64,
+    base: Option<&Base>,
 ) -> io::Result<()> {
     let per = VHD_BLOCK / BLOCK;
     let entries = size.div_ceil(VHD_BLOCK);
-    let mut used: Vec<u64> = store
-        .allocated(vdi, uuid, size)
-        .into_iter()
-        .map(|i| i / per)
-        .collect();
+    let mut small = store.allocated(vdi, uuid, size);
+    if let Some(b) = base {
+        small.extend(
+            store
+                .allocated(&b.r, &b.uuid, b.size)
+                .into_iter()
+                .filter(|i| i * BLOCK < size),
+        );
+        small.sort_unstable();
+        small.dedup();
+        small.retain(|i| {
+            store.read_block(vdi, uuid, *i, size) != {
+                let mut x = store.read_block(&b.r, &b.uuid, *i, b.size);
+                x.resize(store.read_block(vdi, uuid, *i, size).len(), 0);
+                x
+            }
+        });
+    }
+    let mut used: Vec<u64> = small.into_iter().map(|i| i / per).collect();
     used.dedup();
     let bat_bytes = (entries * 4).div_ceil(SECTOR) * SECTOR;
     let bitmap = SECTOR; // 4096 sectors per block → 512 bytes
@@ -116,9 +151,9 @@ pub(crate) fn write(
         bat[i..i + 4].copy_from_slice(&(sector as u32).to_be_bytes());
         sector += (bitmap + VHD_BLOCK) / SECTOR;
     }
-    let foot = footer(size, uuid);
+    let foot = footer(size, uuid, base.is_some());
     w.write_all(&foot)?;
-    w.write_all(&dyn_header(entries as u32))?;
+    w.write_all(&dyn_header(entries as u32, base.map(|b| b.uuid.as_str())))?;
     w.write_all(&bat)?;
     let ones = vec![0xFFu8; bitmap as usize];
     for b in used {
@@ -198,8 +233,8 @@ pub(crate) fn read(
             "no footer copy at the start (only dynamic VHDs can be streamed)",
         ));
     }
-    if be32(&foot, 60) != 3 {
-        return Err(bad("only dynamic VHDs are supported"));
+    if !matches!(be32(&foot, 60), 3 | 4) {
+        return Err(bad("only dynamic and differencing VHDs can be streamed"));
     }
     let vsize = be64(&foot, 48);
     if vsize > size {
@@ -237,13 +272,29 @@ pub(crate) fn read(
     blocks.sort_unstable();
     let bitmap = (block / SECTOR).div_ceil(8).div_ceil(SECTOR) * SECTOR;
     let mut data = vec![0u8; block as usize];
+    let mut map = vec![0u8; bitmap as usize];
+    let sectors = (block / SECTOR) as usize;
     for (off, i) in blocks {
-        p.skip_to(off + bitmap)?;
+        p.skip_to(off)?;
+        p.exact(&mut map)?;
         p.exact(&mut data)?;
-        let at = i * block;
-        if at < vsize {
-            let n = ((vsize - at).min(block)) as usize;
-            store.write_at(vdi, uuid, size, at, &data[..n])?;
+        // Only sectors marked present are written (the rest stays as it is: the parent's, or zeros).
+        let mut k = 0;
+        while k < sectors {
+            if map[k / 8] & (0x80 >> (k % 8)) == 0 {
+                k += 1;
+                continue;
+            }
+            let start = k;
+            while k < sectors && map[k / 8] & (0x80 >> (k % 8)) != 0 {
+                k += 1;
+            }
+            let at = i * block + start as u64 * SECTOR;
+            if at < vsize {
+                let end = (i * block + k as u64 * SECTOR).min(vsize);
+                let range = start * SECTOR as usize..start * SECTOR as usize + (end - at) as usize;
+                store.write_at(vdi, uuid, size, at, &data[range])?;
+            }
         }
     }
     Ok(vsize)
@@ -268,6 +319,7 @@ mod tests {
             &a,
             "00000000-0000-0000-0000-000000000001",
             size,
+            None,
         )
         .unwrap();
         assert_eq!(&out[..8], b"conectix");
@@ -313,6 +365,56 @@ mod tests {
 }
 
 #[cfg(test)]
+mod differential {
+    use super::*;
+
+    #[test]
+    fn only_changed_blocks_and_applied_on_a_copy_of_the_base() {
+        let s = VdiStore::default();
+        let (base, cur) = (Ref::from("OpaqueRef:base"), Ref::from("OpaqueRef:cur"));
+        let size = 12 * BLOCK;
+        s.create_empty(&base);
+        s.write_at(&base, "b", size, 0, &[1u8; 4096]).unwrap();
+        s.write_at(&base, "b", size, 9 * BLOCK, &[2u8; 10]).unwrap();
+        s.derive(&base, "b", &cur);
+        s.write_at(&cur, "c", size, 5 * BLOCK + 512, &[3u8; 512])
+            .unwrap();
+        s.write_at(&cur, "c", size, 9 * BLOCK, &[0u8; 10]).unwrap();
+        let b = Base {
+            r: base.clone(),
+            uuid: "00000000-0000-0000-0000-0000000000bb".into(),
+            size,
+        };
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            &s,
+            &cur,
+            "00000000-0000-0000-0000-0000000000cc",
+            size,
+            Some(&b),
+        )
+        .unwrap();
+        assert_eq!(be32(&out, 60), 4, "differencing disk");
+        // VHD blocks 2 (1 MiB block 5) and 4 (block 9): two blocks.
+        assert_eq!(
+            out.len() as u64,
+            512 + 1024 + 512 + 2 * (512 + VHD_BLOCK) + 512
+        );
+        let restored = Ref::from("OpaqueRef:r");
+        s.derive(&base, "b", &restored);
+        read(out.as_slice(), &s, &restored, "r", size).unwrap();
+        for i in 0..12 {
+            assert_eq!(
+                s.read_block(&restored, "r", i, size),
+                s.read_block(&cur, "c", i, size),
+                "block {i}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod qemu_check {
     use super::*;
 
@@ -344,6 +446,7 @@ mod qemu_check {
             &a,
             "11111111-2222-3333-4444-555555555555",
             size,
+            None,
         )
         .unwrap();
         let dir = std::env::temp_dir().join(format!("vhd-{}", std::process::id()));
