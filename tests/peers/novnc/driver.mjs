@@ -25,7 +25,8 @@ import { chromium } from "playwright-core";
 const HERE = dirname(fileURLToPath(import.meta.url));
 const NOVNC = join(HERE, "..", "node_modules", "@novnc", "novnc");
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".json": "application/json" };
-const WAIT_MS = 20000;
+// Generous: Chromium may start slowly on a loaded 2-core CI machine.
+const WAIT_MS = 60000;
 
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 

@@ -693,7 +693,7 @@ struct Driver {
 
 impl Driver {
     async fn next(&mut self) -> Value {
-        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+        let line = tokio::time::timeout(Duration::from_secs(120), self.lines.next_line())
             .await
             .expect("the browser driver answers in time")
             .unwrap()
