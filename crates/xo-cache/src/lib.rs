@@ -36,6 +36,7 @@
 //! let handle = xo_cache::spawn_pool_sync(store.clone(), server_id, input);
 //! ```
 
+pub mod fields;
 pub mod filter;
 pub mod jsval;
 pub mod lookup;

@@ -1,21 +1,33 @@
-//! `XoObject`: an immutable XO object, parsed and serialised once, shared by `Arc` between the store,
-//! queries and every subscriber.
+//! `XoObject`: an immutable XO object, serialised once, shared by `Arc` between the store, queries and
+//! every subscriber.
+//!
+//! Memory: the object is kept as its JSON text only (plus id/type/ref/pool, which lookups and indexes
+//! need). The parsed tree is built on first [`XoObject::value`] call and cached in that object (methods
+//! touch few objects); whole-store scans ([`XoObject::matches`], used by `getAllObjects` filters) parse
+//! into a temporary instead, so a filtered listing does not make every object keep its tree.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
 use crate::jsval::Record;
 
 /// An XO object (`{id, type, $pool, _xapiRef, …}`) with its JSON text computed once.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct XoObject {
     id: Arc<str>,
     kind: Arc<str>,
     xapi_ref: Arc<str>,
     pool: Option<Arc<str>>,
-    value: Value,
+    /// Parsed form, built on demand from `json`.
+    value: OnceLock<Value>,
     json: Arc<str>,
+}
+
+impl PartialEq for XoObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
 }
 
 impl XoObject {
@@ -33,14 +45,13 @@ impl XoObject {
             .unwrap_or("")
             .into();
         let pool = obj.get("$pool").and_then(Value::as_str).map(Arc::from);
-        let value = Value::Object(obj);
-        let json: Arc<str> = serde_json::to_string(&value).ok()?.into();
+        let json: Arc<str> = serde_json::to_string(&obj).ok()?.into();
         Some(XoObject {
             id,
             kind,
             xapi_ref,
             pool,
-            value,
+            value: OnceLock::new(),
             json,
         })
     }
@@ -70,14 +81,36 @@ impl XoObject {
         self.pool.as_deref()
     }
 
-    /// The object as JSON value (for filters and field access).
+    /// The object as JSON value (for field access). Parsed from the JSON text on first use, then cached
+    /// in this object; prefer [`XoObject::matches`] / [`XoObject::with_value`] for scans over many objects.
     pub fn value(&self) -> &Value {
-        &self.value
+        self.value.get_or_init(|| self.parse())
     }
 
     /// A field of the object.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.value.get(key)
+        self.value().get(key)
+    }
+
+    /// Run `f` on the parsed object without caching the tree (uses the cached tree when there is one).
+    pub fn with_value<R>(&self, f: impl FnOnce(&Value) -> R) -> R {
+        match self.value.get() {
+            Some(v) => f(v),
+            None => f(&self.parse()),
+        }
+    }
+
+    /// Whether the object passes a `getAllObjects` filter (no tree kept; `Filter::All` parses nothing).
+    pub fn matches(&self, filter: &crate::Filter) -> bool {
+        match filter {
+            crate::Filter::All => true,
+            f => self.with_value(|v| f.matches(v)),
+        }
+    }
+
+    fn parse(&self) -> Value {
+        // The text was produced by serde_json from a Value: it always parses back.
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
     }
 
     /// The serialised JSON text (computed once at creation).

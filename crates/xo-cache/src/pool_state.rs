@@ -36,6 +36,9 @@ struct StoredDeps {
     fields: Box<[(Arc<str>, Fields)]>,
 }
 
+/// Threads a full load's derivation is spread over (the target machines have 2 cores).
+const DERIVE_THREADS: usize = 2;
+
 /// Field names of a field-scoped dependency.
 type Fields = &'static [&'static str];
 
@@ -75,7 +78,8 @@ impl PoolState {
         let mut st = PoolState::default();
         for (class, recs) in records {
             let class = st.intern(&class);
-            for (r, rec) in recs {
+            for (r, mut rec) in recs {
+                crate::fields::trim(&mut rec);
                 let r: Arc<str> = r.into();
                 if &*class == "pool" {
                     st.pool_ref = Some(r.clone());
@@ -165,10 +169,82 @@ impl PoolState {
         self.rev_content.clear();
         self.rev_links.clear();
         self.rev_fields.clear();
-        let refs: Vec<Arc<str>> = self.records.keys().cloned().collect();
-        for r in refs {
-            self.derive(&r);
+        let refs: Vec<Arc<str>> = self
+            .records
+            .iter()
+            .filter(|(_, (c, _))| transform::is_transformed(c))
+            .map(|(r, _)| r.clone())
+            .collect();
+        // Transform + serialise in parallel (read-only over the records), then index sequentially.
+        let derived = self.derive_many(&refs);
+        for (r, (obj, deps)) in refs.into_iter().zip(derived) {
+            self.link(&r, deps);
+            if let Some(o) = obj {
+                self.objects.insert(r, o);
+            }
         }
+    }
+
+    /// Transform and serialise `refs` on up to [`DERIVE_THREADS`] threads (the records are only read).
+    fn derive_many(&self, refs: &[Arc<str>]) -> Vec<(Option<Arc<XoObject>>, Deps)> {
+        let one = |r: &Arc<str>| -> (Option<Arc<XoObject>>, Deps) {
+            let Some((class, rec)) = self.records.get(r) else {
+                return (None, Deps::default());
+            };
+            let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
+            let obj = obj.and_then(|map| match XoObject::new(map) {
+                Some(o) => Some(Arc::new(o)),
+                None => {
+                    warn!(xapi_ref = %r, "transformed object has no id; dropped");
+                    None
+                }
+            });
+            (obj, deps)
+        };
+        let threads = DERIVE_THREADS.min(refs.len() / 1000).max(1);
+        if threads == 1 {
+            return refs.iter().map(one).collect();
+        }
+        let chunk = refs.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = refs
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            let mut out = Vec::with_capacity(refs.len());
+            for h in handles {
+                match h.join() {
+                    Ok(v) => out.extend(v),
+                    // A transform panicked: propagate it as a single-threaded run would.
+                    Err(e) => std::panic::resume_unwind(e),
+                }
+            }
+            out
+        })
+    }
+
+    /// Record `r`'s dependencies in the reverse indexes.
+    fn link(&mut self, r: &Arc<str>, deps: Deps) {
+        let stored = self.store_deps(deps);
+        for d in stored.content.iter() {
+            self.rev_content
+                .entry(d.clone())
+                .or_default()
+                .insert(r.clone());
+        }
+        for d in stored.links.iter() {
+            self.rev_links
+                .entry(d.clone())
+                .or_default()
+                .insert(r.clone());
+        }
+        for (d, f) in stored.fields.iter() {
+            self.rev_fields
+                .entry(d.clone())
+                .or_default()
+                .insert((r.clone(), *f));
+        }
+        self.deps.insert(r.clone(), stored);
     }
 
     /// Share dependency refs with the record table (or the reverse indexes) instead of owning copies.
@@ -250,40 +326,20 @@ impl PoolState {
             return (old, None);
         }
         let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
-        let stored = self.store_deps(deps);
-        for d in stored.content.iter() {
-            self.rev_content
-                .entry(d.clone())
-                .or_default()
-                .insert(r.clone());
-        }
-        for d in stored.links.iter() {
-            self.rev_links
-                .entry(d.clone())
-                .or_default()
-                .insert(r.clone());
-        }
-        self.deps.insert(r.clone(), stored);
+        self.link(r, deps);
         let new = match obj {
             None => None,
-            Some(map) => {
-                // Unchanged: keep the previous Arc (and its serialisation).
-                let same = old.as_ref().is_some_and(|o| match o.value() {
-                    Value::Object(m) => *m == map,
-                    _ => false,
-                });
-                if same {
-                    old.clone()
-                } else {
-                    match XoObject::new(map) {
-                        Some(o) => Some(Arc::new(o)),
-                        None => {
-                            warn!(xapi_ref = %r, "transformed object has no id; dropped");
-                            None
-                        }
-                    }
+            Some(map) => match XoObject::new(map) {
+                // Unchanged: keep the previous Arc (and its identity).
+                Some(o) => match &old {
+                    Some(prev) if prev.json() == o.json() => old.clone(),
+                    _ => Some(Arc::new(o)),
+                },
+                None => {
+                    warn!(xapi_ref = %r, "transformed object has no id; dropped");
+                    None
                 }
-            }
+            },
         };
         match &new {
             Some(o) => {
@@ -320,10 +376,11 @@ impl PoolState {
                     }
                 }
                 ChangeOp::Add | ChangeOp::Mod => {
-                    let Some(snapshot) = ch.snapshot else {
+                    let Some(mut snapshot) = ch.snapshot else {
                         debug!(class = %class, xapi_ref = %r, "add/mod without snapshot ignored");
                         continue;
                     };
+                    crate::fields::trim(&mut snapshot);
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }

@@ -582,7 +582,7 @@ impl Store {
 
     /// `xo.getAllObjects({filter, limit})`.
     pub fn select(&self, filter: &Filter, limit: Option<usize>) -> Vec<Arc<XoObject>> {
-        self.find(|o| filter.matches(o.value()), limit)
+        self.find(|o| o.matches(filter), limit)
     }
 
     /// Subscribe to batches published from now on.
@@ -604,7 +604,7 @@ impl Store {
         let objs = index
             .objects
             .values()
-            .filter(|s| filter.matches(s.obj.value()))
+            .filter(|s| s.obj.matches(filter))
             .map(|s| s.obj.clone())
             .collect();
         (objs, sub)

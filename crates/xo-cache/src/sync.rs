@@ -19,6 +19,10 @@ use tracing::{debug, warn};
 use crate::jsval::Record;
 use crate::store::{PoolStatus, Store, WaitError};
 
+/// Full loads with at least this many records are derived on a blocking thread (smaller ones take
+/// well under a millisecond and stay inline).
+const BLOCKING_RESET_RECORDS: usize = 2_000;
+
 /// Event operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeOp {
@@ -168,7 +172,21 @@ where
             }
             Some(Some(SyncInput::Reset { records })) => {
                 forget_at = None;
-                store.apply_reset(&key, records).map(drop)
+                let count: usize = records.values().map(Vec::len).sum();
+                if count < BLOCKING_RESET_RECORDS {
+                    store.apply_reset(&key, records).map(drop)
+                } else {
+                    // A large full load's derivation takes long (≈ 0.3 s per 10,000 VMs): keep it off
+                    // the async workers. The raw records are consumed on that thread too.
+                    let (s, k) = (store.clone(), key.clone());
+                    match tokio::task::spawn_blocking(move || s.apply_reset(&k, records).map(drop))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(_) => return,
+                    }
+                }
             }
             Some(Some(SyncInput::Changes(changes))) => {
                 forget_at = None;
