@@ -100,6 +100,15 @@ impl XoObject {
         }
     }
 
+    /// An owned copy of the parsed object (parsed straight from the text when no tree is cached; the
+    /// tree is not kept).
+    pub fn to_value(&self) -> Value {
+        match self.value.get() {
+            Some(v) => v.clone(),
+            None => self.parse(),
+        }
+    }
+
     /// Whether the object passes a `getAllObjects` filter (no tree kept; `Filter::All` parses nothing).
     pub fn matches(&self, filter: &crate::Filter) -> bool {
         match filter {

@@ -31,7 +31,7 @@ async fn get_all_objects(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiEr
         &ctx.app,
         ctx.user.as_ref(),
         pools.cache(),
-        |o| filter.matches(o.value()),
+        |o| o.matches(&filter),
         limit,
     );
     if p.get("ndjson").and_then(Value::as_bool) == Some(true) {
@@ -53,7 +53,7 @@ async fn get_all_objects(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiEr
     Ok(Value::Object(
         objects
             .iter()
-            .map(|o| (o.id().to_owned(), o.value().clone()))
+            .map(|o| (o.id().to_owned(), o.to_value()))
             .collect(),
     ))
 }

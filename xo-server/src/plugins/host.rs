@@ -334,7 +334,8 @@ impl PluginHost for HostHandle {
             return;
         };
         for o in pools.cache().find(|_| true, None) {
-            f(o.value());
+            // parsed for the call only: the cache keeps objects as JSON text
+            o.with_value(&mut *f);
         }
     }
 }
