@@ -245,20 +245,11 @@ async fn upload(client: &Client, zip: Bytes) -> Result<Ref> {
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     let task = client.create_task("Update upload", "xo-rs patcher").await?;
-    let sent = client
-        .put_resource(
-            "/update",
-            &[("task_id", task.0.clone())],
-            Some(size),
-            Box::pin(stream),
-        )
-        .await;
+    let sent = crate::upload::put_update(client, &task, size, stream).await;
     let read = reader.await.map_err(|e| Error::Zip(e.to_string()))?;
     let outcome = match (&sent, read) {
         (_, Err(e)) => Err(Error::Zip(e)),
-        (Err(e), Ok(())) if !matches!(e, xapi_client::Error::Http { .. }) => {
-            Err(Error::Transport(format!("update upload: {e}")))
-        }
+        (Err(e), Ok(())) => Err(Error::Transport(e.to_string())),
         _ => client
             .wait_task(&task)
             .await

@@ -14,6 +14,7 @@ mod catalogue;
 mod error;
 mod fetch;
 mod install;
+mod upload;
 pub mod xcpng;
 
 pub use catalogue::{missing_for, parse_catalogue, Catalogue, Patch};
