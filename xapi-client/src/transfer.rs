@@ -5,8 +5,9 @@
 //!
 //! Bodies stream both ways with bounded memory. Downloads hand out hyper's body as is. Uploads are written on a
 //! fresh connection as raw HTTP/1.1 (like XO's `putResource`): XAPI refuses chunked request bodies, so an upload of
-//! unknown length announces a huge `Content-Length` and ends with a write shutdown; XAPI stops at the end of the
-//! archive and the outcome is read from the task, not from the HTTP answer.
+//! unknown length announces a huge `Content-Length`; XAPI stops at the end of the
+//! archive and the outcome is read from the task, not from the HTTP answer (so [`UNKNOWN_LENGTH`] only suits formats
+//! whose end the server recognises: XVA).
 
 use std::fmt::Display;
 
@@ -318,8 +319,9 @@ impl Client {
                     "upload source ended before the announced length".into(),
                 )));
             }
+            // no write shutdown: XAPI (hyper too) may take it for the end of the connection and drop the answer;
+            // the server knows the end from Content-Length or, for UNKNOWN_LENGTH, from the archive's end
             wr.flush().await.map_err(|e| WriteError::Io(io_err(e)))?;
-            let _ = wr.shutdown().await;
             Ok::<u64, WriteError>(sent)
         };
         tokio::pin!(writer);
@@ -345,6 +347,24 @@ impl Client {
             location,
         ))
     }
+}
+
+/// Decode a (complete or truncated) chunked body.
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(p) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&b[..p])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok());
+        let Some(size) = size.filter(|s| *s > 0) else {
+            break;
+        };
+        b = &b[p + 2..];
+        let n = size.min(b.len());
+        out.extend_from_slice(&b[..n]);
+        b = &b[(n + 2).min(b.len())..];
+    }
+    out
 }
 
 /// Why writing an upload stopped.
@@ -387,27 +407,44 @@ async fn read_answer<R: AsyncRead + Unpin>(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| Error::Transport("malformed answer status line".into()))?;
-    let (mut task_id, mut location) = (None, None);
+    let (mut task_id, mut location, mut length, mut chunked) = (None, None, None, false);
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
+            let v = v.trim();
             match k.trim().to_ascii_lowercase().as_str() {
-                "task-id" => task_id = Some(v.trim().to_owned()),
-                "location" => location = Some(v.trim().to_owned()),
+                "task-id" => task_id = Some(v.to_owned()),
+                "location" => location = Some(v.to_owned()),
+                "content-length" => length = v.parse::<u64>().ok(),
+                "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
                 _ => {}
             }
         }
     }
-    let mut body = buf[head_end + 4..].to_vec();
-    loop {
+    // The answer ends at its Content-Length, its last chunk, or the end of the connection (the server may
+    // keep the connection open, waiting for the rest of an UNKNOWN_LENGTH body).
+    let mut raw = buf[head_end + 4..].to_vec();
+    let mut total = raw.len() as u64;
+    let mut tail: Vec<u8> = raw.iter().rev().take(7).rev().copied().collect();
+    let ended = |total: u64, tail: &[u8]| match (length, chunked) {
+        (Some(l), _) => total >= l,
+        (None, true) => tail.ends_with(b"\r\n0\r\n\r\n") || (total == 5 && tail == b"0\r\n\r\n"),
+        _ => false,
+    };
+    while !ended(total, &tail) {
         match rd.read(&mut tmp).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if body.len() < MAX_UPLOAD_ANSWER {
-                    body.extend_from_slice(&tmp[..n.min(MAX_UPLOAD_ANSWER - body.len())]);
+                total += n as u64;
+                if raw.len() < MAX_UPLOAD_ANSWER {
+                    raw.extend_from_slice(&tmp[..n.min(MAX_UPLOAD_ANSWER - raw.len())]);
                 }
+                tail.extend_from_slice(&tmp[..n]);
+                let cut = tail.len().saturating_sub(7);
+                tail.drain(..cut);
             }
         }
     }
+    let body = if chunked { dechunk(&raw) } else { raw };
     Ok((status, task_id, location, Bytes::from(body)))
 }
 
@@ -418,11 +455,85 @@ mod tests {
     #[test]
     fn query_and_location() {
         let ep = Endpoint::parse("http://127.0.0.1:8080").unwrap();
-        let pq = path_and_query(&ep, "/export", "OpaqueRef:a b", &[("ref", "OpaqueRef:x".into())]);
+        let pq = path_and_query(
+            &ep,
+            "/export",
+            "OpaqueRef:a b",
+            &[("ref", "OpaqueRef:x".into())],
+        );
         assert_eq!(pq, "/export?session_id=OpaqueRef:a%20b&ref=OpaqueRef:x");
         let (e2, p2) = parse_location(&ep, "http://10.0.0.2:81/export?x=1").unwrap();
-        assert_eq!((e2.authority().as_str(), p2.as_str()), ("10.0.0.2:81", "/export?x=1"));
+        assert_eq!(
+            (e2.authority().as_str(), p2.as_str()),
+            ("10.0.0.2:81", "/export?x=1")
+        );
         let (e3, p3) = parse_location(&ep, "/import?y").unwrap();
         assert_eq!((e3, p3.as_str()), (ep, "/import?y"));
+    }
+}
+
+#[cfg(test)]
+mod sim_tests {
+    use super::*;
+    use crate::ClientOptions;
+    use std::time::Duration;
+
+    async fn pool(vms: usize) -> (xapi_sim::RunningPool, Client) {
+        let p = xapi_sim::Sim::builder()
+            .vms(vms)
+            .build()
+            .unwrap()
+            .serve("127.0.0.1:0".parse().unwrap(), true)
+            .await
+            .unwrap();
+        let c = Client::connect(
+            ClientOptions::new(p.master_url().trim_end_matches('/'), "root", "root")
+                .allow_unauthorized(true),
+        )
+        .await
+        .unwrap();
+        (p, c)
+    }
+
+    #[tokio::test]
+    async fn export_piped_into_import_of_unknown_length() {
+        let (_a, ca) = pool(3).await;
+        let (_b, cb) = pool(0).await;
+        let vms = ca.get_all_records("VM").await.unwrap();
+        let (vm, _) = vms
+            .iter()
+            .find(|(_, r)| r["is_control_domain"] == false && r["is_a_template"] == false)
+            .expect("a VM");
+        if vms
+            .iter()
+            .any(|(r, rec)| r == vm && rec["power_state"] == "Running")
+        {
+            ca.call("VM.hard_shutdown", vec![vm.0.clone().into()])
+                .await
+                .unwrap();
+        }
+        let d = ca
+            .get_resource("/export", &[("ref", vm.0.clone())])
+            .await
+            .unwrap();
+        let task = cb.create_task("import", "").await.unwrap();
+        let up = tokio::time::timeout(
+            Duration::from_secs(20),
+            cb.put_resource(
+                "/import",
+                &[("task_id", task.0.clone())],
+                None,
+                d.into_stream(),
+            ),
+        )
+        .await
+        .expect("upload in time");
+        eprintln!("{up:?}");
+        let rec = tokio::time::timeout(Duration::from_secs(20), cb.wait_task(&task))
+            .await
+            .expect("task in time")
+            .unwrap();
+        let out = crate::task_outcome(Some("VM.import"), &rec).unwrap();
+        assert!(out.as_array().is_some_and(|a| a.len() == 1), "{out}");
     }
 }
