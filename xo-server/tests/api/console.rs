@@ -798,3 +798,30 @@ async fn novnc_in_chromium_shows_the_console_and_types() {
     assert!(status.success());
     e.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_expiry_bounds_the_session() {
+    let e = env().await;
+    let vm = e.vm("Running");
+    let store = e.server.app().store();
+    let admin = store.user_by_email("admin@admin.net").unwrap().unwrap();
+    let now = xo_server::now_ms();
+    let (expired, _) = store
+        .create_token(&admin.id, now - 10_000, now - 1, None, None)
+        .unwrap();
+    assert_eq!(
+        refused(&e.url(&id(&vm)), Auth::Cookie(&expired)).await.0,
+        401
+    );
+    let (short, _) = store
+        .create_token(&admin.id, now, now + 5_000, None, None)
+        .unwrap();
+    let mut c = open(&e.url(&id(&vm)), Auth::Cookie(&short)).await.unwrap();
+    c.handshake().await;
+    let (code, reason) = c.closed().await.expect("a Close frame");
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Away, "session time limit")
+    );
+    e.server.shutdown().await;
+}
