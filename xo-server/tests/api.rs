@@ -21,6 +21,8 @@ mod acl;
 mod console;
 #[path = "api/objects.rs"]
 mod objects;
+#[path = "api/patches.rs"]
+mod patches;
 #[path = "api/plugins.rs"]
 mod plugins;
 #[path = "api/pools.rs"]

@@ -7,6 +7,7 @@ mod group;
 mod host;
 mod message;
 mod network;
+pub mod patches;
 mod plugin;
 mod pool;
 pub mod resolve;
@@ -70,6 +71,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(vm_transfer::methods());
     v.extend(disk_transfer::methods());
     v.extend(stats::methods());
+    v.extend(patches::methods());
     v
 }
 

@@ -1,0 +1,217 @@
+//! `pool.listMissingPatches` / `pool.installPatches` through xo-server with in-process pools: a XenServer-branded
+//! pool patched from a catalogue served on 127.0.0.1, and an XCP-ng pool patched through `updater.py`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use xapi_sim::ops::pool_update::{encode_update, set_pending_packages};
+use xapi_sim::{RunningPool, Sim};
+use xo_plugin_patcher::PatcherConfig;
+
+use super::pools::add_params;
+use super::{config, start_with, Client, TIMEOUT};
+
+const A: &str = "aaaaaaaa-1111-4000-8000-000000000001";
+const B: &str = "bbbbbbbb-1111-4000-8000-000000000002";
+
+async fn sim(brand: &str, hosts: usize) -> RunningPool {
+    let sim = Sim::builder()
+        .hosts(hosts)
+        .vms(0)
+        .event_batching(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    sim.state().write(|db| {
+        for h in db.refs("host") {
+            let mut sv = db.field("host", &h, "software_version").unwrap().clone();
+            sv["product_brand"] = json!(brand);
+            sv["product_version"] = json!("8.2.1");
+            db.set_field("host", &h, "software_version", sv).unwrap();
+        }
+    });
+    sim.serve("127.0.0.1:0".parse().unwrap(), true)
+        .await
+        .unwrap()
+}
+
+fn update_zip(uuid: &str, name: &str, extra: Value) -> Vec<u8> {
+    let mut meta =
+        json!({"uuid": uuid, "name_label": name, "after_apply_guidance": ["restartHost"]});
+    meta.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default();
+    w.start_file(format!("{name}.iso"), o).unwrap();
+    w.write_all(&encode_update(&meta, &[1u8; 50_000])).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+/// The catalogue (A; B requiring A) and its zips on 127.0.0.1; the base URL.
+async fn catalogue() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let xml = format!(
+        r#"<patchdata><patches>
+<patch uuid="{A}" name-label="XS82E101" name-description="one" after-apply-guidance="restartHost" url="" patch-url="{base}/a.zip" timestamp="2024-01-01T00:00:00Z"><conflictingpatches/><requiredpatches/></patch>
+<patch uuid="{B}" name-label="XS82E102" name-description="two" after-apply-guidance="" url="" patch-url="{base}/b.zip" timestamp="2024-02-01T00:00:00Z"><conflictingpatches/><requiredpatches><requiredpatch uuid="{A}"/></requiredpatches></patch>
+</patches><serverversions><version value="8.2.1"><patch uuid="{A}"/><patch uuid="{B}"/></version></serverversions></patchdata>"#
+    );
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    files.insert("/updates.xml".into(), xml.into_bytes());
+    files.insert("/a.zip".into(), update_zip(A, "XS82E101", json!({})));
+    files.insert(
+        "/b.zip".into(),
+        update_zip(B, "XS82E102", json!({"requires": [A]})),
+    );
+    let files = Arc::new(files);
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let files = files.clone();
+        async move {
+            match files.get(uri.path()) {
+                Some(b) => (axum::http::StatusCode::OK, b.clone()),
+                None => (axum::http::StatusCode::NOT_FOUND, b"not found".to_vec()),
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    base
+}
+
+/// Polls `xo.getAllObjects` until a host of the pool shows up; its id.
+async fn host_id(c: &mut Client) -> String {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let all = c
+            .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
+            .await;
+        if let Some((id, _)) = all.as_object().and_then(|m| m.iter().next()) {
+            return id.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no host object");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn pool_id(p: &RunningPool) -> String {
+    p.state().read(|db| {
+        let r = db.refs("pool")[0].clone();
+        db.field("pool", &r, "uuid")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+}
+
+#[tokio::test]
+async fn xenserver_pool_list_and_install_patches() {
+    let base = catalogue().await;
+    xo_server::methods::patches::set_config(PatcherConfig {
+        catalogue_url: format!("{base}/updates.xml"),
+        ..PatcherConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sim("XenServer", 2).await;
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    c.ok("server.add", add_params(&pool)).await;
+    let host = host_id(&mut c).await;
+    let missing = c.ok("pool.listMissingPatches", json!({"host": host})).await;
+    let names: Vec<&str> = missing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["XS82E101", "XS82E102"]);
+    assert_eq!(missing[1]["requirements"], json!([A]));
+    assert_eq!(missing[0]["id"], json!(A));
+    // bad params / unknown pool
+    assert_eq!(c.err("pool.installPatches", json!({})).await["code"], 10);
+    assert_eq!(
+        c.err("pool.installPatches", json!({"pool": "nope"})).await["code"],
+        1
+    );
+    // B pulls A in first
+    assert_eq!(
+        c.ok(
+            "pool.installPatches",
+            json!({"pool": pool_id(&pool), "patches": [B]})
+        )
+        .await,
+        json!(true)
+    );
+    let applied = pool.state().read(|db| {
+        db.refs("host")
+            .iter()
+            .map(|h| {
+                db.field("host", h, "updates")
+                    .unwrap()
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(applied, [2, 2]);
+    assert_eq!(
+        c.ok("pool.listMissingPatches", json!({"host": host})).await,
+        json!([])
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn xcpng_pool_list_and_install_patches() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sim("XCP-ng", 1).await;
+    let host_uuid = pool.state().read(|db| {
+        let h = db.refs("host")[0].clone();
+        db.field("host", &h, "uuid")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    let pkg = json!({"name": "xen-hypervisor", "version": "4.17.5", "release": "2.xcpng8.3", "description": "Xen",
+        "changelog": null, "url": null, "size": 4242, "license": "GPLv2"});
+    set_pending_packages(&host_uuid, vec![pkg.clone()]);
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    c.ok("server.add", add_params(&pool)).await;
+    let host = host_id(&mut c).await;
+    assert_eq!(host, host_uuid);
+    assert_eq!(
+        c.ok("pool.listMissingPatches", json!({"host": host})).await,
+        json!([pkg])
+    );
+    assert_eq!(
+        c.ok("pool.installPatches", json!({"hosts": [host]})).await,
+        json!(true)
+    );
+    assert_eq!(
+        c.ok("pool.listMissingPatches", json!({"host": host})).await,
+        json!([])
+    );
+    let stamped = pool.state().read(|db| {
+        let h = db.refs("host")[0].clone();
+        db.field("host", &h, "other_config")
+            .unwrap()
+            .get("rpm_patch_installation_time")
+            .is_some()
+    });
+    assert!(stamped);
+    // a non-host id
+    assert_eq!(
+        c.err("pool.listMissingPatches", json!({"host": pool_id(&pool)}))
+            .await["code"],
+        1
+    );
+    server.shutdown().await;
+}
