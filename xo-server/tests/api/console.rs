@@ -825,3 +825,50 @@ async fn token_expiry_bounds_the_session() {
     );
     e.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_problems_on_the_host_are_http_errors() {
+    let e = env().await;
+    let vm = e.vm("Running");
+    let vm_ref = xapi_ref(&vm);
+    let console = e.pool.state().read(|db| {
+        db.find("console", |c| c["VM"] == json!(vm_ref.as_str()))
+            .into_iter()
+            .next()
+            .expect("a console row")
+    });
+    let set = |field: &str, value: Value| {
+        e.pool
+            .state()
+            .write(|db| db.set_field("console", &console, field, value))
+            .unwrap();
+    };
+    let location = e.pool.state().read(|db| {
+        db.get("console", &console).unwrap()["location"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    // the location names a host where the VM does not run: the host answers 500 → 502
+    let elsewhere = if location.starts_with("https://127.0.0.1/") {
+        location.replacen("https://127.0.0.1/", "https://127.0.0.2/", 1)
+    } else {
+        location.replacen("https://127.0.0.2/", "https://127.0.0.1/", 1)
+    };
+    assert_ne!(elsewhere, location);
+    set("location", json!(elsewhere));
+    let (status, body) = refused(&e.url(&id(&vm)), Auth::Bearer(&e.token)).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HTTP 500"), "{body}");
+    // no graphical (rfb) console at all: 409
+    set("location", json!(location));
+    set("protocol", json!("vt100"));
+    let (status, body) = refused(&e.url(&id(&vm)), Auth::Bearer(&e.token)).await;
+    assert_eq!(status, 409, "{body}");
+    set("protocol", json!("rfb"));
+    let mut c = open(&e.url(&id(&vm)), Auth::Bearer(&e.token))
+        .await
+        .unwrap();
+    c.handshake().await;
+    e.server.shutdown().await;
+}
