@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::opt_str;
 use super::resolve::{r, resolve, schema, spec_of, Resolve, Xapi};
 use super::vm_transfer::{
-    content_length, download_response, rpc_answer, upload_stream, upload_through_task,
+    content_length, download_response, rpc_answer, upload_stream, upload_through_task, UploadTarget,
 };
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -88,10 +88,12 @@ async fn import_content(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiErr
                 let out = upload_through_task(
                     &pools,
                     &client,
-                    "[XO] VDI import",
-                    None,
-                    "/import_raw_vdi",
-                    vec![("vdi", vdi_ref), ("format", format.to_owned())],
+                    UploadTarget {
+                        label: "[XO] VDI import",
+                        method: None,
+                        path: "/import_raw_vdi",
+                        query: vec![("vdi", vdi_ref), ("format", format.to_owned())],
+                    },
                     len,
                     body,
                     &failed,

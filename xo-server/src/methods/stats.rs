@@ -51,10 +51,13 @@ pub struct RrdTable {
     pub objects: HashMap<String, HashMap<String, Vec<f32>>>,
 }
 
+/// Cache entries: (server id, step) → (fetched at, table).
+type Entries = HashMap<(String, i64), (Instant, Arc<RrdTable>)>;
+
 /// Cached tables by (server id, step), fetched at most once per step (capped at a minute).
 #[derive(Debug, Default)]
 pub struct StatsCache {
-    entries: Mutex<HashMap<(String, i64), (Instant, Arc<RrdTable>)>>,
+    entries: Mutex<Entries>,
 }
 
 fn num(v: &Value) -> f32 {
@@ -82,9 +85,7 @@ pub fn parse_rrd_updates(text: &str) -> Result<RrdTable, ApiError> {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|r| {
-                    Some((r.get("t")?.as_i64()?, r.get("values")?.as_array()?))
-                })
+                .filter_map(|r| Some((r.get("t")?.as_i64()?, r.get("values")?.as_array()?)))
                 .collect()
         })
         .unwrap_or_default();
@@ -260,9 +261,17 @@ pub fn host_stats(m: &HashMap<String, Vec<f32>>) -> Map<String, Value> {
                 continue;
             }
             if let Some(d) = rest.strip_suffix("_rx") {
-                put(&mut st, &["pifs", "rx", d.trim_start_matches("eth")], col(v, 1.0));
+                put(
+                    &mut st,
+                    &["pifs", "rx", d.trim_start_matches("eth")],
+                    col(v, 1.0),
+                );
             } else if let Some(d) = rest.strip_suffix("_tx") {
-                put(&mut st, &["pifs", "tx", d.trim_start_matches("eth")], col(v, 1.0));
+                put(
+                    &mut st,
+                    &["pifs", "tx", d.trim_start_matches("eth")],
+                    col(v, 1.0),
+                );
             }
         } else {
             let per_sr: &[(&str, &str, &str, f64)] = &[

@@ -58,7 +58,9 @@ pub(super) fn finish_task(client: Arc<Client>, task: Ref, cancel: bool) {
         let _ = client.wait_task(&task).await;
         if !cancel {
             // a cancelled transfer's task is left for XAPI to collect, so its outcome stays visible
-            let _ = client.call("task.destroy", vec![task.0.clone().into()]).await;
+            let _ = client
+                .call("task.destroy", vec![task.0.clone().into()])
+                .await;
         }
     });
 }
@@ -200,15 +202,21 @@ fn error_response(pools: &Pools, e: xapi_client::Error) -> Response {
     (status, "unknown error\n").into_response()
 }
 
-/// Upload `body` to `path` inside a fresh task and return the task's outcome once XAPI finished it (`method`
+/// Where an upload goes: task label, XAPI method typing the task result, path and query.
+#[derive(Debug)]
+pub(super) struct UploadTarget {
+    pub label: &'static str,
+    pub method: Option<&'static str>,
+    pub path: &'static str,
+    pub query: Vec<(&'static str, String)>,
+}
+
+/// Upload `body` to `target.path` inside a fresh task and return the task's outcome once XAPI finished it (`method`
 /// types the result). A body broken by the client cancels the task.
 pub(super) async fn upload_through_task<S, E>(
     pools: &Pools,
     client: &Arc<Client>,
-    label: &str,
-    method: Option<&str>,
-    path: &str,
-    query: Vec<(&'static str, String)>,
+    target: UploadTarget,
     length: Option<u64>,
     body: S,
     source_failed: &AtomicBool,
@@ -217,6 +225,12 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
     E: std::fmt::Display,
 {
+    let UploadTarget {
+        label,
+        method,
+        path,
+        query,
+    } = target;
     let task = client
         .create_task(label, "")
         .await
@@ -226,15 +240,16 @@ where
     let sent = client.put_resource(path, &q, length, body).await;
     if let Err(e) = &sent {
         tracing::debug!(%task, "upload ended with {e}");
-        if source_failed.load(Ordering::SeqCst) || !matches!(e, xapi_client::Error::Transport(_))
-        {
+        if source_failed.load(Ordering::SeqCst) || !matches!(e, xapi_client::Error::Transport(_)) {
             // the source broke, or XAPI refused the request: make sure the operation stops
             let _ = client.cancel_task(&task).await;
         }
     }
     // XAPI finishes the task once the import ended (rolled back on failure)
     let rec = client.wait_task(&task).await;
-    let _ = client.call("task.destroy", vec![task.0.clone().into()]).await;
+    let _ = client
+        .call("task.destroy", vec![task.0.clone().into()])
+        .await;
     let out = rec
         .and_then(|rec| task_outcome(method, &rec))
         .map_err(|e| pools.map_error(e));
@@ -322,7 +337,9 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     }
     let x = Xapi::of(&res.pools, &sr)?;
     if x.client.is_read_only() {
-        return Err(ApiError::internal("cannot call VM.import() in read only mode"));
+        return Err(ApiError::internal(
+            "cannot call VM.import() in read only mode",
+        ));
     }
     let client = x.client.raw().clone();
     let pools = res.pools.clone();
@@ -338,17 +355,21 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
                 let out = upload_through_task(
                     &pools,
                     &client,
-                    "[XO] VM import",
-                    Some("VM.import"),
-                    "/import",
-                    vec![("sr_id", sr_ref)],
+                    UploadTarget {
+                        label: "[XO] VM import",
+                        method: Some("VM.import"),
+                        path: "/import",
+                        query: vec![("sr_id", sr_ref)],
+                    },
                     len,
                     body,
                     &failed,
                 )
                 .await;
                 let out = match out {
-                    Ok(v) => imported_vm_uuid(&pools, &client, v).await.map(Value::String),
+                    Ok(v) => imported_vm_uuid(&pools, &client, v)
+                        .await
+                        .map(Value::String),
                     Err(e) => Err(e),
                 };
                 rpc_answer(out, admin)
@@ -370,7 +391,9 @@ pub(super) async fn copy_across_pools(
     let src = Xapi::of(pools, vm)?;
     let dst = Xapi::of(pools, sr)?;
     if dst.client.is_read_only() {
-        return Err(ApiError::internal("cannot call VM.import() in read only mode"));
+        return Err(ApiError::internal(
+            "cannot call VM.import() in read only mode",
+        ));
     }
     let (sc, dc) = (src.client.raw().clone(), dst.client.raw().clone());
     let task = sc
@@ -395,10 +418,12 @@ pub(super) async fn copy_across_pools(
     let out = upload_through_task(
         pools,
         &dc,
-        "[XO] VM copy (import)",
-        Some("VM.import"),
-        "/import",
-        vec![("sr_id", sr.xapi_ref().to_owned())],
+        UploadTarget {
+            label: "[XO] VM copy (import)",
+            method: Some("VM.import"),
+            path: "/import",
+            query: vec![("sr_id", sr.xapi_ref().to_owned())],
+        },
         None,
         body,
         &failed,

@@ -64,7 +64,10 @@ fn uuid_of(p: &RunningPool, class: &str, r: &str) -> String {
 }
 
 fn default_sr(p: &RunningPool) -> String {
-    let pool = call(p, "pool.get_all", vec![])[0].as_str().unwrap().to_owned();
+    let pool = call(p, "pool.get_all", vec![])[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
     call(p, "pool.get_default_SR", vec![json!(pool)])
         .as_str()
         .unwrap()
@@ -133,7 +136,7 @@ fn content(p: &RunningPool, vdi: &str) -> (u64, Vec<(u64, Vec<u8>)>) {
     (size, blocks)
 }
 
-/// Fill a VDI with non-zero data (distinct per block).
+/// Fill the first 48 MiB of a VDI with non-zero data (distinct per block).
 fn fill(p: &RunningPool, vdi: &str) {
     let r = Ref::from(vdi);
     let (uuid, size) = p.state().read(|db| {
@@ -145,9 +148,12 @@ fn fill(p: &RunningPool, vdi: &str) {
     });
     let store = p.state().read(|db| db.vdi_data.clone());
     let mut off = 0;
-    while off < size {
-        let n = (size - off).min(1 << 20);
-        let block: Vec<u8> = (0..n).map(|i| ((i * 7 + off / 4096) % 251 + 1) as u8).collect();
+    let end = size.min(48 << 20);
+    while off < end {
+        let n = (end - off).min(1 << 20);
+        let block: Vec<u8> = (0..n)
+            .map(|i| ((i * 7 + off / 4096) % 251 + 1) as u8)
+            .collect();
         store.write_at(&r, &uuid, size, off, &block).unwrap();
         off += n;
     }
@@ -237,7 +243,10 @@ async fn upload(
         return None;
     }
     let (status, _, body) = split(out);
-    Some((status, serde_json::from_slice(&body).expect("a JSON-RPC answer")))
+    Some((
+        status,
+        serde_json::from_slice(&body).expect("a JSON-RPC answer"),
+    ))
 }
 
 /// Entries of a tar archive (name, size).
@@ -273,7 +282,10 @@ async fn transfers_export_then_import_into_another_pool_byte_identical() {
     assert!(head.contains("content-disposition: attachment"), "{head}");
     let entries = tar_entries(&xva);
     assert_eq!(entries[0].0, "ova.xml");
-    assert!(entries.iter().any(|(n, _)| n.ends_with(".checksum")), "{entries:?}");
+    assert!(
+        entries.iter().any(|(n, _)| n.ends_with(".checksum")),
+        "{entries:?}"
+    );
     // one-shot: a second GET is a 404
     assert_eq!(download(&e.server, &get).await.0, 404);
     wait_for(|| pending_tasks(&e.a) == 0, "export task finished").await;
@@ -299,16 +311,20 @@ async fn transfers_export_then_import_into_another_pool_byte_identical() {
     }
 
     // gzip export is a gzip stream that imports too
-    let url = e.c.ok("vm.export", json!({ "vm": vm_uuid, "compress": true })).await;
+    let url =
+        e.c.ok("vm.export", json!({ "vm": vm_uuid, "compress": true }))
+            .await;
     let (status, _, gz) = download(&e.server, &path_of(&url, "$getFrom")).await;
     assert_eq!((status, &gz[..2]), (200, &[0x1f, 0x8b][..]));
     // OVA and non-XVA imports are refused
     assert_eq!(
-        e.c.err("vm.export", json!({ "vm": vm_uuid, "format": "ova" })).await["code"],
+        e.c.err("vm.export", json!({ "vm": vm_uuid, "format": "ova" }))
+            .await["code"],
         0
     );
     assert_eq!(
-        e.c.err("vm.import", json!({ "sr": sr_b, "type": "ova" })).await["code"],
+        e.c.err("vm.import", json!({ "sr": sr_b, "type": "ova" }))
+            .await["code"],
         0
     );
     assert_eq!(
@@ -321,10 +337,9 @@ async fn transfers_export_then_import_into_another_pool_byte_identical() {
 async fn transfers_corrupt_and_truncated_uploads_leave_nothing() {
     let mut e = env().await;
     let vm = halted_vm_with_disk(&e.a);
-    let url = e
-        .c
-        .ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
-        .await;
+    let url =
+        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+            .await;
     let (_, _, xva) = download(&e.server, &path_of(&url, "$getFrom")).await;
     let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
     let (vms, vdis) = (guest_vm_count(&e.b), count(&e.b, "VDI"));
@@ -368,9 +383,8 @@ async fn transfers_cross_pool_copy_streams_identical_disks() {
     let vm = halted_vm_with_disk(&e.a);
     let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
     let before = guest_vm_count(&e.b);
-    let id = e
-        .c
-        .ok(
+    let id =
+        e.c.ok(
             "vm.copy",
             json!({ "vm": uuid_of(&e.a, "VM", &vm), "sr": sr_b, "name": "over there" }),
         )
@@ -383,7 +397,10 @@ async fn transfers_cross_pool_copy_streams_identical_disks() {
         call(&e.b, "VM.get_name_label", vec![json!(new_vm)]),
         "over there"
     );
-    assert_eq!(call(&e.b, "VM.get_is_a_template", vec![json!(new_vm)]), false);
+    assert_eq!(
+        call(&e.b, "VM.get_is_a_template", vec![json!(new_vm)]),
+        false
+    );
     let (src, dst) = (disks_of(&e.a, &vm), disks_of(&e.b, new_vm));
     assert_eq!(src.len(), dst.len());
     for (s, d) in src.iter().zip(&dst) {
@@ -397,8 +414,11 @@ async fn transfers_cross_pool_copy_streams_identical_disks() {
     .await;
     // unknown SR: XO's no such object
     assert_eq!(
-        e.c.err("vm.copy", json!({ "vm": uuid_of(&e.a, "VM", &vm), "sr": "nope" }))
-            .await["code"],
+        e.c.err(
+            "vm.copy",
+            json!({ "vm": uuid_of(&e.a, "VM", &vm), "sr": "nope" })
+        )
+        .await["code"],
         1
     );
 }
@@ -410,10 +430,9 @@ async fn transfers_client_disconnect_mid_download_stops_the_xapi_task() {
     for d in disks_of(&e.a, &vm) {
         fill(&e.a, &d);
     }
-    let url = e
-        .c
-        .ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
-        .await;
+    let url =
+        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+            .await;
     let mut s = tokio::net::TcpStream::connect(e.server.local_addr())
         .await
         .unwrap();
@@ -439,8 +458,10 @@ async fn transfers_client_disconnect_mid_download_stops_the_xapi_task() {
     let task = task.expect("the XO export task in XAPI");
     drop(s);
     let status = || {
-        e.a.state()
-            .read(|db| db.get("task", &Ref::from(task.as_str())).map(|t| t["status"].clone()))
+        e.a.state().read(|db| {
+            db.get("task", &Ref::from(task.as_str()))
+                .map(|t| t["status"].clone())
+        })
     };
     wait_for(
         || matches!(status(), Some(s) if s != "pending"),
@@ -462,9 +483,8 @@ async fn transfers_disk_content_round_trip() {
     let mut e = env().await;
     let vm = halted_vm_with_disk(&e.a);
     let vdi = disks_of(&e.a, &vm)[0].clone();
-    let url = e
-        .c
-        .ok(
+    let url =
+        e.c.ok(
             "disk.exportContent",
             json!({ "id": uuid_of(&e.a, "VDI", &vdi), "format": "vhd" }),
         )
@@ -487,10 +507,9 @@ async fn transfers_disk_content_round_trip() {
     let target_uuid = uuid_of(&e.b, "VDI", &target);
     let mut url = Value::Null;
     for _ in 0..200 {
-        let v = e
-            .c
-            .call("disk.importContent", json!({ "id": target_uuid }))
-            .await;
+        let v =
+            e.c.call("disk.importContent", json!({ "id": target_uuid }))
+                .await;
         if v.get("result").is_some() {
             url = v["result"].clone();
             break;
@@ -500,11 +519,18 @@ async fn transfers_disk_content_round_trip() {
     let (status, answer) = upload(&e.server, &path_of(&url, "$sendTo"), &vhd, vhd.len())
         .await
         .unwrap();
-    assert_eq!((status, answer["result"].clone()), (200, json!(true)), "{answer}");
+    assert_eq!(
+        (status, answer["result"].clone()),
+        (200, json!(true)),
+        "{answer}"
+    );
     assert_eq!(content(&e.a, &vdi), content(&e.b, &target));
     assert_eq!(
-        e.c.err("disk.exportContent", json!({ "id": uuid_of(&e.a, "VDI", &vdi), "format": "vmdk" }))
-            .await["code"],
+        e.c.err(
+            "disk.exportContent",
+            json!({ "id": uuid_of(&e.a, "VDI", &vdi), "format": "vmdk" })
+        )
+        .await["code"],
         0
     );
 }
@@ -529,44 +555,77 @@ async fn transfers_stats_shapes_for_each_granularity() {
     let vm = uuid_of(&e.a, "VM", &running);
     let host = uuid_of(&e.a, "host", &e.a.host_refs()[0].0);
     let sr = uuid_of(&e.a, "SR", &default_sr(&e.a));
-    for (g, step) in [("seconds", 5), ("minutes", 60), ("hours", 3600), ("days", 86400)] {
-        let v = e.c.ok("vm.stats", json!({ "id": vm, "granularity": g })).await;
+    for (g, step) in [
+        ("seconds", 5),
+        ("minutes", 60),
+        ("hours", 3600),
+        ("days", 86400),
+    ] {
+        let v =
+            e.c.ok("vm.stats", json!({ "id": vm, "granularity": g }))
+                .await;
         assert_eq!(v["interval"], step, "{g}: {v}");
         assert!(v["endTimestamp"].as_i64().unwrap() > 0);
         let st = &v["stats"];
         let cpu0 = st["cpus"]["0"].as_array().expect("cpus.0");
         assert!(!cpu0.is_empty());
-        assert!(cpu0.iter().all(|x| x.as_f64().is_some_and(|x| (0.0..=100.0).contains(&x))));
+        assert!(cpu0
+            .iter()
+            .all(|x| x.as_f64().is_some_and(|x| (0.0..=100.0).contains(&x))));
         for k in ["memory", "memoryFree"] {
-            assert_eq!(st[k].as_array().map(Vec::len), Some(cpu0.len()), "{k}: {st}");
+            assert_eq!(
+                st[k].as_array().map(Vec::len),
+                Some(cpu0.len()),
+                "{k}: {st}"
+            );
         }
-        assert!(st["vifs"]["rx"]["0"].is_array() && st["vifs"]["tx"]["0"].is_array(), "{st}");
-        assert!(st["xvds"]["r"]["a"].is_array() && st["xvds"]["w"]["a"].is_array(), "{st}");
+        assert!(
+            st["vifs"]["rx"]["0"].is_array() && st["vifs"]["tx"]["0"].is_array(),
+            "{st}"
+        );
+        assert!(
+            st["xvds"]["r"]["a"].is_array() && st["xvds"]["w"]["a"].is_array(),
+            "{st}"
+        );
         assert!(st["iops"]["r"]["a"].is_array(), "{st}");
 
-        let h = e.c.ok("host.stats", json!({ "host": host, "granularity": g })).await;
+        let h =
+            e.c.ok("host.stats", json!({ "host": host, "granularity": g }))
+                .await;
         assert_eq!(h["interval"], step);
         let hs = &h["stats"];
         for k in ["load", "memory", "memoryFree"] {
             assert!(hs[k].is_array(), "{k}: {hs}");
         }
-        assert!(hs["cpus"]["0"].is_array() && hs["pifs"]["rx"].is_object(), "{hs}");
+        assert!(
+            hs["cpus"]["0"].is_array() && hs["pifs"]["rx"].is_object(),
+            "{hs}"
+        );
 
-        let s = e.c.ok("sr.stats", json!({ "id": sr, "granularity": g })).await;
+        let s =
+            e.c.ok("sr.stats", json!({ "id": sr, "granularity": g }))
+                .await;
         assert_eq!(s["interval"], step);
         let ss = &s["stats"];
         for k in ["iops", "ioThroughput", "latency"] {
             assert!(ss[k]["r"].is_array() && ss[k]["w"].is_array(), "{k}: {ss}");
         }
-        assert!(ss["iops"]["r"].as_array().is_some_and(|a| !a.is_empty()), "{ss}");
+        assert!(
+            ss["iops"]["r"].as_array().is_some_and(|a| !a.is_empty()),
+            "{ss}"
+        );
         assert!(ss["iowait"].is_object());
     }
     // default granularity is seconds; unknown ones are invalid parameters
     let v = e.c.ok("vm.stats", json!({ "id": vm })).await;
     assert_eq!(v["interval"], 5);
     assert_eq!(
-        e.c.err("vm.stats", json!({ "id": vm, "granularity": "weeks" })).await["code"],
+        e.c.err("vm.stats", json!({ "id": vm, "granularity": "weeks" }))
+            .await["code"],
         10
     );
-    assert_eq!(e.c.err("host.stats", json!({ "host": vm })).await["code"], 1);
+    assert_eq!(
+        e.c.err("host.stats", json!({ "host": vm })).await["code"],
+        1
+    );
 }
