@@ -138,6 +138,20 @@ async fn xenserver_pool_list_and_install_patches() {
         c.err("pool.installPatches", json!({"pool": "nope"})).await["code"],
         1
     );
+    // refused while HA is enabled (incorrect state)
+    let set_ha = |on: bool| {
+        pool.state().write(|db| {
+            let r = db.refs("pool")[0].clone();
+            db.set_field("pool", &r, "ha_enabled", json!(on)).unwrap();
+        })
+    };
+    set_ha(true);
+    let e = c
+        .err("pool.installPatches", json!({"pool": pool_id(&pool)}))
+        .await;
+    assert_eq!(e["code"], 25, "{e}");
+    assert_eq!(e["data"]["property"], "ha_enabled");
+    set_ha(false);
     // B pulls A in first
     assert_eq!(
         c.ok(
