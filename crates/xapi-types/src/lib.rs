@@ -21,7 +21,7 @@
 //! cargo xtask codegen --check   # fail if they are stale
 //! ```
 //!
-//! The test `tests/generated.rs::generated_files_are_up_to_date` fails when the committed files differ from
+//! The test `tests/it/generated.rs::generated_files_are_up_to_date` fails when the committed files differ from
 //! a fresh generation. To type another class, add it to `RECORD_CLASSES` in the generator; to declare an error
 //! code XAPI raises without the datamodel declaring it, add it to `EXTRA_ERROR_CODES`.
 
