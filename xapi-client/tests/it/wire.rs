@@ -1,14 +1,12 @@
 //! Scripted-exchange tests: wire details of the client against a tiny scripted server on loopback.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{self, fail, ok, serve, serve_on, serve_tls, JsonMode, Reply, Seen};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use support::{fail, ok, serve, serve_on, serve_tls, JsonMode, Reply, Seen};
 use xapi_client::{Client, ClientOptions, Error, Op, Protocol, Ref, WatchEvent, WatchOptions};
 
 fn opts(url: String) -> ClientOptions {
