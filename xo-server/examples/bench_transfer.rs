@@ -1,0 +1,298 @@
+//! Transfer benchmark: an XVA export of a VM whose disk holds N GiB of written (non-zero) data, read straight from
+//! xapi-sim vs through xo-server (`vm.export` + `$getFrom`), and a pool-to-pool `vm.copy` (export piped into an
+//! import of another simulated pool); throughput ratios and xo-server's peak memory (VmHWM) per size.
+//!
+//! `cargo run --release -p xo-server --example bench_transfer [-- --sizes 1,4]`
+//!
+//! xo-server runs in a child process (this binary with `--xo-child`) so that its VmHWM is its own; the simulated
+//! pools (plain HTTP, content in memory) run in this process.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use xapi_sim::{RunningPool, Sim};
+use xapi_types::Ref;
+use xo_server::{AppBuilder, Config};
+
+const GIB: u64 = 1 << 30;
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn xo_child() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let app = AppBuilder::new(Config::for_tests(dir.path())).build()?;
+        let server = xo_server::serve(app).await?;
+        println!("{}", server.local_addr());
+        std::io::stdout().flush()?;
+        // runs until the parent closes stdin
+        tokio::task::spawn_blocking(|| {
+            let mut l = String::new();
+            while std::io::stdin().lock().read_line(&mut l).unwrap_or(0) > 0 {
+                l.clear();
+            }
+        })
+        .await?;
+        drop(server);
+        Ok(())
+    })
+}
+
+fn call(p: &RunningPool, method: &str, args: Vec<Value>) -> anyhow::Result<Value> {
+    let s = p.call(
+        "session.login_with_password",
+        vec![json!("root"), json!("root"), json!("1.0"), json!("bench")],
+    )?;
+    let mut v = vec![s];
+    v.extend(args);
+    Ok(p.call(method, v)?)
+}
+
+async fn pool(cap: u64, vms: usize) -> anyhow::Result<RunningPool> {
+    Ok(Sim::builder()
+        .vms(vms)
+        .vdi_content_cap(cap)
+        .build()?
+        .serve("127.0.0.1:0".parse()?, false)
+        .await?)
+}
+
+/// A halted VM whose first disk gets `size` bytes of non-zero data; its ref.
+fn prepare_vm(p: &RunningPool, size: u64) -> anyhow::Result<String> {
+    let all = call(p, "VM.get_all_records", vec![])?;
+    let (vm, rec) = all
+        .as_object()
+        .and_then(|m| {
+            m.iter().find(|(_, v)| {
+                v["is_a_template"] == false
+                    && v["is_control_domain"] == false
+                    && !v["VBDs"].as_array().is_none_or(Vec::is_empty)
+            })
+        })
+        .ok_or_else(|| anyhow::anyhow!("no VM with a disk"))?;
+    if rec["power_state"] != "Halted" {
+        call(p, "VM.hard_shutdown", vec![json!(vm)])?;
+    }
+    let mut vdi = None;
+    for b in rec["VBDs"].as_array().into_iter().flatten() {
+        let b = call(p, "VBD.get_record", vec![b.clone()])?;
+        if b["type"] == "Disk" && b["VDI"] != Ref::NULL_STR {
+            vdi = b["VDI"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let vdi = Ref::from(vdi.ok_or_else(|| anyhow::anyhow!("no disk"))?.as_str());
+    let (uuid, vsize) = p.state().read(|db| {
+        let v = db.get("VDI", &vdi).cloned().unwrap_or_default();
+        (
+            v["uuid"].as_str().unwrap_or_default().to_owned(),
+            v["virtual_size"].as_i64().unwrap_or(0) as u64,
+        )
+    });
+    anyhow::ensure!(vsize >= size, "disk of {vsize} bytes is too small");
+    let store = p.state().read(|db| db.vdi_data.clone());
+    let mut block = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < size {
+        for (i, b) in block.iter_mut().enumerate() {
+            *b = ((i as u64 * 31 + off / (1 << 20)) % 255 + 1) as u8;
+        }
+        store.write_at(&vdi, &uuid, vsize, off, &block)?;
+        off += block.len() as u64;
+    }
+    Ok(vm.clone())
+}
+
+async fn direct_export(p: &RunningPool, vm: &str) -> anyhow::Result<(u64, Duration)> {
+    let c = xapi_client::Client::connect(xapi_client::ClientOptions::new(
+        p.master_url().trim_end_matches('/'),
+        "root",
+        "root",
+    ))
+    .await?;
+    let t = Instant::now();
+    let d = c.get_resource("/export", &[("ref", vm.to_owned())]).await?;
+    let mut s = d.into_stream();
+    let mut n = 0u64;
+    while let Some(c) = s.next().await {
+        n += c?.len() as u64;
+    }
+    Ok((n, t.elapsed()))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn rpc(ws: &mut Ws, id: &mut i64, method: &str, params: Value) -> anyhow::Result<Value> {
+    *id += 1;
+    let req = json!({"id": *id, "jsonrpc": "2.0", "method": method, "params": params});
+    ws.send(Message::text(req.to_string())).await?;
+    while let Some(m) = ws.next().await {
+        if let Message::Text(t) = m? {
+            let v: Value = serde_json::from_str(&t)?;
+            if v["id"] == json!(*id) {
+                if let Some(e) = v.get("error") {
+                    anyhow::bail!("{method}: {e}");
+                }
+                return Ok(v["result"].clone());
+            }
+        }
+    }
+    anyhow::bail!("connection closed")
+}
+
+async fn http_download(addr: &str, path: &str) -> anyhow::Result<u64> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let mut head: Option<usize> = None;
+    let mut first = Vec::new();
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        if head.is_none() {
+            first.extend_from_slice(&buf[..n]);
+            if let Some(p) = first.windows(4).position(|w| w == b"\r\n\r\n") {
+                anyhow::ensure!(
+                    first.starts_with(b"HTTP/1.1 200") || first.starts_with(b"HTTP/1.0 200"),
+                    "bad answer"
+                );
+                head = Some(p + 4);
+                total = (first.len() - p - 4) as u64;
+            }
+        } else {
+            total += n as u64;
+        }
+    }
+    Ok(total)
+}
+
+fn mib_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+async fn run_size(gib: u64) -> anyhow::Result<()> {
+    let size = gib * GIB;
+    let a = pool(size + GIB, 2).await?;
+    let b = pool(size + GIB, 1).await?;
+    let vm = prepare_vm(&a, size)?;
+    let vm_uuid = call(&a, "VM.get_uuid", vec![json!(vm)])?;
+    let pool_b = call(&b, "pool.get_all", vec![])?[0].clone();
+    let sr_b = call(&b, "pool.get_default_SR", vec![pool_b])?;
+    let sr_b = call(&b, "SR.get_uuid", vec![sr_b])?;
+
+    let (xva, t_direct) = direct_export(&a, &vm).await?;
+
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .arg("--xo-child")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .read_line(&mut line)?;
+    let addr = line.trim().to_owned();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/")).await?;
+    let mut id = 0;
+    rpc(
+        &mut ws,
+        &mut id,
+        "session.signIn",
+        json!({"email": "admin@admin.net", "password": "admin"}),
+    )
+    .await?;
+    for p in [&a, &b] {
+        let host = p.master_url().trim_end_matches('/').to_owned();
+        rpc(
+            &mut ws,
+            &mut id,
+            "server.add",
+            json!({"host": host, "username": "root", "password": "root"}),
+        )
+        .await?;
+    }
+    let hwm_start = status_kib(pid, "VmHWM:");
+    let url = rpc(&mut ws, &mut id, "vm.export", json!({"vm": vm_uuid})).await?;
+    let path = url["$getFrom"].as_str().unwrap_or_default().to_owned();
+    let t = Instant::now();
+    let through = http_download(&addr, &path).await?;
+    let t_xo = t.elapsed();
+    let hwm_export = status_kib(pid, "VmHWM:");
+    anyhow::ensure!(through == xva, "sizes differ: {through} vs {xva}");
+
+    let t = Instant::now();
+    rpc(
+        &mut ws,
+        &mut id,
+        "vm.copy",
+        json!({"vm": vm_uuid, "sr": sr_b, "name": "bench copy"}),
+    )
+    .await?;
+    let t_copy = t.elapsed();
+    let hwm_copy = status_kib(pid, "VmHWM:");
+
+    println!(
+        "{gib} GiB written ({:.2} GiB XVA): direct {:.0} MiB/s | through xo-server {:.0} MiB/s ({:.2}x direct) | pool-to-pool vm.copy {:.0} MiB/s ({:.2}x direct export)",
+        xva as f64 / GIB as f64,
+        mib_s(xva, t_direct),
+        mib_s(xva, t_xo),
+        t_direct.as_secs_f64() / t_xo.as_secs_f64(),
+        mib_s(xva, t_copy),
+        t_direct.as_secs_f64() / t_copy.as_secs_f64(),
+    );
+    println!(
+        "  xo-server VmHWM: {} MiB after start+server.add, {} MiB after the export, {} MiB after the copy",
+        hwm_start / 1024,
+        hwm_export / 1024,
+        hwm_copy / 1024
+    );
+    drop(child.stdin.take());
+    let _ = child.wait();
+    a.shutdown().await;
+    b.shutdown().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--xo-child") {
+        return xo_child();
+    }
+    let sizes: Vec<u64> = args
+        .iter()
+        .position(|a| a == "--sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4]);
+    let rt = tokio::runtime::Runtime::new()?;
+    for gib in sizes {
+        rt.block_on(run_size(gib))?;
+    }
+    Ok(())
+}
