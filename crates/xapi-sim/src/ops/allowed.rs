@@ -18,12 +18,22 @@ pub fn vm_facts(db: &Db, vm: &Ref) -> Result<VmFacts, XapiError> {
     let gm = db.get("VM_guest_metrics", &rf(r, "guest_metrics"));
     let platform = smap(r, "platform");
     let other_config = smap(r, "other_config");
-    let pool_oc = db.all("pool").next().map(|(_, p)| smap(p, "other_config")).unwrap_or_default();
-    let current_domain_type = metrics.map(|m| s(m, "current_domain_type")).unwrap_or("unspecified");
+    let pool_oc = db
+        .all("pool")
+        .next()
+        .map(|(_, p)| smap(p, "other_config"))
+        .unwrap_or_default();
+    let current_domain_type = metrics
+        .map(|m| s(m, "current_domain_type"))
+        .unwrap_or("unspecified");
     let power_state = PowerState::parse(s(r, "power_state")).unwrap_or_default();
     let live_metrics = power_state.is_live().then_some(metrics).flatten();
-    let nomigrate = live_metrics.map(|m| b(m, "nomigrate")).unwrap_or_else(|| truthy(platform.get("nomigrate")));
-    let nested_virt = live_metrics.map(|m| b(m, "nested_virt")).unwrap_or_else(|| truthy(platform.get("nested-virt")));
+    let nomigrate = live_metrics
+        .map(|m| b(m, "nomigrate"))
+        .unwrap_or_else(|| truthy(platform.get("nomigrate")));
+    let nested_virt = live_metrics
+        .map(|m| b(m, "nested_virt"))
+        .unwrap_or_else(|| truthy(platform.get("nested-virt")));
     let mut on_boot_reset = false;
     let mut reset_and_caching = false;
     for vbd in refs(r, "VBDs") {
@@ -46,7 +56,8 @@ pub fn vm_facts(db: &Db, vm: &Ref) -> Result<VmFacts, XapiError> {
         vm_ref: vm.0.clone(),
         power_state,
         is_a_template: b(r, "is_a_template"),
-        is_default_template: b(r, "is_default_template") || truthy(other_config.get("default_template")),
+        is_default_template: b(r, "is_default_template")
+            || truthy(other_config.get("default_template")),
         is_a_snapshot: b(r, "is_a_snapshot"),
         is_control_domain: b(r, "is_control_domain"),
         blocked_operations: smap(r, "blocked_operations"),
@@ -81,12 +92,17 @@ pub fn assert_vm_op(db: &Db, vm: &Ref, op: VmOp) -> Result<(), XapiError> {
 /// Recompute `VM.allowed_operations`.
 pub fn update_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     let facts = vm_facts(db, vm)?;
-    let ops: Vec<&str> = allowed_operations(&facts).into_iter().map(VmOp::as_str).collect();
+    let ops: Vec<&str> = allowed_operations(&facts)
+        .into_iter()
+        .map(VmOp::as_str)
+        .collect();
     set_if_changed(db, "VM", vm, "allowed_operations", json!(ops))
 }
 
 fn vm_power(db: &Db, vm: &Ref) -> PowerState {
-    db.get("VM", vm).and_then(|r| PowerState::parse(s(r, "power_state"))).unwrap_or_default()
+    db.get("VM", vm)
+        .and_then(|r| PowerState::parse(s(r, "power_state")))
+        .unwrap_or_default()
 }
 
 /// Recompute `VBD.allowed_operations`.
@@ -118,7 +134,11 @@ pub fn update_vif(db: &mut Db, vif: &Ref) -> Result<(), XapiError> {
         let running = vm_power(db, &rf(&r, "VM")) == PowerState::Running;
         ops.push("attach");
         if running {
-            ops.push(if b(&r, "currently_attached") { "unplug" } else { "plug" });
+            ops.push(if b(&r, "currently_attached") {
+                "unplug"
+            } else {
+                "plug"
+            });
         }
     }
     set_if_changed(db, "VIF", vif, "allowed_operations", json!(ops))
@@ -127,7 +147,10 @@ pub fn update_vif(db: &mut Db, vif: &Ref) -> Result<(), XapiError> {
 /// True when some VBD using the VDI is attached to a live VM.
 pub fn vdi_in_use(db: &Db, vdi: &Ref) -> bool {
     db.get("VDI", vdi).is_some_and(|r| {
-        refs(r, "VBDs").iter().any(|vbd| db.get("VBD", vbd).is_some_and(|v| b(v, "currently_attached")))
+        refs(r, "VBDs").iter().any(|vbd| {
+            db.get("VBD", vbd)
+                .is_some_and(|v| b(v, "currently_attached"))
+        })
     })
 }
 
@@ -136,14 +159,20 @@ pub fn update_vdi(db: &mut Db, vdi: &Ref) -> Result<(), XapiError> {
     let r = get(db, "VDI", vdi)?;
     let mut ops: Vec<&str> = Vec::new();
     if smap(&r, "current_operations").is_empty() {
-        let iso = db.get("SR", &rf(&r, "SR")).is_some_and(|sr| s(sr, "content_type") == "iso");
+        let iso = db
+            .get("SR", &rf(&r, "SR"))
+            .is_some_and(|sr| s(sr, "content_type") == "iso");
         let in_use = vdi_in_use(db, vdi);
         ops.extend(["clone", "copy"]);
         if !iso {
             ops.push("snapshot");
             ops.push(if in_use { "resize_online" } else { "resize" });
             ops.extend(["update", "generate_config"]);
-            ops.push(if b(&r, "cbt_enabled") { "disable_cbt" } else { "enable_cbt" });
+            ops.push(if b(&r, "cbt_enabled") {
+                "disable_cbt"
+            } else {
+                "enable_cbt"
+            });
         }
         if !in_use && !b(&r, "is_tools_iso") {
             ops.extend(["destroy", "forget", "set_on_boot"]);
@@ -158,13 +187,31 @@ pub fn update_vdi(db: &mut Db, vdi: &Ref) -> Result<(), XapiError> {
 /// Recompute `host.allowed_operations`.
 pub fn update_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     let r = get(db, "host", host)?;
-    let live = db.get("host_metrics", &rf(&r, "metrics")).is_none_or(|m| b(m, "live"));
+    let live = db
+        .get("host_metrics", &rf(&r, "metrics"))
+        .is_none_or(|m| b(m, "live"));
     let ops: Vec<&str> = if !live {
         vec!["power_on"]
     } else if b(&r, "enabled") {
-        vec!["provision", "evacuate", "shutdown", "reboot", "vm_start", "vm_resume", "vm_migrate", "apply_updates"]
+        vec![
+            "provision",
+            "evacuate",
+            "shutdown",
+            "reboot",
+            "vm_start",
+            "vm_resume",
+            "vm_migrate",
+            "apply_updates",
+        ]
     } else {
-        vec!["provision", "evacuate", "shutdown", "reboot", "apply_updates", "enable"]
+        vec![
+            "provision",
+            "evacuate",
+            "shutdown",
+            "reboot",
+            "apply_updates",
+            "enable",
+        ]
     };
     set_if_changed(db, "host", host, "allowed_operations", json!(ops))
 }
@@ -176,7 +223,10 @@ pub fn update_vm_tree(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     for vbd in refs(&r, "VBDs") {
         if db.exists("VBD", &vbd) {
             update_vbd(db, &vbd)?;
-            let vdi = db.get("VBD", &vbd).map(|v| rf(v, "VDI")).unwrap_or_else(Ref::null);
+            let vdi = db
+                .get("VBD", &vbd)
+                .map(|v| rf(v, "VDI"))
+                .unwrap_or_else(Ref::null);
             if valid(db, "VDI", &vdi) {
                 update_vdi(db, &vdi)?;
             }

@@ -40,7 +40,16 @@ pub fn smap(r: &Record, f: &str) -> BTreeMap<String, String> {
     r.get(f)
         .and_then(Value::as_object)
         .map(|m| {
-            m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect()
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -48,7 +57,10 @@ pub fn smap(r: &Record, f: &str) -> BTreeMap<String, String> {
 /// An integer in canonical or raw form.
 pub fn int_of(v: &Value) -> i64 {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .unwrap_or(0),
         Value::String(t) => t.trim().parse().unwrap_or(0),
         _ => 0,
     }
@@ -78,7 +90,13 @@ pub fn set(db: &mut Db, class: &str, r: &Ref, fields: Vec<(&str, Value)>) -> Res
 }
 
 /// Set a field only when its value differs (avoids needless events).
-pub fn set_if_changed(db: &mut Db, class: &str, r: &Ref, field: &str, v: Value) -> Result<(), XapiError> {
+pub fn set_if_changed(
+    db: &mut Db,
+    class: &str,
+    r: &Ref,
+    field: &str,
+    v: Value,
+) -> Result<(), XapiError> {
     if db.field(class, r, field)? != &v {
         db.set_field(class, r, field, v)?;
     }
@@ -106,7 +124,11 @@ impl<'a> Params<'a> {
         self.args.get(n).ok_or_else(|| {
             XapiError::new(
                 "MESSAGE_PARAMETER_COUNT_MISMATCH",
-                [self.method.to_owned(), (n + 1).to_string(), self.args.len().to_string()],
+                [
+                    self.method.to_owned(),
+                    (n + 1).to_string(),
+                    self.args.len().to_string(),
+                ],
             )
         })
     }
@@ -117,17 +139,27 @@ impl<'a> Params<'a> {
 
     /// A ref parameter.
     pub fn r(&self, n: usize) -> Result<Ref, XapiError> {
-        self.at(n)?.as_str().map(Ref::from).ok_or_else(|| self.bad(n))
+        self.at(n)?
+            .as_str()
+            .map(Ref::from)
+            .ok_or_else(|| self.bad(n))
     }
 
     /// A string parameter.
     pub fn s(&self, n: usize) -> Result<String, XapiError> {
-        self.at(n)?.as_str().map(str::to_owned).ok_or_else(|| self.bad(n))
+        self.at(n)?
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| self.bad(n))
     }
 
     /// An optional string parameter (versioned params).
     pub fn s_or(&self, n: usize, d: &str) -> String {
-        self.args.get(n).and_then(Value::as_str).unwrap_or(d).to_owned()
+        self.args
+            .get(n)
+            .and_then(Value::as_str)
+            .unwrap_or(d)
+            .to_owned()
     }
 
     /// An int parameter (JSON number or numeric string).
@@ -223,13 +255,20 @@ pub fn post_message(
 pub fn random_mac() -> String {
     let mut bytes: [u8; 6] = rand::random();
     bytes[0] = (bytes[0] & 0xfe) | 0x02;
-    bytes.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Validate and normalise a MAC (`aa:bb:cc:dd:ee:ff`, also `-` separators); `MAC_INVALID [mac]` otherwise.
 pub fn check_mac(mac: &str) -> Result<String, XapiError> {
     let parts: Vec<&str> = mac.split([':', '-']).collect();
-    let ok = parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
     if ok {
         Ok(parts.join(":").to_ascii_lowercase())
     } else {
@@ -238,7 +277,12 @@ pub fn check_mac(mac: &str) -> Result<String, XapiError> {
 }
 
 /// `MEMORY_CONSTRAINT_VIOLATION` unless static_min ≤ dynamic_min ≤ dynamic_max ≤ static_max.
-pub fn check_memory_constraints(smin: i64, dmin: i64, dmax: i64, smax: i64) -> Result<(), XapiError> {
+pub fn check_memory_constraints(
+    smin: i64,
+    dmin: i64,
+    dmax: i64,
+    smax: i64,
+) -> Result<(), XapiError> {
     if smin <= dmin && dmin <= dmax && dmax <= smax && smin >= 0 {
         Ok(())
     } else {
@@ -253,18 +297,26 @@ pub fn check_memory_constraints(smin: i64, dmin: i64, dmax: i64, smax: i64) -> R
 /// datamodel default required (`INTERNAL_ERROR [Dispatcher_FieldNotFound("<field>")]`).
 pub fn constructor_record(class: &str, v: Value) -> Result<Record, XapiError> {
     use xapi_types::schema::{self, Qualifier};
-    let spec = schema::class(class).ok_or_else(|| XapiError::internal(format!("unknown class {class}")))?;
+    let spec = schema::class(class)
+        .ok_or_else(|| XapiError::internal(format!("unknown class {class}")))?;
     let Value::Object(mut given) = v else {
         return Err(XapiError::new("FIELD_TYPE_ERROR", ["args"]));
     };
     let mut out = Record::new();
-    for f in spec.fields.iter().filter(|f| f.qualifier != Qualifier::RoRuntime && f.name != "uuid") {
+    for f in spec
+        .fields
+        .iter()
+        .filter(|f| f.qualifier != Qualifier::RoRuntime && f.name != "uuid")
+    {
         match given.remove(f.name) {
             Some(v) => {
                 out.insert(f.name.to_owned(), v);
             }
             None if f.default.is_none() => {
-                return Err(XapiError::internal(format!("Dispatcher_FieldNotFound(\"{}\")", f.name)));
+                return Err(XapiError::internal(format!(
+                    "Dispatcher_FieldNotFound(\"{}\")",
+                    f.name
+                )));
             }
             None => {}
         }
@@ -297,13 +349,19 @@ mod tests {
         assert_eq!(check_mac(&m).unwrap(), m);
         assert_eq!(check_mac("AA-BB-CC-DD-EE-FF").unwrap(), "aa:bb:cc:dd:ee:ff");
         assert_eq!(check_mac("zz").unwrap_err().code, "MAC_INVALID");
-        assert_eq!(check_mac("aa:bb:cc:dd:ee").unwrap_err().params, vec!["aa:bb:cc:dd:ee"]);
+        assert_eq!(
+            check_mac("aa:bb:cc:dd:ee").unwrap_err().params,
+            vec!["aa:bb:cc:dd:ee"]
+        );
     }
 
     #[test]
     fn memory_constraints() {
         assert!(check_memory_constraints(1, 2, 3, 4).is_ok());
-        assert_eq!(check_memory_constraints(1, 3, 2, 4).unwrap_err().code, "MEMORY_CONSTRAINT_VIOLATION");
+        assert_eq!(
+            check_memory_constraints(1, 3, 2, 4).unwrap_err().code,
+            "MEMORY_CONSTRAINT_VIOLATION"
+        );
     }
 
     #[test]

@@ -43,8 +43,8 @@ fn create(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let body = pp.s(4)?;
     ctx.pool
         .write(|db| {
-            let table =
-                table_of_cls(&cls).ok_or_else(|| XapiError::new("INVALID_VALUE", ["cls".to_owned(), cls.clone()]))?;
+            let table = table_of_cls(&cls)
+                .ok_or_else(|| XapiError::new("INVALID_VALUE", ["cls".to_owned(), cls.clone()]))?;
             if db.find_by_uuid(table, &uuid).is_none() {
                 return Err(XapiError::new("UUID_INVALID", [cls.clone(), uuid.clone()]));
             }
@@ -55,12 +55,18 @@ fn create(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let m = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.write(|db| db.destroy("message", &m)).map(|_| void())
+    ctx.pool
+        .write(|db| db.destroy("message", &m))
+        .map(|_| void())
 }
 
 fn destroy_many(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let msgs: Vec<Ref> =
-        Params::new(&ctx.method, &p).set_or_empty(0)?.iter().filter_map(Value::as_str).map(Ref::from).collect();
+    let msgs: Vec<Ref> = Params::new(&ctx.method, &p)
+        .set_or_empty(0)?
+        .iter()
+        .filter_map(Value::as_str)
+        .map(Ref::from)
+        .collect();
     ctx.pool
         .write(|db| {
             for m in &msgs {
@@ -89,7 +95,9 @@ fn destroy_all(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 cls.as_deref().is_none_or(|c| s(m, "cls") == c)
                     && uuid.as_deref().is_none_or(|u| s(m, "obj_uuid") == u)
                     && name.as_deref().is_none_or(|n| s(m, "name") == n)
-                    && prio.as_deref().is_none_or(|p| m.get("priority").map(|v| v.to_string()).as_deref() == Some(p))
+                    && prio.as_deref().is_none_or(|p| {
+                        m.get("priority").map(|v| v.to_string()).as_deref() == Some(p)
+                    })
                     && before.is_none_or(|b| ts < b)
                     && after.is_none_or(|a| ts > a)
             });
@@ -122,7 +130,11 @@ fn get_for(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let cls = pp.s(0)?;
     let uuid = pp.s(1)?;
     let since = since_param(&pp, 2)?;
-    Ok(ctx.pool.read(|db| select(db, since, |m| s(m, "cls") == cls && s(m, "obj_uuid") == uuid)))
+    Ok(ctx.pool.read(|db| {
+        select(db, since, |m| {
+            s(m, "cls") == cls && s(m, "obj_uuid") == uuid
+        })
+    }))
 }
 
 fn get_since(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {

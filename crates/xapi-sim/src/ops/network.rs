@@ -15,8 +15,14 @@ pub fn register(reg: &mut Registry) {
 /// Create a network row: bridge `xapiN` when not given, MTU 1500 when not positive.
 pub fn create_network(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
     if s(&rec, "bridge").is_empty() {
-        let used: Vec<String> = db.all("network").map(|(_, n)| s(n, "bridge").to_owned()).collect();
-        let bridge = (0..).map(|n| format!("xapi{n}")).find(|b| !used.contains(b)).unwrap_or_default();
+        let used: Vec<String> = db
+            .all("network")
+            .map(|(_, n)| s(n, "bridge").to_owned())
+            .collect();
+        let bridge = (0..)
+            .map(|n| format!("xapi{n}"))
+            .find(|b| !used.contains(b))
+            .unwrap_or_default();
         rec.insert("bridge".into(), json!(bridge));
     }
     if i(&rec, "MTU") <= 0 {
@@ -31,11 +37,17 @@ pub fn destroy_network(db: &mut Db, net: &Ref) -> Result<(), XapiError> {
     let r = get(db, "network", net)?;
     let vifs = refs(&r, "VIFs");
     if !vifs.is_empty() {
-        return Err(XapiError::new("NETWORK_CONTAINS_VIF", vifs.into_iter().map(|v| v.0)));
+        return Err(XapiError::new(
+            "NETWORK_CONTAINS_VIF",
+            vifs.into_iter().map(|v| v.0),
+        ));
     }
     let pifs = refs(&r, "PIFs");
     if !pifs.is_empty() {
-        return Err(XapiError::new("NETWORK_CONTAINS_PIF", pifs.into_iter().map(|v| v.0)));
+        return Err(XapiError::new(
+            "NETWORK_CONTAINS_PIF",
+            pifs.into_iter().map(|v| v.0),
+        ));
     }
     db.destroy("network", net)
 }
@@ -47,5 +59,7 @@ fn create(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let net = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.write(|db| destroy_network(db, &net)).map(|_| void())
+    ctx.pool
+        .write(|db| destroy_network(db, &net))
+        .map(|_| void())
 }

@@ -80,7 +80,10 @@ fn enable_ha(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 vec![
                     ("ha_enabled", json!(true)),
                     ("ha_configuration", Value::Object(config)),
-                    ("ha_statefiles", json!(srs.iter().filter_map(Value::as_str).collect::<Vec<_>>())),
+                    (
+                        "ha_statefiles",
+                        json!(srs.iter().filter_map(Value::as_str).collect::<Vec<_>>()),
+                    ),
                     ("ha_cluster_stack", json!("xhad")),
                 ],
             )
@@ -100,7 +103,11 @@ fn disable_ha(ctx: &Ctx, _p: Vec<Value>) -> Result<Value, XapiError> {
                 db,
                 "pool",
                 &pool,
-                vec![("ha_enabled", json!(false)), ("ha_configuration", json!({})), ("ha_statefiles", json!([]))],
+                vec![
+                    ("ha_enabled", json!(false)),
+                    ("ha_configuration", json!({})),
+                    ("ha_statefiles", json!([])),
+                ],
             )
         })
         .map(|_| void())

@@ -76,7 +76,10 @@ fn set_physical_size(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
         .write(|db| {
             let r = get(db, "SR", &sr)?;
             if size < i(&r, "physical_utilisation") {
-                return Err(XapiError::new("SR_FULL", [i(&r, "physical_utilisation").to_string(), size.to_string()]));
+                return Err(XapiError::new(
+                    "SR_FULL",
+                    [i(&r, "physical_utilisation").to_string(), size.to_string()],
+                ));
             }
             db.set_field("SR", &sr, "physical_size", json!(size))
         })

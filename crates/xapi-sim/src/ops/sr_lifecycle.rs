@@ -56,7 +56,11 @@ fn create(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 return Err(XapiError::new("SR_UNKNOWN_DRIVER", [ty]));
             }
             let sr = db.insert("SR", record)?;
-            let hosts = if shared { db.refs("host") } else { vec![host.clone()] };
+            let hosts = if shared {
+                db.refs("host")
+            } else {
+                vec![host.clone()]
+            };
             for h in hosts {
                 db.insert(
                     "PBD",
@@ -97,15 +101,26 @@ fn introduce(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 fn assert_unplugged(db: &Db, sr: &Ref) -> Result<Vec<Ref>, XapiError> {
     let r = get(db, "SR", sr)?;
     let pbds = refs(&r, "PBDs");
-    if pbds.iter().any(|p| db.get("PBD", p).is_some_and(|p| b(p, "currently_attached"))) {
+    if pbds
+        .iter()
+        .any(|p| db.get("PBD", p).is_some_and(|p| b(p, "currently_attached")))
+    {
         return Err(XapiError::new("SR_HAS_PBD", [sr.0.clone()]));
     }
     Ok(pbds)
 }
 
 fn drop_sr(db: &mut Db, sr: &Ref, pbds: Vec<Ref>) -> Result<(), XapiError> {
-    for vdi in db.get("SR", sr).map(|r| refs(r, "VDIs")).unwrap_or_default() {
-        for vbd in db.get("VDI", &vdi).map(|v| refs(v, "VBDs")).unwrap_or_default() {
+    for vdi in db
+        .get("SR", sr)
+        .map(|r| refs(r, "VDIs"))
+        .unwrap_or_default()
+    {
+        for vbd in db
+            .get("VDI", &vdi)
+            .map(|v| refs(v, "VBDs"))
+            .unwrap_or_default()
+        {
             if db.exists("VBD", &vbd) {
                 db.set_field("VBD", &vbd, "VDI", json!(Ref::NULL_STR))?;
             }
@@ -157,7 +172,10 @@ fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn get_supported_types(ctx: &Ctx, _p: Vec<Value>) -> Result<Value, XapiError> {
     Ok(ctx.pool.read(|db| {
-        let mut v: Vec<String> = db.all("SM").map(|(_, sm)| s(sm, "type").to_owned()).collect();
+        let mut v: Vec<String> = db
+            .all("SM")
+            .map(|(_, sm)| s(sm, "type").to_owned())
+            .collect();
         v.sort();
         v.dedup();
         json!(v)
@@ -224,7 +242,10 @@ fn pbd_unplug(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                         })
                     });
                 if used_here {
-                    return Err(XapiError::new("VDI_IN_USE", [vdi.0.clone(), "unplug".to_owned()]));
+                    return Err(XapiError::new(
+                        "VDI_IN_USE",
+                        [vdi.0.clone(), "unplug".to_owned()],
+                    ));
                 }
             }
             db.set_field("PBD", &pbd, "currently_attached", json!(false))

@@ -36,7 +36,10 @@ pub fn device_name(userdevice: &str) -> String {
 pub fn used_vbd_devices(db: &Db, vm: &Ref) -> Vec<String> {
     db.get("VM", vm)
         .map(|r| {
-            refs(r, "VBDs").iter().filter_map(|v| db.get("VBD", v).map(|v| s(v, "userdevice").to_owned())).collect()
+            refs(r, "VBDs")
+                .iter()
+                .filter_map(|v| db.get("VBD", v).map(|v| s(v, "userdevice").to_owned()))
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -44,11 +47,16 @@ pub fn used_vbd_devices(db: &Db, vm: &Ref) -> Vec<String> {
 /// Free userdevice numbers (0..15, as XAPI offers for HVM/PV guests).
 pub fn allowed_vbd_devices(db: &Db, vm: &Ref) -> Vec<String> {
     let used = used_vbd_devices(db, vm);
-    (0..16).map(|n| n.to_string()).filter(|d| !used.contains(d)).collect()
+    (0..16)
+        .map(|n| n.to_string())
+        .filter(|d| !used.contains(d))
+        .collect()
 }
 
 fn vm_power(db: &Db, vm: &Ref) -> PowerState {
-    db.get("VM", vm).and_then(|r| PowerState::parse(s(r, "power_state"))).unwrap_or_default()
+    db.get("VM", vm)
+        .and_then(|r| PowerState::parse(s(r, "power_state")))
+        .unwrap_or_default()
 }
 
 /// Create a VBD row with the checks of `VBD.create`.
@@ -73,11 +81,17 @@ pub fn create_vbd(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
             .into_iter()
             .next()
             .ok_or_else(|| XapiError::new("INVALID_DEVICE", ["autodetect"]))?;
-    } else if userdevice.parse::<u32>().is_err() && !userdevice.starts_with("xvd") && !userdevice.starts_with("hd") {
+    } else if userdevice.parse::<u32>().is_err()
+        && !userdevice.starts_with("xvd")
+        && !userdevice.starts_with("hd")
+    {
         return Err(XapiError::new("INVALID_DEVICE", [userdevice.as_str()]));
     }
     if used_vbd_devices(db, &vm).contains(&userdevice) {
-        return Err(XapiError::new("DEVICE_ALREADY_EXISTS", [userdevice.as_str()]));
+        return Err(XapiError::new(
+            "DEVICE_ALREADY_EXISTS",
+            [userdevice.as_str()],
+        ));
     }
     rec.insert("userdevice".into(), json!(userdevice));
     if empty {
@@ -85,7 +99,8 @@ pub fn create_vbd(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
     }
     let r = db.insert("VBD", rec)?;
     // A VBD metrics row, as XAPI keeps one per VBD.
-    let has_metrics = xapi_types::schema::class("VBD").is_some_and(|c| c.field("metrics").is_some());
+    let has_metrics =
+        xapi_types::schema::class("VBD").is_some_and(|c| c.field("metrics").is_some());
     if has_metrics && xapi_types::schema::class("VBD_metrics").is_some() {
         let m = db.insert("VBD_metrics", Record::new())?;
         db.set_field("VBD", &r, "metrics", jr(&m))?;
@@ -174,7 +189,11 @@ fn unplug(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
             if !force && !b(&r, "unpluggable") {
                 return Err(XapiError::new(
                     "DEVICE_DETACH_REJECTED",
-                    ["VBD".to_owned(), vbd.0.clone(), "VBD.unpluggable is false".to_owned()],
+                    [
+                        "VBD".to_owned(),
+                        vbd.0.clone(),
+                        "VBD.unpluggable is false".to_owned(),
+                    ],
                 ));
             }
             db.set_field("VBD", &vbd, "currently_attached", json!(false))?;
@@ -198,7 +217,11 @@ fn insert(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 return Err(XapiError::new("VBD_NOT_EMPTY", [vbd.0.clone()]));
             }
             let vm = rf(&r, "VM");
-            assert_power_state_in(&vm.0, vm_power(db, &vm), &[PowerState::Halted, PowerState::Running])?;
+            assert_power_state_in(
+                &vm.0,
+                vm_power(db, &vm),
+                &[PowerState::Halted, PowerState::Running],
+            )?;
             db.update("VBD", &vbd, |v| {
                 v.insert("VDI".into(), jr(&vdi));
                 v.insert("empty".into(), json!(false));
@@ -220,7 +243,11 @@ fn eject(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 return Err(XapiError::new("VBD_IS_EMPTY", [vbd.0.clone()]));
             }
             let vm = rf(&r, "VM");
-            assert_power_state_in(&vm.0, vm_power(db, &vm), &[PowerState::Halted, PowerState::Running])?;
+            assert_power_state_in(
+                &vm.0,
+                vm_power(db, &vm),
+                &[PowerState::Halted, PowerState::Running],
+            )?;
             let old = rf(&r, "VDI");
             db.update("VBD", &vbd, |v| {
                 v.insert("VDI".into(), json!(Ref::NULL_STR));
@@ -257,7 +284,10 @@ fn assert_attachable(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
         let r = get(db, "VBD", &vbd)?;
         let vdi = rf(&r, "VDI");
         if !b(&r, "empty") && !valid(db, "VDI", &vdi) {
-            return Err(XapiError::new("VDI_MISSING", [Ref::null().0, vdi.0.clone()]));
+            return Err(XapiError::new(
+                "VDI_MISSING",
+                [Ref::null().0, vdi.0.clone()],
+            ));
         }
         Ok(void())
     })

@@ -52,7 +52,10 @@ pub fn check_space(db: &Db, sr: &Ref, needed: i64) -> Result<(), XapiError> {
     }
     let free = size.saturating_sub(i(r, "physical_utilisation")).max(0);
     if needed > free {
-        return Err(XapiError::new("SR_FULL", [needed.to_string(), free.to_string()]));
+        return Err(XapiError::new(
+            "SR_FULL",
+            [needed.to_string(), free.to_string()],
+        ));
     }
     Ok(())
 }
@@ -76,10 +79,18 @@ pub fn create_vdi(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
     let srr = get(db, "SR", &sr)?;
     let size = i(&rec, "virtual_size");
     if size < 0 {
-        return Err(XapiError::new("INVALID_VALUE", ["virtual_size".to_owned(), size.to_string()]));
+        return Err(XapiError::new(
+            "INVALID_VALUE",
+            ["virtual_size".to_owned(), size.to_string()],
+        ));
     }
-    let physical =
-        if thick(&srr) { size } else { rec.get("physical_utilisation").map(super::helpers::int_of).unwrap_or(0) };
+    let physical = if thick(&srr) {
+        size
+    } else {
+        rec.get("physical_utilisation")
+            .map(super::helpers::int_of)
+            .unwrap_or(0)
+    };
     check_space(db, &sr, physical)?;
     let r = Db::new_ref();
     let uuid = Db::new_uuid();
@@ -100,11 +111,17 @@ pub fn create_vdi(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
 pub fn destroy_vdi(db: &mut Db, vdi: &Ref) -> Result<(), XapiError> {
     let r = get(db, "VDI", vdi)?;
     if vdi_in_use(db, vdi) {
-        return Err(XapiError::new("VDI_IN_USE", [vdi.0.clone(), "destroy".to_owned()]));
+        return Err(XapiError::new(
+            "VDI_IN_USE",
+            [vdi.0.clone(), "destroy".to_owned()],
+        ));
     }
     for vbd in refs(&r, "VBDs") {
         if db.exists("VBD", &vbd) {
-            let vm = db.get("VBD", &vbd).map(|v| rf(v, "VM")).unwrap_or_else(Ref::null);
+            let vm = db
+                .get("VBD", &vbd)
+                .map(|v| rf(v, "VM"))
+                .unwrap_or_else(Ref::null);
             db.destroy("VBD", &vbd)?;
             if valid(db, "VM", &vm) {
                 super::allowed::update_vm(db, &vm)?;
@@ -114,12 +131,22 @@ pub fn destroy_vdi(db: &mut Db, vdi: &Ref) -> Result<(), XapiError> {
     let sr = rf(&r, "SR");
     db.destroy("VDI", vdi)?;
     db.vdi_data.remove(vdi);
-    account(db, &sr, i(&r, "physical_utilisation").saturating_neg(), i(&r, "virtual_size").saturating_neg())?;
+    account(
+        db,
+        &sr,
+        i(&r, "physical_utilisation").saturating_neg(),
+        i(&r, "virtual_size").saturating_neg(),
+    )?;
     Ok(())
 }
 
 /// Derive a new VDI from `vdi` (copy to `target_sr`, clone or snapshot on its own SR).
-pub fn derive_vdi(db: &mut Db, vdi: &Ref, target_sr: Option<&Ref>, op: DiskOp) -> Result<Ref, XapiError> {
+pub fn derive_vdi(
+    db: &mut Db,
+    vdi: &Ref,
+    target_sr: Option<&Ref>,
+    op: DiskOp,
+) -> Result<Ref, XapiError> {
     let src = get(db, "VDI", vdi)?;
     let sr = match (op, target_sr) {
         (DiskOp::Copy, Some(t)) if !t.is_null() => t.clone(),
@@ -160,7 +187,11 @@ pub fn derive_vdi(db: &mut Db, vdi: &Ref, target_sr: Option<&Ref>, op: DiskOp) -
     }
     if op == DiskOp::Copy {
         rec.insert("read_only".into(), json!(false));
-        let mut sm = rec.get("sm_config").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut sm = rec
+            .get("sm_config")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         sm.remove("vhd-parent");
         rec.insert("sm_config".into(), Value::Object(sm));
     } else if let Some(Value::Object(sm)) = rec.get_mut("sm_config") {
@@ -198,7 +229,10 @@ fn forget(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
         .write(|db| {
             let r = get(db, "VDI", &vdi)?;
             if vdi_in_use(db, &vdi) {
-                return Err(XapiError::new("VDI_IN_USE", [vdi.0.clone(), "forget".to_owned()]));
+                return Err(XapiError::new(
+                    "VDI_IN_USE",
+                    [vdi.0.clone(), "forget".to_owned()],
+                ));
             }
             for vbd in refs(&r, "VBDs") {
                 if db.exists("VBD", &vbd) {
@@ -227,17 +261,26 @@ fn resize(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
             let r = get(db, "VDI", &vdi)?;
             let old = i(&r, "virtual_size");
             if size < old {
-                return Err(XapiError::new("VDI_TOO_SMALL", [vdi.0.clone(), old.to_string()]));
+                return Err(XapiError::new(
+                    "VDI_TOO_SMALL",
+                    [vdi.0.clone(), old.to_string()],
+                ));
             }
             if !online && vdi_in_use(db, &vdi) {
-                return Err(XapiError::new("VDI_IN_USE", [vdi.0.clone(), "resize".to_owned()]));
+                return Err(XapiError::new(
+                    "VDI_IN_USE",
+                    [vdi.0.clone(), "resize".to_owned()],
+                ));
             }
             if b(&r, "read_only") {
                 return Err(XapiError::new("VDI_READONLY", [vdi.0.clone()]));
             }
             let sr = rf(&r, "SR");
-            let grow_phys =
-                if get(db, "SR", &sr).map(|x| thick(&x)).unwrap_or(false) { size.saturating_sub(old) } else { 0 };
+            let grow_phys = if get(db, "SR", &sr).map(|x| thick(&x)).unwrap_or(false) {
+                size.saturating_sub(old)
+            } else {
+                0
+            };
             check_space(db, &sr, grow_phys)?;
             db.vdi_data.pin(&vdi, s(&r, "uuid"), old.max(0) as u64);
             db.update("VDI", &vdi, |v| {
@@ -268,11 +311,18 @@ fn copy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                     return Err(XapiError::new("VDI_READONLY", [into.0.clone()]));
                 }
                 if i(&dst, "virtual_size") < i(&src, "virtual_size") {
-                    return Err(XapiError::new("VDI_TOO_SMALL", [into.0.clone(), i(&src, "virtual_size").to_string()]));
+                    return Err(XapiError::new(
+                        "VDI_TOO_SMALL",
+                        [into.0.clone(), i(&src, "virtual_size").to_string()],
+                    ));
                 }
                 db.vdi_data.copy_into(
                     (&vdi, s(&src, "uuid"), i(&src, "virtual_size").max(0) as u64),
-                    (&into, s(&dst, "uuid"), i(&dst, "virtual_size").max(0) as u64),
+                    (
+                        &into,
+                        s(&dst, "uuid"),
+                        i(&dst, "virtual_size").max(0) as u64,
+                    ),
                 )?;
                 return Ok(into.clone());
             }
@@ -286,12 +336,16 @@ fn copy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn clone(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vdi = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.write(|db| derive_vdi(db, &vdi, None, DiskOp::Clone)).map(|r| jr(&r))
+    ctx.pool
+        .write(|db| derive_vdi(db, &vdi, None, DiskOp::Clone))
+        .map(|r| jr(&r))
 }
 
 fn snapshot(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vdi = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.write(|db| derive_vdi(db, &vdi, None, DiskOp::Snapshot)).map(|r| jr(&r))
+    ctx.pool
+        .write(|db| derive_vdi(db, &vdi, None, DiskOp::Snapshot))
+        .map(|r| jr(&r))
 }
 
 fn set_field(ctx: &Ctx, p: Vec<Value>, field: &'static str) -> Result<Value, XapiError> {
@@ -327,14 +381,25 @@ pub fn pool_migrate_vdi(db: &mut Db, vdi: &Ref, sr: &Ref) -> Result<Ref, XapiErr
     let r = get(db, "VDI", vdi)?;
     get(db, "SR", sr)?;
     let vbds: Vec<Ref> = refs(&r, "VBDs");
-    let vm = vbds.iter().find_map(|v| db.get("VBD", v).map(|b| rf(b, "VM"))).unwrap_or_else(Ref::null);
+    let vm = vbds
+        .iter()
+        .find_map(|v| db.get("VBD", v).map(|b| rf(b, "VM")))
+        .unwrap_or_else(Ref::null);
     if !valid(db, "VM", &vm) {
         return Err(XapiError::new("VDI_NEEDS_VM_FOR_MIGRATE", [vdi.0.clone()]));
     }
-    let running = db.get("VM", &vm).is_some_and(|v| s(v, "power_state") == "Running");
+    let running = db
+        .get("VM", &vm)
+        .is_some_and(|v| s(v, "power_state") == "Running");
     if !running {
-        let actual = db.get("VM", &vm).map(|v| s(v, "power_state").to_ascii_lowercase()).unwrap_or_default();
-        return Err(XapiError::new("VM_BAD_POWER_STATE", [vm.0.clone(), "running".to_owned(), actual]));
+        let actual = db
+            .get("VM", &vm)
+            .map(|v| s(v, "power_state").to_ascii_lowercase())
+            .unwrap_or_default();
+        return Err(XapiError::new(
+            "VM_BAD_POWER_STATE",
+            [vm.0.clone(), "running".to_owned(), actual],
+        ));
     }
     if rf(&r, "SR") == *sr {
         return Ok(vdi.clone());
@@ -361,7 +426,9 @@ fn pool_migrate(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vdi = pp.r(0)?;
     let sr = pp.r(1)?;
-    ctx.pool.write(|db| pool_migrate_vdi(db, &vdi, &sr)).map(|r| jr(&r))
+    ctx.pool
+        .write(|db| pool_migrate_vdi(db, &vdi, &sr))
+        .map(|r| jr(&r))
 }
 
 fn set_cbt(ctx: &Ctx, p: Vec<Value>, on: bool) -> Result<Value, XapiError> {
@@ -369,8 +436,16 @@ fn set_cbt(ctx: &Ctx, p: Vec<Value>, on: bool) -> Result<Value, XapiError> {
     ctx.pool
         .write(|db| {
             let r = get(db, "VDI", &vdi)?;
-            if on && matches!(s(&r, "type"), "suspend" | "crashdump" | "ha_statefile" | "metadata" | "redo_log") {
-                return Err(XapiError::new("VDI_INCOMPATIBLE_TYPE", [vdi.0.clone(), s(&r, "type").to_owned()]));
+            if on
+                && matches!(
+                    s(&r, "type"),
+                    "suspend" | "crashdump" | "ha_statefile" | "metadata" | "redo_log"
+                )
+            {
+                return Err(XapiError::new(
+                    "VDI_INCOMPATIBLE_TYPE",
+                    [vdi.0.clone(), s(&r, "type").to_owned()],
+                ));
             }
             db.set_field("VDI", &vdi, "cbt_enabled", json!(on))?;
             update_vdi(db, &vdi)

@@ -4,7 +4,9 @@ use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
 
 use super::allowed::{update_vif, update_vm};
-use super::helpers::{b, check_mac, constructor_record, get, i, jr, random_mac, refs, rf, s, valid, void, Params};
+use super::helpers::{
+    b, check_mac, constructor_record, get, i, jr, random_mac, refs, rf, s, valid, void, Params,
+};
 use super::vm_ops_check::{assert_power_state_in, PowerState};
 use crate::db::{Db, Record};
 use crate::rpc::{Ctx, Registry};
@@ -24,18 +26,28 @@ pub fn register(reg: &mut Registry) {
 /// Device numbers used by the VM's VIFs.
 pub fn used_vif_devices(db: &Db, vm: &Ref) -> Vec<String> {
     db.get("VM", vm)
-        .map(|r| refs(r, "VIFs").iter().filter_map(|v| db.get("VIF", v).map(|v| s(v, "device").to_owned())).collect())
+        .map(|r| {
+            refs(r, "VIFs")
+                .iter()
+                .filter_map(|v| db.get("VIF", v).map(|v| s(v, "device").to_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Free VIF device numbers (0..6, XAPI's limit for HVM guests without PV drivers is lower; 7 is what it offers).
 pub fn allowed_vif_devices(db: &Db, vm: &Ref) -> Vec<String> {
     let used = used_vif_devices(db, vm);
-    (0..7).map(|n| n.to_string()).filter(|d| !used.contains(d)).collect()
+    (0..7)
+        .map(|n| n.to_string())
+        .filter(|d| !used.contains(d))
+        .collect()
 }
 
 fn vm_power(db: &Db, vm: &Ref) -> PowerState {
-    db.get("VM", vm).and_then(|r| PowerState::parse(s(r, "power_state"))).unwrap_or_default()
+    db.get("VM", vm)
+        .and_then(|r| PowerState::parse(s(r, "power_state")))
+        .unwrap_or_default()
 }
 
 /// Create a VIF row with the checks of `VIF.create`.
@@ -165,9 +177,22 @@ fn configure_ip(ctx: &Ctx, p: Vec<Value>, v6: bool) -> Result<Value, XapiError> 
             if mode == "Static" && address.is_empty() {
                 return Err(XapiError::new("INVALID_IP_ADDRESS_SPECIFIED", ["address"]));
             }
-            let addrs = if mode == "Static" { json!([address]) } else { json!([]) };
-            let gw = if mode == "Static" { json!(gateway) } else { json!("") };
-            super::helpers::set(db, "VIF", &vif, vec![(mf, json!(mode)), (af, addrs), (gf, gw)])
+            let addrs = if mode == "Static" {
+                json!([address])
+            } else {
+                json!([])
+            };
+            let gw = if mode == "Static" {
+                json!(gateway)
+            } else {
+                json!("")
+            };
+            super::helpers::set(
+                db,
+                "VIF",
+                &vif,
+                vec![(mf, json!(mode)), (af, addrs), (gf, gw)],
+            )
         })
         .map(|_| void())
 }

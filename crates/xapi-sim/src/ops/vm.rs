@@ -7,8 +7,8 @@ use xapi_types::{Ref, Value, XapiError};
 
 use super::allowed::{assert_vm_op, update_host, update_vm_tree};
 use super::helpers::{
-    b, check_memory_constraints, constructor_record, get, i, jr, now, pool_ref, post_message, refs, rf, s, set, valid,
-    void, Params,
+    b, check_memory_constraints, constructor_record, get, i, jr, now, pool_ref, post_message, refs,
+    rf, s, set, valid, void, Params,
 };
 use super::placement::{assert_can_boot_here, choose_host, update_host_memory};
 use super::vdi::{create_vdi, destroy_vdi};
@@ -37,7 +37,9 @@ pub fn register(reg: &mut Registry) {
 
 /// The VM's power state.
 pub fn power(db: &Db, vm: &Ref) -> PowerState {
-    db.get("VM", vm).and_then(|r| PowerState::parse(s(r, "power_state"))).unwrap_or_default()
+    db.get("VM", vm)
+        .and_then(|r| PowerState::parse(s(r, "power_state")))
+        .unwrap_or_default()
 }
 
 /// Post a `VM_*` lifecycle message (priority 5, as XAPI's `Api_messages`).
@@ -48,7 +50,12 @@ pub fn vm_message(db: &mut Db, vm: &Ref, name: &str, what: &str) -> Result<(), X
 }
 
 fn next_domid(db: &Db) -> i64 {
-    db.all("VM").map(|(_, r)| i(r, "domid")).max().unwrap_or(0).clamp(0, i64::MAX - 1) + 1
+    db.all("VM")
+        .map(|(_, r)| i(r, "domid"))
+        .max()
+        .unwrap_or(0)
+        .clamp(0, i64::MAX - 1)
+        + 1
 }
 
 /// Whether the VM boots HVM (`domain_type`, else `HVM_boot_policy` non-empty).
@@ -66,7 +73,13 @@ pub fn ensure_metrics(db: &mut Db, vm: &Ref) -> Result<Ref, XapiError> {
     if valid(db, "VM_metrics", &m) {
         return Ok(m);
     }
-    let m = db.insert("VM_metrics", rec([("install_time", json!(now())), ("last_updated", json!(now()))]))?;
+    let m = db.insert(
+        "VM_metrics",
+        rec([
+            ("install_time", json!(now())),
+            ("last_updated", json!(now())),
+        ]),
+    )?;
     db.set_field("VM", vm, "metrics", jr(&m))?;
     Ok(m)
 }
@@ -90,22 +103,39 @@ fn os_version(name: &str) -> Value {
 
 /// A stable fake IPv4 address for a VIF, from its MAC.
 fn ip_for_mac(mac: &str) -> String {
-    let bytes: Vec<u8> = mac.split(':').filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .filter_map(|p| u8::from_str_radix(p, 16).ok())
+        .collect();
     let (x, y) = match bytes.as_slice() {
         [.., x, y] => (*x, *y),
         _ => (0, 2),
     };
-    format!("10.{}.{}.{}", 200u8.wrapping_add(x % 50), y, 2 + (x ^ y) % 250)
+    format!(
+        "10.{}.{}.{}",
+        200u8.wrapping_add(x % 50),
+        y,
+        2 + (x ^ y) % 250
+    )
 }
 
 /// The EUI-64 IPv6 link-local address of a MAC (`fe80::…`).
 fn link_local(mac: &str) -> String {
-    let b: Vec<u8> = mac.split(':').filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
+    let b: Vec<u8> = mac
+        .split(':')
+        .filter_map(|p| u8::from_str_radix(p, 16).ok())
+        .collect();
     if b.len() != 6 {
         return "fe80::1".to_owned();
     }
     let w = |hi: u8, lo: u8| u16::from(hi) << 8 | u16::from(lo);
-    format!("fe80::{:x}:{:x}:{:x}:{:x}", w(b[0] ^ 0x02, b[1]), w(b[2], 0xff), w(0xfe, b[3]), w(b[4], b[5]))
+    format!(
+        "fe80::{:x}:{:x}:{:x}:{:x}",
+        w(b[0] ^ 0x02, b[1]),
+        w(b[2], 0xff),
+        w(0xfe, b[3]),
+        w(b[4], b[5])
+    )
 }
 
 /// Create (or replace) the guest metrics of a running VM, as its guest agent would report them.
@@ -135,7 +165,10 @@ fn create_guest_metrics(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
         "VM_guest_metrics",
         rec([
             ("os_version", os_version(s(&r, "name_label"))),
-            ("PV_drivers_version", json!({"major": "9", "minor": "4", "micro": "0", "build": "22"})),
+            (
+                "PV_drivers_version",
+                json!({"major": "9", "minor": "4", "micro": "0", "build": "22"}),
+            ),
             ("PV_drivers_up_to_date", json!(true)),
             ("PV_drivers_detected", json!(true)),
             ("networks", Value::Object(networks)),
@@ -165,7 +198,10 @@ fn destroy_guest_metrics(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
 /// Create the rfb + vt100 consoles of a VM now resident on `host`.
 fn create_consoles(db: &mut Db, vm: &Ref, host: &Ref) -> Result<(), XapiError> {
     destroy_consoles(db, vm)?;
-    let addr = db.get("host", host).map(|h| s(h, "address").to_owned()).unwrap_or_default();
+    let addr = db
+        .get("host", host)
+        .map(|h| s(h, "address").to_owned())
+        .unwrap_or_default();
     for proto in ["rfb", "vt100"] {
         let c = Db::new_ref();
         let location = format!("https://{addr}/console?ref={c}");
@@ -206,7 +242,12 @@ fn set_devices_attached(db: &mut Db, vm: &Ref, attached: bool) -> Result<(), Xap
     }
     for vif in refs(&r, "VIFs") {
         if db.exists("VIF", &vif) {
-            set(db, "VIF", &vif, vec![("currently_attached", json!(attached))])?;
+            set(
+                db,
+                "VIF",
+                &vif,
+                vec![("currently_attached", json!(attached))],
+            )?;
         }
     }
     Ok(())
@@ -255,7 +296,10 @@ pub fn boot(db: &mut Db, vm: &Ref, host: &Ref, paused: bool) -> Result<(), XapiE
         "VM",
         vm,
         vec![
-            ("power_state", json!(if paused { "Paused" } else { "Running" })),
+            (
+                "power_state",
+                json!(if paused { "Paused" } else { "Running" }),
+            ),
             ("resident_on", jr(host)),
             ("scheduled_to_be_resident_on", json!(Ref::NULL_STR)),
             ("domid", json!(next_domid(db))),
@@ -308,7 +352,11 @@ pub fn halt(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
 
 /// `VM.start` / `VM.start_on` (host given).
 pub fn start_vm(db: &mut Db, vm: &Ref, host: Option<&Ref>, paused: bool) -> Result<(), XapiError> {
-    let op = if host.is_some() { VmOp::start_on } else { VmOp::start };
+    let op = if host.is_some() {
+        VmOp::start_on
+    } else {
+        VmOp::start
+    };
     assert_vm_op(db, vm, op)?;
     let r = get(db, "VM", vm)?;
     check_memory_constraints(
@@ -326,7 +374,10 @@ pub fn start_vm(db: &mut Db, vm: &Ref, host: Option<&Ref>, paused: bool) -> Resu
         None => choose_host(db, vm)?,
     };
     boot(db, vm, &host, paused)?;
-    let hname = db.get("host", &host).map(|h| s(h, "name_label").to_owned()).unwrap_or_default();
+    let hname = db
+        .get("host", &host)
+        .map(|h| s(h, "name_label").to_owned())
+        .unwrap_or_default();
     vm_message(db, vm, "VM_STARTED", &format!("started on host: {hname}"))
 }
 
@@ -342,8 +393,21 @@ fn reboot_vm(db: &mut Db, vm: &Ref, op: VmOp) -> Result<(), XapiError> {
     let r = get(db, "VM", vm)?;
     let host = rf(&r, "resident_on");
     let metrics = ensure_metrics(db, vm)?;
-    set(db, "VM_metrics", &metrics, vec![("start_time", json!(now())), ("last_updated", json!(now()))])?;
-    set(db, "VM", vm, vec![("power_state", json!("Running")), ("domid", json!(next_domid(db)))])?;
+    set(
+        db,
+        "VM_metrics",
+        &metrics,
+        vec![("start_time", json!(now())), ("last_updated", json!(now()))],
+    )?;
+    set(
+        db,
+        "VM",
+        vm,
+        vec![
+            ("power_state", json!("Running")),
+            ("domid", json!(next_domid(db))),
+        ],
+    )?;
     if valid(db, "host", &host) {
         create_consoles(db, vm, &host)?;
     }
@@ -380,7 +444,10 @@ pub fn write_suspend_image(db: &mut Db, vm: &Ref) -> Result<Ref, XapiError> {
         rec([
             ("SR", jr(&sr)),
             ("name_label", json!("Suspend image")),
-            ("name_description", json!(format!("Suspend image of VM '{}'", s(&r, "name_label")))),
+            (
+                "name_description",
+                json!(format!("Suspend image of VM '{}'", s(&r, "name_label"))),
+            ),
             ("virtual_size", json!(size)),
             ("physical_utilisation", json!(size)),
             ("type", json!("suspend")),
@@ -400,7 +467,11 @@ fn suspend_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
 }
 
 fn resume_vm(db: &mut Db, vm: &Ref, host: Option<&Ref>, paused: bool) -> Result<(), XapiError> {
-    let op = if host.is_some() { VmOp::resume_on } else { VmOp::resume };
+    let op = if host.is_some() {
+        VmOp::resume_on
+    } else {
+        VmOp::resume
+    };
     assert_vm_op(db, vm, op)?;
     let host = match host {
         Some(h) => {
@@ -421,8 +492,11 @@ fn resume_vm(db: &mut Db, vm: &Ref, host: Option<&Ref>, paused: bool) -> Result<
 
 fn set_paused(db: &mut Db, vm: &Ref, op: VmOp) -> Result<(), XapiError> {
     assert_vm_op(db, vm, op)?;
-    let (state, msg, what) =
-        if op == VmOp::pause { ("Paused", "VM_PAUSED", "paused") } else { ("Running", "VM_UNPAUSED", "unpaused") };
+    let (state, msg, what) = if op == VmOp::pause {
+        ("Paused", "VM_PAUSED", "paused")
+    } else {
+        ("Running", "VM_UNPAUSED", "unpaused")
+    };
     db.set_field("VM", vm, "power_state", json!(state))?;
     update_vm_tree(db, vm)?;
     vm_message(db, vm, msg, what)
@@ -441,7 +515,12 @@ pub fn move_domain(db: &mut Db, vm: &Ref, host: &Ref) -> Result<(), XapiError> {
     if from != *host {
         assert_can_boot_here(db, vm, host)?;
     }
-    set(db, "VM", vm, vec![("resident_on", jr(host)), ("domid", json!(next_domid(db)))])?;
+    set(
+        db,
+        "VM",
+        vm,
+        vec![("resident_on", jr(host)), ("domid", json!(next_domid(db)))],
+    )?;
     create_consoles(db, vm, host)?;
     update_host_memory(db, host)?;
     if valid(db, "host", &from) && from != *host {
@@ -456,7 +535,10 @@ pub fn destroy_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     let r = get(db, "VM", vm)?;
     for vbd in refs(&r, "VBDs") {
         if db.exists("VBD", &vbd) {
-            let vdi = db.get("VBD", &vbd).map(|v| rf(v, "VDI")).unwrap_or_else(Ref::null);
+            let vdi = db
+                .get("VBD", &vbd)
+                .map(|v| rf(v, "VDI"))
+                .unwrap_or_else(Ref::null);
             super::vbd::destroy_vbd(db, &vbd)?;
             if valid(db, "VDI", &vdi) {
                 super::allowed::update_vdi(db, &vdi)?;
@@ -485,8 +567,13 @@ pub fn destroy_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
 /// `VM.create`: the generated constructor plus what XAPI adds (Halted, domid −1, metrics, mac_seed,
 /// allowed_operations).
 pub fn create_vm(db: &mut Db, mut r: Record) -> Result<Ref, XapiError> {
-    let mut oc = r.get("other_config").and_then(Value::as_object).cloned().unwrap_or_default();
-    oc.entry("mac_seed").or_insert_with(|| json!(Db::new_uuid()));
+    let mut oc = r
+        .get("other_config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    oc.entry("mac_seed")
+        .or_insert_with(|| json!(Db::new_uuid()));
     r.insert("other_config".into(), Value::Object(oc));
     r.insert("power_state".into(), json!("Halted"));
     r.insert("domid".into(), json!(-1));
@@ -514,7 +601,9 @@ fn start(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vm = pp.r(0)?;
     let paused = pp.b_or(1, false)?;
-    ctx.pool.write(|db| start_vm(db, &vm, None, paused)).map(|_| void())
+    ctx.pool
+        .write(|db| start_vm(db, &vm, None, paused))
+        .map(|_| void())
 }
 
 fn start_on(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -522,32 +611,44 @@ fn start_on(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = pp.r(0)?;
     let host = pp.r(1)?;
     let paused = pp.b_or(2, false)?;
-    ctx.pool.write(|db| start_vm(db, &vm, Some(&host), paused)).map(|_| void())
+    ctx.pool
+        .write(|db| start_vm(db, &vm, Some(&host), paused))
+        .map(|_| void())
 }
 
 fn clean_shutdown(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| shutdown_vm(db, &vm, VmOp::clean_shutdown)).map(|_| void())
+    ctx.pool
+        .write(|db| shutdown_vm(db, &vm, VmOp::clean_shutdown))
+        .map(|_| void())
 }
 
 fn hard_shutdown(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| shutdown_vm(db, &vm, VmOp::hard_shutdown)).map(|_| void())
+    ctx.pool
+        .write(|db| shutdown_vm(db, &vm, VmOp::hard_shutdown))
+        .map(|_| void())
 }
 
 fn shutdown(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| shutdown_vm(db, &vm, VmOp::shutdown)).map(|_| void())
+    ctx.pool
+        .write(|db| shutdown_vm(db, &vm, VmOp::shutdown))
+        .map(|_| void())
 }
 
 fn clean_reboot(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| reboot_vm(db, &vm, VmOp::clean_reboot)).map(|_| void())
+    ctx.pool
+        .write(|db| reboot_vm(db, &vm, VmOp::clean_reboot))
+        .map(|_| void())
 }
 
 fn hard_reboot(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| reboot_vm(db, &vm, VmOp::hard_reboot)).map(|_| void())
+    ctx.pool
+        .write(|db| reboot_vm(db, &vm, VmOp::hard_reboot))
+        .map(|_| void())
 }
 
 fn suspend(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -559,7 +660,9 @@ fn resume(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vm = pp.r(0)?;
     let paused = pp.b_or(1, false)?;
-    ctx.pool.write(|db| resume_vm(db, &vm, None, paused)).map(|_| void())
+    ctx.pool
+        .write(|db| resume_vm(db, &vm, None, paused))
+        .map(|_| void())
 }
 
 fn resume_on(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -567,17 +670,23 @@ fn resume_on(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = pp.r(0)?;
     let host = pp.r(1)?;
     let paused = pp.b_or(2, false)?;
-    ctx.pool.write(|db| resume_vm(db, &vm, Some(&host), paused)).map(|_| void())
+    ctx.pool
+        .write(|db| resume_vm(db, &vm, Some(&host), paused))
+        .map(|_| void())
 }
 
 fn pause(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| set_paused(db, &vm, VmOp::pause)).map(|_| void())
+    ctx.pool
+        .write(|db| set_paused(db, &vm, VmOp::pause))
+        .map(|_| void())
 }
 
 fn unpause(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| set_paused(db, &vm, VmOp::unpause)).map(|_| void())
+    ctx.pool
+        .write(|db| set_paused(db, &vm, VmOp::unpause))
+        .map(|_| void())
 }
 
 fn power_state_reset(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {

@@ -82,16 +82,30 @@ pub fn clone_vm(db: &mut Db, vm: &Ref, name: &str, kind: &CloneKind) -> Result<R
     r.insert("requires_reboot".into(), json!(false));
     r.insert("is_control_domain".into(), json!(false));
     r.insert("is_default_template".into(), json!(false));
-    let mut oc = src.get("other_config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut oc = src
+        .get("other_config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     oc.remove("default_template");
     if is_snap {
         r.insert("is_a_snapshot".into(), json!(true));
         r.insert("is_a_template".into(), json!(true));
         r.insert("snapshot_of".into(), jr(vm));
         r.insert("snapshot_time".into(), json!(now()));
-        r.insert("snapshot_info".into(), json!({"power-state-at-snapshot": src_state.as_str()}));
+        r.insert(
+            "snapshot_info".into(),
+            json!({"power-state-at-snapshot": src_state.as_str()}),
+        );
         r.insert("parent".into(), json!(s(&src, "parent")));
-        r.insert("power_state".into(), json!(if *kind == CloneKind::Checkpoint { "Suspended" } else { "Halted" }));
+        r.insert(
+            "power_state".into(),
+            json!(if *kind == CloneKind::Checkpoint {
+                "Suspended"
+            } else {
+                "Halted"
+            }),
+        );
     } else {
         oc.insert("mac_seed".into(), json!(Db::new_uuid()));
         r.insert("is_a_snapshot".into(), json!(false));
@@ -100,7 +114,10 @@ pub fn clone_vm(db: &mut Db, vm: &Ref, name: &str, kind: &CloneKind) -> Result<R
         r.insert("snapshot_info".into(), json!({}));
         r.insert("parent".into(), jr(vm));
         let suspended = src_state == PowerState::Suspended;
-        r.insert("power_state".into(), json!(if suspended { "Suspended" } else { "Halted" }));
+        r.insert(
+            "power_state".into(),
+            json!(if suspended { "Suspended" } else { "Halted" }),
+        );
     }
     r.insert("other_config".into(), Value::Object(oc));
 
@@ -126,7 +143,9 @@ pub fn clone_vm(db: &mut Db, vm: &Ref, name: &str, kind: &CloneKind) -> Result<R
             let new = match kind {
                 CloneKind::Clone => derive_vdi(db, &vdi, None, DiskOp::Clone)?,
                 CloneKind::Copy(sr) => derive_vdi(db, &vdi, Some(sr), DiskOp::Copy)?,
-                CloneKind::Snapshot(_) | CloneKind::Checkpoint => derive_vdi(db, &vdi, None, DiskOp::Snapshot)?,
+                CloneKind::Snapshot(_) | CloneKind::Checkpoint => {
+                    derive_vdi(db, &vdi, None, DiskOp::Snapshot)?
+                }
             };
             new_vdis.push(new.clone());
             disks.push((v, new));
@@ -185,7 +204,11 @@ pub fn clone_vm(db: &mut Db, vm: &Ref, name: &str, kind: &CloneKind) -> Result<R
                 CloneKind::Copy(sr) => Some(sr),
                 _ => None,
             };
-            let op = if target.is_some_and(|s| !s.is_null()) { DiskOp::Copy } else { DiskOp::Clone };
+            let op = if target.is_some_and(|s| !s.is_null()) {
+                DiskOp::Copy
+            } else {
+                DiskOp::Clone
+            };
             let img = derive_vdi(db, &svdi, target, op)?;
             db.set_field("VM", &new_vm, "suspend_VDI", jr(&img))?;
         }
@@ -245,7 +268,10 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
     let sr = get(db, "VM", snap)?;
     let vm = rf(&sr, "snapshot_of");
     if !valid(db, "VM", &vm) {
-        return Err(XapiError::new("VM_REVERT_FAILED", [vm.0.clone(), snap.0.clone()]));
+        return Err(XapiError::new(
+            "VM_REVERT_FAILED",
+            [vm.0.clone(), snap.0.clone()],
+        ));
     }
     if power(db, &vm) != PowerState::Halted {
         halt(db, &vm)?;
@@ -259,7 +285,9 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
         let vdi = rf(&v, "VDI");
         super::vbd::destroy_vbd(db, &vbd)?;
         if s(&v, "type") == "Disk" && valid(db, "VDI", &vdi) {
-            let unused = db.get("VDI", &vdi).is_some_and(|d| refs(d, "VBDs").is_empty());
+            let unused = db
+                .get("VDI", &vdi)
+                .is_some_and(|d| refs(d, "VBDs").is_empty());
             if unused {
                 destroy_vdi(db, &vdi)?;
             } else {
@@ -279,7 +307,11 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
         };
         let vdi = rf(&v, "VDI");
         let is_disk = s(&v, "type") == "Disk" && !b(&v, "empty") && valid(db, "VDI", &vdi);
-        let target = if is_disk { derive_vdi(db, &vdi, None, DiskOp::Clone)? } else { vdi };
+        let target = if is_disk {
+            derive_vdi(db, &vdi, None, DiskOp::Clone)?
+        } else {
+            vdi
+        };
         let mut nv = v;
         nv.remove("uuid");
         nv.insert("VM".into(), jr(&vm));
@@ -302,10 +334,16 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
         }
         db.insert("VIF", nv)?;
     }
-    let mut fields: Vec<(&str, Value)> =
-        REVERTED_FIELDS.iter().filter_map(|f| sr.get(*f).map(|v| (*f, v.clone()))).collect();
+    let mut fields: Vec<(&str, Value)> = REVERTED_FIELDS
+        .iter()
+        .filter_map(|f| sr.get(*f).map(|v| (*f, v.clone())))
+        .collect();
     fields.push(("parent", jr(snap)));
-    let mut oc = sr.get("other_config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut oc = sr
+        .get("other_config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if let Some(seed) = cur.get("other_config").and_then(|o| o.get("mac_seed")) {
         oc.insert("mac_seed".into(), seed.clone());
     }
@@ -315,20 +353,35 @@ pub fn revert_vm(db: &mut Db, snap: &Ref) -> Result<(), XapiError> {
         let svdi = rf(&sr, "suspend_VDI");
         if valid(db, "VDI", &svdi) {
             let img = derive_vdi(db, &svdi, None, DiskOp::Clone)?;
-            set(db, "VM", &vm, vec![("suspend_VDI", jr(&img)), ("power_state", json!("Suspended"))])?;
+            set(
+                db,
+                "VM",
+                &vm,
+                vec![
+                    ("suspend_VDI", jr(&img)),
+                    ("power_state", json!("Suspended")),
+                ],
+            )?;
         }
     }
     update_vm_tree(db, &vm)?;
     update_vm_tree(db, snap)?;
     let name = s(&sr, "name_label").to_owned();
-    vm_message(db, &vm, "VM_SNAPSHOT_REVERTED", &format!("reverted to snapshot '{name}'"))
+    vm_message(
+        db,
+        &vm,
+        "VM_SNAPSHOT_REVERTED",
+        &format!("reverted to snapshot '{name}'"),
+    )
 }
 
 fn clone(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vm = pp.r(0)?;
     let name = pp.s(1)?;
-    ctx.pool.write(|db| clone_vm(db, &vm, &name, &CloneKind::Clone)).map(|r| jr(&r))
+    ctx.pool
+        .write(|db| clone_vm(db, &vm, &name, &CloneKind::Clone))
+        .map(|r| jr(&r))
 }
 
 fn copy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -336,25 +389,38 @@ fn copy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vm = pp.r(0)?;
     let name = pp.s(1)?;
     let sr = pp.r(2)?;
-    ctx.pool.write(|db| clone_vm(db, &vm, &name, &CloneKind::Copy(sr))).map(|r| jr(&r))
+    ctx.pool
+        .write(|db| clone_vm(db, &vm, &name, &CloneKind::Copy(sr)))
+        .map(|r| jr(&r))
 }
 
 fn snapshot(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vm = pp.r(0)?;
     let name = pp.s(1)?;
-    let ignore: Vec<Ref> = pp.set_or_empty(2)?.iter().filter_map(Value::as_str).map(Ref::from).collect();
-    ctx.pool.write(|db| clone_vm(db, &vm, &name, &CloneKind::Snapshot(ignore))).map(|r| jr(&r))
+    let ignore: Vec<Ref> = pp
+        .set_or_empty(2)?
+        .iter()
+        .filter_map(Value::as_str)
+        .map(Ref::from)
+        .collect();
+    ctx.pool
+        .write(|db| clone_vm(db, &vm, &name, &CloneKind::Snapshot(ignore)))
+        .map(|r| jr(&r))
 }
 
 fn checkpoint(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vm = pp.r(0)?;
     let name = pp.s(1)?;
-    ctx.pool.write(|db| clone_vm(db, &vm, &name, &CloneKind::Checkpoint)).map(|r| jr(&r))
+    ctx.pool
+        .write(|db| clone_vm(db, &vm, &name, &CloneKind::Checkpoint))
+        .map(|r| jr(&r))
 }
 
 fn revert(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let snap = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.write(|db| revert_vm(db, &snap)).map(|_| super::helpers::void())
+    ctx.pool
+        .write(|db| revert_vm(db, &snap))
+        .map(|_| super::helpers::void())
 }

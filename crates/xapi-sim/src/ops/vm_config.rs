@@ -29,7 +29,10 @@ pub fn register(reg: &mut Registry) {
     reg.register("VM.set_is_a_template", set_is_a_template);
     reg.register("VM.set_affinity", set_affinity);
     reg.register("VM.add_to_blocked_operations", add_to_blocked_operations);
-    reg.register("VM.remove_from_blocked_operations", remove_from_blocked_operations);
+    reg.register(
+        "VM.remove_from_blocked_operations",
+        remove_from_blocked_operations,
+    );
     reg.register("VM.set_blocked_operations", set_blocked_operations);
     reg.register("VM.get_allowed_VBD_devices", get_allowed_vbd_devices);
     reg.register("VM.get_allowed_VIF_devices", get_allowed_vif_devices);
@@ -106,46 +109,91 @@ fn mem_setter(
 
 fn set_memory_limits(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     mem_setter(ctx, &p, VmOp::changing_memory_limits, |_, pp| {
-        Ok(Mem { smin: pp.i(1)?, smax: pp.i(2)?, dmin: pp.i(3)?, dmax: pp.i(4)? })
+        Ok(Mem {
+            smin: pp.i(1)?,
+            smax: pp.i(2)?,
+            dmin: pp.i(3)?,
+            dmax: pp.i(4)?,
+        })
     })
 }
 
 fn set_memory(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     mem_setter(ctx, &p, VmOp::changing_memory_limits, |m, pp| {
         let v = pp.i(1)?;
-        Ok(Mem { smin: m.smin, dmin: v, dmax: v, smax: v })
+        Ok(Mem {
+            smin: m.smin,
+            dmin: v,
+            dmax: v,
+            smax: v,
+        })
     })
 }
 
 fn set_memory_static_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| Ok(Mem { smax: pp.i(1)?, ..m }))
+    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| {
+        Ok(Mem {
+            smax: pp.i(1)?,
+            ..m
+        })
+    })
 }
 
 fn set_memory_static_min(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| Ok(Mem { smin: pp.i(1)?, ..m }))
+    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| {
+        Ok(Mem {
+            smin: pp.i(1)?,
+            ..m
+        })
+    })
 }
 
 fn set_memory_static_range(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| Ok(Mem { smin: pp.i(1)?, smax: pp.i(2)?, ..m }))
+    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| {
+        Ok(Mem {
+            smin: pp.i(1)?,
+            smax: pp.i(2)?,
+            ..m
+        })
+    })
 }
 
 fn set_memory_dynamic_range(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| Ok(Mem { dmin: pp.i(1)?, dmax: pp.i(2)?, ..m }))
+    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| {
+        Ok(Mem {
+            dmin: pp.i(1)?,
+            dmax: pp.i(2)?,
+            ..m
+        })
+    })
 }
 
 fn set_memory_dynamic_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| Ok(Mem { dmax: pp.i(1)?, ..m }))
+    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| {
+        Ok(Mem {
+            dmax: pp.i(1)?,
+            ..m
+        })
+    })
 }
 
 fn set_memory_dynamic_min(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| Ok(Mem { dmin: pp.i(1)?, ..m }))
+    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| {
+        Ok(Mem {
+            dmin: pp.i(1)?,
+            ..m
+        })
+    })
 }
 
 /// Upper bound accepted for `VCPUs_max` (XAPI's limit for HVM guests).
 pub const MAX_VCPUS: i64 = 128;
 
 fn vcpu_error() -> XapiError {
-    XapiError::new("INVALID_VALUE", ["VCPU values must satisfy: 0 < VCPUs_at_startup ≤ VCPUs_max"])
+    XapiError::new(
+        "INVALID_VALUE",
+        ["VCPU values must satisfy: 0 < VCPUs_at_startup ≤ VCPUs_max"],
+    )
 }
 
 fn set_vcpus_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -160,7 +208,10 @@ fn set_vcpus_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 return Err(vcpu_error());
             }
             if v > MAX_VCPUS {
-                return Err(XapiError::new("INVALID_VALUE", ["VCPUs_max".to_owned(), v.to_string()]));
+                return Err(XapiError::new(
+                    "INVALID_VALUE",
+                    ["VCPUs_max".to_owned(), v.to_string()],
+                ));
             }
             db.set_field("VM", &vm, "VCPUs_max", json!(v))?;
             update_vm(db, &vm)
@@ -215,7 +266,10 @@ fn set_is_a_template(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                 assert_vm_op(db, &vm, VmOp::make_into_template)?;
             }
             if !v && super::helpers::b(&r, "is_a_snapshot") {
-                return Err(XapiError::new("VM_IS_SNAPSHOT", [vm.0.as_str(), "make_into_template"]));
+                return Err(XapiError::new(
+                    "VM_IS_SNAPSHOT",
+                    [vm.0.as_str(), "make_into_template"],
+                ));
             }
             let mut fields = vec![("is_a_template", json!(v))];
             if v {
@@ -266,10 +320,17 @@ fn add_to_blocked_operations(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiErro
             return Err(XapiError::new("INVALID_VALUE", ["key".to_owned(), key]));
         }
         let r = db.record("VM", vm)?;
-        let mut m = r.get("blocked_operations").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut m = r
+            .get("blocked_operations")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         if m.contains_key(&key) {
             let uuid = s(r, "uuid").to_owned();
-            return Err(XapiError::new("MAP_DUPLICATE_KEY", ["VM".to_owned(), "blocked_operations".into(), uuid, key]));
+            return Err(XapiError::new(
+                "MAP_DUPLICATE_KEY",
+                ["VM".to_owned(), "blocked_operations".into(), uuid, key],
+            ));
         }
         m.insert(key, json!(value));
         db.set_field("VM", vm, "blocked_operations", Value::Object(m))
@@ -279,7 +340,11 @@ fn add_to_blocked_operations(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiErro
 fn remove_from_blocked_operations(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     blocked_op(ctx, p, |db, vm, pp| {
         let key = pp.s(1)?;
-        let mut m = db.field("VM", vm, "blocked_operations")?.as_object().cloned().unwrap_or_default();
+        let mut m = db
+            .field("VM", vm, "blocked_operations")?
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         if m.remove(&key).is_some() {
             db.set_field("VM", vm, "blocked_operations", Value::Object(m))?;
         }
@@ -291,7 +356,10 @@ fn set_blocked_operations(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> 
     blocked_op(ctx, p, |db, vm, pp| {
         let m = pp.map(1)?;
         if let Some(k) = m.keys().find(|k| VmOp::parse(k).is_none()) {
-            return Err(XapiError::new("INVALID_VALUE", ["key".to_owned(), k.clone()]));
+            return Err(XapiError::new(
+                "INVALID_VALUE",
+                ["key".to_owned(), k.clone()],
+            ));
         }
         db.set_field("VM", vm, "blocked_operations", Value::Object(m))
     })
@@ -324,9 +392,15 @@ fn get_possible_hosts(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
         // A running VM can only be where it is.
         if power(db, &vm) != PowerState::Halted {
             let h = rf(&r, "resident_on");
-            return Ok(Value::Array(if valid(db, "host", &h) { vec![jr(&h)] } else { vec![] }));
+            return Ok(Value::Array(if valid(db, "host", &h) {
+                vec![jr(&h)]
+            } else {
+                vec![]
+            }));
         }
-        Ok(Value::Array(possible_hosts(db, &vm).iter().map(jr).collect()))
+        Ok(Value::Array(
+            possible_hosts(db, &vm).iter().map(jr).collect(),
+        ))
     })
 }
 
@@ -351,8 +425,11 @@ fn assert_operation_valid(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> 
     let pp = Params::new(&ctx.method, &p);
     let vm = pp.r(0)?;
     let op = pp.s(1)?;
-    let op = VmOp::parse(&op).ok_or_else(|| XapiError::new("INVALID_VALUE", ["op".to_owned(), op]))?;
-    ctx.pool.read(|db| assert_vm_op(db, &vm, op)).map(|_| void())
+    let op =
+        VmOp::parse(&op).ok_or_else(|| XapiError::new("INVALID_VALUE", ["op".to_owned(), op]))?;
+    ctx.pool
+        .read(|db| assert_vm_op(db, &vm, op))
+        .map(|_| void())
 }
 
 fn update_allowed_operations(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -362,7 +439,9 @@ fn update_allowed_operations(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiErro
 
 fn checked_noop(ctx: &Ctx, p: Vec<Value>, op: VmOp) -> Result<Value, XapiError> {
     let vm = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.read(|db| assert_vm_op(db, &vm, op)).map(|_| void())
+    ctx.pool
+        .read(|db| assert_vm_op(db, &vm, op))
+        .map(|_| void())
 }
 
 fn send_sysrq(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -378,6 +457,7 @@ fn call_plugin(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vm = pp.r(0)?;
     let plugin = pp.s(1)?;
-    ctx.pool.read(|db| assert_vm_op(db, &vm, VmOp::call_plugin))?;
+    ctx.pool
+        .read(|db| assert_vm_op(db, &vm, VmOp::call_plugin))?;
     Err(XapiError::new("XENAPI_MISSING_PLUGIN", [plugin]))
 }

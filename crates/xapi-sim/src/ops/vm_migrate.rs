@@ -29,7 +29,10 @@ fn migrate_receive(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
         let h = get(db, "host", &host)?;
         get(db, "network", &net)?;
         let addr = s(&h, "address");
-        let master = db.get("host", &master_of(db)).map(|m| s(m, "address").to_owned()).unwrap_or_default();
+        let master = db
+            .get("host", &master_of(db))
+            .map(|m| s(m, "address").to_owned())
+            .unwrap_or_default();
         Ok(json!({
             "host": host.0,
             "xenops": format!("http://{addr}/services/xenops?session_id={}", session.0),
@@ -49,7 +52,9 @@ struct Plan {
 }
 
 fn ref_map(m: &Map<String, Value>) -> Vec<(Ref, Ref)> {
-    m.iter().filter_map(|(k, v)| v.as_str().map(|v| (Ref::from(k.as_str()), Ref::from(v)))).collect()
+    m.iter()
+        .filter_map(|(k, v)| v.as_str().map(|v| (Ref::from(k.as_str()), Ref::from(v))))
+        .collect()
 }
 
 /// Check everything `migrate_send` would need, without changing anything.
@@ -68,7 +73,10 @@ fn check(db: &Db, plan: &Plan) -> Result<(), XapiError> {
             ],
         ));
     }
-    let vm_vdis: Vec<Ref> = refs(&r, "VBDs").iter().filter_map(|v| db.get("VBD", v).map(|v| rf(v, "VDI"))).collect();
+    let vm_vdis: Vec<Ref> = refs(&r, "VBDs")
+        .iter()
+        .filter_map(|v| db.get("VBD", v).map(|v| rf(v, "VDI")))
+        .collect();
     for (vdi, sr) in &plan.vdi_map {
         get(db, "VDI", vdi)?;
         get(db, "SR", sr)?;
@@ -90,20 +98,32 @@ fn check(db: &Db, plan: &Plan) -> Result<(), XapiError> {
 fn do_migrate(db: &mut Db, plan: &Plan) -> Result<(), XapiError> {
     check(db, plan)?;
     for (vdi, sr) in &plan.vdi_map {
-        let cur_sr = db.get("VDI", vdi).map(|v| rf(v, "SR")).unwrap_or_else(Ref::null);
+        let cur_sr = db
+            .get("VDI", vdi)
+            .map(|v| rf(v, "SR"))
+            .unwrap_or_else(Ref::null);
         if cur_sr == *sr {
             continue;
         }
         let new = derive_vdi(db, vdi, Some(sr), DiskOp::Copy)?;
-        let vbds = db.get("VDI", vdi).map(|v| refs(v, "VBDs")).unwrap_or_default();
+        let vbds = db
+            .get("VDI", vdi)
+            .map(|v| refs(v, "VBDs"))
+            .unwrap_or_default();
         for vbd in vbds {
             if db.get("VBD", &vbd).is_some_and(|b| rf(b, "VM") == plan.vm) {
                 db.set_field("VBD", &vbd, "VDI", jr(&new))?;
             }
         }
-        let name = db.get("VDI", vdi).map(|v| v.get("name_label").cloned().unwrap_or(json!(""))).unwrap_or(json!(""));
+        let name = db
+            .get("VDI", vdi)
+            .map(|v| v.get("name_label").cloned().unwrap_or(json!("")))
+            .unwrap_or(json!(""));
         db.set_field("VDI", &new, "name_label", name)?;
-        if db.get("VDI", vdi).is_some_and(|v| refs(v, "VBDs").is_empty()) {
+        if db
+            .get("VDI", vdi)
+            .is_some_and(|v| refs(v, "VBDs").is_empty())
+        {
             destroy_vdi(db, vdi)?;
         } else {
             update_vdi(db, vdi)?;
@@ -127,12 +147,19 @@ fn parse(ctx: &Ctx, p: &[Value]) -> Result<Plan, XapiError> {
     let host = Ref::from(dest.get("host").and_then(Value::as_str).unwrap_or_default());
     let vdi_map = ref_map(&pp.map_or_empty(3)?);
     let vif_map = ref_map(&pp.map_or_empty(4)?);
-    Ok(Plan { vm, host, vdi_map, vif_map })
+    Ok(Plan {
+        vm,
+        host,
+        vdi_map,
+        vif_map,
+    })
 }
 
 fn migrate_send(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let plan = parse(ctx, &p)?;
-    ctx.pool.write(|db| do_migrate(db, &plan)).map(|_| jr(&plan.vm))
+    ctx.pool
+        .write(|db| do_migrate(db, &plan))
+        .map(|_| jr(&plan.vm))
 }
 
 fn assert_can_migrate(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {

@@ -16,8 +16,12 @@ pub enum PowerState {
 }
 
 impl PowerState {
-    pub const ALL: [PowerState; 4] =
-        [PowerState::Halted, PowerState::Paused, PowerState::Running, PowerState::Suspended];
+    pub const ALL: [PowerState; 4] = [
+        PowerState::Halted,
+        PowerState::Paused,
+        PowerState::Running,
+        PowerState::Suspended,
+    ];
 
     /// The enum value as on the wire (`Halted`).
     pub fn as_str(self) -> &'static str {
@@ -41,7 +45,9 @@ impl PowerState {
 
     /// Parse the wire value (case-insensitively, as the CLI does).
     pub fn parse(s: &str) -> Option<PowerState> {
-        PowerState::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(s))
+        PowerState::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
     }
 
     /// Running or Paused: a domain exists.
@@ -170,7 +176,13 @@ pub fn allowed_power_states(facts: &VmFacts, op: VmOp) -> Vec<PowerState> {
                 vec![Halted]
             }
         }
-        changing_shadow_memory | changing_NVRAM | make_into_template | provision | start | start_on | create_vtpm => {
+        changing_shadow_memory
+        | changing_NVRAM
+        | make_into_template
+        | provision
+        | start
+        | start_on
+        | create_vtpm => {
             vec![Halted]
         }
         unpause => vec![Paused],
@@ -216,13 +228,20 @@ pub fn allowed_power_states(facts: &VmFacts, op: VmOp) -> Vec<PowerState> {
 /// Whether `op` may run while `current` ops are in progress (XA `is_allowed_concurrently`).
 pub fn is_allowed_concurrently(op: VmOp, current: &[Option<VmOp>]) -> bool {
     use VmOp::*;
-    let aux = |group: &[VmOp]| group.contains(&op) && current.iter().all(|c| c.is_some_and(|c| group.contains(&c)));
+    let aux = |group: &[VmOp]| {
+        group.contains(&op)
+            && current
+                .iter()
+                .all(|c| c.is_some_and(|c| group.contains(&c)))
+    };
     if aux(&[clone, copy, export]) || aux(&[snapshot, checkpoint]) || aux(&[get_boot_record]) {
         return true;
     }
     match op {
         hard_shutdown => !current.contains(&Some(hard_shutdown)),
-        hard_reboot => !current.iter().any(|c| matches!(c, Some(hard_shutdown) | Some(hard_reboot))),
+        hard_reboot => !current
+            .iter()
+            .any(|c| matches!(c, Some(hard_shutdown) | Some(hard_reboot))),
         _ => {
             let transitions: &[(&[VmOp], VmOp)] = &[
                 (&[snapshot_with_quiesce], snapshot),
@@ -231,7 +250,9 @@ pub fn is_allowed_concurrently(op: VmOp, current: &[Option<VmOp>]) -> bool {
                 (&[migrate_send], clean_reboot),
             ];
             transitions.iter().any(|(state, t)| {
-                *t == op && state.len() == current.len() && state.iter().zip(current).all(|(s, c)| Some(*s) == *c)
+                *t == op
+                    && state.len() == current.len()
+                    && state.iter().zip(current).all(|(s, c)| Some(*s) == *c)
             })
         }
     }
@@ -246,7 +267,13 @@ fn feature_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<XapiError> {
     if facts.power_state != PowerState::Running || facts.booted_pv {
         return None;
     }
-    let has = |f: &str| facts.guest_other.as_ref().and_then(|o| o.get(f)).is_some_and(|v| v == "1");
+    let has = |f: &str| {
+        facts
+            .guest_other
+            .as_ref()
+            .and_then(|o| o.get(f))
+            .is_some_and(|v| v == "1")
+    };
     let lacks = |f: &str| !has(f);
     let vm = facts.vm_ref.as_str();
     match op {
@@ -258,7 +285,10 @@ fn feature_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<XapiError> {
         }
         changing_VCPUs_live if lacks("feature-vcpu-hotplug") => err("VM_LACKS_FEATURE", &[vm]),
         suspend | checkpoint | pool_migrate | migrate_send => {
-            let reason = facts.guest_other.as_ref().and_then(|o| o.get("data-cant-suspend-reason"));
+            let reason = facts
+                .guest_other
+                .as_ref()
+                .and_then(|o| o.get("data-cant-suspend-reason"));
             match reason {
                 Some(r) => err("VM_LACKS_FEATURE", &[vm, r.as_str()]),
                 None if strict && lacks("feature-suspend") => err("VM_LACKS_FEATURE", &[vm]),
@@ -284,18 +314,38 @@ pub fn check_operation_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<
     // 2. power state
     let allowed = allowed_power_states(facts, op);
     if !allowed.contains(&facts.power_state) {
-        let expected = allowed.iter().map(|p| p.lower()).collect::<Vec<_>>().join(", ");
-        return err("VM_BAD_POWER_STATE", &[vm, &expected, facts.power_state.lower()]);
+        let expected = allowed
+            .iter()
+            .map(|p| p.lower())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return err(
+            "VM_BAD_POWER_STATE",
+            &[vm, &expected, facts.power_state.lower()],
+        );
     }
     // 3. concurrency
     if !facts.current_operations.is_empty() {
-        let current: Vec<Option<VmOp>> = facts.current_operations.iter().map(|(_, o)| VmOp::parse(o)).collect();
+        let current: Vec<Option<VmOp>> = facts
+            .current_operations
+            .iter()
+            .map(|(_, o)| VmOp::parse(o))
+            .collect();
         if !is_allowed_concurrently(op, &current) {
             let (task, name) = match facts.current_operations.as_slice() {
                 [(t, o)] => (t.clone(), o.clone()),
                 l => (
-                    l.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(","),
-                    format!("{{{}}}", l.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>().join(",")),
+                    l.iter()
+                        .map(|(t, _)| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    format!(
+                        "{{{}}}",
+                        l.iter()
+                            .map(|(_, o)| o.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
                 ),
             };
             return err("OTHER_OPERATION_IN_PROGRESS", &["VM", vm, &name, &task]);
@@ -322,7 +372,11 @@ pub fn check_operation_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<
         }
     }
     // 5. snapshots
-    if facts.is_a_snapshot && !matches!(op, revert | clone | copy | export | destroy | hard_shutdown | metadata_export)
+    if facts.is_a_snapshot
+        && !matches!(
+            op,
+            revert | clone | copy | export | destroy | hard_shutdown | metadata_export
+        )
     {
         return err("VM_IS_SNAPSHOT", &[vm, op_s]);
     }
@@ -334,7 +388,8 @@ pub fn check_operation_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<
         return err("ONLY_REVERT_SNAPSHOT", &[]);
     }
     // immobile VMs
-    if matches!(op, suspend | checkpoint | pool_migrate | migrate_send) && facts.immobile && strict {
+    if matches!(op, suspend | checkpoint | pool_migrate | migrate_send) && facts.immobile && strict
+    {
         return err("VM_IS_IMMOBILE", &[vm]);
     }
     if op == changing_dynamic_range && facts.nested_virt && strict {
@@ -343,7 +398,10 @@ pub fn check_operation_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<
     // control domains
     if facts.is_control_domain {
         if matches!(op, changing_VCPUs | destroy) {
-            return err("OPERATION_NOT_ALLOWED", &["This operation is not allowed on dom0"]);
+            return err(
+                "OPERATION_NOT_ALLOWED",
+                &["This operation is not allowed on dom0"],
+            );
         }
         if !matches!(
             op,
@@ -357,7 +415,10 @@ pub fn check_operation_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<
                 | start
                 | start_on
         ) {
-            return err("OPERATION_NOT_ALLOWED", &["This operation is not allowed on a control domain"]);
+            return err(
+                "OPERATION_NOT_ALLOWED",
+                &["This operation is not allowed on a control domain"],
+            );
         }
     }
     // 7. guest features
@@ -384,7 +445,11 @@ pub fn check_operation_error(facts: &VmFacts, op: VmOp, strict: bool) -> Option<
             return err("VM_HAS_VGPU", &[vm]);
         }
     }
-    if matches!(op, suspend | snapshot | checkpoint | migrate_send | pool_migrate) && facts.has_vusbs {
+    if matches!(
+        op,
+        suspend | snapshot | checkpoint | migrate_send | pool_migrate
+    ) && facts.has_vusbs
+    {
         return err("VM_HAS_VUSBS", &[vm]);
     }
     if op == make_into_template {
@@ -420,12 +485,23 @@ pub fn allowed_operations(facts: &VmFacts) -> Vec<VmOp> {
 }
 
 /// The power-state assertion used inside operations (expected states joined by `";"`).
-pub fn assert_power_state_in(vm: &str, actual: PowerState, allowed: &[PowerState]) -> Result<(), XapiError> {
+pub fn assert_power_state_in(
+    vm: &str,
+    actual: PowerState,
+    allowed: &[PowerState],
+) -> Result<(), XapiError> {
     if allowed.contains(&actual) {
         Ok(())
     } else {
-        let expected = allowed.iter().map(|p| p.lower()).collect::<Vec<_>>().join(";");
-        Err(XapiError::new("VM_BAD_POWER_STATE", [vm.to_owned(), expected, actual.lower().to_owned()]))
+        let expected = allowed
+            .iter()
+            .map(|p| p.lower())
+            .collect::<Vec<_>>()
+            .join(";");
+        Err(XapiError::new(
+            "VM_BAD_POWER_STATE",
+            [vm.to_owned(), expected, actual.lower().to_owned()],
+        ))
     }
 }
 

@@ -68,7 +68,12 @@ fn letter(p: PowerState) -> char {
 }
 
 fn facts(ps: PowerState) -> VmFacts {
-    VmFacts { vm_ref: "OpaqueRef:vm".into(), power_state: ps, booted_pv: true, ..Default::default() }
+    VmFacts {
+        vm_ref: "OpaqueRef:vm".into(),
+        power_state: ps,
+        booted_pv: true,
+        ..Default::default()
+    }
 }
 
 fn code(e: Option<XapiError>) -> Option<String> {
@@ -79,7 +84,10 @@ fn code(e: Option<XapiError>) -> Option<String> {
 fn table_covers_every_op() {
     assert_eq!(TABLE.len(), VmOp::ALL.len());
     for op in VmOp::ALL {
-        assert!(TABLE.iter().any(|(n, _)| *n == op.as_str()), "{op:?} missing");
+        assert!(
+            TABLE.iter().any(|(n, _)| *n == op.as_str()),
+            "{op:?} missing"
+        );
         assert_eq!(VmOp::parse(op.as_str()), Some(*op));
     }
     assert_eq!(VmOp::parse("nope"), None);
@@ -105,7 +113,8 @@ fn normal_vm_every_op_every_power_state() {
                         _ => "suspended",
                     })
                     .collect();
-                let mut got_states: Vec<&str> = e.params[1].split(", ").filter(|x| !x.is_empty()).collect();
+                let mut got_states: Vec<&str> =
+                    e.params[1].split(", ").filter(|x| !x.is_empty()).collect();
                 got_states.sort_unstable();
                 let mut expected = expected;
                 expected.sort_unstable();
@@ -150,7 +159,9 @@ fn template_every_op_every_power_state() {
                 let got = code(check_operation_error(&f, op, false));
                 let expect = if !states.contains(letter(ps)) {
                     Some("VM_BAD_POWER_STATE")
-                } else if TEMPLATE_OK.contains(name) || (!default && matches!(*name, "destroy" | "migrate_send")) {
+                } else if TEMPLATE_OK.contains(name)
+                    || (!default && matches!(*name, "destroy" | "migrate_send"))
+                {
                     None
                 } else {
                     Some("VM_IS_TEMPLATE")
@@ -167,14 +178,26 @@ fn template_every_op_every_power_state() {
 
 #[test]
 fn snapshot_every_op_every_power_state() {
-    let ok = ["revert", "clone", "copy", "export", "destroy", "hard_shutdown", "metadata_export"];
+    let ok = [
+        "revert",
+        "clone",
+        "copy",
+        "export",
+        "destroy",
+        "hard_shutdown",
+        "metadata_export",
+    ];
     for (name, states) in TABLE {
         let op = VmOp::parse(name).unwrap();
         for ps in PowerState::ALL {
             let mut f = facts(ps);
             f.is_a_template = true;
             f.is_a_snapshot = true;
-            let states: String = if matches!(*name, "clone" | "copy") { "HS".into() } else { states.to_string() };
+            let states: String = if matches!(*name, "clone" | "copy") {
+                "HS".into()
+            } else {
+                states.to_string()
+            };
             let got = code(check_operation_error(&f, op, false));
             let expect = if !states.contains(letter(ps)) {
                 Some("VM_BAD_POWER_STATE")
@@ -201,30 +224,46 @@ fn blocked_operation_comes_first() {
 #[test]
 fn other_operation_in_progress() {
     let mut f = facts(PowerState::Running);
-    f.current_operations.push(("OpaqueRef:task".into(), "clean_shutdown".into()));
+    f.current_operations
+        .push(("OpaqueRef:task".into(), "clean_shutdown".into()));
     let e = check_operation_error(&f, VmOp::pause, false).unwrap();
     assert_eq!(e.code, "OTHER_OPERATION_IN_PROGRESS");
-    assert_eq!(e.params, vec!["VM", "OpaqueRef:vm", "clean_shutdown", "OpaqueRef:task"]);
+    assert_eq!(
+        e.params,
+        vec!["VM", "OpaqueRef:vm", "clean_shutdown", "OpaqueRef:task"]
+    );
     // hard_shutdown may pre-empt anything but another hard_shutdown
     assert!(check_operation_error(&f, VmOp::hard_shutdown, false).is_none());
-    f.current_operations.push(("OpaqueRef:t2".into(), "hard_shutdown".into()));
+    f.current_operations
+        .push(("OpaqueRef:t2".into(), "hard_shutdown".into()));
     let e = check_operation_error(&f, VmOp::hard_shutdown, false).unwrap();
-    assert_eq!(e.params, vec!["VM", "OpaqueRef:vm", "{clean_shutdown,hard_shutdown}", "OpaqueRef:task,OpaqueRef:t2"]);
+    assert_eq!(
+        e.params,
+        vec![
+            "VM",
+            "OpaqueRef:vm",
+            "{clean_shutdown,hard_shutdown}",
+            "OpaqueRef:task,OpaqueRef:t2"
+        ]
+    );
     assert!(check_operation_error(&f, VmOp::hard_reboot, false).is_some());
 }
 
 #[test]
 fn long_copies_run_together() {
     let mut f = facts(PowerState::Halted);
-    f.current_operations.push(("OpaqueRef:t".into(), "clone".into()));
+    f.current_operations
+        .push(("OpaqueRef:t".into(), "clone".into()));
     assert!(check_operation_error(&f, VmOp::copy, false).is_none());
     assert!(check_operation_error(&f, VmOp::export, false).is_none());
     assert!(check_operation_error(&f, VmOp::start, false).is_some());
     let mut f = facts(PowerState::Running);
-    f.current_operations.push(("OpaqueRef:t".into(), "snapshot".into()));
+    f.current_operations
+        .push(("OpaqueRef:t".into(), "snapshot".into()));
     assert!(check_operation_error(&f, VmOp::checkpoint, false).is_none());
     let mut f = facts(PowerState::Running);
-    f.current_operations.push(("OpaqueRef:t".into(), "migrate_send".into()));
+    f.current_operations
+        .push(("OpaqueRef:t".into(), "migrate_send".into()));
     assert!(check_operation_error(&f, VmOp::clean_shutdown, false).is_none());
     assert!(check_operation_error(&f, VmOp::pause, false).is_some());
 }
@@ -235,22 +274,44 @@ fn hvm_guest_features_gate_strict_checks() {
     f.booted_pv = false;
     // permissive (about to run): clean_shutdown allowed without features, VCPU hotplug is not
     assert!(check_operation_error(&f, VmOp::clean_shutdown, false).is_none());
-    assert_eq!(code(check_operation_error(&f, VmOp::changing_VCPUs_live, false)).as_deref(), Some("VM_LACKS_FEATURE"));
+    assert_eq!(
+        code(check_operation_error(&f, VmOp::changing_VCPUs_live, false)).as_deref(),
+        Some("VM_LACKS_FEATURE")
+    );
     // strict (allowed_operations)
-    for op in [VmOp::clean_shutdown, VmOp::clean_reboot, VmOp::suspend, VmOp::checkpoint, VmOp::pool_migrate] {
+    for op in [
+        VmOp::clean_shutdown,
+        VmOp::clean_reboot,
+        VmOp::suspend,
+        VmOp::checkpoint,
+        VmOp::pool_migrate,
+    ] {
         let e = check_operation_error(&f, op, true).unwrap();
         assert_eq!(e.code, "VM_LACKS_FEATURE");
         assert_eq!(e.params, vec!["OpaqueRef:vm"]);
     }
-    let other: BTreeMap<String, String> = ["feature-shutdown", "feature-suspend", "feature-vcpu-hotplug"]
-        .iter()
-        .map(|k| (k.to_string(), "1".to_string()))
-        .collect();
+    let other: BTreeMap<String, String> = [
+        "feature-shutdown",
+        "feature-suspend",
+        "feature-vcpu-hotplug",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), "1".to_string()))
+    .collect();
     f.guest_other = Some(other);
-    for op in [VmOp::clean_shutdown, VmOp::clean_reboot, VmOp::suspend, VmOp::checkpoint, VmOp::changing_VCPUs_live] {
+    for op in [
+        VmOp::clean_shutdown,
+        VmOp::clean_reboot,
+        VmOp::suspend,
+        VmOp::checkpoint,
+        VmOp::changing_VCPUs_live,
+    ] {
         assert!(check_operation_error(&f, op, true).is_none(), "{op:?}");
     }
-    f.guest_other.as_mut().unwrap().insert("data-cant-suspend-reason".into(), "busy".into());
+    f.guest_other
+        .as_mut()
+        .unwrap()
+        .insert("data-cant-suspend-reason".into(), "busy".into());
     let e = check_operation_error(&f, VmOp::suspend, false).unwrap();
     assert_eq!(e.params, vec!["OpaqueRef:vm", "busy"]);
 }
@@ -260,7 +321,9 @@ fn control_domain_restrictions() {
     let mut f = facts(PowerState::Running);
     f.is_control_domain = true;
     assert_eq!(
-        check_operation_error(&f, VmOp::clean_shutdown, false).unwrap().params,
+        check_operation_error(&f, VmOp::clean_shutdown, false)
+            .unwrap()
+            .params,
         vec!["This operation is not allowed on a control domain"]
     );
     assert!(check_operation_error(&f, VmOp::changing_dynamic_range, false).is_none());
@@ -277,17 +340,29 @@ fn control_domain_restrictions() {
 fn misc_restrictions() {
     let mut f = facts(PowerState::Running);
     f.immobile = true;
-    assert_eq!(code(check_operation_error(&f, VmOp::pool_migrate, true)).as_deref(), Some("VM_IS_IMMOBILE"));
+    assert_eq!(
+        code(check_operation_error(&f, VmOp::pool_migrate, true)).as_deref(),
+        Some("VM_IS_IMMOBILE")
+    );
     assert!(check_operation_error(&f, VmOp::pool_migrate, false).is_none());
     let mut f = facts(PowerState::Running);
     f.has_attached_pcis = true;
-    assert_eq!(code(check_operation_error(&f, VmOp::suspend, false)).as_deref(), Some("VM_HAS_PCI_ATTACHED"));
+    assert_eq!(
+        code(check_operation_error(&f, VmOp::suspend, false)).as_deref(),
+        Some("VM_HAS_PCI_ATTACHED")
+    );
     let mut f = facts(PowerState::Running);
     f.has_vgpus = true;
-    assert_eq!(code(check_operation_error(&f, VmOp::pool_migrate, false)).as_deref(), Some("VM_HAS_VGPU"));
+    assert_eq!(
+        code(check_operation_error(&f, VmOp::pool_migrate, false)).as_deref(),
+        Some("VM_HAS_VGPU")
+    );
     let mut f = facts(PowerState::Running);
     f.has_vusbs = true;
-    assert_eq!(code(check_operation_error(&f, VmOp::snapshot, false)).as_deref(), Some("VM_HAS_VUSBS"));
+    assert_eq!(
+        code(check_operation_error(&f, VmOp::snapshot, false)).as_deref(),
+        Some("VM_HAS_VUSBS")
+    );
     let mut f = facts(PowerState::Running);
     f.vdi_on_boot_reset = true;
     assert_eq!(
@@ -297,12 +372,17 @@ fn misc_restrictions() {
     let mut f = facts(PowerState::Halted);
     f.appliance = Some("OpaqueRef:app".into());
     assert_eq!(
-        check_operation_error(&f, VmOp::make_into_template, false).unwrap().params,
+        check_operation_error(&f, VmOp::make_into_template, false)
+            .unwrap()
+            .params,
         vec!["OpaqueRef:vm", "OpaqueRef:app"]
     );
     let mut f = facts(PowerState::Halted);
     f.vtpm_count = 1;
-    assert_eq!(code(check_operation_error(&f, VmOp::create_vtpm, false)).as_deref(), Some("VTPM_MAX_AMOUNT_REACHED"));
+    assert_eq!(
+        code(check_operation_error(&f, VmOp::create_vtpm, false)).as_deref(),
+        Some("VTPM_MAX_AMOUNT_REACHED")
+    );
     let mut f = facts(PowerState::Running);
     f.is_system_domain = true;
     assert!(check_operation_error(&f, VmOp::query_services, false).is_none());
@@ -328,16 +408,28 @@ fn allowed_operations_running_and_halted() {
     ] {
         assert!(running.contains(&op), "{op:?}");
     }
-    for op in [VmOp::start, VmOp::destroy, VmOp::shutdown, VmOp::power_state_reset, VmOp::call_plugin] {
+    for op in [
+        VmOp::start,
+        VmOp::destroy,
+        VmOp::shutdown,
+        VmOp::power_state_reset,
+        VmOp::call_plugin,
+    ] {
         assert!(!running.contains(&op), "{op:?}");
     }
     // reverse datamodel order
     assert_eq!(running.first(), Some(&VmOp::sysprep));
     assert_eq!(running.last(), Some(&VmOp::snapshot));
     let halted = allowed_operations(&facts(PowerState::Halted));
-    for op in
-        [VmOp::start, VmOp::start_on, VmOp::clone, VmOp::copy, VmOp::destroy, VmOp::export, VmOp::make_into_template]
-    {
+    for op in [
+        VmOp::start,
+        VmOp::start_on,
+        VmOp::clone,
+        VmOp::copy,
+        VmOp::destroy,
+        VmOp::export,
+        VmOp::make_into_template,
+    ] {
         assert!(halted.contains(&op), "{op:?}");
     }
     assert!(!halted.contains(&VmOp::clean_shutdown));
@@ -346,7 +438,12 @@ fn allowed_operations_running_and_halted() {
 #[test]
 fn assert_power_state_uses_semicolons() {
     assert!(assert_power_state_in("r", PowerState::Halted, &[PowerState::Halted]).is_ok());
-    let e = assert_power_state_in("r", PowerState::Running, &[PowerState::Halted, PowerState::Suspended]).unwrap_err();
+    let e = assert_power_state_in(
+        "r",
+        PowerState::Running,
+        &[PowerState::Halted, PowerState::Suspended],
+    )
+    .unwrap_err();
     assert_eq!(e.params, vec!["r", "halted;suspended", "running"]);
 }
 

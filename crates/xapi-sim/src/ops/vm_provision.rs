@@ -59,7 +59,9 @@ pub fn parse_disks(xml: &str) -> Result<Vec<DiskSpec>, XapiError> {
         let after = &rest[start + 5..];
         let end = after.find('>').ok_or_else(bad)?;
         let elem = &after[..end];
-        let size = attr(elem, "size").and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let size = attr(elem, "size")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)?;
         out.push(DiskSpec {
             device: attr(elem, "device").ok_or_else(bad)?,
             size,
@@ -76,20 +78,34 @@ pub fn parse_disks(xml: &str) -> Result<Vec<DiskSpec>, XapiError> {
 pub fn provision_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     assert_vm_op(db, vm, VmOp::provision)?;
     let r = get(db, "VM", vm)?;
-    let Some(xml) = r.get("other_config").and_then(|o| o.get("disks")).and_then(Value::as_str) else {
+    let Some(xml) = r
+        .get("other_config")
+        .and_then(|o| o.get("disks"))
+        .and_then(Value::as_str)
+    else {
         return Ok(());
     };
     let disks = parse_disks(xml)?;
-    let default_sr = db.get("pool", &pool_ref(db)).map(|p| rf(p, "default_SR")).unwrap_or_else(Ref::null);
+    let default_sr = db
+        .get("pool", &pool_ref(db))
+        .map(|p| rf(p, "default_SR"))
+        .unwrap_or_else(Ref::null);
     // Resolve every SR before creating anything.
     let mut plan = Vec::new();
     for d in &disks {
-        let sr =
-            if d.sr.is_empty() { default_sr.clone() } else { db.find_by_uuid("SR", &d.sr).unwrap_or_else(Ref::null) };
+        let sr = if d.sr.is_empty() {
+            default_sr.clone()
+        } else {
+            db.find_by_uuid("SR", &d.sr).unwrap_or_else(Ref::null)
+        };
         if !valid(db, "SR", &sr) {
             return Err(XapiError::new(
                 "DEFAULT_SR_NOT_FOUND",
-                [if d.sr.is_empty() { sr.0.clone() } else { d.sr.clone() }],
+                [if d.sr.is_empty() {
+                    sr.0.clone()
+                } else {
+                    d.sr.clone()
+                }],
             ));
         }
         plan.push((d.clone(), sr));
@@ -99,10 +115,20 @@ pub fn provision_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
             db,
             rec([
                 ("SR", jr(&sr)),
-                ("name_label", json!(format!("{} {}", s(&r, "name_label"), d.device))),
+                (
+                    "name_label",
+                    json!(format!("{} {}", s(&r, "name_label"), d.device)),
+                ),
                 ("name_description", json!("Created by template provisioner")),
                 ("virtual_size", json!(d.size)),
-                ("type", json!(if d.kind == "system" || d.kind.is_empty() { "system" } else { "user" })),
+                (
+                    "type",
+                    json!(if d.kind == "system" || d.kind.is_empty() {
+                        "system"
+                    } else {
+                        "user"
+                    }),
+                ),
                 ("sharable", json!(false)),
                 ("read_only", json!(false)),
                 ("other_config", json!({})),
@@ -124,7 +150,11 @@ pub fn provision_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
             ]),
         )?;
     }
-    let mut oc = r.get("other_config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut oc = r
+        .get("other_config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     oc.remove("disks");
     db.set_field("VM", vm, "other_config", Value::Object(oc))?;
     update_vm_tree(db, vm)
@@ -146,13 +176,21 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(
             d[0],
-            DiskSpec { device: "0".into(), size: 10737418240, sr: "".into(), bootable: true, kind: "system".into() }
+            DiskSpec {
+                device: "0".into(),
+                size: 10737418240,
+                sr: "".into(),
+                bootable: true,
+                kind: "system".into()
+            }
         );
         assert_eq!(d[1].sr, "abc");
         assert!(!d[1].bootable);
         assert_eq!(parse_disks("nope").unwrap_err().code, "INVALID_VALUE");
         assert_eq!(
-            parse_disks(r#"<provision><disk device="0" size="x"/></provision>"#).unwrap_err().code,
+            parse_disks(r#"<provision><disk device="0" size="x"/></provision>"#)
+                .unwrap_err()
+                .code,
             "INVALID_VALUE"
         );
         assert!(parse_disks("<provision/>").unwrap().is_empty());

@@ -1,0 +1,7 @@
+//! xapi-sim integration tests, one test binary (one link on CI): HTTP(S) end to end (`sim`), the explicit
+//! operations through the dispatcher (`ops`), `/console` RFB tunnels (`console`) and HTTP transfers (`transfer`).
+
+mod console;
+mod ops;
+mod sim;
+mod transfer;
