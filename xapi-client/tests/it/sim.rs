@@ -354,3 +354,121 @@ async fn sim_concurrent_async_starts_share_the_task_watcher() {
         );
     }
 }
+
+#[tokio::test]
+async fn sim_error_paths_are_typed_xapi_errors() {
+    let p = pool(2, 20, true).await;
+    // Wrong password: SESSION_AUTHENTICATION_FAILED, typed.
+    let bad = ClientOptions::new(p.master_url(), "root", "wrong").allow_unauthorized(true);
+    let e = Client::connect(bad).await.unwrap_err();
+    assert_eq!(e.xapi_code(), Some("SESSION_AUTHENTICATION_FAILED"), "{e}");
+    assert!(
+        !format!("{e} {e:?}").contains("wrong"),
+        "password leaked: {e:?}"
+    );
+
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let vm = halted_vm(&c).await;
+    // Bad calls: unknown message, wrong arity, wrong type, stale ref.
+    let e = c.call("VM.no_such_message", vec![]).await.unwrap_err();
+    assert_eq!(e.xapi_code(), Some("MESSAGE_METHOD_UNKNOWN"), "{e}");
+    let e = c.call("VM.get_name_label", vec![]).await.unwrap_err();
+    assert_eq!(
+        e.xapi_code(),
+        Some("MESSAGE_PARAMETER_COUNT_MISMATCH"),
+        "{e}"
+    );
+    let e = c
+        .call("VM.set_VCPUs_at_startup", vec![json!(vm.0), json!("many")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.xapi_code(), Some("FIELD_TYPE_ERROR"), "{e}");
+    let e = c
+        .call("VM.get_record", vec![json!("OpaqueRef:no-such-vm")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.xapi_code(), Some("HANDLE_INVALID"), "{e}");
+    match e {
+        xapi_client::Error::Xapi(x) => assert_eq!(x.params, vec!["VM", "OpaqueRef:no-such-vm"]),
+        other => panic!("not an XAPI error: {other:?}"),
+    }
+
+    // The master's toolstack restarts (sessions lost): the next call logs in again and succeeds.
+    let before = c.session_id().unwrap();
+    p.restart_host(0);
+    c.call("VM.get_all", vec![]).await.unwrap();
+    assert_ne!(c.session_id().unwrap(), before);
+
+    // A dropped connection is a connection error, and the client recovers on the next call.
+    p.faults().drop_next_connections(1);
+    let e = c.call("VM.get_all", vec![]).await.unwrap_err();
+    assert!(e.is_connection_error(), "{e:?}");
+    c.call("VM.get_all", vec![]).await.unwrap();
+
+    // API latency beyond the call's timeout: Timeout.
+    p.faults().set_latency(Duration::from_millis(500));
+    let e = c
+        .call_with_timeout("VM.get_all", vec![], Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, xapi_client::Error::Timeout(_)), "{e:?}");
+    p.faults().set_latency(Duration::ZERO);
+    c.call("VM.get_all", vec![]).await.unwrap();
+    c.logout().await.unwrap();
+    assert!(!c.is_logged_in());
+}
+
+/// A long operation for the cancel test: runs until its task is cancelled (gives up after ~20 s).
+fn runs_until_cancelled(ctx: &xapi_sim::Ctx, _: Vec<Value>) -> Result<Value, XapiError> {
+    let Some(task) = ctx.task.clone() else {
+        return Ok(json!(""));
+    };
+    for _ in 0..4000 {
+        if ctx.pool.task_cancelling(&task) {
+            return Err(XapiError::new("TASK_CANCELLED", [task.0.clone()]));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(json!(""))
+}
+
+#[tokio::test]
+async fn sim_task_cancel_ends_the_task_cancelled() {
+    let sim = Sim::builder()
+        .hosts(1)
+        .vms(20)
+        .event_batching(Duration::from_millis(5))
+        .handler("VM.clean_reboot", runs_until_cancelled)
+        .build()
+        .unwrap();
+    let p = sim
+        .serve("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let vm = halted_vm(&c).await;
+    let task = c
+        .start_async("VM.clean_reboot", vec![json!(vm.0)])
+        .await
+        .unwrap();
+    let rec = c.get_record("task", &task).await.unwrap();
+    assert_eq!(rec["status"], json!("pending"));
+    assert_eq!(rec["allowed_operations"], json!(["cancel"]));
+    let waiter = {
+        let c = c.clone();
+        let task = task.clone();
+        tokio::spawn(async move { c.wait_task(&task).await })
+    };
+    c.cancel_task(&task).await.unwrap();
+    let rec = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("wait_task stalled")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec["status"], json!("cancelled"));
+    let e = xapi_client::task_outcome(Some("VM.clean_reboot"), &rec).unwrap_err();
+    assert_eq!(e.xapi_code(), Some("TASK_CANCELLED"), "{e}");
+    // Cancelling a finished task is refused.
+    let e = c.cancel_task(&task).await.unwrap_err();
+    assert_eq!(e.xapi_code(), Some("OPERATION_NOT_ALLOWED"), "{e}");
+}
