@@ -1,6 +1,6 @@
 //! Full-load and event-following benchmark of the client against an in-process simulated pool.
 //!
-//! `cargo bench -p xapi-client --bench load` (env: `BENCH_VMS` = 10000, `BENCH_CHANGES` = 1000, `BENCH_TLS` = 0/1,
+//! `cargo bench -p xapi-client --bench load` (env: `BENCH_VMS` = 10000, `BENCH_CHANGES` = 1000, `BENCH_TLS` = 1 (HTTPS, default) or 0,
 //! `BENCH_HOSTS` = 3). The sim runs on its own multi-thread runtime; the client on a current-thread runtime on the
 //! main thread, so client CPU = main-thread CPU and sim CPU = process CPU − client CPU (from /proc, Linux only).
 //! In-process, RSS includes the sim; set `BENCH_URL` (and `BENCH_USER`/`BENCH_PASSWORD`, default root/root) to
@@ -97,7 +97,7 @@ fn main() {
     let vms = env_num("BENCH_VMS", 10_000);
     let changes = env_num("BENCH_CHANGES", 1_000);
     let hosts = env_num("BENCH_HOSTS", 3);
-    let tls = env_num("BENCH_TLS", 0) == 1;
+    let tls = env_num("BENCH_TLS", 1) == 1;
 
     let sim_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
