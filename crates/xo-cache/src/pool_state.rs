@@ -2,9 +2,7 @@
 //! indexes that say which objects to re-derive when a record changes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
-
-use parking_lot::Mutex;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tracing::{debug, warn};
@@ -44,42 +42,9 @@ const DERIVE_THREADS: usize = 2;
 /// Field names of a field-scoped dependency.
 type Fields = &'static [&'static str];
 
-/// A XAPI record at rest: its (trimmed) fields as compact JSON text, parsed on demand while objects are
-/// derived and unloaded afterwards ([`PoolState::unload_parsed`]).
-#[derive(Debug)]
-struct StoredRecord {
-    class: Arc<str>,
-    text: Box<str>,
-    parsed: OnceLock<Record>,
-}
-
-impl StoredRecord {
-    /// From a parsed record (kept parsed until the next unload).
-    fn new(class: Arc<str>, rec: Record) -> Self {
-        let text = serde_json::to_string(&rec).unwrap_or_else(|_| "{}".into());
-        StoredRecord {
-            class,
-            text: text.into_boxed_str(),
-            parsed: OnceLock::from(rec),
-        }
-    }
-
-    fn is_parsed(&self) -> bool {
-        self.parsed.get().is_some()
-    }
-
-    fn rec(&self) -> &Record {
-        // The text was written by serde_json from a record: it always parses back identically.
-        self.parsed
-            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or_default())
-    }
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct PoolState {
-    records: HashMap<Arc<str>, StoredRecord>,
-    /// Records parsed on demand since the last unload.
-    parsed: Mutex<Vec<Arc<str>>>,
+    records: HashMap<Arc<str>, (Arc<str>, Record)>,
     uuids: HashMap<String, Arc<str>>,
     classes: HashMap<String, Arc<str>>,
     pool_ref: Option<Arc<str>>,
@@ -95,8 +60,7 @@ pub(crate) struct PoolState {
 
 impl Lookup for PoolState {
     fn get_any(&self, r: &str) -> Option<(&str, &Record)> {
-        let (k, st) = self.records.get_key_value(r)?;
-        Some((&*st.class, self.rec_of(k, st)))
+        self.records.get(r).map(|(c, rec)| (&**c, rec))
     }
 
     fn pool_uuid(&self) -> Option<&str> {
@@ -125,34 +89,7 @@ impl PoolState {
         }
         st.refresh_pool_uuid();
         st.rebuild_all();
-        st.unload_all();
         st
-    }
-
-    /// A record's fields, parsing (and remembering to unload) it when needed.
-    fn rec_of<'a>(&'a self, r: &Arc<str>, st: &'a StoredRecord) -> &'a Record {
-        if !st.is_parsed() {
-            self.parsed.lock().push(r.clone());
-        }
-        st.rec()
-    }
-
-    /// Drop the parsed form of the records parsed on demand (back to text only).
-    fn unload_parsed(&mut self) {
-        let parsed = std::mem::take(self.parsed.get_mut());
-        for r in parsed {
-            if let Some(st) = self.records.get_mut(&r) {
-                st.parsed.take();
-            }
-        }
-    }
-
-    /// Drop the parsed form of every record.
-    fn unload_all(&mut self) {
-        self.parsed.get_mut().clear();
-        for st in self.records.values_mut() {
-            st.parsed.take();
-        }
     }
 
     /// Insert/replace a record, keeping the uuid index; returns whether it existed.
@@ -160,17 +97,14 @@ impl PoolState {
         if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
             self.uuids.insert(u.to_owned(), r.clone());
         }
-        self.parsed.get_mut().push(r.clone());
-        self.records
-            .insert(r, StoredRecord::new(class, rec))
-            .is_some()
+        self.records.insert(r, (class, rec)).is_some()
     }
 
     /// Remove a record and its uuid index entry; returns whether it existed.
     fn remove_record(&mut self, r: &Arc<str>) -> bool {
         match self.records.remove(r) {
-            Some(st) => {
-                if let Some(u) = st.rec().get("uuid").and_then(Value::as_str) {
+            Some((_, rec)) => {
+                if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
                     if self.uuids.get(u).is_some_and(|x| x == r) {
                         self.uuids.remove(u);
                     }
@@ -195,8 +129,8 @@ impl PoolState {
         let uuid = self
             .pool_ref
             .as_ref()
-            .and_then(|r| self.records.get_key_value(r))
-            .and_then(|(k, st)| self.rec_of(k, st).get("uuid"))
+            .and_then(|r| self.records.get(r))
+            .and_then(|(_, rec)| rec.get("uuid"))
             .and_then(Value::as_str)
             .map(str::to_owned);
         let changed = uuid != self.pool_uuid;
@@ -238,7 +172,7 @@ impl PoolState {
         let refs: Vec<Arc<str>> = self
             .records
             .iter()
-            .filter(|(_, st)| transform::is_transformed(&st.class))
+            .filter(|(_, (c, _))| transform::is_transformed(c))
             .map(|(r, _)| r.clone())
             .collect();
         // Transform + serialise in parallel (read-only over the records), then index sequentially.
@@ -254,10 +188,9 @@ impl PoolState {
     /// Transform and serialise `refs` on up to [`DERIVE_THREADS`] threads (the records are only read).
     fn derive_many(&self, refs: &[Arc<str>]) -> Vec<(Option<Arc<XoObject>>, Deps)> {
         let one = |r: &Arc<str>| -> (Option<Arc<XoObject>>, Deps) {
-            let Some((k, st)) = self.records.get_key_value(r) else {
+            let Some((class, rec)) = self.records.get(r) else {
                 return (None, Deps::default());
             };
-            let (class, rec) = (&*st.class, self.rec_of(k, st));
             let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
             let obj = obj.and_then(|map| match XoObject::new(map) {
                 Some(o) => Some(Arc::new(o)),
@@ -385,11 +318,10 @@ impl PoolState {
     fn derive(&mut self, r: &Arc<str>) -> Pair {
         let old = self.objects.get(r).cloned();
         self.unlink_deps(r);
-        let Some((k, st)) = self.records.get_key_value(r) else {
+        let Some((class, rec)) = self.records.get(r) else {
             self.objects.remove(r);
             return (old, None);
         };
-        let (class, rec) = (&*st.class, self.rec_of(k, st));
         if !transform::is_transformed(class) {
             return (old, None);
         }
@@ -452,8 +384,7 @@ impl PoolState {
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }
-                    if let Some((k, st)) = self.records.get_key_value(&r) {
-                        let old = self.rec_of(k, st);
+                    if let Some((_, old)) = self.records.get(&r) {
                         let set = changed_fields.entry(r.clone()).or_default();
                         for (k, v) in &snapshot {
                             if old.get(k) != Some(v) {
@@ -478,7 +409,6 @@ impl PoolState {
             // `$pool` of every object changes: rebuild everything.
             let before: Vec<Arc<XoObject>> = self.objects.values().cloned().collect();
             self.rebuild_all();
-            self.unload_all();
             return diff_sets(before, self.objects.values().cloned().collect());
         }
         let mut dirty: HashSet<Arc<str>> = HashSet::new();
@@ -516,7 +446,6 @@ impl PoolState {
         for r in dirty {
             pairs.push(self.derive(&r));
         }
-        self.unload_parsed();
         diff_pairs(pairs)
     }
 }
@@ -566,59 +495,4 @@ pub(crate) fn diff_sets(before: Vec<Arc<XoObject>>, after: Vec<Arc<XoObject>>) -
     }
     diff.removed = old.into_keys().collect();
     diff
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn rec(v: Value) -> Record {
-        v.as_object().cloned().unwrap_or_default()
-    }
-
-    fn all_unloaded(st: &PoolState) -> bool {
-        st.parsed.lock().is_empty() && st.records.values().all(|s| !s.is_parsed())
-    }
-
-    #[test]
-    fn records_rest_as_text_and_are_parsed_only_while_deriving() {
-        let pool = rec(
-            json!({"uuid": "p-uuid", "name_label": "p", "master": "OpaqueRef:NULL",
-            "HVM_shadow_multiplier": 1.0}),
-        );
-        let net = rec(
-            json!({"uuid": "n-uuid", "name_label": "net", "MTU": 1500, "PIFs": [],
-            "VIFs": [], "other_config": {}, "tags": []}),
-        );
-        let mut by_class = HashMap::new();
-        by_class.insert("pool".to_owned(), vec![("OpaqueRef:p".to_owned(), pool)]);
-        by_class.insert(
-            "network".to_owned(),
-            vec![("OpaqueRef:n".to_owned(), net.clone())],
-        );
-        let mut st = PoolState::from_records(by_class);
-        assert!(all_unloaded(&st));
-        // Untransformed fields are not kept.
-        assert!(!st.records["OpaqueRef:p"]
-            .text
-            .contains("HVM_shadow_multiplier"));
-        let before = st.object_by_ref("OpaqueRef:n").unwrap();
-        assert_eq!(before.get("name_label"), Some(&json!("net")));
-
-        let mut changed = net;
-        changed.insert("name_label".into(), json!("renamed"));
-        let diff = st.apply_changes(vec![ObjectChange {
-            class: "network".into(),
-            r#ref: "OpaqueRef:n".into(),
-            op: ChangeOp::Mod,
-            snapshot: Some(changed),
-        }]);
-        assert_eq!(diff.upserts.len(), 1);
-        assert_eq!(diff.upserts[0].get("name_label"), Some(&json!("renamed")));
-        assert!(all_unloaded(&st));
-        // Re-deriving from the text form gives the same object.
-        let again = st.derive(&Arc::from("OpaqueRef:n"));
-        assert!(again.0.is_some_and(|o| Arc::ptr_eq(&o, &diff.upserts[0])));
-    }
 }
