@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::{AccessControl, AuthProvider, MethodDef, PluginError};
+use crate::{AccessControl, AuthProvider, DirectoryGroup, DirectoryUser, MethodDef, PluginError};
 
 /// A user as plugins see it (never the password hash).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,4 +78,66 @@ pub trait PluginHost: Send + Sync + 'static {
     fn with_object(&self, id: &str, f: &mut dyn FnMut(&Value)) -> bool;
     /// Calls `f` with every XO object.
     fn for_each_object(&self, f: &mut dyn FnMut(&Value));
+
+    /// XO's `registerUser2(provider, {user: {id, name}})`: the user linked to `(provider,
+    /// provider_user_id)` (renamed to `name` unless another user has that name or it has several
+    /// providers); else the user named `name`, linked; else a new user without password
+    /// (`permission: none`). The link is `authProviders[provider] = {id: provider_user_id}`; a linked
+    /// user loses its local password. Hosts without user management fail.
+    fn register_user(
+        &self,
+        provider: &str,
+        provider_user_id: &str,
+        name: &str,
+    ) -> Result<DirectoryUser, PluginError> {
+        let _ = (provider, provider_user_id, name);
+        Err(no_directory())
+    }
+    /// Every user.
+    fn users(&self) -> Result<Vec<DirectoryUser>, PluginError> {
+        Err(no_directory())
+    }
+    /// Every group.
+    fn groups(&self) -> Result<Vec<DirectoryGroup>, PluginError> {
+        Err(no_directory())
+    }
+    /// A group with its provider fields.
+    fn directory_group(&self, id: &str) -> Result<Option<DirectoryGroup>, PluginError> {
+        let _ = id;
+        Err(no_directory())
+    }
+    /// Creates a provider group (code 16 when the name is taken).
+    fn create_group(
+        &self,
+        name: &str,
+        provider: &str,
+        provider_group_id: &str,
+    ) -> Result<DirectoryGroup, PluginError> {
+        let _ = (name, provider, provider_group_id);
+        Err(no_directory())
+    }
+    /// Renames a group (code 16 when the name is taken).
+    fn rename_group(&self, id: &str, name: &str) -> Result<(), PluginError> {
+        let _ = (id, name);
+        Err(no_directory())
+    }
+    /// Adds a user to a group (no-op when already a member).
+    fn add_user_to_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        let _ = (user_id, group_id);
+        Err(no_directory())
+    }
+    /// Removes a user from a group (no-op when not a member).
+    fn remove_user_from_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        let _ = (user_id, group_id);
+        Err(no_directory())
+    }
+    /// Deletes a group (code 1 when there is none).
+    fn delete_group(&self, id: &str) -> Result<(), PluginError> {
+        let _ = id;
+        Err(no_directory())
+    }
+}
+
+fn no_directory() -> PluginError {
+    PluginError::failed("this plugin host offers no user and group management")
 }

@@ -10,6 +10,7 @@
 
 mod access;
 mod auth;
+mod directory;
 mod error;
 mod host;
 mod method;
@@ -17,6 +18,7 @@ mod plugin;
 
 pub use access::{AccessControl, BatchVisibility};
 pub use auth::{AuthOutcome, AuthProvider};
+pub use directory::{DirectoryGroup, DirectoryUser};
 pub use error::PluginError;
 pub use host::{GroupInfo, PluginHost, UserInfo};
 pub use method::{CallContext, MethodDef, MethodHandler, MethodPermission, ResolveSpec};

@@ -1,49 +1,19 @@
 //! The XO users and groups the plugin creates, links and updates.
 //!
-//! `xo_plugin::PluginHost` offers no user registration nor group management yet, so the plugin takes a
-//! [`UserDirectory`]: its methods are XO's plugin-facing `registerUser2`, `getAllUsers`, `getAllGroups`,
-//! `getGroup`, `createGroup`, `updateGroup`, `addUserToGroup`, `removeUserFromGroup`, `deleteGroup`.
-//! xo-server implements it over its store; [`MemoryDirectory`] is an in-memory implementation with the same
+//! The plugin works through a [`UserDirectory`]: its methods are XO's plugin-facing `registerUser2`,
+//! `getAllUsers`, `getAllGroups`, `getGroup`, `createGroup`, `updateGroup`, `addUserToGroup`,
+//! `removeUserFromGroup`, `deleteGroup`. [`HostDirectory`] forwards them to the plugin host (xo-server
+//! implements them over its store); [`MemoryDirectory`] is an in-memory implementation with the same
 //! semantics (tests, examples).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
-use xo_plugin::PluginError;
+use serde_json::{json, Map};
+use xo_plugin::{PluginError, PluginHost};
 
-/// An XO user as the directory shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirectoryUser {
-    /// XO user id.
-    pub id: String,
-    /// Login name (`email`).
-    pub name: String,
-    /// `authProviders`: `{<provider>: {id, data?}}`.
-    pub auth_providers: Map<String, Value>,
-}
-
-impl DirectoryUser {
-    /// The id this user has with `provider` (`authProviders[provider].id`).
-    pub fn provider_id(&self, provider: &str) -> Option<&str> {
-        self.auth_providers.get(provider)?.get("id")?.as_str()
-    }
-}
-
-/// An XO group as the directory shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirectoryGroup {
-    /// XO group id.
-    pub id: String,
-    /// Name (unique).
-    pub name: String,
-    /// Member user ids.
-    pub users: Vec<String>,
-    /// `provider` (`ldap` for groups this plugin synchronises).
-    pub provider: Option<String>,
-    /// `providerGroupId`.
-    pub provider_group_id: Option<String>,
-}
+pub use xo_plugin::{DirectoryGroup, DirectoryUser};
 
 /// XO's user and group operations the LDAP plugin needs.
 pub trait UserDirectory: Send + Sync + 'static {
@@ -79,6 +49,58 @@ pub trait UserDirectory: Send + Sync + 'static {
     fn remove_user_from_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError>;
     /// Deletes a group.
     fn delete_group(&self, id: &str) -> Result<(), PluginError>;
+}
+
+/// The [`UserDirectory`] of a plugin host: every operation is the host's (`PluginHost::register_user`…).
+#[derive(Clone)]
+pub struct HostDirectory(pub Arc<dyn PluginHost>);
+
+impl std::fmt::Debug for HostDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HostDirectory")
+            .field(&self.0.plugin_id())
+            .finish()
+    }
+}
+
+impl UserDirectory for HostDirectory {
+    fn register_user(
+        &self,
+        provider: &str,
+        provider_user_id: &str,
+        name: &str,
+    ) -> Result<DirectoryUser, PluginError> {
+        self.0.register_user(provider, provider_user_id, name)
+    }
+    fn users(&self) -> Result<Vec<DirectoryUser>, PluginError> {
+        self.0.users()
+    }
+    fn groups(&self) -> Result<Vec<DirectoryGroup>, PluginError> {
+        self.0.groups()
+    }
+    fn group(&self, id: &str) -> Result<Option<DirectoryGroup>, PluginError> {
+        self.0.directory_group(id)
+    }
+    fn create_group(
+        &self,
+        name: &str,
+        provider: &str,
+        provider_group_id: &str,
+    ) -> Result<DirectoryGroup, PluginError> {
+        self.0.create_group(name, provider, provider_group_id)
+    }
+    fn rename_group(&self, id: &str, name: &str) -> Result<(), PluginError> {
+        self.0.rename_group(id, name)
+    }
+    fn add_user_to_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        self.0.add_user_to_group(user_id, group_id)
+    }
+    fn remove_user_from_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        self.0.remove_user_from_group(user_id, group_id)
+    }
+    fn delete_group(&self, id: &str) -> Result<(), PluginError> {
+        self.0.delete_group(id)
+    }
 }
 
 #[derive(Debug, Default)]

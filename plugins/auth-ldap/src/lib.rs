@@ -7,7 +7,8 @@
 //! account, bound with its password, then registered as an XO user linked by
 //! `authProviders.ldap.id = <userIdAttribute value>`; with group sync its LDAP groups become XO groups
 //! `{provider: 'ldap', providerGroupId}`. TLS is rustls (ring). The XO side of users and groups goes
-//! through a [`UserDirectory`] (the plugin host has no user/group management).
+//! through a [`UserDirectory`]: the plugin host's ([`AuthLdapPlugin::from_host`], what xo-server uses)
+//! or a given one ([`AuthLdapPlugin::new`]).
 
 mod authenticator;
 mod client;
@@ -22,7 +23,7 @@ mod tls;
 pub use authenticator::{Authenticator, ConnectionReport};
 pub use client::{CONNECT_TIMEOUT, OPERATION_TIMEOUT};
 pub use config::{BindCredentials, DomainConfig, GroupsConfig, LdapConfig, MembersMapping};
-pub use directory::{DirectoryGroup, DirectoryUser, MemoryDirectory, UserDirectory};
+pub use directory::{DirectoryGroup, DirectoryUser, HostDirectory, MemoryDirectory, UserDirectory};
 pub use error::LdapAuthError;
 pub use filter::{escape, eval_filter};
 pub use groups::GROUP_PROVIDER;

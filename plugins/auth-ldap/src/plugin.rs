@@ -12,7 +12,7 @@ use xo_plugin::{
 
 use crate::authenticator::Authenticator;
 use crate::config::{configuration_schema, test_schema, LdapConfig};
-use crate::directory::UserDirectory;
+use crate::directory::{HostDirectory, UserDirectory};
 use crate::error::LdapAuthError;
 
 /// Plugin id.
@@ -26,7 +26,8 @@ type State = Arc<RwLock<Option<Arc<Authenticator>>>>;
 
 /// The LDAP authentication plugin.
 pub struct AuthLdapPlugin {
-    directory: Arc<dyn UserDirectory>,
+    /// `None`: the host's directory (given at `configure`).
+    directory: Option<Arc<dyn UserDirectory>>,
     state: State,
 }
 
@@ -42,7 +43,16 @@ impl AuthLdapPlugin {
     /// A plugin registering users and groups in `directory`.
     pub fn new(directory: Arc<dyn UserDirectory>) -> Self {
         Self {
-            directory,
+            directory: Some(directory),
+            state: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// A plugin registering users and groups through its [`PluginHost`] (the server's users and
+    /// groups, via [`HostDirectory`]).
+    pub fn from_host() -> Self {
+        Self {
+            directory: None,
             state: Arc::new(RwLock::new(None)),
         }
     }
@@ -169,13 +179,17 @@ impl Plugin for AuthLdapPlugin {
 
     fn configure<'a>(
         &'a self,
-        _host: Arc<dyn PluginHost>,
+        host: Arc<dyn PluginHost>,
         configuration: Value,
         _loaded: bool,
     ) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
             let config = LdapConfig::from_value(&configuration)?;
-            let auth = Authenticator::new(&config, self.directory.clone())?;
+            let directory = self
+                .directory
+                .clone()
+                .unwrap_or_else(|| Arc::new(HostDirectory(host)));
+            let auth = Authenticator::new(&config, directory)?;
             *self.state.write() = Some(Arc::new(auth));
             tracing::info!(uri = %config.primary.uri, "LDAP plugin configured");
             Ok(())
