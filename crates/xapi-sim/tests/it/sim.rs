@@ -1403,3 +1403,104 @@ async fn scripted_handlers_and_panics() {
     assert_eq!(rec["status"], json!("failure"));
     assert_eq!(rec["error_info"][0], json!("INTERNAL_ERROR"));
 }
+
+/// Accepts any server certificate: the binary's self-signed one is not known to the test in advance.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_with_tls_serves_https_with_a_generated_certificate() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xapi-sim"))
+        .args(["--listen", "127.0.0.1:0", "--tls", "--vms", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn xapi-sim");
+    let stdout = child.stdout.take().unwrap();
+    let _guard = ChildGuard(child);
+    let url = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .expect("a URL line")
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(host_port(&url)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    // The generated certificate names 127.0.0.1 (its SAN holds the 4 address bytes).
+    let (_, conn) = tls.get_ref();
+    let cert = conn.peer_certificates().expect("a certificate")[0].to_vec();
+    assert!(
+        cert.windows(4).any(|w| w == [127, 0, 0, 1]),
+        "no 127.0.0.1 SAN"
+    );
+    // Default credentials root/root over JSON-RPC.
+    let body = jsonrpc::encode_call(
+        jsonrpc::Version::V2,
+        &json!(1),
+        "session.login_with_password",
+        &[json!("root"), json!("root")],
+    );
+    let a = exchange(
+        tls,
+        request("POST", &url, "/jsonrpc", "application/json", &body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 200);
+    assert!(jsonrpc::decode_response(&a.body).unwrap().result.is_ok());
+}
