@@ -183,3 +183,28 @@ mod tests {
         assert_eq!(items_json([&o]), format!("{{\"x\":{}}}", o.json()));
     }
 }
+
+#[cfg(test)]
+mod lazy_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scans_do_not_keep_the_tree() {
+        let o = XoObject::new(
+            json!({"id": "x", "type": "VM", "power_state": "Running"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .unwrap();
+        let f = crate::Filter::from_param(Some(&json!({"power_state": "Running"}))).unwrap();
+        assert!(o.matches(&f));
+        assert!(o.matches(&crate::Filter::All));
+        assert_eq!(o.to_value()["type"], "VM");
+        assert!(o.value.get().is_none());
+        assert_eq!(o.get("power_state"), Some(&json!("Running")));
+        assert!(o.value.get().is_some());
+        assert_eq!(o.to_value(), *o.value());
+    }
+}

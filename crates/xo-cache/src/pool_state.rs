@@ -42,6 +42,26 @@ const DERIVE_THREADS: usize = 2;
 /// Field names of a field-scoped dependency.
 type Fields = &'static [&'static str];
 
+/// A field list compared and hashed by identity (the lists are `static`s in the transforms): hashing
+/// the names themselves made indexing the field-scoped dependencies of a full load slow.
+#[derive(Debug, Clone, Copy)]
+struct FieldsKey(Fields);
+
+impl PartialEq for FieldsKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for FieldsKey {}
+
+impl std::hash::Hash for FieldsKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0.as_ptr() as usize).hash(state);
+        self.0.len().hash(state);
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct PoolState {
     records: HashMap<Arc<str>, (Arc<str>, Record)>,
@@ -53,7 +73,7 @@ pub(crate) struct PoolState {
     deps: HashMap<Arc<str>, StoredDeps>,
     rev_content: HashMap<Arc<str>, HashSet<Arc<str>>>,
     rev_links: HashMap<Arc<str>, HashSet<Arc<str>>>,
-    rev_fields: HashMap<Arc<str>, HashSet<(Arc<str>, Fields)>>,
+    rev_fields: HashMap<Arc<str>, HashSet<(Arc<str>, FieldsKey)>>,
     /// Set when the pool was removed from the store: late writers must not touch the index.
     pub removed: bool,
 }
@@ -242,7 +262,7 @@ impl PoolState {
             self.rev_fields
                 .entry(d.clone())
                 .or_default()
-                .insert((r.clone(), *f));
+                .insert((r.clone(), FieldsKey(f)));
         }
         self.deps.insert(r.clone(), stored);
     }
@@ -297,7 +317,7 @@ impl PoolState {
             }
             for (d, f) in old.fields.iter() {
                 if let Some(set) = self.rev_fields.get_mut(d) {
-                    set.remove(&(r.clone(), *f));
+                    set.remove(&(r.clone(), FieldsKey(f)));
                     if set.is_empty() {
                         self.rev_fields.remove(d);
                     }
@@ -435,7 +455,7 @@ impl PoolState {
             for (dep, fields) in set {
                 let hit = match changed {
                     None => true,
-                    Some(c) => fields.iter().any(|f| c.contains(*f)),
+                    Some(c) => fields.0.iter().any(|f| c.contains(*f)),
                 };
                 if hit {
                     dirty.insert(dep.clone());
