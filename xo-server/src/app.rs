@@ -411,11 +411,14 @@ impl AppBuilder {
             methods: Vec::new(),
             hooks: Vec::new(),
             extensions: HashMap::new(),
-            plugins: vec![xo_plugin_acl::plugin()],
+            plugins: vec![
+                xo_plugin_acl::plugin(),
+                Arc::new(xo_plugin_auth_ldap::AuthLdapPlugin::from_host()),
+            ],
         }
     }
 
-    /// Registers a plugin (the built-in `acl` plugin is registered by default); it is configured from
+    /// Registers a plugin (the built-in `acl` and `auth-ldap` plugins are registered by default); it is configured from
     /// the store and loaded if `autoload` when the server starts (see [`crate::plugins`]).
     pub fn plugin(mut self, p: Arc<dyn xo_plugin::Plugin>) -> Self {
         self.plugins.push(p);

@@ -19,6 +19,8 @@ use xo_server::{
 mod acl;
 #[path = "api/console.rs"]
 mod console;
+#[path = "api/ldap.rs"]
+mod ldap;
 #[path = "api/objects.rs"]
 mod objects;
 #[path = "api/patches.rs"]

@@ -8,10 +8,10 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use xo_plugin::{
-    AccessControl, CallContext, GroupInfo, MethodDef, MethodPermission, PluginError, PluginHost,
-    ResolveSpec, UserInfo,
+    AccessControl, CallContext, DirectoryGroup, DirectoryUser, GroupInfo, MethodDef,
+    MethodPermission, PluginError, PluginHost, ResolveSpec, UserInfo,
 };
-use xo_store::User;
+use xo_store::{Group, Permission, StoreError, User};
 
 use super::Plugins;
 use crate::app::{App, WeakApp};
@@ -61,8 +61,84 @@ pub fn api_error(e: PluginError) -> ApiError {
     }
 }
 
-fn store_error(e: xo_store::StoreError) -> PluginError {
-    PluginError::failed(e.to_string())
+fn store_error(e: StoreError) -> PluginError {
+    match e {
+        StoreError::DuplicateGroupName(name) => PluginError::Api {
+            code: 16,
+            message: "group already exists".into(),
+            data: Some(serde_json::json!({ "objectId": name, "objectType": "group" })),
+        },
+        StoreError::DuplicateEmail(email) => PluginError::Api {
+            code: 16,
+            message: "user already exists".into(),
+            data: Some(serde_json::json!({ "objectId": email, "objectType": "user" })),
+        },
+        StoreError::NotFound { collection, id } => {
+            PluginError::no_such_object(&id, collection.trim_end_matches('s'))
+        }
+        e => PluginError::failed(e.to_string()),
+    }
+}
+
+fn directory_user(u: User) -> DirectoryUser {
+    DirectoryUser {
+        id: u.id,
+        name: u.email,
+        auth_providers: u.auth_providers.unwrap_or_default(),
+    }
+}
+
+fn directory_group(g: Group) -> DirectoryGroup {
+    DirectoryGroup {
+        id: g.id,
+        name: g.name,
+        users: g.users,
+        provider: g.provider,
+        provider_group_id: g.provider_group_id,
+    }
+}
+
+fn provider_id<'a>(u: &'a User, provider: &str) -> Option<&'a str> {
+    u.auth_providers
+        .as_ref()?
+        .get(provider)?
+        .get("id")?
+        .as_str()
+}
+
+/// XO's `registerUser2`: the user linked to `(provider, provider_user_id)` (renamed when possible), else
+/// the user named `name` (linked, losing its password), else a new password-less user.
+fn register_user(
+    store: &xo_store::Store,
+    provider: &str,
+    provider_user_id: &str,
+    name: &str,
+) -> Result<User, StoreError> {
+    let users = store.users()?;
+    if let Some(mut user) = users
+        .iter()
+        .find(|u| provider_id(u, provider) == Some(provider_user_id))
+        .cloned()
+    {
+        let taken = users.iter().any(|u| u.email == name && u.id != user.id);
+        let providers = user.auth_providers.as_ref().map_or(0, Map::len);
+        if user.email != name && !taken && providers < 2 {
+            user.email = name.to_owned();
+            store.update_user(&user)?;
+        }
+        return Ok(user);
+    }
+    let mut user = match users.into_iter().find(|u| u.email == name) {
+        Some(u) => u,
+        None => store.create_user(name, None, Permission::None)?,
+    };
+    user.auth_providers.get_or_insert_with(Map::new).insert(
+        provider.to_owned(),
+        serde_json::json!({ "id": provider_user_id }),
+    );
+    user.pw_hash = None;
+    store.update_user(&user)?;
+    Ok(user)
 }
 
 impl Host {
@@ -336,6 +412,90 @@ impl PluginHost for HostHandle {
         for o in pools.cache().find(|_| true, None) {
             // parsed for the call only: the cache keeps objects as JSON text
             o.with_value(&mut *f);
+        }
+    }
+
+    fn register_user(
+        &self,
+        provider: &str,
+        provider_user_id: &str,
+        name: &str,
+    ) -> Result<DirectoryUser, PluginError> {
+        let app = self.0.app()?;
+        let user =
+            register_user(app.store(), provider, provider_user_id, name).map_err(store_error)?;
+        tracing::info!(plugin = %self.0.id, provider, user = %user.id, "user registered by provider");
+        Ok(directory_user(user))
+    }
+
+    fn users(&self) -> Result<Vec<DirectoryUser>, PluginError> {
+        let users = self.0.app()?.store().users().map_err(store_error)?;
+        Ok(users.into_iter().map(directory_user).collect())
+    }
+
+    fn groups(&self) -> Result<Vec<DirectoryGroup>, PluginError> {
+        let groups = self.0.app()?.store().groups().map_err(store_error)?;
+        Ok(groups.into_iter().map(directory_group).collect())
+    }
+
+    fn directory_group(&self, id: &str) -> Result<Option<DirectoryGroup>, PluginError> {
+        let group = self.0.app()?.store().group(id).map_err(store_error)?;
+        Ok(group.map(directory_group))
+    }
+
+    fn create_group(
+        &self,
+        name: &str,
+        provider: &str,
+        provider_group_id: &str,
+    ) -> Result<DirectoryGroup, PluginError> {
+        let app = self.0.app()?;
+        let store = app.store();
+        let mut group = store.create_group(name).map_err(store_error)?;
+        group.provider = Some(provider.to_owned());
+        group.provider_group_id = Some(provider_group_id.to_owned());
+        store.update_group(&group).map_err(store_error)?;
+        Ok(directory_group(group))
+    }
+
+    fn rename_group(&self, id: &str, name: &str) -> Result<(), PluginError> {
+        let app = self.0.app()?;
+        let store = app.store();
+        let mut group = store
+            .group(id)
+            .map_err(store_error)?
+            .ok_or_else(|| PluginError::no_such_object(id, "group"))?;
+        group.name = name.to_owned();
+        store.update_group(&group).map_err(store_error)
+    }
+
+    fn add_user_to_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        self.0
+            .app()?
+            .store()
+            .add_user_to_group(group_id, user_id)
+            .map_err(store_error)
+    }
+
+    fn remove_user_from_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        self.0
+            .app()?
+            .store()
+            .remove_user_from_group(group_id, user_id)
+            .map_err(store_error)
+    }
+
+    fn delete_group(&self, id: &str) -> Result<(), PluginError> {
+        if self
+            .0
+            .app()?
+            .store()
+            .delete_group(id)
+            .map_err(store_error)?
+        {
+            Ok(())
+        } else {
+            Err(PluginError::no_such_object(id, "group"))
         }
     }
 }
