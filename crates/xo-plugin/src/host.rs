@@ -141,3 +141,63 @@ pub trait PluginHost: Send + Sync + 'static {
 fn no_directory() -> PluginError {
     PluginError::failed("this plugin host offers no user and group management")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host implementing only the required methods.
+    struct Bare;
+
+    impl PluginHost for Bare {
+        fn plugin_id(&self) -> &str {
+            "bare"
+        }
+        fn register_method(&self, _: MethodDef) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn unregister_method(&self, _: &str) -> bool {
+            false
+        }
+        fn add_auth_provider(&self, _: Arc<dyn AuthProvider>) {}
+        fn remove_auth_provider(&self, _: &str) {}
+        fn set_access_control(&self, _: Option<Arc<dyn AccessControl>>) {}
+        fn data_get(&self, _: &str) -> Result<Option<Value>, PluginError> {
+            Ok(None)
+        }
+        fn data_set(&self, _: &str, _: &Value) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn data_remove(&self, _: &str) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn user(&self, _: &str) -> Result<Option<UserInfo>, PluginError> {
+            Ok(None)
+        }
+        fn user_by_email(&self, _: &str) -> Result<Option<UserInfo>, PluginError> {
+            Ok(None)
+        }
+        fn group(&self, _: &str) -> Result<Option<GroupInfo>, PluginError> {
+            Ok(None)
+        }
+        fn with_object(&self, _: &str, _: &mut dyn FnMut(&Value)) -> bool {
+            false
+        }
+        fn for_each_object(&self, _: &mut dyn FnMut(&Value)) {}
+    }
+
+    #[test]
+    fn directory_operations_fail_without_user_management() {
+        let h = Bare;
+        assert!(h.register_user("ldap", "x", "x").is_err());
+        assert!(h.users().is_err());
+        assert!(h.groups().is_err());
+        assert!(h.directory_group("g").is_err());
+        assert!(h.create_group("g", "ldap", "1").is_err());
+        assert!(h.rename_group("g", "h").is_err());
+        assert!(h.add_user_to_group("u", "g").is_err());
+        assert!(h.remove_user_from_group("u", "g").is_err());
+        let e = h.delete_group("g").unwrap_err();
+        assert_eq!(e.code(), -32000, "{e}");
+    }
+}

@@ -623,3 +623,45 @@ async fn test_connections_reports_groups_base_and_failover_uris() {
     assert_eq!(reports[1].uri, dead);
     assert!(!reports[1].ok);
 }
+
+#[tokio::test]
+async fn from_host_uses_the_host_directory() {
+    let slapd = Slapd::start();
+    let plugin = AuthLdapPlugin::from_host();
+    let fake = Arc::new(FakeHost::default());
+    let host: Arc<dyn PluginHost> = fake.clone();
+    let mut cfg = config(&slapd.uri());
+    cfg["groups"] = posix_groups();
+    plugin.configure(host.clone(), cfg, false).await.unwrap();
+    plugin.load(host.clone()).await.unwrap();
+    let outcome = fake
+        .provider()
+        .expect("ldap provider")
+        .authenticate(
+            json!({"username": "alice", "password": "alice-pw"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .await
+        .unwrap()
+        .expect("signed in");
+    let alice = fake
+        .directory
+        .user_by_name("alice")
+        .expect("alice in the host directory");
+    assert_eq!(alice.id, outcome.user_id);
+    assert_eq!(alice.provider_id("ldap"), Some(ALICE_DN));
+    plugin
+        .authenticator()
+        .unwrap()
+        .synchronize_groups(None)
+        .await
+        .unwrap();
+    let devs = fake
+        .directory
+        .group_by_name("devs")
+        .expect("devs synchronised");
+    assert_eq!(devs.provider.as_deref(), Some(GROUP_PROVIDER));
+    assert!(devs.users.contains(&alice.id));
+}

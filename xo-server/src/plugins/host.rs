@@ -499,3 +499,23 @@ impl PluginHost for HostHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_xo_codes() {
+        let e = store_error(StoreError::DuplicateGroupName("ops".into()));
+        assert_eq!(e.code(), 16);
+        let e = store_error(StoreError::DuplicateEmail("a@b".into()));
+        assert_eq!(e.code(), 16);
+        let e = store_error(StoreError::NotFound {
+            collection: "groups",
+            id: "g".into(),
+        });
+        assert_eq!(e.code(), 1);
+        let e = store_error(StoreError::Invalid("bad".into()));
+        assert_eq!(e.code(), -32000);
+    }
+}

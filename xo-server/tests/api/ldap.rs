@@ -40,7 +40,10 @@ async fn ldap_plugin_end_to_end() {
     // panics (never skips) when slapd is missing, pointing at scripts/setup-peers.sh
     let ldap = Slapd::start();
     let dir = tempfile::tempdir().unwrap();
-    let server = start_with(config(dir.path()), |b| b).await;
+    let mut cfg = config(dir.path());
+    // the same user name fails then succeeds below: no sign-in throttling
+    cfg.sign_in_throttle_ms = 0;
+    let server = start_with(cfg, |b| b).await;
     let mut admin = Client::admin(&server).await;
 
     let plugins = admin.ok("plugin.get", json!({})).await;
@@ -104,6 +107,26 @@ async fn ldap_plugin_end_to_end() {
         .unwrap();
     assert!(stored.pw_hash.is_none());
 
+    // an existing local user with the LDAP name is linked and loses its local password (registerUser2)
+    let carol_local = server
+        .app()
+        .store()
+        .create_user("carol", Some("local-pw"), xo_store::Permission::Read)
+        .unwrap();
+    let r = sign_in(&server, "carol", "carol-pw").await;
+    assert_eq!(r["result"]["id"], carol_local.id.as_str(), "{r}");
+    let carol = server.app().store().user(&carol_local.id).unwrap().unwrap();
+    assert!(carol.pw_hash.is_none());
+    assert_eq!(carol.permission, xo_store::Permission::Read);
+    let r = Client::connect(&server)
+        .await
+        .call(
+            "session.signIn",
+            json!({"email": "carol", "password": "local-pw"}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], 3, "local password gone: {r}");
+
     // group sync: XO groups with the LDAP members
     admin.ok("ldap.synchronizeGroups", json!({})).await;
     let groups = admin.ok("group.getAll", json!({})).await;
@@ -153,7 +176,7 @@ async fn ldap_plugin_end_to_end() {
                 "configuration": ldap_config(&format!("ldap://127.0.0.1:{}", closed_port()))}),
         )
         .await;
-    let r = sign_in(&server, "carol", "carol-pw").await;
+    let r = sign_in(&server, "alice", "alice-pw").await;
     assert_eq!(r["error"]["code"], 3, "{r}");
     let mut admin2 = Client::admin(&server).await;
     assert_eq!(
@@ -174,6 +197,46 @@ async fn ldap_plugin_end_to_end() {
     assert_eq!(
         admin.err("ldap.synchronizeGroups", json!({})).await["code"],
         -32601
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ldap_group_sync_name_conflict() {
+    let ldap = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut admin = Client::admin(&server).await;
+    admin.ok("group.create", json!({"name": "ops"})).await;
+    admin
+        .ok(
+            "plugin.configure",
+            json!({"id": "auth-ldap", "configuration": ldap_config(&ldap.uri())}),
+        )
+        .await;
+    admin.ok("plugin.load", json!({"id": "auth-ldap"})).await;
+    // as in XO: the LDAP group is ignored (logged), the others are synchronised
+    assert_eq!(
+        admin.ok("ldap.synchronizeGroups", json!({})).await,
+        json!(true)
+    );
+    // the local group is left alone
+    let groups = admin.ok("group.getAll", json!({})).await;
+    let ops: Vec<&Value> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["name"] == "ops")
+        .collect();
+    assert_eq!(ops.len(), 1, "{groups}");
+    assert!(ops[0].get("provider").is_none(), "{groups}");
+    assert!(
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "devs" && g["provider"] == "ldap"),
+        "{groups}"
     );
     server.shutdown().await;
 }

@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex};
 use ldap3::{LdapConnAsync, Mod};
 use serde_json::Value;
 use xo_plugin::{
-    AccessControl, AuthProvider, GroupInfo, MethodDef, PluginError, PluginHost, UserInfo,
+    AccessControl, AuthProvider, DirectoryGroup, DirectoryUser, GroupInfo, MethodDef, PluginError,
+    PluginHost, UserInfo,
 };
+use xo_plugin_auth_ldap::{MemoryDirectory, UserDirectory};
 
-/// A [`PluginHost`] recording what the plugin registers.
+/// A [`PluginHost`] recording what the plugin registers; its users and groups are a [`MemoryDirectory`].
 #[derive(Default)]
 pub struct FakeHost {
+    pub directory: Arc<MemoryDirectory>,
     pub providers: Mutex<Vec<Arc<dyn AuthProvider>>>,
     pub methods: Mutex<BTreeMap<String, MethodDef>>,
     data: Mutex<BTreeMap<String, Value>>,
@@ -75,6 +78,45 @@ impl PluginHost for FakeHost {
         false
     }
     fn for_each_object(&self, _f: &mut dyn FnMut(&Value)) {}
+    fn register_user(
+        &self,
+        provider: &str,
+        provider_user_id: &str,
+        name: &str,
+    ) -> Result<DirectoryUser, PluginError> {
+        self.directory
+            .register_user(provider, provider_user_id, name)
+    }
+    fn users(&self) -> Result<Vec<DirectoryUser>, PluginError> {
+        self.directory.users()
+    }
+    fn groups(&self) -> Result<Vec<DirectoryGroup>, PluginError> {
+        self.directory.groups()
+    }
+    fn directory_group(&self, id: &str) -> Result<Option<DirectoryGroup>, PluginError> {
+        self.directory.group(id)
+    }
+    fn create_group(
+        &self,
+        name: &str,
+        provider: &str,
+        provider_group_id: &str,
+    ) -> Result<DirectoryGroup, PluginError> {
+        self.directory
+            .create_group(name, provider, provider_group_id)
+    }
+    fn rename_group(&self, id: &str, name: &str) -> Result<(), PluginError> {
+        self.directory.rename_group(id, name)
+    }
+    fn add_user_to_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        self.directory.add_user_to_group(user_id, group_id)
+    }
+    fn remove_user_from_group(&self, user_id: &str, group_id: &str) -> Result<(), PluginError> {
+        self.directory.remove_user_from_group(user_id, group_id)
+    }
+    fn delete_group(&self, id: &str) -> Result<(), PluginError> {
+        self.directory.delete_group(id)
+    }
 }
 
 /// A change to the directory made as the root DN.
