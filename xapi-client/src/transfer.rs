@@ -168,8 +168,23 @@ impl Client {
     /// `GET path?session_id=…&query…` on the pool's host (following redirects): the answer, streaming.
     /// Non-2xx answers are [`Error::Http`].
     pub async fn get_resource(&self, path: &str, query: &[(&str, String)]) -> Result<Download> {
+        self.get_resource_on(None, path, query).await
+    }
+
+    /// [`Client::get_resource`] on another member of the pool: `address` (a host's `address` field) replaces the
+    /// pool URL's host, keeping its scheme and port (per-host resources such as `/rrd_updates`). `None`: the pool
+    /// URL's host.
+    pub async fn get_resource_on(
+        &self,
+        address: Option<&str>,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Download> {
         let session = self.session().await?;
         let mut ep = self.transport().endpoint.clone();
+        if let Some(a) = address.map(str::trim).filter(|a| !a.is_empty()) {
+            ep.host = a.trim_start_matches('[').trim_end_matches(']').to_owned();
+        }
         let mut pq = path_and_query(&ep, path, &session, query);
         for _ in 0..=MAX_REDIRECTS {
             let io = self.open(&ep).await?;

@@ -51,10 +51,11 @@ pub struct RrdTable {
     pub objects: HashMap<String, HashMap<String, Vec<f32>>>,
 }
 
-/// Cache entries: (server id, step) → (fetched at, table).
-type Entries = HashMap<(String, i64), (Instant, Arc<RrdTable>)>;
+/// Cache entries: (server id, host address (empty: the pool URL's host), step) → (fetched at, table).
+type Entries = HashMap<(String, String, i64), (Instant, Arc<RrdTable>)>;
 
-/// Cached tables by (server id, step), fetched at most once per step (capped at a minute).
+/// Cached tables by (server id, host address, step), fetched at most once per step (capped at a minute). XAPI
+/// serves each host's RRDs (its own metrics and those of the VMs resident on it) on that host.
 #[derive(Debug, Default)]
 pub struct StatsCache {
     entries: Mutex<Entries>,
@@ -129,11 +130,17 @@ impl StatsCache {
         pools: &Pools,
         server: &str,
         client: &Client,
+        address: Option<&str>,
         step: i64,
         rows: i64,
     ) -> Result<Arc<RrdTable>, ApiError> {
         let ttl = Duration::from_secs(step.clamp(5, 60) as u64);
-        if let Some((at, t)) = self.entries.lock().get(&(server.to_owned(), step)) {
+        let key = (
+            server.to_owned(),
+            address.unwrap_or_default().to_owned(),
+            step,
+        );
+        if let Some((at, t)) = self.entries.lock().get(&key) {
             if at.elapsed() < ttl {
                 return Ok(t.clone());
             }
@@ -150,14 +157,14 @@ impl StatsCache {
             ("json", "true".to_owned()),
         ];
         let d = client
-            .get_resource("/rrd_updates", &query)
+            .get_resource_on(address, "/rrd_updates", &query)
             .await
             .map_err(|e| pools.map_error(e))?;
         let body = http_body_util_collect(d).await?;
         let table = Arc::new(parse_rrd_updates(&body)?);
         self.entries
             .lock()
-            .insert((server.to_owned(), step), (Instant::now(), table.clone()));
+            .insert(key, (Instant::now(), table.clone()));
         Ok(table)
     }
 }
@@ -303,19 +310,43 @@ async fn fetch(
     ctx: &Ctx,
     pools: &Arc<Pools>,
     obj: &crate::xapi::XoObject,
+    host: Option<&crate::xapi::XoObject>,
     granularity: Option<&str>,
 ) -> Result<Arc<RrdTable>, ApiError> {
     let (step, rows) = step_of(granularity)?;
     let x = Xapi::of(pools, obj)?;
+    let address = host.map(|h| s(h, "address")).filter(|a| !a.is_empty());
     StatsCache::of(&ctx.app)
-        .table(pools, x.client.server_id(), x.client.raw(), step, rows)
+        .table(
+            pools,
+            x.client.server_id(),
+            x.client.raw(),
+            address,
+            step,
+            rows,
+        )
         .await
+}
+
+/// The host a VM runs on (its `$container` when that is a host), whose RRDs hold the VM's metrics.
+fn resident_host(pools: &Pools, vm: &crate::xapi::XoObject) -> Option<Arc<crate::xapi::XoObject>> {
+    pools
+        .object(s(vm, "$container"))
+        .filter(|h| h.kind() == "host")
 }
 
 async fn vm_stats_method(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "vm.stats")).await?;
     let vm = res.get("vm")?.clone();
-    let t = fetch(&ctx, &res.pools, &vm, opt_str(&p, "granularity")).await?;
+    let host = resident_host(&res.pools, &vm);
+    let t = fetch(
+        &ctx,
+        &res.pools,
+        &vm,
+        host.as_deref(),
+        opt_str(&p, "granularity"),
+    )
+    .await?;
     let uuid = s(&vm, "uuid");
     let uuid = if uuid.is_empty() { vm.id() } else { uuid };
     let stats = t.objects.get(uuid).map(vm_stats).unwrap_or_default();
@@ -325,7 +356,14 @@ async fn vm_stats_method(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiEr
 async fn host_stats_method(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "host.stats")).await?;
     let host = res.get("host")?.clone();
-    let t = fetch(&ctx, &res.pools, &host, opt_str(&p, "granularity")).await?;
+    let t = fetch(
+        &ctx,
+        &res.pools,
+        &host,
+        Some(&host),
+        opt_str(&p, "granularity"),
+    )
+    .await?;
     let uuid = s(&host, "uuid");
     let uuid = if uuid.is_empty() { host.id() } else { uuid };
     let stats = t.objects.get(uuid).map(host_stats).unwrap_or_default();
@@ -356,7 +394,7 @@ fn combine(cols: &[&Value], mean: bool) -> Value {
 async fn sr_stats_method(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "sr.stats")).await?;
     let sr = res.get("sr")?.clone();
-    let t = fetch(&ctx, &res.pools, &sr, opt_str(&p, "granularity")).await?;
+    let t = fetch(&ctx, &res.pools, &sr, None, opt_str(&p, "granularity")).await?;
     let short: String = s(&sr, "uuid").chars().take(8).collect();
     // the hosts of the SR's PBDs that the answer covers
     let mut hosts: Vec<(String, Map<String, Value>)> = Vec::new();

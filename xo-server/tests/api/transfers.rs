@@ -629,3 +629,76 @@ async fn transfers_stats_shapes_for_each_granularity() {
         1
     );
 }
+
+#[tokio::test]
+async fn transfers_stats_of_a_vm_and_host_that_are_not_the_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sim(2, 3).await;
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    c.ok("server.add", add_params(&p)).await;
+    let pools = call(&p, "pool.get_all_records", vec![]);
+    let master = pools.as_object().unwrap().values().next().unwrap()["master"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = p
+        .host_refs()
+        .into_iter()
+        .map(|h| h.0)
+        .find(|h| *h != master)
+        .expect("a second host");
+    // a running VM resident on the other host (started there when none is)
+    let all = call(&p, "VM.get_all_records", vec![]);
+    let guests: Vec<(String, Value)> = all
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["is_control_domain"] == false && v["is_a_template"] == false)
+        .map(|(r, v)| (r.clone(), v.clone()))
+        .collect();
+    let vm_ref = match guests
+        .iter()
+        .find(|(_, v)| v["power_state"] == "Running" && v["resident_on"] == other.as_str())
+    {
+        Some((r, _)) => r.clone(),
+        None => {
+            let (r, v) = guests.first().expect("a guest VM");
+            if v["power_state"] != "Halted" {
+                call(&p, "VM.hard_shutdown", vec![json!(r)]);
+            }
+            call(
+                &p,
+                "VM.start_on",
+                vec![json!(r), json!(other), json!(false), json!(false)],
+            );
+            r.clone()
+        }
+    };
+    assert_eq!(
+        call(&p, "VM.get_resident_on", vec![json!(vm_ref)]),
+        json!(other)
+    );
+    let vm = uuid_of(&p, "VM", &vm_ref);
+    let host = uuid_of(&p, "host", &other);
+    let mut st = Value::Null;
+    for _ in 0..100 {
+        let v = c.ok("vm.stats", json!({ "id": vm })).await;
+        st = v["stats"].clone();
+        if st["cpus"]["0"].is_array() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        st["cpus"]["0"].as_array().is_some_and(|a| !a.is_empty()),
+        "stats of a VM on a non-master host: {st}"
+    );
+    assert!(st["memory"].is_array(), "{st}");
+    let h = c.ok("host.stats", json!({ "host": host })).await;
+    let hs = &h["stats"];
+    assert!(
+        hs["cpus"]["0"].as_array().is_some_and(|a| !a.is_empty()) && hs["load"].is_array(),
+        "stats of a non-master host: {hs}"
+    );
+}
