@@ -1,8 +1,6 @@
 //! The object cache against an in-process xo-server: initial snapshot, `enter`/`exit` updates, and
 //! resync after a reconnection (changes made while disconnected show up).
 
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,7 +19,7 @@ async fn settle<T>(
 
 #[tokio::test]
 async fn cache_follows_notifications_and_resyncs_after_reconnect() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.objects
         .lock()
         .unwrap()
@@ -97,7 +95,7 @@ async fn cache_follows_notifications_and_resyncs_after_reconnect() {
 
 #[tokio::test]
 async fn cache_needs_a_signed_in_client() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let anon = Xo::connect(Options::new(s.url())).await.unwrap();
     let e = ObjectCache::start(&anon).await.unwrap_err();
     assert_eq!(e.code(), Some(xo_lib::codes::UNAUTHORIZED));
@@ -105,7 +103,7 @@ async fn cache_needs_a_signed_in_client() {
 
 #[tokio::test]
 async fn typed_object_helpers() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.objects.lock().unwrap().insert(
         "b".into(),
         json!({"id": "b", "type": "VM", "name_label": "beta"}),
@@ -141,7 +139,7 @@ async fn typed_object_helpers() {
 /// objects (state errors with code 13 and data).
 #[tokio::test]
 async fn start_a_vm_and_wait_until_running() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.objects.lock().unwrap().insert(
         "vm1".into(),
         json!({"id": "vm1", "type": "VM", "power_state": "Halted", "name_label": "web"}),
@@ -176,7 +174,7 @@ async fn start_a_vm_and_wait_until_running() {
 /// The real thing: xo-server's own `xo.getAllObjects` and `all` events over a simulated pool.
 #[tokio::test]
 async fn cache_of_a_simulated_pool() {
-    let s = common::start_demo(3).await;
+    let s = crate::support::start_demo(3).await;
     let xo = Xo::connect(
         Options::new(s.server.url()).credentials(Credentials::password("admin@admin.net", "admin")),
     )
@@ -204,7 +202,7 @@ async fn cache_of_a_simulated_pool() {
 /// Power cycle of a simulated VM through xo-server's real vm.start / vm.stop, observed by the cache.
 #[tokio::test]
 async fn power_cycle_of_a_simulated_vm() {
-    let s = common::start_demo(2).await;
+    let s = crate::support::start_demo(2).await;
     let xo = Xo::connect(
         Options::new(s.server.url()).credentials(Credentials::password("admin@admin.net", "admin")),
     )

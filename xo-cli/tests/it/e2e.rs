@@ -1,13 +1,11 @@
 //! xo-cli end to end: the built binary against an in-process xo-server with a temporary HOME.
 
-mod common;
-
-use common::{API, AUTH, CONNECTION, IO, USAGE};
+use crate::support::{API, AUTH, CONNECTION, IO, USAGE};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_stores_only_a_token_in_xo_format() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let r = s
         .cli(&[
             "--register",
@@ -66,7 +64,7 @@ async fn register_stores_only_a_token_in_xo_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xdg_config_home_is_honoured_and_xo_files_are_read() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let xdg = tempfile::tempdir().unwrap();
     // create a token with create-token, then write the file as Xen Orchestra's xo-cli does
     let r = s
@@ -83,9 +81,9 @@ async fn xdg_config_home_is_honoured_and_xo_files_are_read() {
         json!({"allowUnauthorized": false, "clientId": "k3j4h5", "server": s.url(), "token": token}).to_string(),
     )
     .unwrap();
-    let mut c = common::command(s.home(), &["system.getServerVersion"]);
+    let mut c = crate::support::command(s.home(), &["system.getServerVersion"]);
     c.env("XDG_CONFIG_HOME", xdg.path());
-    let r: common::Run = tokio::task::spawn_blocking(move || c.output().unwrap().into())
+    let r: crate::support::Run = tokio::task::spawn_blocking(move || c.output().unwrap().into())
         .await
         .unwrap();
     assert_eq!(r.code, 0, "{r:?}");
@@ -108,7 +106,7 @@ async fn xdg_config_home_is_honoured_and_xo_files_are_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregister_then_calls_need_registration() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.register_admin().await;
     s.cli(&["--unregister"]).await.ok();
     let c = s.config();
@@ -120,7 +118,7 @@ async fn unregister_then_calls_need_registration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_failures_have_distinct_exit_codes() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let r = s
         .cli(&["--register", &s.url(), "admin@admin.net", "wrong"])
         .await
@@ -177,7 +175,7 @@ async fn register_failures_have_distinct_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_an_authentication_error() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.register_admin().await;
     let store = s.server.app().store();
     let mut t = store
@@ -199,7 +197,7 @@ async fn an_expired_token_is_an_authentication_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_errors_exit_3() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.register_admin().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
@@ -221,7 +219,7 @@ async fn connection_errors_exit_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_tls_needs_allow_unauthorized() {
-    let s = common::start_with(|c| c.https = true).await;
+    let s = crate::support::start_with(|c| c.https = true).await;
     let r = s
         .cli(&["--register", &s.url(), "admin@admin.net", "admin"])
         .await
@@ -246,7 +244,7 @@ async fn self_signed_tls_needs_allow_unauthorized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_commands_with_patterns() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.register_admin().await;
     let r = s.cli(&["--list-commands", "{user,group}.*"]).await.ok();
     let names: Vec<&str> = r
@@ -302,7 +300,7 @@ async fn list_commands_with_patterns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_help_prints_the_schema() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.register_admin().await;
     let r = s.cli(&["user.create", "--help"]).await.ok();
     assert!(r.stdout.starts_with("user.create "), "{r:?}");
@@ -319,7 +317,7 @@ async fn command_help_prints_the_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_params_and_error_classes() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.register_admin().await;
     // strings by default, booleans, json:
     let r = s
@@ -386,10 +384,10 @@ async fn calls_params_and_error_classes() {
     // a non-admin user: permission errors are API errors
     s.add_user("carol@x.net", "pw", xo_store::Permission::None);
     let home = tempfile::tempdir().unwrap();
-    common::run_in(home.path(), &["--register", &s.url(), "carol@x.net", "pw"])
+    crate::support::run_in(home.path(), &["--register", &s.url(), "carol@x.net", "pw"])
         .await
         .ok();
-    let r = common::run_in(home.path(), &["user.getAll"])
+    let r = crate::support::run_in(home.path(), &["user.getAll"])
         .await
         .fails(API);
     assert!(
@@ -406,7 +404,7 @@ async fn calls_params_and_error_classes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_objects_with_filters_and_properties() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.put_objects(&[
         json!({"id": "t1", "type": "VM-template", "name_label": "Debian 12", "$pool": "p"}),
         json!({"id": "t2", "type": "VM-template", "name_label": "Windows", "$pool": "p"}),
@@ -471,7 +469,7 @@ async fn list_objects_with_filters_and_properties() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_completions() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     for shell in ["bash", "zsh", "fish"] {
         let r = s.cli(&["--completions", shell]).await.ok();
         assert!(
@@ -486,7 +484,7 @@ async fn shell_completions() {
 /// (deterministic code-13 errors): `vm=<id>` is rewritten to `id` by the server, state errors are API errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_actions() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.put_objects(&[
         json!({"id": "v1", "type": "VM", "name_label": "web", "power_state": "Halted"}),
     ]);
@@ -520,9 +518,9 @@ async fn power_actions() {
 /// `$getFrom` download (a path relative to the server URL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_objects_and_ndjson_download() {
-    let s = common::start_demo(3).await;
+    let s = crate::support::start_demo(3).await;
     let url = s.server.url().to_owned();
-    common::run_in(
+    crate::support::run_in(
         s.home.path(),
         &["--register", &url, "admin@admin.net", "admin"],
     )
@@ -549,7 +547,7 @@ async fn real_objects_and_ndjson_download() {
     .await
     .unwrap();
     expected.sort();
-    let r = common::run_in(
+    let r = crate::support::run_in(
         s.home.path(),
         &["--list-objects", "--id", "--power_state", "type=VM"],
     )
@@ -567,12 +565,12 @@ async fn real_objects_and_ndjson_download() {
         .collect();
     got.sort();
     assert_eq!(got, expected);
-    let r = common::run_in(s.home.path(), &["--list-objects", "type=host"])
+    let r = crate::support::run_in(s.home.path(), &["--list-objects", "type=host"])
         .await
         .ok();
     assert_eq!(r.json().as_array().unwrap().len(), 1);
     // NDJSON through the one-shot URL, to stdout and to a file
-    let r = common::run_in(
+    let r = crate::support::run_in(
         s.home.path(),
         &[
             "xo.getAllObjects",
@@ -596,7 +594,7 @@ async fn real_objects_and_ndjson_download() {
     ids.sort();
     assert_eq!(ids, expected);
     let out = s.home.path().join("objects.ndjson");
-    common::run_in(
+    crate::support::run_in(
         s.home.path(),
         &[
             "xo.getAllObjects",
@@ -608,7 +606,7 @@ async fn real_objects_and_ndjson_download() {
     .ok();
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.lines().count() >= 5, "{text}");
-    common::run_in(s.home.path(), &["xo.getAllObjects", "ndjson=true"])
+    crate::support::run_in(s.home.path(), &["xo.getAllObjects", "ndjson=true"])
         .await
         .fails(USAGE);
 }
@@ -616,9 +614,9 @@ async fn real_objects_and_ndjson_download() {
 /// `vm.start vm=<id>` / `vm.stop` through the CLI against xo-server's real methods over a simulated pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_power_actions() {
-    let s = common::start_demo(2).await;
+    let s = crate::support::start_demo(2).await;
     let url = s.server.url().to_owned();
-    common::run_in(
+    crate::support::run_in(
         s.home.path(),
         &["--register", &url, "admin@admin.net", "admin"],
     )
@@ -643,7 +641,7 @@ async fn real_power_actions() {
     .await
     .unwrap();
     if cache.get(&vm).unwrap()["power_state"] != "Halted" {
-        common::run_in(
+        crate::support::run_in(
             s.home.path(),
             &["vm.stop", &format!("id={vm}"), "force=true"],
         )
@@ -653,18 +651,18 @@ async fn real_power_actions() {
             .await
             .unwrap();
     }
-    let r = common::run_in(s.home.path(), &["vm.start", &format!("vm={vm}")])
+    let r = crate::support::run_in(s.home.path(), &["vm.start", &format!("vm={vm}")])
         .await
         .ok();
     assert_eq!(r.json(), true);
     xo_lib::wait_for_power_state(&cache, &vm, "Running", wait)
         .await
         .unwrap();
-    let r = common::run_in(s.home.path(), &["vm.start", &format!("id={vm}")])
+    let r = crate::support::run_in(s.home.path(), &["vm.start", &format!("id={vm}")])
         .await
         .fails(API);
     assert!(r.stderr.contains("code"), "{r:?}");
-    common::run_in(
+    crate::support::run_in(
         s.home.path(),
         &["vm.stop", &format!("id={vm}"), "force=true"],
     )
@@ -673,7 +671,7 @@ async fn real_power_actions() {
     xo_lib::wait_for_power_state(&cache, &vm, "Halted", wait)
         .await
         .unwrap();
-    let r = common::run_in(
+    let r = crate::support::run_in(
         s.home.path(),
         &["--list-objects", "--power_state", &format!("id={vm}")],
     )

@@ -1,8 +1,6 @@
 //! The password prompt of `--register` on a pseudo-terminal (util-linux `script`): the password is read
 //! without echo and never stored.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,12 +15,12 @@ async fn register_asks_the_password_without_echo() {
         eprintln!("skipped: util-linux `script` is not installed");
         return;
     }
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let password = "pty-S3cret-pw";
     s.add_user("pty@x.net", password, xo_store::Permission::None);
     let cmd = format!(
         "{} --register {} pty@x.net",
-        shell_quote(common::BIN),
+        shell_quote(crate::support::BIN),
         shell_quote(&s.url())
     );
     let mut child = Command::new("script")

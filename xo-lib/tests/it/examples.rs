@@ -1,8 +1,6 @@
 //! The examples run against an in-process xo-server (they are built by `cargo test` next to this test
 //! binary, in `target/<profile>/examples/`).
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -27,7 +25,7 @@ async fn examples_list_and_start_vms() {
         eprintln!("skipped: example binaries not built (run through `cargo test`)");
         return;
     };
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.objects.lock().unwrap().insert(
         "vm1".into(),
         json!({"id": "vm1", "type": "VM", "power_state": "Halted", "name_label": "web"}),

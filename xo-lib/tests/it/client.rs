@@ -1,8 +1,6 @@
 //! xo-lib against an in-process xo-server: sign-in, call errors with codes, tokens, notifications,
 //! reconnection, TLS, timeouts.
 
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -34,7 +32,7 @@ async fn next_event(
 
 #[tokio::test]
 async fn sign_in_with_password_ok() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let xo = admin(&s.url()).await;
     let user = xo.user().expect("signed in");
     assert_eq!(user.email, "admin@admin.net");
@@ -75,7 +73,7 @@ async fn sign_in_with_password_ok() {
 
 #[tokio::test]
 async fn sign_in_bad_password_is_code_3() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let e = Xo::connect(
         Options::new(s.url()).credentials(Credentials::password("admin@admin.net", "nope")),
     )
@@ -96,7 +94,7 @@ async fn sign_in_bad_password_is_code_3() {
 
 #[tokio::test]
 async fn call_errors_carry_code_message_and_data() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let anon = Xo::connect(Options::new(s.url())).await.unwrap();
     let e = anon.call("no.suchMethod", Value::Null).await.unwrap_err();
     let api = e.api().unwrap();
@@ -148,7 +146,7 @@ async fn call_errors_carry_code_message_and_data() {
 
 #[tokio::test]
 async fn methods_info_is_typed() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let xo = Xo::connect(Options::new(s.url())).await.unwrap();
     let info = xo.methods_info().await.unwrap();
     let sig = &info["system.methodSignature"];
@@ -170,7 +168,7 @@ async fn methods_info_is_typed() {
 
 #[tokio::test]
 async fn token_sign_in_and_url_token() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let xo = admin(&s.url()).await;
     let token = xo
         .create_token(&TokenOptions {
@@ -198,7 +196,7 @@ async fn token_sign_in_and_url_token() {
 
 #[tokio::test]
 async fn expired_token_session_is_closed() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let xo = admin(&s.url()).await;
     let token = xo.create_token(&TokenOptions::default()).await.unwrap();
     let t = Xo::connect(Options::new(s.url()).credentials(Credentials::token(&token)))
@@ -230,7 +228,7 @@ async fn expired_token_session_is_closed() {
 
 #[tokio::test]
 async fn notifications_are_delivered_to_signed_in_clients() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let xo = admin(&s.url()).await;
     let anon = Xo::connect(Options::new(s.url())).await.unwrap();
     let mut events = xo.events();
@@ -263,7 +261,7 @@ async fn notifications_are_delivered_to_signed_in_clients() {
 
 #[tokio::test]
 async fn reconnects_and_signs_in_again() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let xo = Xo::connect(
         Options::new(s.url())
             .credentials(Credentials::password("admin@admin.net", "admin"))
@@ -296,7 +294,7 @@ async fn reconnects_and_signs_in_again() {
 
 #[tokio::test]
 async fn call_timeout() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.server
         .app()
         .registry()
@@ -323,7 +321,7 @@ async fn call_timeout() {
 
 #[tokio::test]
 async fn wss_self_signed_needs_allow_unauthorized() {
-    let s = common::start_with(|c| c.https = true).await;
+    let s = crate::support::start_with(|c| c.https = true).await;
     assert!(s.url().starts_with("https://"));
     let e = Xo::connect(Options::new(s.url())).await.unwrap_err();
     assert!(

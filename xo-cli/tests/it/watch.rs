@@ -1,7 +1,5 @@
 //! `watch`: notifications printed as they come, counts on Ctrl-C (SIGINT).
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -33,9 +31,9 @@ fn wait_for(rx: &mpsc::Receiver<String>, what: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_prints_notifications_and_counts() {
-    let s = common::start().await;
+    let s = crate::support::start().await;
     s.register_admin().await;
-    let mut child = common::command(s.home(), &["--watch", "--ndjson"])
+    let mut child = crate::support::command(s.home(), &["--watch", "--ndjson"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -84,9 +82,9 @@ async fn watch_prints_notifications_and_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_typos_are_caught_without_a_server() {
     let home = tempfile::tempdir().unwrap();
-    let r = common::run_in(home.path(), &["lst-objects"])
+    let r = crate::support::run_in(home.path(), &["lst-objects"])
         .await
-        .fails(common::USAGE);
+        .fails(crate::support::USAGE);
     assert!(
         r.stderr.contains("Did you mean") && r.stderr.contains("list-objects"),
         "{r:?}"

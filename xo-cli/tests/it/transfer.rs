@@ -1,11 +1,9 @@
 //! `@=file` transfers end to end: test methods on the in-process xo-server answer `$getFrom` /
 //! `$sendTo` pointing at a small local HTTP server (xo-server has no vm.export/vm.import yet).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{API, IO, USAGE};
+use crate::support::{API, IO, USAGE};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -95,7 +93,7 @@ fn transfer_method(name: &str, key: &'static str, url: String) -> Method {
 async fn export_and_import_through_at_file() {
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let (port, received) = http_server(payload.clone()).await;
-    let s = common::start().await;
+    let s = crate::support::start().await;
     let reg = s.server.app().registry();
     reg.register(transfer_method(
         "test.export",
@@ -146,7 +144,7 @@ async fn export_and_import_through_at_file() {
         .ok();
     let answer: Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(answer["result"], "new-vm-uuid");
-    let r = common::run_with_stdin(
+    let r = crate::support::run_with_stdin(
         s.home(),
         &["test.import", "sr=x", "@=-"],
         b"from stdin".to_vec(),
@@ -178,7 +176,7 @@ async fn server_one_shot_urls_over_https() {
     use xo_server::transfer::Transfers;
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 13) as u8).collect();
     let uploads: Received = Arc::new(Mutex::new(Vec::new()));
-    let s = common::start_with(|c| c.https = true).await;
+    let s = crate::support::start_with(|c| c.https = true).await;
     let reg = s.server.app().registry();
     let p = payload.clone();
     reg.register(Method::new("test.export", move |ctx: xo_server::Ctx, _| {
@@ -248,10 +246,10 @@ async fn server_one_shot_urls_over_https() {
 /// and to stdout, upload from a file (Content-Length) and from stdin; the imported VMs show up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xva_export_import_round_trip() {
-    let s = common::start_demo(2).await;
+    let s = crate::support::start_demo(2).await;
     let url = s.server.url().to_owned();
     let home = s.home.path();
-    common::run_in(home, &["--register", &url, "admin@admin.net", "admin"])
+    crate::support::run_in(home, &["--register", &url, "admin@admin.net", "admin"])
         .await
         .ok();
     let xo = xo_lib::Xo::connect(
@@ -276,7 +274,7 @@ async fn xva_export_import_round_trip() {
     .await
     .unwrap();
     if cache.get(&vm).unwrap()["power_state"] != "Halted" {
-        common::run_in(home, &["vm.stop", &format!("id={vm}"), "force=true"])
+        crate::support::run_in(home, &["vm.stop", &format!("id={vm}"), "force=true"])
             .await
             .ok();
         xo_lib::wait_for_power_state(&cache, &vm, "Halted", wait)
@@ -285,7 +283,7 @@ async fn xva_export_import_round_trip() {
     }
     let work = tempfile::tempdir().unwrap();
     let xva = work.path().join("vm.xva");
-    let r = common::run_in(
+    let r = crate::support::run_in(
         home,
         &[
             "vm.export",
@@ -297,13 +295,13 @@ async fn xva_export_import_round_trip() {
     assert_eq!(r.code, 0, "{r:?}");
     let bytes = std::fs::read(&xva).unwrap();
     assert!(bytes.len() > 512, "{} bytes", bytes.len());
-    let r = common::run_in(home, &["vm.export", &format!("vm={vm}"), "@=-"])
+    let r = crate::support::run_in(home, &["vm.export", &format!("vm={vm}"), "@=-"])
         .await
         .ok();
     assert!(r.raw_stdout.len() > 512);
 
     let before = cache.of_type("VM").len();
-    let r = common::run_in(
+    let r = crate::support::run_in(
         home,
         &[
             "vm.import",
@@ -322,7 +320,8 @@ async fn xva_export_import_round_trip() {
     tokio::time::timeout(wait, cache.wait_until(|o| o.get(&new_vm).map(drop)))
         .await
         .unwrap();
-    let r = common::run_with_stdin(home, &["vm.import", &format!("sr={sr}"), "@=-"], bytes).await;
+    let r = crate::support::run_with_stdin(home, &["vm.import", &format!("sr={sr}"), "@=-"], bytes)
+        .await;
     if r.code == 0 {
         let answer: Value = serde_json::from_str(r.stdout.trim()).unwrap();
         assert!(answer["result"].is_string(), "{answer}");
