@@ -552,3 +552,178 @@ mod sim_tests {
         assert!(out.as_array().is_some_and(|a| a.len() == 1), "{out}");
     }
 }
+
+#[cfg(test)]
+mod redirect_tests {
+    //! `get_resource` following a `302` from one scripted listener to another (as a pool master redirects a
+    //! transfer to the member holding the VM), and giving up on a redirect loop.
+    use super::*;
+    use crate::{ClientOptions, Protocol};
+    use futures::StreamExt;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Read one request (head and `Content-Length` body); its request line.
+    async fn read_request(s: &mut TcpStream) -> Option<String> {
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut tmp).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = s.read(&mut tmp).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        head.lines().next().map(str::to_owned)
+    }
+
+    const LOGIN: &str = "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>\
+        <member><name>Status</name><value>Success</value></member>\
+        <member><name>Value</name><value>OpaqueRef:s1</value></member>\
+        </struct></value></param></params></methodResponse>";
+
+    /// A listener answering XML-RPC logins and redirecting every GET to `target` (path and query kept).
+    async fn redirector(target: Option<String>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let me = base.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let log = log.clone();
+                let me = me.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    while let Some(line) = read_request(&mut s).await {
+                        log.lock().unwrap().push(line.clone());
+                        let answer = if line.starts_with("POST") {
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{LOGIN}",
+                                LOGIN.len()
+                            )
+                        } else {
+                            let pq = line.split(' ').nth(1).unwrap_or("/");
+                            let to = target.as_deref().unwrap_or(&me);
+                            format!(
+                                "HTTP/1.1 302 Found\r\nLocation: {to}{pq}\r\nContent-Length: 0\r\n\r\n"
+                            )
+                        };
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    /// A listener answering every GET with `body` (and a `task-id`).
+    async fn member(body: &'static [u8]) -> (String, Arc<Mutex<Vec<String>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    while let Some(line) = read_request(&mut s).await {
+                        log.lock().unwrap().push(line);
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ntask-id: OpaqueRef:t1\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if s.write_all(head.as_bytes()).await.is_err()
+                            || s.write_all(body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn client(url: &str) -> Client {
+        Client::with_protocol(
+            ClientOptions::new(url, "root", "pw"),
+            Some(Protocol::XmlRpc),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn get_follows_a_302_to_another_listener() {
+        let (b, b_seen) = member(b"exported bytes").await;
+        let (a, a_seen) = redirector(Some(b.clone())).await;
+        let c = client(&a);
+        let d = c
+            .get_resource("/export", &[("uuid", "u 1".into())])
+            .await
+            .unwrap();
+        assert_eq!(d.status, 200);
+        assert_eq!(d.task_id.as_deref(), Some("OpaqueRef:t1"));
+        let mut body = Vec::new();
+        let mut s = d.into_stream();
+        while let Some(chunk) = s.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(body, b"exported bytes");
+        let a_seen = a_seen.lock().unwrap().clone();
+        assert!(a_seen.iter().any(|l| l.starts_with("POST")), "{a_seen:?}");
+        assert!(
+            a_seen.contains(&"GET /export?session_id=OpaqueRef:s1&uuid=u%201 HTTP/1.1".to_owned()),
+            "{a_seen:?}"
+        );
+        // the member got the same path and query (session included) and nothing else
+        assert_eq!(
+            *b_seen.lock().unwrap(),
+            vec!["GET /export?session_id=OpaqueRef:s1&uuid=u%201 HTTP/1.1".to_owned()]
+        );
+    }
+
+    #[tokio::test]
+    async fn get_gives_up_on_a_redirect_loop() {
+        let (a, a_seen) = redirector(None).await;
+        let c = client(&a);
+        let e = c
+            .get_resource("/export", &[])
+            .await
+            .err()
+            .expect("an error");
+        assert!(
+            matches!(&e, Error::Transport(m) if m.contains("too many redirects")),
+            "{e:?}"
+        );
+        let gets = a_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("GET"))
+            .count();
+        assert_eq!(gets, MAX_REDIRECTS + 1);
+    }
+}
