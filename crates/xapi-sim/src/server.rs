@@ -134,7 +134,9 @@ async fn route(
     hc: Arc<HostCtx>,
 ) -> Result<Response<crate::transfer::Body>, Dropped> {
     if *req.method() == Method::PUT && req.uri().path().trim_end_matches('/') == "/update" {
-        return Ok(crate::transfer::update_upload::handle(req, hc.pool.clone(), hc.host.clone()).await);
+        return Ok(
+            crate::transfer::update_upload::handle(req, hc.pool.clone(), hc.host.clone()).await,
+        );
     }
     if crate::transfer::handles(req.method(), req.uri().path()) {
         if hc.pool.faults.take_drop() {

@@ -9,7 +9,9 @@ use xapi_types::{Ref, Value, XapiError};
 
 use super::allowed::update_host;
 use super::helpers::{b, get, i, jr, now, refs, rf, s, set, valid, void, Params};
-use super::placement::{assert_can_boot_here, host_free_memory, host_live, update_host_memory, vm_start_memory};
+use super::placement::{
+    assert_can_boot_here, host_free_memory, host_live, update_host_memory, vm_start_memory,
+};
 use super::vm::{halt, is_live_guest, migrate_vm, vm_message};
 use crate::db::Db;
 use crate::rpc::{Ctx, Registry};
@@ -25,7 +27,10 @@ pub fn register(reg: &mut Registry) {
     reg.register("host.disable", disable);
     reg.register("host.evacuate", evacuate);
     reg.register("host.assert_can_evacuate", assert_can_evacuate);
-    reg.register("host.get_vms_which_prevent_evacuation", get_vms_which_prevent_evacuation);
+    reg.register(
+        "host.get_vms_which_prevent_evacuation",
+        get_vms_which_prevent_evacuation,
+    );
     reg.register("host.reboot", reboot);
     reg.register("host.shutdown", shutdown);
     reg.register("host.get_servertime", get_servertime);
@@ -85,7 +90,11 @@ fn evacuation_plan(db: &Db, host: &Ref) -> Vec<Result<(Ref, Ref), (Ref, XapiErro
     let mut extra: Vec<(Ref, i64)> = Vec::new();
     let mut out = Vec::new();
     let mut targets: Vec<Ref> = db.refs("host").into_iter().filter(|h| h != host).collect();
-    targets.sort_by_key(|h| db.get("host", h).map(|r| s(r, "address").to_owned()).unwrap_or_default());
+    targets.sort_by_key(|h| {
+        db.get("host", h)
+            .map(|r| s(r, "address").to_owned())
+            .unwrap_or_default()
+    });
     for vm in resident_guests(db, host) {
         let need = vm_start_memory(db, &vm);
         let mut last_err = XapiError::code("NO_HOSTS_AVAILABLE");
@@ -93,14 +102,20 @@ fn evacuation_plan(db: &Db, host: &Ref) -> Vec<Result<(Ref, Ref), (Ref, XapiErro
         for t in &targets {
             match assert_can_boot_here(db, &vm, t) {
                 Ok(()) => {
-                    let used = extra.iter().filter(|(h, _)| h == t).fold(0i64, |acc, (_, m)| acc.saturating_add(*m));
+                    let used = extra
+                        .iter()
+                        .filter(|(h, _)| h == t)
+                        .fold(0i64, |acc, (_, m)| acc.saturating_add(*m));
                     let free = host_free_memory(db, t).saturating_sub(used);
                     if free >= need {
                         if best.as_ref().is_none_or(|(f, _)| free > *f) {
                             best = Some((free, t.clone()));
                         }
                     } else {
-                        last_err = XapiError::new("HOST_NOT_ENOUGH_FREE_MEMORY", [need.to_string(), free.to_string()]);
+                        last_err = XapiError::new(
+                            "HOST_NOT_ENOUGH_FREE_MEMORY",
+                            [need.to_string(), free.to_string()],
+                        );
                     }
                 }
                 Err(e) => last_err = e,
@@ -118,7 +133,10 @@ fn evacuation_plan(db: &Db, host: &Ref) -> Vec<Result<(Ref, Ref), (Ref, XapiErro
 }
 
 fn cannot_evacuate(errors: &[(Ref, XapiError)]) -> XapiError {
-    let parts: Vec<String> = errors.iter().map(|(_, e)| e.to_description().join(",")).collect();
+    let parts: Vec<String> = errors
+        .iter()
+        .map(|(_, e)| e.to_description().join(","))
+        .collect();
     XapiError::new("CANNOT_EVACUATE_HOST", [parts.join("|")])
 }
 
@@ -126,7 +144,10 @@ fn cannot_evacuate(errors: &[(Ref, XapiError)]) -> XapiError {
 pub fn evacuate_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     get(db, "host", host)?;
     let plan = evacuation_plan(db, host);
-    let errors: Vec<(Ref, XapiError)> = plan.iter().filter_map(|p| p.as_ref().err().cloned()).collect();
+    let errors: Vec<(Ref, XapiError)> = plan
+        .iter()
+        .filter_map(|p| p.as_ref().err().cloned())
+        .collect();
     if !errors.is_empty() {
         return Err(cannot_evacuate(&errors));
     }
@@ -140,14 +161,19 @@ pub fn evacuate_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
 
 fn evacuate(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let host = host_param(ctx, &p)?;
-    ctx.pool.write(|db| evacuate_host(db, &host)).map(|_| void())
+    ctx.pool
+        .write(|db| evacuate_host(db, &host))
+        .map(|_| void())
 }
 
 fn assert_can_evacuate(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let host = host_param(ctx, &p)?;
     ctx.pool.read(|db| {
         get(db, "host", &host)?;
-        let errors: Vec<(Ref, XapiError)> = evacuation_plan(db, &host).into_iter().filter_map(|p| p.err()).collect();
+        let errors: Vec<(Ref, XapiError)> = evacuation_plan(db, &host)
+            .into_iter()
+            .filter_map(|p| p.err())
+            .collect();
         if errors.is_empty() {
             Ok(void())
         } else {
@@ -161,7 +187,10 @@ fn get_vms_which_prevent_evacuation(ctx: &Ctx, p: Vec<Value>) -> Result<Value, X
     ctx.pool.read(|db| {
         get(db, "host", &host)?;
         let mut m = Map::new();
-        for e in evacuation_plan(db, &host).into_iter().filter_map(|p| p.err()) {
+        for e in evacuation_plan(db, &host)
+            .into_iter()
+            .filter_map(|p| p.err())
+        {
             m.insert(e.0 .0.clone(), json!(e.1.to_description()));
         }
         Ok(Value::Object(m))
@@ -182,7 +211,12 @@ pub fn take_host_down(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     }
     let metrics = rf(&h, "metrics");
     if valid(db, "host_metrics", &metrics) {
-        set(db, "host_metrics", &metrics, vec![("live", json!(false)), ("last_updated", json!(now()))])?;
+        set(
+            db,
+            "host_metrics",
+            &metrics,
+            vec![("live", json!(false)), ("last_updated", json!(now()))],
+        )?;
     }
     update_host(db, host)
 }
@@ -197,7 +231,12 @@ pub fn bring_host_up(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     }
     let metrics = rf(&h, "metrics");
     if valid(db, "host_metrics", &metrics) {
-        set(db, "host_metrics", &metrics, vec![("live", json!(true)), ("last_updated", json!(now()))])?;
+        set(
+            db,
+            "host_metrics",
+            &metrics,
+            vec![("live", json!(true)), ("last_updated", json!(now()))],
+        )?;
     }
     db.set_field("host", host, "enabled", json!(true))?;
     update_host_memory(db, host)?;
@@ -214,20 +253,22 @@ fn power_cycle(ctx: &Ctx, p: Vec<Value>, reboot: bool) -> Result<Value, XapiErro
         Ok(())
     })?;
     let pool: Arc<PoolState> = ctx.pool.clone();
-    let spawned = std::thread::Builder::new().name("xapi-sim-host-power".into()).spawn(move || {
-        std::thread::sleep(HOST_DOWN_DELAY);
-        if let Err(e) = pool.write(|db| take_host_down(db, &host)) {
-            tracing::warn!(error = %e, "host going down failed");
-            return;
-        }
-        pool.restart_host(&host);
-        if reboot {
-            std::thread::sleep(HOST_REBOOT_DOWNTIME);
-            if let Err(e) = pool.write(|db| bring_host_up(db, &host)) {
-                tracing::warn!(error = %e, "host coming back failed");
+    let spawned = std::thread::Builder::new()
+        .name("xapi-sim-host-power".into())
+        .spawn(move || {
+            std::thread::sleep(HOST_DOWN_DELAY);
+            if let Err(e) = pool.write(|db| take_host_down(db, &host)) {
+                tracing::warn!(error = %e, "host going down failed");
+                return;
             }
-        }
-    });
+            pool.restart_host(&host);
+            if reboot {
+                std::thread::sleep(HOST_REBOOT_DOWNTIME);
+                if let Err(e) = pool.write(|db| bring_host_up(db, &host)) {
+                    tracing::warn!(error = %e, "host coming back failed");
+                }
+            }
+        });
     spawned.map_err(|e| XapiError::internal(format!("cannot spawn: {e}")))?;
     Ok(void())
 }
@@ -273,14 +314,20 @@ fn call_plugin(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let host = pp.r(0)?;
     let plugin = pp.s(1)?;
     let func = pp.s(2)?;
-    let uuid = ctx.pool.read(|db| get(db, "host", &host).map(|h| s(&h, "uuid").to_owned()))?;
+    let uuid = ctx
+        .pool
+        .read(|db| get(db, "host", &host).map(|h| s(&h, "uuid").to_owned()))?;
     match (plugin.as_str(), func.as_str()) {
         ("updater.py", "check_update") => Ok(super::pool_update::updater_check(&uuid)),
         ("updater.py", "update") => Ok(super::pool_update::updater_update(&uuid)),
         ("updater.py", "get_proxies") => Ok(json!("{}")),
         ("updater.py", _) => Err(XapiError::new(
             "XENAPI_PLUGIN_FAILURE",
-            [func.clone(), "NoSuchFunction".to_owned(), format!("no function {func} in {plugin}")],
+            [
+                func.clone(),
+                "NoSuchFunction".to_owned(),
+                format!("no function {func} in {plugin}"),
+            ],
         )),
         _ => Err(XapiError::new("XENAPI_MISSING_PLUGIN", [plugin])),
     }
@@ -296,7 +343,8 @@ fn compute_free_memory(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn compute_memory_overhead(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let host = host_param(ctx, &p)?;
-    ctx.pool.read(|db| get(db, "host", &host).map(|h| json!(i(&h, "memory_overhead"))))
+    ctx.pool
+        .read(|db| get(db, "host", &host).map(|h| json!(i(&h, "memory_overhead"))))
 }
 
 fn get_management_interface(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -320,7 +368,10 @@ fn set_hostname_live(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !name.starts_with('-');
     if !valid_name {
-        return Err(XapiError::new("HOST_NAME_INVALID", ["hostname contains invalid characters"]));
+        return Err(XapiError::new(
+            "HOST_NAME_INVALID",
+            ["hostname contains invalid characters"],
+        ));
     }
     ctx.pool
         .write(|db| {
@@ -350,6 +401,10 @@ fn disable_ssh(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn dmesg(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let host = host_param(ctx, &p)?;
-    let name = ctx.pool.read(|db| get(db, "host", &host).map(|h| s(&h, "hostname").to_owned()))?;
-    Ok(json!(format!("[    0.000000] Linux version 4.19.0+1 (simulated host {name})\n")))
+    let name = ctx
+        .pool
+        .read(|db| get(db, "host", &host).map(|h| s(&h, "hostname").to_owned()))?;
+    Ok(json!(format!(
+        "[    0.000000] Linux version 4.19.0+1 (simulated host {name})\n"
+    )))
 }
