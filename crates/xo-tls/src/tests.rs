@@ -110,7 +110,7 @@ fn exact_roots_trusted() {
 #[test]
 fn bad_extra_root_is_an_error() {
     let bad = CertificateDer::from(vec![1u8, 2, 3]);
-    let err = client_config(false, &[bad.clone()]).unwrap_err();
+    let err = client_config(false, std::slice::from_ref(&bad)).unwrap_err();
     assert!(matches!(err, TlsError::BadRoot(_)), "{err:?}");
     assert!(err.to_string().starts_with("bad extra root certificate"));
     // Not parsed at all when any certificate is accepted.
