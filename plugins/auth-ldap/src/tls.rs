@@ -1,12 +1,11 @@
-//! rustls client configurations (ring provider) for `ldaps://` and StartTLS: the configured CAs (or the
-//! Mozilla roots), or no certificate check at all when `checkCertificate` is off.
+//! rustls client configurations (ring provider, via `xo-tls`) for `ldaps://` and StartTLS: the configured CAs
+//! (or the Mozilla roots), or no certificate check at all when `checkCertificate` is off.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
+use xo_tls::TlsError;
 
 use crate::error::LdapAuthError;
 
@@ -16,97 +15,32 @@ pub fn client_config(
     check_certificate: bool,
     ca_files: &[String],
 ) -> Result<Arc<ClientConfig>, LdapAuthError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LdapAuthError::Config(format!("TLS: {e}")))?;
-    let mut roots = RootCertStore::empty();
-    if ca_files.is_empty() {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let roots = if ca_files.is_empty() {
+        xo_tls::webpki_root_store()
     } else {
+        let mut roots = RootCertStore::empty();
         for path in ca_files {
-            let pem = std::fs::read(path).map_err(|e| {
-                LdapAuthError::Config(format!("cannot read certificate authority {path}: {e}"))
-            })?;
-            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    LdapAuthError::Config(format!("invalid certificate authority {path}: {e}"))
-                })?;
-            if certs.is_empty() {
-                return Err(LdapAuthError::Config(format!(
+            let invalid = |e: &dyn std::fmt::Display| {
+                LdapAuthError::Config(format!("invalid certificate authority {path}: {e}"))
+            };
+            let certs = xo_tls::read_pem_certs(Path::new(path)).map_err(|e| match e {
+                TlsError::Read { source, .. } => LdapAuthError::Config(format!(
+                    "cannot read certificate authority {path}: {source}"
+                )),
+                TlsError::NoCertificate => LdapAuthError::Config(format!(
                     "no certificate in certificate authority file {path}"
-                )));
-            }
+                )),
+                TlsError::Pem(e) => invalid(&e),
+                other => invalid(&other),
+            })?;
             for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    LdapAuthError::Config(format!("invalid certificate authority {path}: {e}"))
-                })?;
+                roots.add(cert).map_err(|e| invalid(&e))?;
             }
         }
-    }
-    let config = if check_certificate {
-        builder.with_root_certificates(roots).with_no_client_auth()
-    } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
-            .with_no_client_auth()
+        roots
     };
-    Ok(Arc::new(config))
-}
-
-/// Accepts any server certificate (`checkCertificate: false`) but still checks handshake signatures.
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    xo_tls::client_config_with_roots(!check_certificate, roots)
+        .map_err(|e| LdapAuthError::Config(format!("TLS: {e}")))
 }
 
 #[cfg(test)]
