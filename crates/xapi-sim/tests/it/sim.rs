@@ -1,6 +1,5 @@
 //! End-to-end tests of the simulator over real HTTP(S) on loopback, with a tiny raw HTTP client.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -1104,13 +1103,8 @@ async fn tls_and_several_pools() {
                 p.certificate_der().unwrap().to_vec(),
             ))
             .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let cfg = xo_tls::client_config_with_roots(false, roots).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(cfg);
         let tcp = TcpStream::connect(host_port(&url)).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let tls = connector.connect(name, tcp).await.unwrap();
@@ -1404,52 +1398,6 @@ async fn scripted_handlers_and_panics() {
     assert_eq!(rec["error_info"][0], json!("INTERNAL_ERROR"));
 }
 
-/// Accepts any server certificate: the binary's self-signed one is not known to the test in advance.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn binary_with_tls_serves_https_with_a_generated_certificate() {
     use std::io::BufRead;
@@ -1470,14 +1418,9 @@ async fn binary_with_tls_serves_https_with_a_generated_certificate() {
     .await
     .unwrap();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    // Any certificate: the binary's self-signed one is not known to the test in advance.
+    let cfg = xo_tls::client_config(true, &[]).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(cfg);
     let tcp = TcpStream::connect(host_port(&url)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
