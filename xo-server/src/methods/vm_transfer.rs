@@ -388,6 +388,39 @@ pub(super) async fn copy_across_pools(
     name: &str,
     compress: &Map<String, Value>,
 ) -> Result<String, ApiError> {
+    let dst = Xapi::of(pools, sr)?;
+    let vm_ref = stream_across_pools(
+        pools,
+        vm,
+        sr,
+        compress,
+        ("[XO] VM copy (export)", "[XO] VM copy (import)"),
+    )
+    .await?;
+    dst.call(
+        "VM.set_name_label",
+        vec![vm_ref.clone().into(), name.into()],
+    )
+    .await?;
+    if vm.kind() != "VM-template" {
+        dst.call(
+            "VM.set_is_a_template",
+            vec![vm_ref.clone().into(), false.into()],
+        )
+        .await?;
+    }
+    dst.wait_object_id("VM", &vm_ref).await
+}
+
+/// The source pool's `/export` of `vm` piped into the `/import` of the pool of `sr` (tasks labelled with the
+/// export and import `labels`). Returns the imported VM's ref; a failed import has been rolled back by XAPI.
+pub(super) async fn stream_across_pools(
+    pools: &Arc<Pools>,
+    vm: &XoObject,
+    sr: &XoObject,
+    compress: &Map<String, Value>,
+    labels: (&'static str, &'static str),
+) -> Result<String, ApiError> {
     let src = Xapi::of(pools, vm)?;
     let dst = Xapi::of(pools, sr)?;
     if dst.client.is_read_only() {
@@ -397,7 +430,7 @@ pub(super) async fn copy_across_pools(
     }
     let (sc, dc) = (src.client.raw().clone(), dst.client.raw().clone());
     let task = sc
-        .create_task("[XO] VM copy (export)", "")
+        .create_task(labels.0, "")
         .await
         .map_err(|e| pools.map_error(e))?;
     let query = vec![
@@ -419,7 +452,7 @@ pub(super) async fn copy_across_pools(
         pools,
         &dc,
         UploadTarget {
-            label: "[XO] VM copy (import)",
+            label: labels.1,
             method: Some("VM.import"),
             path: "/import",
             query: vec![("sr_id", sr.xapi_ref().to_owned())],
@@ -435,19 +468,7 @@ pub(super) async fn copy_across_pools(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::internal(format!("unexpected import result {out}")))?
         .to_owned();
-    dst.call(
-        "VM.set_name_label",
-        vec![vm_ref.clone().into(), name.into()],
-    )
-    .await?;
-    if vm.kind() != "VM-template" {
-        dst.call(
-            "VM.set_is_a_template",
-            vec![vm_ref.clone().into(), false.into()],
-        )
-        .await?;
-    }
-    dst.wait_object_id("VM", &vm_ref).await
+    Ok(vm_ref)
 }
 
 pub(super) fn methods() -> Vec<Method> {

@@ -702,3 +702,234 @@ async fn transfers_stats_of_a_vm_and_host_that_are_not_the_master() {
         "stats of a non-master host: {hs}"
     );
 }
+
+/// Refs of the VMs of `p` whose `uuid` is `uuid` (sim DB).
+fn vms_with_uuid(p: &RunningPool, uuid: &str) -> usize {
+    p.state()
+        .read(|db| db.find("VM", |r| r["uuid"] == uuid).len())
+}
+
+/// Number of VDIs of `p` among `uuids` (sim DB).
+fn vdis_with_uuids(p: &RunningPool, uuids: &[String]) -> usize {
+    p.state().read(|db| {
+        db.find("VDI", |r| uuids.iter().any(|u| r["uuid"] == u.as_str()))
+            .len()
+    })
+}
+
+/// The host of a one-host pool (ref, uuid).
+fn only_host(p: &RunningPool) -> (String, String) {
+    let h = call(p, "host.get_all", vec![])[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let u = uuid_of(p, "host", &h);
+    (h, u)
+}
+
+/// The network of a host's management PIF.
+fn management_network(p: &RunningPool, host: &str) -> String {
+    call(p, "host.get_PIFs", vec![json!(host)])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pif| call(p, "PIF.get_record", vec![pif.clone()]))
+        .find(|r| r["management"] == true)
+        .expect("a management PIF")["network"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Whether XO still lists the object `id`.
+async fn xo_has(c: &mut Client, id: &str) -> bool {
+    let all = c
+        .ok("xo.getAllObjects", json!({ "filter": { "id": id } }))
+        .await;
+    all.as_object().is_some_and(|m| !m.is_empty())
+}
+
+#[tokio::test]
+async fn transfers_migrate_across_pools_streams_then_removes_the_source() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let disks = disks_of(&e.a, &vm);
+    for d in &disks {
+        fill(&e.a, d);
+    }
+    let contents: Vec<_> = disks.iter().map(|d| content(&e.a, d)).collect();
+    let vdi_uuids: Vec<String> = disks.iter().map(|d| uuid_of(&e.a, "VDI", d)).collect();
+    let uuid = uuid_of(&e.a, "VM", &vm);
+    let name = "migrated across";
+    call(&e.a, "VM.set_name_label", vec![json!(vm), json!(name)]);
+    call(&e.a, "VM.add_tags", vec![json!(vm), json!("moving")]);
+    call(
+        &e.a,
+        "VM.add_to_other_config",
+        vec![json!(vm), json!("xo-test"), json!("kept")],
+    );
+    let src_vifs = call(&e.a, "VM.get_VIFs", vec![json!(vm)])
+        .as_array()
+        .unwrap()
+        .len();
+    let (host_b, host_b_uuid) = only_host(&e.b);
+    let before = guest_vm_count(&e.b);
+    // the XO cache knows the VM before it moves
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !xo_has(&mut e.c, &uuid).await {
+        assert!(tokio::time::Instant::now() < deadline, "VM never in XO");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert_eq!(
+        e.c.ok(
+            "vm.migrate",
+            json!({ "vm": uuid, "targetHost": host_b_uuid })
+        )
+        .await,
+        true
+    );
+
+    // gone from the source pool, disks included
+    assert_eq!(vms_with_uuid(&e.a, &uuid), 0);
+    assert_eq!(vdis_with_uuids(&e.a, &vdi_uuids), 0);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while xo_has(&mut e.c, &uuid).await {
+        assert!(tokio::time::Instant::now() < deadline, "VM never left XO");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // present on the destination: same name, tags, other_config, disks byte-identical, VIFs on the
+    // destination host's management network
+    assert_eq!(guest_vm_count(&e.b), before + 1);
+    let found = call(&e.b, "VM.get_by_name_label", vec![json!(name)]);
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 1);
+    let new_vm = found[0].as_str().unwrap();
+    let rec = call(&e.b, "VM.get_record", vec![json!(new_vm)]);
+    assert_eq!(rec["is_a_template"], false);
+    assert!(rec["tags"].as_array().unwrap().contains(&json!("moving")));
+    assert_eq!(rec["other_config"]["xo-test"], "kept");
+    let dst = disks_of(&e.b, new_vm);
+    assert_eq!(dst.len(), contents.len());
+    for (want, d) in contents.iter().zip(&dst) {
+        assert_eq!(want, &content(&e.b, d));
+    }
+    let mgmt = management_network(&e.b, &host_b);
+    let vifs = rec["VIFs"].as_array().unwrap();
+    assert_eq!(vifs.len(), src_vifs);
+    for vif in vifs {
+        assert_eq!(
+            call(&e.b, "VIF.get_network", vec![vif.clone()]),
+            json!(mgmt)
+        );
+    }
+    wait_for(
+        || pending_tasks(&e.a) == 0 && pending_tasks(&e.b) == 0,
+        "tasks finished",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn transfers_migrate_across_pools_refuses_a_running_vm() {
+    let mut e = env().await;
+    let all = call(&e.a, "VM.get_all_records", vec![]);
+    let mut vms: Vec<String> = all
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["is_a_template"] == false && v["is_control_domain"] == false)
+        .map(|(r, _)| r.clone())
+        .collect();
+    vms.sort();
+    let vm = vms[0].clone();
+    if call(&e.a, "VM.get_power_state", vec![json!(vm)]) != "Running" {
+        call(
+            &e.a,
+            "VM.start",
+            vec![json!(vm), json!(false), json!(false)],
+        );
+    }
+    let uuid = uuid_of(&e.a, "VM", &vm);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let o =
+            e.c.ok("xo.getAllObjects", json!({ "filter": { "id": uuid } }))
+                .await;
+        if o[&uuid]["power_state"] == "Running" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "VM never running in XO"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, host_b_uuid) = only_host(&e.b);
+    let (vms_b, vdis_b) = (guest_vm_count(&e.b), count(&e.b, "VDI"));
+    let err =
+        e.c.err(
+            "vm.migrate",
+            json!({ "vm": uuid, "targetHost": host_b_uuid }),
+        )
+        .await;
+    assert_eq!(err["code"], 13, "{err}");
+    assert_eq!(err["data"]["expected"], "Halted", "{err}");
+    assert_eq!(call(&e.a, "VM.get_power_state", vec![json!(vm)]), "Running");
+    assert_eq!(vms_with_uuid(&e.a, &uuid), 1);
+    assert_eq!((guest_vm_count(&e.b), count(&e.b, "VDI")), (vms_b, vdis_b));
+}
+
+#[tokio::test]
+async fn transfers_migrate_across_pools_failed_import_keeps_the_source() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let disks = disks_of(&e.a, &vm);
+    for d in &disks {
+        fill(&e.a, d);
+    }
+    let contents: Vec<_> = disks.iter().map(|d| content(&e.a, d)).collect();
+    let uuid = uuid_of(&e.a, "VM", &vm);
+    let (_, host_b_uuid) = only_host(&e.b);
+    let (vms_b, vdis_b, vbds_b, vifs_b) = (
+        guest_vm_count(&e.b),
+        count(&e.b, "VDI"),
+        count(&e.b, "VBD"),
+        count(&e.b, "VIF"),
+    );
+    // the destination cannot store the disks: its import fails (SR_BACKEND_FAILURE_44) and rolls back
+    e.b.state().read(|db| db.vdi_data.set_cap(1 << 20));
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !xo_has(&mut e.c, &uuid).await {
+        assert!(tokio::time::Instant::now() < deadline, "VM never in XO");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let err =
+        e.c.err(
+            "vm.migrate",
+            json!({ "vm": uuid, "targetHost": host_b_uuid }),
+        )
+        .await;
+    assert!(err["code"].is_i64(), "{err}");
+    wait_for(
+        || pending_tasks(&e.a) == 0 && pending_tasks(&e.b) == 0,
+        "tasks finished",
+    )
+    .await;
+    // the source is intact
+    assert_eq!(vms_with_uuid(&e.a, &uuid), 1);
+    assert_eq!(disks_of(&e.a, &vm), disks);
+    for (want, d) in contents.iter().zip(&disks) {
+        assert_eq!(want, &content(&e.a, d));
+    }
+    // nothing left on the destination
+    assert_eq!(
+        (
+            guest_vm_count(&e.b),
+            count(&e.b, "VDI"),
+            count(&e.b, "VBD"),
+            count(&e.b, "VIF")
+        ),
+        (vms_b, vdis_b, vbds_b, vifs_b)
+    );
+}
