@@ -1,7 +1,9 @@
 //! Transfers through xo-server against two in-process simulated pools: `vm.export` downloads (a valid tar),
 //! `vm.import` uploads into another pool (byte-identical disks), corrupt and truncated uploads (clean errors, no
 //! leftovers), cross-pool `vm.copy` streaming, a download abandoned mid-way (XAPI task stopped, VM unlocked),
-//! `disk.exportContent`/`disk.importContent` round trip, and the shapes of `vm.stats`/`host.stats`/`sr.stats`.
+//! `disk.exportContent`/`disk.importContent` round trip, `vm.migrate` across pools by streaming (source removed
+//! only after the import; a running source refused; a failed import or VIF fix-up leaves the source intact and
+//! nothing behind), and the shapes of `vm.stats`/`host.stats`/`sr.stats`.
 
 use std::time::Duration;
 
@@ -910,7 +912,7 @@ async fn transfers_migrate_across_pools_failed_import_keeps_the_source() {
             json!({ "vm": uuid, "targetHost": host_b_uuid }),
         )
         .await;
-    assert!(err["code"].is_i64(), "{err}");
+    assert_eq!(err["data"]["code"], "SR_BACKEND_FAILURE_44", "{err}");
     wait_for(
         || pending_tasks(&e.a) == 0 && pending_tasks(&e.b) == 0,
         "tasks finished",
@@ -932,4 +934,80 @@ async fn transfers_migrate_across_pools_failed_import_keeps_the_source() {
         ),
         (vms_b, vdis_b, vbds_b, vifs_b)
     );
+}
+
+#[tokio::test]
+async fn transfers_migrate_across_pools_maps_vifs_and_rolls_back_a_failed_fixup() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let uuid = uuid_of(&e.a, "VM", &vm);
+    let vdi_uuids: Vec<String> = disks_of(&e.a, &vm)
+        .iter()
+        .map(|d| uuid_of(&e.a, "VDI", d))
+        .collect();
+    let vifs: Vec<String> = call(&e.a, "VM.get_VIFs", vec![json!(vm)])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| uuid_of(&e.a, "VIF", v.as_str().unwrap()))
+        .collect();
+    assert!(!vifs.is_empty(), "the source VM has VIFs");
+    let (_, host_b_uuid) = only_host(&e.b);
+    let net = call(
+        &e.b,
+        "network.get_by_name_label",
+        vec![json!("Host internal management network")],
+    )[0]
+    .as_str()
+    .unwrap()
+    .to_owned();
+    let net_uuid = uuid_of(&e.b, "network", &net);
+    let map: serde_json::Map<String, Value> =
+        vifs.iter().map(|v| (v.clone(), json!(net_uuid))).collect();
+    let params = json!({ "vm": uuid, "targetHost": host_b_uuid, "mapVifsNetworks": map });
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !xo_has(&mut e.c, &vifs[0]).await || !xo_has(&mut e.c, &net_uuid).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "objects never in XO"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let counts = |p: &RunningPool| {
+        (
+            guest_vm_count(p),
+            count(p, "VDI"),
+            count(p, "VBD"),
+            count(p, "VIF"),
+        )
+    };
+    let before_b = counts(&e.b);
+
+    // the VIF fix-up fails on the destination: the imported VM goes away, the source stays
+    e.b.faults().fail_next(
+        "VIF.move",
+        xapi_types::XapiError::new("INTERNAL_ERROR", ["injected"]),
+    );
+    let err = e.c.err("vm.migrate", params.clone()).await;
+    assert_eq!(err["data"]["params"], json!(["injected"]), "{err}");
+    assert_eq!(vms_with_uuid(&e.a, &uuid), 1);
+    assert_eq!(vdis_with_uuids(&e.a, &vdi_uuids), vdi_uuids.len());
+    wait_for(
+        || pending_tasks(&e.a) == 0 && pending_tasks(&e.b) == 0,
+        "tasks finished",
+    )
+    .await;
+    assert_eq!(counts(&e.b), before_b);
+
+    // without the fault: the VIFs end up on the mapped network
+    assert_eq!(e.c.ok("vm.migrate", params).await, true);
+    assert_eq!(vms_with_uuid(&e.a, &uuid), 0);
+    assert_eq!(guest_vm_count(&e.b), before_b.0 + 1);
+    let imported: Vec<String> = e.b.state().read(|db| {
+        db.find("VIF", |r| r["network"] == net.as_str())
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect()
+    });
+    assert_eq!(imported.len(), vifs.len());
 }
