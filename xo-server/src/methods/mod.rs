@@ -6,6 +6,7 @@ mod disk_transfer;
 mod group;
 mod host;
 mod message;
+mod multipart;
 mod network;
 pub mod patches;
 mod plugin;

@@ -1,7 +1,7 @@
 //! Transfers through xo-server against two in-process simulated pools: `vm.export` downloads (a valid tar),
 //! `vm.import` uploads into another pool (byte-identical disks), corrupt and truncated uploads (clean errors, no
 //! leftovers), cross-pool `vm.copy` streaming, a download abandoned mid-way (XAPI task stopped, VM unlocked),
-//! `disk.exportContent`/`disk.importContent` round trip, `vm.migrate` across pools by streaming (source removed
+//! `disk.exportContent`/`disk.importContent` round trip, `disk.import` (raw, VHD, multipart, truncated, unsupported), `vm.migrate` across pools by streaming (source removed
 //! only after the import; a running source refused; a failed import or VIF fix-up leaves the source intact and
 //! nothing behind), and the shapes of `vm.stats`/`host.stats`/`sr.stats`.
 
@@ -222,12 +222,23 @@ async fn upload(
     body: &[u8],
     announce: usize,
 ) -> Option<(u16, Value)> {
+    upload_as(server, path, "application/octet-stream", body, announce).await
+}
+
+/// [`upload`] with a given `Content-Type`.
+async fn upload_as(
+    server: &xo_server::RunningServer,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    announce: usize,
+) -> Option<(u16, Value)> {
     let mut s = tokio::net::TcpStream::connect(server.local_addr())
         .await
         .unwrap();
     s.write_all(
         format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {announce}\r\nConnection: close\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {announce}\r\nConnection: close\r\n\r\n"
         )
         .as_bytes(),
     )
@@ -1010,4 +1021,234 @@ async fn transfers_migrate_across_pools_maps_vifs_and_rolls_back_a_failed_fixup(
             .collect()
     });
     assert_eq!(imported.len(), vifs.len());
+}
+
+/// A fresh `size`-byte VDI on the default SR of `p`, filled with non-zero data.
+fn filled_vdi(p: &RunningPool, size: u64) -> String {
+    let v = call(
+        p,
+        "VDI.create",
+        vec![json!({
+            "name_label": "source", "name_description": "", "SR": default_sr(p),
+            "virtual_size": size, "type": "user", "sharable": false, "read_only": false,
+            "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []
+        })],
+    );
+    let v = v.as_str().unwrap().to_owned();
+    fill(p, &v);
+    v
+}
+
+/// The whole content of a VDI of the simulator.
+fn raw_bytes(p: &RunningPool, vdi: &str) -> Vec<u8> {
+    let r = Ref::from(vdi);
+    let (uuid, size) = p.state().read(|db| {
+        let v = db.get("VDI", &r).expect("vdi");
+        (
+            v["uuid"].as_str().unwrap().to_owned(),
+            v["virtual_size"].as_i64().unwrap() as u64,
+        )
+    });
+    let store = p.state().read(|db| db.vdi_data.clone());
+    let mut out = Vec::new();
+    let mut i = 0;
+    while (out.len() as u64) < size {
+        out.extend(store.read_block(&r, &uuid, i, size));
+        i += 1;
+    }
+    out.truncate(size as usize);
+    out
+}
+
+/// `method` once XO knows the objects of the pools (retried while they are being fetched).
+async fn ok_when_known(c: &mut Client, method: &str, params: Value) -> Value {
+    for _ in 0..500 {
+        let v = c.call(method, params.clone()).await;
+        if let Some(r) = v.get("result") {
+            return r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{method} never succeeded");
+}
+
+/// The VDI ref of `answer`'s uuid result in `p`.
+fn imported_vdi(p: &RunningPool, answer: &Value) -> String {
+    let uuid = answer["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    call(p, "VDI.get_by_uuid", vec![json!(uuid)])
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn export_content(e: &mut Env, vdi: &str, format: &str) -> Vec<u8> {
+    let url =
+        e.c.ok(
+            "disk.exportContent",
+            json!({ "id": uuid_of(&e.a, "VDI", vdi), "format": format }),
+        )
+        .await;
+    let (status, head, bytes) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    assert_eq!(status, 200, "{head}");
+    bytes
+}
+
+#[tokio::test]
+async fn transfers_disk_import_raw_vhd_and_multipart_give_identical_disks() {
+    let mut e = env().await;
+    let size = 8 << 20;
+    let vdi = filled_vdi(&e.a, size);
+    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
+    ok_when_known(
+        &mut e.c,
+        "disk.exportContent",
+        json!({ "id": uuid_of(&e.a, "VDI", &vdi) }),
+    )
+    .await;
+    let raw = raw_bytes(&e.a, &vdi);
+    assert_eq!(raw.len() as u64, size);
+    let vhd = export_content(&mut e, &vdi, "vhd").await;
+
+    // raw body, raw type
+    let url = ok_when_known(
+        &mut e.c,
+        "disk.import",
+        json!({ "sr": sr_b, "name": "imported raw", "description": "d", "type": "raw" }),
+    )
+    .await;
+    let (status, answer) = upload(&e.server, &path_of(&url, "$sendTo"), &raw, raw.len())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let got = imported_vdi(&e.b, &answer);
+    assert_eq!(content(&e.a, &vdi), content(&e.b, &got));
+    let rec = call(&e.b, "VDI.get_record", vec![json!(got)]);
+    assert_eq!(
+        (rec["name_label"].as_str(), rec["name_description"].as_str()),
+        (Some("imported raw"), Some("d"))
+    );
+    assert_eq!(rec["SR"], json!(default_sr(&e.b)));
+
+    // raw body, VHD type: the size comes from the VHD footer
+    let url =
+        e.c.ok(
+            "disk.import",
+            json!({ "sr": sr_b, "name": "imported vhd", "type": "vhd" }),
+        )
+        .await;
+    let (status, answer) = upload(&e.server, &path_of(&url, "$sendTo"), &vhd, vhd.len())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let got = imported_vdi(&e.b, &answer);
+    assert_eq!(content(&e.a, &vdi), content(&e.b, &got));
+
+    // a multipart form with a `file` part, as XO's web UI sends it
+    for (kind, data) in [("raw", &raw), ("vhd", &vhd)] {
+        let mut form = b"--bNd\r\nContent-Disposition: form-data; name=\"file\"; filename=\"disk\"\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+        form.extend_from_slice(data);
+        form.extend_from_slice(b"\r\n--bNd--\r\n");
+        let url =
+            e.c.ok(
+                "disk.import",
+                json!({ "sr": sr_b, "name": "form", "type": kind }),
+            )
+            .await;
+        let (status, answer) = upload_as(
+            &e.server,
+            &path_of(&url, "$sendTo"),
+            "multipart/form-data; boundary=bNd",
+            &form,
+            form.len(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{kind}: {answer}");
+        let got = imported_vdi(&e.b, &answer);
+        assert_eq!(content(&e.a, &vdi), content(&e.b, &got), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn transfers_disk_import_failures_leave_no_vdi() {
+    let mut e = env().await;
+    let vdi = filled_vdi(&e.a, 4 << 20);
+    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
+    ok_when_known(
+        &mut e.c,
+        "disk.exportContent",
+        json!({ "id": uuid_of(&e.a, "VDI", &vdi) }),
+    )
+    .await;
+    let raw = raw_bytes(&e.a, &vdi);
+    let vhd = export_content(&mut e, &vdi, "vhd").await;
+    let vdis = count(&e.b, "VDI");
+
+    // truncated raw and VHD uploads: the client goes away mid-way
+    for (kind, data) in [("raw", &raw), ("vhd", &vhd)] {
+        let url = ok_when_known(
+            &mut e.c,
+            "disk.import",
+            json!({ "sr": sr_b, "name": "cut", "type": kind }),
+        )
+        .await;
+        if let Some((status, answer)) = upload(
+            &e.server,
+            &path_of(&url, "$sendTo"),
+            &data[..data.len() / 2],
+            data.len(),
+        )
+        .await
+        {
+            assert_eq!(status, 500, "{kind}: {answer}");
+        }
+        wait_for(|| pending_tasks(&e.b) == 0, "import tasks finished").await;
+        wait_for(|| count(&e.b, "VDI") == vdis, "no leftover VDI").await;
+    }
+
+    // a multipart body cut before its closing boundary
+    let mut form = b"--q\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".to_vec();
+    form.extend_from_slice(&raw[..1 << 20]);
+    let url =
+        e.c.ok(
+            "disk.import",
+            json!({ "sr": sr_b, "name": "cut", "type": "raw" }),
+        )
+        .await;
+    let (status, answer) = upload_as(
+        &e.server,
+        &path_of(&url, "$sendTo"),
+        "multipart/form-data; boundary=q",
+        &form,
+        form.len(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 500, "{answer}");
+    wait_for(|| count(&e.b, "VDI") == vdis, "no leftover VDI").await;
+
+    // not a VHD
+    let url =
+        e.c.ok(
+            "disk.import",
+            json!({ "sr": sr_b, "name": "bad", "type": "vhd" }),
+        )
+        .await;
+    let (status, answer) = upload(&e.server, &path_of(&url, "$sendTo"), b"garbage", 7)
+        .await
+        .unwrap();
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(count(&e.b, "VDI"), vdis);
+
+    // types and sources this server does not convert
+    for params in [
+        json!({ "sr": sr_b, "name": "x", "type": "vmdk" }),
+        json!({ "sr": sr_b, "name": "x", "type": "qcow2" }),
+        json!({ "sr": sr_b, "name": "x", "type": "raw", "url": "http://127.0.0.1:1/d.raw" }),
+    ] {
+        assert_eq!(e.c.err("disk.import", params).await["code"], 0);
+    }
+    assert_eq!(count(&e.b, "VDI"), vdis);
 }
