@@ -592,9 +592,18 @@ fn vm_param(ctx: &Ctx, p: &[Value]) -> Result<Ref, XapiError> {
     Params::new(&ctx.method, p).r(0)
 }
 
+/// Runs `f` on the VM named by the first param inside one DB write; the message answers void.
+fn on_vm<T>(
+    ctx: &Ctx,
+    p: &[Value],
+    f: impl FnOnce(&mut Db, &Ref) -> Result<T, XapiError>,
+) -> Result<Value, XapiError> {
+    let vm = vm_param(ctx, p)?;
+    ctx.pool.write(|db| f(db, &vm)).map(|_| void())
+}
+
 fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| destroy_vm(db, &vm)).map(|_| void())
+    on_vm(ctx, &p, destroy_vm)
 }
 
 fn start(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -617,43 +626,27 @@ fn start_on(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 }
 
 fn clean_shutdown(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool
-        .write(|db| shutdown_vm(db, &vm, VmOp::clean_shutdown))
-        .map(|_| void())
+    on_vm(ctx, &p, |db, vm| shutdown_vm(db, vm, VmOp::clean_shutdown))
 }
 
 fn hard_shutdown(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool
-        .write(|db| shutdown_vm(db, &vm, VmOp::hard_shutdown))
-        .map(|_| void())
+    on_vm(ctx, &p, |db, vm| shutdown_vm(db, vm, VmOp::hard_shutdown))
 }
 
 fn shutdown(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool
-        .write(|db| shutdown_vm(db, &vm, VmOp::shutdown))
-        .map(|_| void())
+    on_vm(ctx, &p, |db, vm| shutdown_vm(db, vm, VmOp::shutdown))
 }
 
 fn clean_reboot(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool
-        .write(|db| reboot_vm(db, &vm, VmOp::clean_reboot))
-        .map(|_| void())
+    on_vm(ctx, &p, |db, vm| reboot_vm(db, vm, VmOp::clean_reboot))
 }
 
 fn hard_reboot(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool
-        .write(|db| reboot_vm(db, &vm, VmOp::hard_reboot))
-        .map(|_| void())
+    on_vm(ctx, &p, |db, vm| reboot_vm(db, vm, VmOp::hard_reboot))
 }
 
 fn suspend(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool.write(|db| suspend_vm(db, &vm)).map(|_| void())
+    on_vm(ctx, &p, suspend_vm)
 }
 
 fn resume(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -676,17 +669,11 @@ fn resume_on(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 }
 
 fn pause(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool
-        .write(|db| set_paused(db, &vm, VmOp::pause))
-        .map(|_| void())
+    on_vm(ctx, &p, |db, vm| set_paused(db, vm, VmOp::pause))
 }
 
 fn unpause(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = vm_param(ctx, &p)?;
-    ctx.pool
-        .write(|db| set_paused(db, &vm, VmOp::unpause))
-        .map(|_| void())
+    on_vm(ctx, &p, |db, vm| set_paused(db, vm, VmOp::unpause))
 }
 
 fn power_state_reset(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
