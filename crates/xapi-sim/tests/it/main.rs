@@ -1,6 +1,8 @@
-//! xapi-sim integration tests, one test binary (one link on CI): HTTP(S) end to end (`sim`), the explicit
-//! operations through the dispatcher (`ops`), `/console` RFB tunnels (`console`) and HTTP transfers (`transfer`).
+//! xapi-sim integration tests, one test binary (one link on CI): the binary's contract (`binary`), HTTP(S) end to
+//! end (`sim`), the explicit operations through the dispatcher (`ops`), `/console` RFB tunnels (`console`) and HTTP
+//! transfers (`transfer`).
 
+mod binary;
 mod console;
 mod ops;
 mod sim;

@@ -10,10 +10,10 @@ use xapi_types::{jsonrpc, xmlrpc, XapiError};
 
 /// A raw HTTP answer.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
+pub(super) struct Answer {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Answer {
@@ -25,14 +25,14 @@ impl Answer {
     }
 }
 
-fn host_port(url: &str) -> String {
+pub(super) fn host_port(url: &str) -> String {
     url.trim_start_matches("http://")
         .trim_start_matches("https://")
         .trim_end_matches('/')
         .to_owned()
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     req: Vec<u8>,
 ) -> std::io::Result<Answer> {
@@ -61,7 +61,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-fn request(method: &str, url: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+pub(super) fn request(
+    method: &str,
+    url: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut r = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         host_port(url),
@@ -94,7 +100,7 @@ async fn xml_call(url: &str, method: &str, params: &[Value]) -> Result<Value, Xa
     xmlrpc::decode_response(&a.body).expect("decodable")
 }
 
-async fn json_call(
+pub(super) async fn json_call(
     url: &str,
     v2: bool,
     method: &str,
@@ -140,7 +146,7 @@ async fn login(url: &str) -> String {
     s.as_str().unwrap().to_owned()
 }
 
-fn code(r: Result<Value, XapiError>) -> Vec<String> {
+pub(super) fn code(r: Result<Value, XapiError>) -> Vec<String> {
     r.expect_err("expected a failure").to_description()
 }
 
@@ -1266,77 +1272,6 @@ async fn configuration_errors_and_shutdown() {
     }
 }
 
-/// Kills the child process it owns when dropped (also on test failure).
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn binary_prints_one_url_per_pool() {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xapi-sim"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--pools",
-            "2",
-            "--hosts",
-            "2",
-            "--vms",
-            "3",
-            "--password",
-            "pw",
-        ])
-        .args(["--latency-ms", "1"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn xapi-sim");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = ChildGuard(child);
-    let urls = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .take(2)
-            .map(|l| l.unwrap())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
-    assert_eq!(urls.len(), 2);
-    for url in &urls {
-        assert!(
-            url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
-            "{url}"
-        );
-        let e = code(
-            json_call(
-                url,
-                true,
-                "session.login_with_password",
-                &[json!("root"), json!("root")],
-            )
-            .await,
-        );
-        assert_eq!(e[0], "SESSION_AUTHENTICATION_FAILED");
-        let s = json_call(
-            url,
-            true,
-            "session.login_with_password",
-            &[json!("root"), json!("pw")],
-        )
-        .await
-        .unwrap();
-        let hosts = json_call(url, true, "host.get_all", &[s]).await.unwrap();
-        assert_eq!(hosts.as_array().unwrap().len(), 2);
-    }
-    assert_ne!(urls[0], urls[1]);
-}
-
 fn panicking(_: &xapi_sim::Ctx, _: Vec<Value>) -> Result<Value, XapiError> {
     panic!("scripted bug")
 }
@@ -1396,54 +1331,4 @@ async fn scripted_handlers_and_panics() {
     }
     assert_eq!(rec["status"], json!("failure"));
     assert_eq!(rec["error_info"][0], json!("INTERNAL_ERROR"));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn binary_with_tls_serves_https_with_a_generated_certificate() {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xapi-sim"))
-        .args(["--listen", "127.0.0.1:0", "--tls", "--vms", "2"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn xapi-sim");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = ChildGuard(child);
-    let url = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .next()
-            .expect("a URL line")
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    // Any certificate: the binary's self-signed one is not known to the test in advance.
-    let cfg = xo_tls::client_config(true, &[]).unwrap();
-    let connector = tokio_rustls::TlsConnector::from(cfg);
-    let tcp = TcpStream::connect(host_port(&url)).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
-    // The generated certificate names 127.0.0.1 (its SAN holds the 4 address bytes).
-    let (_, conn) = tls.get_ref();
-    let cert = conn.peer_certificates().expect("a certificate")[0].to_vec();
-    assert!(
-        cert.windows(4).any(|w| w == [127, 0, 0, 1]),
-        "no 127.0.0.1 SAN"
-    );
-    // Default credentials root/root over JSON-RPC.
-    let body = jsonrpc::encode_call(
-        jsonrpc::Version::V2,
-        &json!(1),
-        "session.login_with_password",
-        &[json!("root"), json!("root")],
-    );
-    let a = exchange(
-        tls,
-        request("POST", &url, "/jsonrpc", "application/json", &body),
-    )
-    .await
-    .unwrap();
-    assert_eq!(a.status, 200);
-    assert!(jsonrpc::decode_response(&a.body).unwrap().result.is_ok());
 }
