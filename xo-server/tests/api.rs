@@ -27,6 +27,8 @@ mod objects;
 mod patches;
 #[path = "api/plugins.rs"]
 mod plugins;
+#[path = "api/pool_admin.rs"]
+mod pool_admin;
 #[path = "api/pools.rs"]
 mod pools;
 #[path = "api/transfers.rs"]

@@ -134,8 +134,32 @@ async fn remove(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     Ok(Value::Bool(true))
 }
 
+/// The `server.set` params that change how the server is reached: XO refuses them while the server is
+/// connected or connecting (`xen-servers.mjs` `updateXenServer`).
+const CONNECTION_PARAMS: [&str; 5] = [
+    "allowUnauthorized",
+    "host",
+    "httpProxy",
+    "password",
+    "username",
+];
+
+/// Whether the server has a live connection (connected, connecting, or lost and retrying).
+fn is_attached(ctx: &Ctx, id: &str) -> bool {
+    ctx.app.connector().status(id).state != crate::pool::ConnectionState::Disconnected
+        || crate::xapi::Pools::of(&ctx.app).is_ok_and(|p| p.server_ids().iter().any(|s| s == id))
+}
+
+/// XO's `server.set`: `label` and `readOnly` apply at once (read-only is checked at every call);
+/// connection settings can only change on a disconnected server (`server.disable` first, then
+/// `server.enable` connects with the new settings).
 async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let mut s = get(&ctx, req_str(&p, "id")?)?;
+    if CONNECTION_PARAMS.iter().any(|k| p.contains_key(*k)) && is_attached(&ctx, &s.id) {
+        return Err(ApiError::internal(
+            "this entry require disconnecting the server to update it",
+        ));
+    }
     match p.get("label") {
         Some(Value::String(l)) => s.label = Some(l.clone()),
         Some(Value::Null) => s.label = None,

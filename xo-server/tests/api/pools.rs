@@ -57,7 +57,7 @@ pub(crate) fn add_params(pool: &RunningPool) -> Value {
 
 impl Client {
     /// The `server.getAll` entry of `id`.
-    async fn server_entry(&mut self, id: &str) -> Value {
+    pub(crate) async fn server_entry(&mut self, id: &str) -> Value {
         let all = self.ok("server.getAll", json!({})).await;
         all.as_array()
             .unwrap()
@@ -68,7 +68,7 @@ impl Client {
     }
 
     /// Polls `server.getAll` until `pred` holds for the entry of `id` (bounded by TIMEOUT).
-    async fn wait_server(&mut self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_server(&mut self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             let s = self.server_entry(id).await;
@@ -84,7 +84,7 @@ impl Client {
     }
 
     /// Reads frames until an `all` notification satisfies `pred`; returns it.
-    async fn wait_all(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_all(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self
             .notifications
             .iter()
@@ -100,7 +100,7 @@ impl Client {
         }
     }
 
-    async fn vms(&mut self) -> serde_json::Map<String, Value> {
+    pub(crate) async fn vms(&mut self) -> serde_json::Map<String, Value> {
         self.ok("xo.getAllObjects", json!({"filter": {"type": "VM"}}))
             .await
             .as_object()
