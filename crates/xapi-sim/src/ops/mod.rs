@@ -11,6 +11,7 @@ pub mod message;
 pub mod network;
 pub mod placement;
 pub mod pool;
+pub mod pool_eject;
 pub mod pool_update;
 pub mod sr;
 pub mod sr_lifecycle;
@@ -42,5 +43,6 @@ pub fn register(reg: &mut Registry) {
     sr_lifecycle::register(reg);
     message::register(reg);
     pool::register(reg);
+    pool_eject::register(reg);
     pool_update::register(reg);
 }

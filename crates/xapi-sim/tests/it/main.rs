@@ -5,5 +5,6 @@
 mod binary;
 mod console;
 mod ops;
+mod pool_eject;
 mod sim;
 mod transfer;

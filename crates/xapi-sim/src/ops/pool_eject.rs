@@ -1,0 +1,188 @@
+//! `pool.eject`: a member leaves the pool as `xapi_pool.ml` `eject` does. Refused with HA on
+//! (`HA_IS_ENABLED`), for the master (`INTERNAL_ERROR [Xapi_pool.Cannot_eject_master]`) and while a guest
+//! still runs, is paused or suspended there (`OPERATION_NOT_ALLOWED [VM resident on host]`). Otherwise the
+//! host's PBDs are unplugged, SRs only it could reach are forgotten (their VDIs go), its control domain is
+//! destroyed, and its record goes with everything hanging off it (PIFs, host_cpus, metrics…); its
+//! sessions end (it reboots into a pool of its own, which the simulator does not serve).
+
+use serde_json::json;
+use xapi_types::{Ref, Value, XapiError};
+
+use super::allowed::update_vm;
+use super::helpers::{b, get, pool_ref, refs, rf, s, valid, void, Params};
+use crate::db::Db;
+use crate::rpc::{Ctx, Registry};
+
+pub fn register(reg: &mut Registry) {
+    reg.register("pool.eject", eject);
+}
+
+fn eject(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let host = Params::new(&ctx.method, &p).r(0)?;
+    ctx.pool.write(|db| eject_host(db, &host))?;
+    // the host restarts out of the pool: its sessions are gone
+    ctx.pool.restart_host(&host);
+    Ok(void())
+}
+
+/// Removes `host` from the pool database (see the module doc), or fails without changing anything.
+pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
+    let h = get(db, "host", host)?;
+    let pool = pool_ref(db);
+    if db.get("pool", &pool).is_some_and(|p| b(p, "ha_enabled")) {
+        return Err(XapiError::code("HA_IS_ENABLED"));
+    }
+    if db.get("pool", &pool).map(|p| rf(p, "master")).as_ref() == Some(host) {
+        return Err(XapiError::new(
+            "INTERNAL_ERROR",
+            ["Xapi_pool.Cannot_eject_master"],
+        ));
+    }
+    let resident = refs(&h, "resident_VMs");
+    if resident.iter().any(|vm| {
+        db.get("VM", vm)
+            .is_some_and(|r| !b(r, "is_control_domain") && s(r, "power_state") != "Halted")
+    }) {
+        return Err(XapiError::new(
+            "OPERATION_NOT_ALLOWED",
+            ["VM resident on host"],
+        ));
+    }
+    // the point of no return: everything below only removes records
+    let pbds = refs(&h, "PBDs");
+    let mut touched_vms = Vec::new();
+    for pbd in &pbds {
+        let Some(sr) = db.get("PBD", pbd).map(|r| rf(r, "SR")) else {
+            continue;
+        };
+        db.destroy("PBD", pbd)?;
+        let orphan = db
+            .get("SR", &sr)
+            .is_some_and(|r| refs(r, "PBDs").is_empty());
+        if orphan {
+            forget_sr(db, &sr, &mut touched_vms)?;
+        }
+    }
+    let control_domains: Vec<Ref> = resident
+        .into_iter()
+        .filter(|vm| db.get("VM", vm).is_some_and(|r| b(r, "is_control_domain")))
+        .collect();
+    for vm in &control_domains {
+        destroy_vm(db, vm)?;
+    }
+    if valid(db, "VM", &rf(&h, "control_domain")) {
+        destroy_vm(db, &rf(&h, "control_domain"))?;
+    }
+    // every other record of the host (PIFs, host_cpus, crashdumps, patches, PCIs…) and their metrics
+    let classes: Vec<&'static str> = db.table_counts().into_iter().map(|(c, _)| c).collect();
+    for class in classes {
+        if class == "VM" || class == "session" {
+            continue;
+        }
+        for r in db.find(class, |rec| {
+            rec.get("host").and_then(Value::as_str) == Some(host.as_str())
+        }) {
+            let metrics = db.get(class, &r).map(|rec| rf(rec, "metrics"));
+            db.destroy(class, &r)?;
+            if let Some(m) = metrics.filter(|m| !m.is_null()) {
+                let mclass = format!("{class}_metrics");
+                if db.exists(&mclass, &m) {
+                    db.destroy(&mclass, &m)?;
+                }
+            }
+        }
+    }
+    // halted guests that preferred this host keep no dangling affinity
+    for vm in db.find("VM", |r| {
+        r.get("affinity").and_then(Value::as_str) == Some(host.as_str())
+    }) {
+        db.set_field("VM", &vm, "affinity", json!(Ref::NULL_STR))?;
+    }
+    let metrics = rf(&h, "metrics");
+    db.destroy("host", host)?;
+    if db.exists("host_metrics", &metrics) {
+        db.destroy("host_metrics", &metrics)?;
+    }
+    touched_vms.sort();
+    touched_vms.dedup();
+    for vm in touched_vms {
+        if db.exists("VM", &vm) {
+            update_vm(db, &vm)?;
+        }
+    }
+    Ok(())
+}
+
+/// `SR.forget` of an SR nobody can reach any more: its VDIs go, VBDs on them become empty.
+fn forget_sr(db: &mut Db, sr: &Ref, touched_vms: &mut Vec<Ref>) -> Result<(), XapiError> {
+    for vdi in db
+        .get("SR", sr)
+        .map(|r| refs(r, "VDIs"))
+        .unwrap_or_default()
+    {
+        for vbd in db
+            .get("VDI", &vdi)
+            .map(|v| refs(v, "VBDs"))
+            .unwrap_or_default()
+        {
+            if let Some(vm) = db.get("VBD", &vbd).map(|r| rf(r, "VM")) {
+                db.set_field("VBD", &vbd, "VDI", json!(Ref::NULL_STR))?;
+                touched_vms.push(vm);
+            }
+        }
+        if db.exists("VDI", &vdi) {
+            db.destroy("VDI", &vdi)?;
+            db.vdi_data.remove(&vdi);
+        }
+    }
+    db.destroy("SR", sr)
+}
+
+/// Destroys a (control-domain) VM with its devices, consoles and metrics.
+fn destroy_vm(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
+    let Some(r) = db.get("VM", vm).cloned() else {
+        return Ok(());
+    };
+    for (class, field) in [("VBD", "VBDs"), ("VIF", "VIFs"), ("console", "consoles")] {
+        for child in refs(&r, field) {
+            if db.exists(class, &child) {
+                db.destroy(class, &child)?;
+            }
+        }
+    }
+    db.destroy("VM", vm)?;
+    for (class, field) in [
+        ("VM_metrics", "metrics"),
+        ("VM_guest_metrics", "guest_metrics"),
+    ] {
+        let m = rf(&r, field);
+        if db.exists(class, &m) {
+            db.destroy(class, &m)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim(hosts: usize, vms: usize) -> crate::Sim {
+        crate::Sim::builder().hosts(hosts).vms(vms).build().unwrap()
+    }
+
+    #[test]
+    fn eject_refusals_change_nothing() {
+        let sim = sim(2, 4);
+        let st = sim.state().clone();
+        let master = st.master();
+        let before = st.read(Db::total);
+        let e = st.write(|db| eject_host(db, &master)).unwrap_err();
+        assert_eq!(e.code, "INTERNAL_ERROR");
+        let e = st
+            .write(|db| eject_host(db, &Ref::from("OpaqueRef:nope")))
+            .unwrap_err();
+        assert_eq!(e.code, "HANDLE_INVALID");
+        assert_eq!(st.read(Db::total), before);
+    }
+}
