@@ -14,30 +14,24 @@ pub trait Record: Serialize + DeserializeOwned {
     fn id(&self) -> &str;
 }
 
-impl Record for User {
-    const COLLECTION: &'static str = layout::USERS;
-    fn id(&self) -> &str {
-        &self.id
-    }
+/// `impl Record` for record types keyed by their `id` field.
+macro_rules! keyed_by_id {
+    ($($t:ty => $tree:expr),* $(,)?) => {$(
+        impl Record for $t {
+            const COLLECTION: &'static str = $tree;
+            fn id(&self) -> &str {
+                &self.id
+            }
+        }
+    )*};
 }
-impl Record for Group {
-    const COLLECTION: &'static str = layout::GROUPS;
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-impl Record for Server {
-    const COLLECTION: &'static str = layout::SERVERS;
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-impl Record for Token {
-    const COLLECTION: &'static str = layout::TOKENS;
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
+
+keyed_by_id!(
+    User => layout::USERS,
+    Group => layout::GROUPS,
+    Server => layout::SERVERS,
+    Token => layout::TOKENS,
+);
 
 /// Typed access to one tree. Writes here are not flushed: [`crate::Store`] flushes before returning.
 pub struct Collection<T> {
@@ -107,6 +101,56 @@ impl<T: Record> Collection<T> {
             }
         }
         Ok(out)
+    }
+
+    /// The record with this id, `Err(NotFound)` when there is none.
+    pub(crate) fn require(&self, id: &str) -> Result<T> {
+        self.get(id)?.ok_or_else(|| StoreError::NotFound {
+            collection: T::COLLECTION,
+            id: id.to_owned(),
+        })
+    }
+
+    /// `Err(duplicate())` when another record (another id) has the same key as `record` (`same`).
+    pub(crate) fn check_unique(
+        &self,
+        record: &T,
+        same: impl Fn(&T, &T) -> bool,
+        duplicate: impl FnOnce() -> StoreError,
+    ) -> Result<()> {
+        if self
+            .all()?
+            .iter()
+            .any(|other| other.id() != record.id() && same(other, record))
+        {
+            return Err(duplicate());
+        }
+        Ok(())
+    }
+
+    /// Replaces an existing record (`Err(NotFound)` first) whose key must stay unique (see
+    /// [`Collection::check_unique`]).
+    pub(crate) fn replace_unique(
+        &self,
+        record: &T,
+        same: impl Fn(&T, &T) -> bool,
+        duplicate: impl FnOnce() -> StoreError,
+    ) -> Result<()> {
+        self.require(record.id())?;
+        self.check_unique(record, same, duplicate)?;
+        self.put(record)
+    }
+
+    /// Removes every record matching `pred`; returns how many.
+    pub(crate) fn remove_where(&self, pred: impl Fn(&T) -> bool) -> Result<usize> {
+        let mut n = 0;
+        for r in self.all()? {
+            if pred(&r) {
+                self.remove(r.id())?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Inserts or replaces a record.

@@ -46,6 +46,14 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+fn same_name(a: &Group, b: &Group) -> bool {
+    a.name == b.name
+}
+
+fn same_host(a: &Server, b: &Server) -> bool {
+    a.host == b.host
+}
+
 fn abort<T>(e: StoreError) -> std::result::Result<T, TxError<StoreError>> {
     Err(TxError::Abort(e))
 }
@@ -86,6 +94,12 @@ impl Store {
     fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Flushes, then hands back `value` (what a write returns once it is on disk).
+    fn flushed<R>(&self, value: R) -> Result<R> {
+        self.flush()?;
+        Ok(value)
     }
 
     // ---------------------------------------------------------------- users
@@ -136,13 +150,7 @@ impl Store {
 
     /// Replaces a user record (email changes keep the index consistent and unique).
     pub fn update_user(&self, user: &User) -> Result<()> {
-        let old = self
-            .users
-            .get(&user.id)?
-            .ok_or_else(|| StoreError::NotFound {
-                collection: layout::USERS,
-                id: user.id.clone(),
-            })?;
+        let old = self.users.require(&user.id)?;
         self.write_user(Some(&old.email), user)
     }
 
@@ -171,10 +179,7 @@ impl Store {
 
     /// Sets a new password (hashed with the store's parameters).
     pub fn set_password(&self, id: &str, password: &str) -> Result<User> {
-        let mut user = self.user(id)?.ok_or_else(|| StoreError::NotFound {
-            collection: layout::USERS,
-            id: id.to_owned(),
-        })?;
+        let mut user = self.users.require(id)?;
         user.pw_hash = Some(self.hash.hash(password)?);
         self.update_user(&user)?;
         Ok(user)
@@ -199,11 +204,7 @@ impl Store {
             }
             Ok::<_, TxError<StoreError>>(())
         })?;
-        for t in self.tokens.all()? {
-            if t.user_id == id {
-                self.tokens.remove(&t.id)?;
-            }
-        }
+        self.tokens.remove_where(|t| t.user_id == id)?;
         for mut g in self.groups.all()? {
             if g.users.iter().any(|u| u == id) {
                 g.users.retain(|u| u != id);
@@ -228,9 +229,6 @@ impl Store {
 
     /// Creates a group with a unique name.
     pub fn create_group(&self, name: &str) -> Result<Group> {
-        if self.groups.all()?.iter().any(|g| g.name == name) {
-            return Err(StoreError::DuplicateGroupName(name.to_owned()));
-        }
         let g = Group {
             id: new_id(),
             name: name.to_owned(),
@@ -238,6 +236,9 @@ impl Store {
             provider: None,
             provider_group_id: None,
         };
+        self.groups.check_unique(&g, same_name, || {
+            StoreError::DuplicateGroupName(name.to_owned())
+        })?;
         self.groups.put(&g)?;
         self.flush()?;
         Ok(g)
@@ -245,40 +246,17 @@ impl Store {
 
     /// Replaces a group record (name must stay unique).
     pub fn update_group(&self, group: &Group) -> Result<()> {
-        if self.groups.get(&group.id)?.is_none() {
-            return Err(StoreError::NotFound {
-                collection: layout::GROUPS,
-                id: group.id.clone(),
-            });
-        }
-        if self
-            .groups
-            .all()?
-            .iter()
-            .any(|g| g.name == group.name && g.id != group.id)
-        {
-            return Err(StoreError::DuplicateGroupName(group.name.clone()));
-        }
-        self.groups.put(group)?;
+        self.groups.replace_unique(group, same_name, || {
+            StoreError::DuplicateGroupName(group.name.clone())
+        })?;
         self.flush()
     }
 
     /// Sets the members of a group, updating each user's `groups` on both sides.
     pub fn set_group_users(&self, group_id: &str, user_ids: &[String]) -> Result<()> {
-        let mut group = self
-            .groups
-            .get(group_id)?
-            .ok_or_else(|| StoreError::NotFound {
-                collection: layout::GROUPS,
-                id: group_id.to_owned(),
-            })?;
+        let mut group = self.groups.require(group_id)?;
         for uid in user_ids {
-            if self.users.get(uid)?.is_none() {
-                return Err(StoreError::NotFound {
-                    collection: layout::USERS,
-                    id: uid.clone(),
-                });
-            }
+            self.users.require(uid)?;
         }
         for mut u in self.users.all()? {
             let member = user_ids.contains(&u.id);
@@ -301,13 +279,7 @@ impl Store {
 
     /// Adds one user to a group.
     pub fn add_user_to_group(&self, group_id: &str, user_id: &str) -> Result<()> {
-        let g = self
-            .groups
-            .get(group_id)?
-            .ok_or_else(|| StoreError::NotFound {
-                collection: layout::GROUPS,
-                id: group_id.to_owned(),
-            })?;
+        let g = self.groups.require(group_id)?;
         let mut ids = g.users.clone();
         if !ids.iter().any(|u| u == user_id) {
             ids.push(user_id.to_owned());
@@ -317,13 +289,7 @@ impl Store {
 
     /// Removes one user from a group.
     pub fn remove_user_from_group(&self, group_id: &str, user_id: &str) -> Result<()> {
-        let g = self
-            .groups
-            .get(group_id)?
-            .ok_or_else(|| StoreError::NotFound {
-                collection: layout::GROUPS,
-                id: group_id.to_owned(),
-            })?;
+        let g = self.groups.require(group_id)?;
         let ids: Vec<String> = g.users.iter().filter(|u| *u != user_id).cloned().collect();
         self.set_group_users(group_id, &ids)
     }
@@ -353,9 +319,6 @@ impl Store {
 
     /// Registers a server; hosts are unique.
     pub fn add_server(&self, new: NewServer) -> Result<Server> {
-        if self.servers.all()?.iter().any(|s| s.host == new.host) {
-            return Err(StoreError::DuplicateHost(new.host));
-        }
         let s = Server {
             id: new_id(),
             host: new.host,
@@ -368,6 +331,8 @@ impl Store {
             http_proxy: new.http_proxy,
             error: None,
         };
+        self.servers
+            .check_unique(&s, same_host, || StoreError::DuplicateHost(s.host.clone()))?;
         self.servers.put(&s)?;
         self.flush()?;
         Ok(s)
@@ -375,29 +340,16 @@ impl Store {
 
     /// Replaces a server record (host must stay unique).
     pub fn update_server(&self, server: &Server) -> Result<()> {
-        if self.servers.get(&server.id)?.is_none() {
-            return Err(StoreError::NotFound {
-                collection: layout::SERVERS,
-                id: server.id.clone(),
-            });
-        }
-        if self
-            .servers
-            .all()?
-            .iter()
-            .any(|s| s.host == server.host && s.id != server.id)
-        {
-            return Err(StoreError::DuplicateHost(server.host.clone()));
-        }
-        self.servers.put(server)?;
+        self.servers.replace_unique(server, same_host, || {
+            StoreError::DuplicateHost(server.host.clone())
+        })?;
         self.flush()
     }
 
     /// Removes a server; `false` if there was none.
     pub fn remove_server(&self, id: &str) -> Result<bool> {
         let existed = self.servers.remove(id)?;
-        self.flush()?;
-        Ok(existed)
+        self.flushed(existed)
     }
 
     // --------------------------------------------------------------- tokens
@@ -454,12 +406,7 @@ impl Store {
 
     /// Replaces a token record.
     pub fn update_token(&self, t: &Token) -> Result<()> {
-        if self.tokens.get(&t.id)?.is_none() {
-            return Err(StoreError::NotFound {
-                collection: layout::TOKENS,
-                id: t.id.clone(),
-            });
-        }
+        self.tokens.require(&t.id)?;
         self.tokens.put(t)?;
         self.flush()
     }
@@ -467,21 +414,13 @@ impl Store {
     /// Deletes a token by stored id; `false` if there was none.
     pub fn delete_token(&self, id: &str) -> Result<bool> {
         let existed = self.tokens.remove(id)?;
-        self.flush()?;
-        Ok(existed)
+        self.flushed(existed)
     }
 
     /// Deletes the tokens expired at `now` (ms epoch); returns how many.
     pub fn purge_expired_tokens(&self, now: i64) -> Result<usize> {
-        let mut n = 0;
-        for t in self.tokens.all()? {
-            if t.expiration < now {
-                self.tokens.remove(&t.id)?;
-                n += 1;
-            }
-        }
-        self.flush()?;
-        Ok(n)
+        let n = self.tokens.remove_where(|t| t.expiration < now)?;
+        self.flushed(n)
     }
 
     // ------------------------------------------------------ settings, plugins
@@ -507,8 +446,7 @@ impl Store {
 
     fn kv_remove(&self, tree: &sled::Tree, key: &str) -> Result<bool> {
         let existed = tree.remove(key.as_bytes())?.is_some();
-        self.flush()?;
-        Ok(existed)
+        self.flushed(existed)
     }
 
     /// A setting.

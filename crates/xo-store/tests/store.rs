@@ -316,3 +316,64 @@ fn debug_output_hides_secrets() {
     assert!(!dbg.contains(u.pw_hash.as_deref().unwrap()));
     assert!(u.public().get("pw_hash").is_none());
 }
+
+#[test]
+fn updates_keep_keys_unique_and_require_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    // groups: renaming onto another group's name is refused, keeping one's own name is not
+    let ops = s.create_group("ops").unwrap();
+    let mut dev = s.create_group("dev").unwrap();
+    s.update_group(&ops).unwrap();
+    dev.name = "ops".into();
+    assert!(matches!(
+        s.update_group(&dev),
+        Err(StoreError::DuplicateGroupName(ref n)) if n == "ops"
+    ));
+    assert_eq!(s.group(&dev.id).unwrap().unwrap().name, "dev");
+    // servers: the same for hosts
+    let new = |host: &str| NewServer {
+        host: host.into(),
+        username: "u".into(),
+        password: "p".into(),
+        ..Default::default()
+    };
+    let a = s.add_server(new("a")).unwrap();
+    let mut b = s.add_server(new("b")).unwrap();
+    s.update_server(&a).unwrap();
+    b.host = "a".into();
+    assert!(matches!(
+        s.update_server(&b),
+        Err(StoreError::DuplicateHost(ref h)) if h == "a"
+    ));
+    assert_eq!(s.server(&b.id).unwrap().unwrap().host, "b");
+    // missing records name their collection
+    let missing = |e: StoreError| match e {
+        StoreError::NotFound { collection, id } => (collection, id),
+        other => panic!("expected NotFound, got {other:?}"),
+    };
+    assert!(s.delete_group(&dev.id).unwrap());
+    assert_eq!(
+        missing(s.update_group(&dev).unwrap_err()),
+        (layout::GROUPS, dev.id.clone())
+    );
+    assert_eq!(
+        missing(s.set_password("nobody", "pw").unwrap_err()),
+        (layout::USERS, "nobody".to_owned())
+    );
+    assert_eq!(
+        missing(
+            s.set_group_users(&ops.id, &["nobody".to_owned()])
+                .unwrap_err()
+        ),
+        (layout::USERS, "nobody".to_owned())
+    );
+    let (_, mut t) = s.create_token("u", 0, 10, None, None).unwrap();
+    assert!(s.delete_token(&t.id).unwrap());
+    assert!(!s.delete_token(&t.id).unwrap());
+    t.description = Some("gone".into());
+    assert_eq!(
+        missing(s.update_token(&t).unwrap_err()),
+        (layout::TOKENS, t.id.clone())
+    );
+}
