@@ -36,36 +36,10 @@ impl Acl {
     }
 }
 
-/// XO's ACL id: base64url of a 32-bit hash of (subject, object, action) (FNV-1a here).
+/// XO's ACL id: `multiKeyHash(subject, object, action)` (base64url of npm `multikey-hash`, see
+/// [`crate::multikey_hash`]), so ids equal those of an XO database.
 pub fn acl_id(subject: &str, object: &str, action: &str) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in subject
-        .bytes()
-        .chain([0])
-        .chain(object.bytes())
-        .chain([0])
-        .chain(action.bytes())
-    {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    base64url(&h.to_be_bytes())
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    crate::multikey_hash::multikey_hash_id(&[subject, object, action])
 }
 
 /// The roles (`role.getAll`).
@@ -123,6 +97,8 @@ mod tests {
         assert_ne!(a, acl_id("u", "o", "admin"));
         assert_ne!(acl_id("ab", "c", "x"), acl_id("a", "bc", "x"));
         assert_eq!(a.len(), 6);
+        // XO's id of ("a", "b", "viewer") (node + npm multikey-hash)
+        assert_eq!(acl_id("a", "b", "viewer"), "J-k_HQ");
         assert!(a
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));

@@ -8,11 +8,14 @@
 //!   [`rules`]) for every method call that resolves objects, and the per-user visible sets filtering
 //!   `xo.getAllObjects` and `all` notifications, cached per user and updated per batch ([`visibility`]).
 //!
+//! Entry ids are XO's (`multiKeyHash(subject, object, action)`, [`multikey_hash`]).
+//!
 //! Entries live in the plugin's storage (key `acls`); loading installs the server's access control,
 //! unloading removes it (non-admin users then hold no permission at all).
 
 pub mod entries;
 pub mod methods;
+pub mod multikey_hash;
 pub mod rules;
 pub mod visibility;
 

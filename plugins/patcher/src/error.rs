@@ -24,6 +24,9 @@ pub enum Error {
     /// An XAPI call failed.
     #[error(transparent)]
     Xapi(#[from] xapi_client::Error),
+    /// The installation was aborted between two patches.
+    #[error("aborted")]
+    Aborted,
     /// The XCP-ng updater plugin reported an error.
     #[error("updater plugin: {0}")]
     Updater(String),

@@ -44,6 +44,15 @@ where
 
 /// GET `url` (http or https, following up to 5 redirects) into memory; at most `max` bytes.
 pub async fn fetch(url: &str, max: u64) -> Result<Bytes> {
+    fetch_with_progress(url, max, &mut |_, _| {}).await
+}
+
+/// [`fetch`], calling `progress(received, content_length)` after each chunk of the body.
+pub async fn fetch_with_progress(
+    url: &str,
+    max: u64,
+    progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+) -> Result<Bytes> {
     let mut url = url.to_owned();
     for _ in 0..5 {
         let uri: Uri = url
@@ -117,12 +126,11 @@ pub async fn fetch(url: &str, max: u64) -> Result<Bytes> {
             url: url.clone(),
             max,
         };
-        if resp
+        let length = resp
             .headers()
             .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|n| n > max)
-        {
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if length.is_some_and(|n| n > max) {
             return Err(too_large());
         }
         let mut body = resp.into_body();
@@ -134,6 +142,7 @@ pub async fn fetch(url: &str, max: u64) -> Result<Bytes> {
                     return Err(too_large());
                 }
                 buf.extend_from_slice(&d);
+                progress(buf.len() as u64, length);
             }
         }
         return Ok(buf.freeze());

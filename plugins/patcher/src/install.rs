@@ -3,13 +3,16 @@
 
 use std::collections::HashSet;
 use std::io::{Cursor, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde_json::{json, Value};
 use xapi_client::{Client, Ref};
 
 use crate::catalogue::install_order;
-use crate::{fetch, missing_for, Catalogue, Error, Patch, PatcherConfig, Result};
+use crate::{fetch_with_progress, missing_for, Catalogue, Error, Patch, PatcherConfig, Result};
 
 /// What a host runs and has installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub struct Progress {
     pub name: String,
     /// `download`, `upload`, `precheck`, `apply`, `clean`, `done`.
     pub step: &'static str,
+    /// While downloading or uploading: `(bytes so far, total if known)`; `None` when a step starts.
+    pub bytes: Option<(u64, Option<u64>)>,
 }
 
 /// Every host of the pool with its product version and applied updates.
@@ -114,6 +119,19 @@ pub async fn install(
     patches: &[String],
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Vec<String>> {
+    install_abortable(client, cat, config, patches, progress, &|| false).await
+}
+
+/// [`install`], checking `aborted()` before each patch: once it holds, stops with [`Error::Aborted`] (the patches
+/// already installed stay).
+pub async fn install_abortable(
+    client: &Client,
+    cat: &Catalogue,
+    config: &PatcherConfig,
+    patches: &[String],
+    progress: &mut (dyn FnMut(Progress) + Send),
+    aborted: &(dyn Fn() -> bool + Sync),
+) -> Result<Vec<String>> {
     let hosts = host_state(client).await?;
     // installed everywhere = nothing left to do for it
     let mut everywhere: Option<HashSet<String>> = None;
@@ -137,19 +155,28 @@ pub async fn install(
     let total = order.len();
     let mut done = Vec::new();
     for (index, p) in order.iter().enumerate() {
-        let mut step = |step| {
-            progress(Progress {
-                index,
-                total,
-                uuid: p.uuid.clone(),
-                name: p.name.clone(),
-                step,
-            })
+        if aborted() {
+            return Err(Error::Aborted);
+        }
+        let event = |step, bytes| Progress {
+            index,
+            total,
+            uuid: p.uuid.clone(),
+            name: p.name.clone(),
+            step,
+            bytes,
         };
-        step("download");
-        let zip = fetch(&p.url, config.max_download).await?;
-        step("upload");
-        let update = upload(client, zip).await?;
+        progress(event("download", None));
+        let zip = fetch_with_progress(&p.url, config.max_download, &mut |done, length| {
+            progress(event("download", Some((done, length))))
+        })
+        .await?;
+        progress(event("upload", None));
+        let update = upload(client, zip, &mut |done, length| {
+            progress(event("upload", Some((done, Some(length)))))
+        })
+        .await?;
+        let mut step = |step| progress(event(step, None));
         step("precheck");
         let outcome = apply(client, &update, &hosts, &mut step).await;
         step("clean");
@@ -199,8 +226,13 @@ async fn apply(
     Ok(())
 }
 
-/// Find the update (`.iso`) in the zip and stream it to `PUT /update`; the new pool_update's ref.
-async fn upload(client: &Client, zip: Bytes) -> Result<Ref> {
+/// Find the update (`.iso`) in the zip and stream it to `PUT /update`; the new pool_update's ref. `progress(sent,
+/// size)` is called while the body streams (every 100 ms) and once it is all sent.
+async fn upload(
+    client: &Client,
+    zip: Bytes,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Ref> {
     let (name, size) = {
         let zip = zip.clone();
         tokio::task::spawn_blocking(move || -> Result<(String, u64)> {
@@ -242,10 +274,30 @@ async fn upload(client: &Client, zip: Bytes) -> Result<Ref> {
         }
         out
     });
+    let counter = Arc::new(AtomicU64::new(0));
+    let count = counter.clone();
     let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+            .inspect(move |c| {
+                if let Ok(b) = c {
+                    count.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+            });
     let task = client.create_task("Update upload", "xo-rs patcher").await?;
-    let sent = crate::upload::put_update(client, &task, size, stream).await;
+    let sent = {
+        let put = crate::upload::put_update(client, &task, size, stream);
+        tokio::pin!(put);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                r = &mut put => break r,
+                _ = tick.tick() => progress(counter.load(Ordering::Relaxed), size),
+            }
+        }
+    };
+    if sent.is_ok() {
+        progress(counter.load(Ordering::Relaxed), size);
+    }
     let read = reader.await.map_err(|e| Error::Zip(e.to_string()))?;
     let outcome = match (&sent, read) {
         (_, Err(e)) => Err(Error::Zip(e)),

@@ -8,19 +8,26 @@
 //!   every host, `pool_update.pool_apply` and `pool_update.pool_clean`, requirements first.
 //! - XCP-ng: [`xcpng::check_update`] / [`xcpng::update`] through `host.call_plugin(…, "updater.py", …)`.
 //!
-//! Progress is reported through a callback ([`Progress`]) and the XAPI tasks of the uploads / `pool_apply`.
+//! Progress is reported through a callback ([`Progress`]: steps, and bytes while downloading / uploading) and the
+//! XAPI tasks of the uploads / `pool_apply`.
+//!
+//! [`PatcherPlugin`] is the `patcher` xo-server plugin: it holds the configuration ([`PatcherConfig`]:
+//! `catalogUrl`, `maxDownload`), set through `plugin.configure`.
 
 mod catalogue;
 mod error;
 mod fetch;
 mod install;
+mod plugin;
 mod upload;
 pub mod xcpng;
 
 pub use catalogue::{missing_for, parse_catalogue, Catalogue, Patch};
 pub use error::{Error, Result};
+pub use fetch::fetch_with_progress;
 pub use fetch::{fetch, fetch_catalogue};
-pub use install::{host_state, install, list_missing, HostPatchState, Progress};
+pub use install::{host_state, install, install_abortable, list_missing, HostPatchState, Progress};
+pub use plugin::{configuration_schema, PatcherPlugin, PLUGIN_NAME};
 
 /// The vendor's catalogue (what XO uses). Tests never use it: pass a loopback URL in [`PatcherConfig`].
 pub const DEFAULT_CATALOGUE_URL: &str = "https://updates.ops.xenserver.com/xenserver/updates.xml";
@@ -28,11 +35,12 @@ pub const DEFAULT_CATALOGUE_URL: &str = "https://updates.ops.xenserver.com/xense
 /// Largest catalogue / update zip held in memory (bytes).
 pub const DEFAULT_MAX_DOWNLOAD: u64 = 1 << 30;
 
-/// Patcher configuration (the plugin configuration: catalogue URL and download bound).
+/// Patcher configuration (the plugin configuration `{catalogUrl, maxDownload}`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct PatcherConfig {
     /// Where the XenServer updates catalogue (XML) is fetched from.
+    #[serde(rename = "catalogUrl")]
     pub catalogue_url: String,
     /// Largest download kept in memory (catalogue or update zip).
     pub max_download: u64,

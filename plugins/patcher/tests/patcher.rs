@@ -241,7 +241,20 @@ async fn xenserver_list_and_install_requirements_first() {
         .await
         .unwrap();
     assert_eq!(done, [A, B]);
-    let seq: Vec<(usize, &str)> = steps.iter().map(|p| (p.index, p.step)).collect();
+    // byte counts while downloading and uploading, ending with the whole archive / update
+    for step in ["download", "upload"] {
+        let last = steps
+            .iter()
+            .rfind(|p| p.index == 0 && p.step == step && p.bytes.is_some())
+            .unwrap_or_else(|| panic!("no {step} progress"));
+        let (done, total) = last.bytes.unwrap();
+        assert_eq!(Some(done), total, "{step}");
+    }
+    let seq: Vec<(usize, &str)> = steps
+        .iter()
+        .filter(|p| p.bytes.is_none())
+        .map(|p| (p.index, p.step))
+        .collect();
     assert_eq!(
         &seq[..7],
         [
@@ -563,4 +576,23 @@ async fn catalogue_server_helper_serves_files() {
     assert!(matches!(r, Err(Error::TooLarge { .. })), "{r:?}");
     let r = fetch_catalogue(&format!("{base}/x"), 10).await;
     assert!(matches!(r, Err(Error::Catalogue(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn xenserver_install_stops_when_aborted() {
+    let (_base, config, cat) = setup(|_| {}).await;
+    let (_pool, c) = xenserver_pool(1).await;
+    let mut steps = 0;
+    let r = xo_plugin_patcher::install_abortable(
+        &c,
+        &cat,
+        &config,
+        &[B.to_owned()],
+        &mut |_| steps += 1,
+        &|| true,
+    )
+    .await;
+    assert!(matches!(r, Err(Error::Aborted)), "{r:?}");
+    assert_eq!(steps, 0);
+    assert_eq!(uuids(&list_missing(&c, &cat, None).await.unwrap()), [A, B]);
 }
