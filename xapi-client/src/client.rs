@@ -86,7 +86,8 @@ impl Client {
 
     /// Like [`Client::new`], with the RPC protocol forced instead of detected (`None` = detect: JSON-RPC first).
     pub fn with_protocol(opts: ClientOptions, protocol: Option<Protocol>) -> Result<Client> {
-        let endpoint = Endpoint::parse(&opts.url)?;
+        let endpoint = Endpoint::parse(&opts.url)?
+            .with_proxy(opts.http_proxy.as_ref().map(crate::Secret::expose))?;
         let tls = if endpoint.tls {
             Some(crate::tls::client_config(
                 opts.allow_unauthorized,

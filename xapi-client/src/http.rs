@@ -10,11 +10,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::{Error, Protocol, Result};
+use crate::{Error, Protocol, Result, Secret};
 
 /// Where a pool member listens: scheme, host, port and base path of its RPC endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub(crate) struct Endpoint {
     pub port: u16,
     /// Path prefix, without trailing slash (usually empty).
     pub base_path: String,
+    /// HTTP proxy every connection to this endpoint is tunnelled through (kept by [`Endpoint::with_host`]).
+    pub proxy: Option<Arc<Proxy>>,
 }
 
 impl Endpoint {
@@ -55,7 +57,18 @@ impl Endpoint {
             host,
             port,
             base_path,
+            proxy: None,
         })
+    }
+
+    /// The same endpoint reached through the HTTP proxy at `proxy` (`http://[user[:password]@]host[:port]`);
+    /// `None` or an empty URL: directly.
+    pub fn with_proxy(mut self, proxy: Option<&str>) -> Result<Self> {
+        self.proxy = match proxy.map(str::trim).filter(|p| !p.is_empty()) {
+            Some(url) => Some(Arc::new(Proxy::parse(url)?)),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// The same scheme, port and path on another host (for `HOST_IS_SLAVE [address]`).
@@ -256,10 +269,7 @@ impl Transport {
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>> {
         let ep = &self.endpoint;
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-            .await
-            .map_err(|e| Error::Transport(format!("connect to {}: {e}", ep.authority())))?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(ep, ep.proxy.as_deref()).await?;
         match &self.tls {
             None => handshake(tcp).await,
             Some(connector) => {
@@ -274,6 +284,196 @@ impl Transport {
             }
         }
     }
+}
+
+/// A TCP connection to `ep` (no-delay), through the HTTP `proxy` when there is one (usually
+/// `ep.proxy`): `CONNECT host:port` with `Proxy-Authorization: Basic …` when the proxy URL carries
+/// credentials; TLS, if any, then runs inside the tunnel. Errors name the proxy, never its credentials.
+pub(crate) async fn connect_tcp(ep: &Endpoint, proxy: Option<&Proxy>) -> Result<TcpStream> {
+    let Some(proxy) = proxy else {
+        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
+            .await
+            .map_err(|e| Error::Transport(format!("connect to {}: {e}", ep.authority())))?;
+        let _ = tcp.set_nodelay(true);
+        return Ok(tcp);
+    };
+    let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
+        .await
+        .map_err(|e| Error::Transport(format!("connect to proxy {}: {e}", proxy.authority())))?;
+    let _ = tcp.set_nodelay(true);
+    let target = format!("{}:{}", ep.host_for_url(), ep.port);
+    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = &proxy.authorization {
+        req.push_str("Proxy-Authorization: ");
+        req.push_str(auth.expose());
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let tunnel_err = |what: String| {
+        Error::Transport(format!(
+            "proxy {} tunnel to {target}: {what}",
+            proxy.authority()
+        ))
+    };
+    tcp.write_all(req.as_bytes())
+        .await
+        .map_err(|e| tunnel_err(e.to_string()))?;
+    let status = read_connect_answer(&mut tcp).await.map_err(tunnel_err)?;
+    if !(200..300).contains(&status.0) {
+        return Err(tunnel_err(format!("answered {} {}", status.0, status.1)));
+    }
+    tracing::debug!(proxy = %proxy.authority(), %target, "tunnel open");
+    Ok(tcp)
+}
+
+/// Reads the proxy's answer head to `CONNECT` byte by byte (nothing past it: the tunnel's bytes stay in
+/// the socket): `(status, reason)`.
+async fn read_connect_answer(tcp: &mut TcpStream) -> std::result::Result<(u16, String), String> {
+    const MAX_HEAD: usize = 16 * 1024;
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_HEAD {
+            return Err("answer head too large".into());
+        }
+        match tcp.read(&mut byte).await {
+            Ok(0) => return Err("closed before answering".into()),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let line = text.lines().next().unwrap_or_default();
+    let mut parts = line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    let status = parts.next().and_then(|s| s.parse::<u16>().ok());
+    match status {
+        Some(code) if version.starts_with("HTTP/") => {
+            Ok((code, parts.next().unwrap_or_default().trim().to_owned()))
+        }
+        _ => Err(format!("malformed answer {line:?}")),
+    }
+}
+
+/// An HTTP proxy (XO's `httpProxy`): where it listens, and the `Proxy-Authorization` value when its URL
+/// has credentials. `Debug` shows neither the user nor the password.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Proxy {
+    /// Host name or IP, IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+    /// `Basic base64(user:password)`.
+    authorization: Option<Secret>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("authorization", &self.authorization.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// `http://[user[:password]@]host[:port]` (port 80 by default; the scheme may be omitted).
+    /// User and password may be percent-encoded. Errors never repeat the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<Self> {
+        let rest = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => {
+                return Err(Error::Config(format!(
+                    "HTTP proxy scheme {scheme:?} is not supported (http:// only)"
+                )))
+            }
+            None => url,
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let bad = || {
+            Error::Config("bad HTTP proxy URL (expected http://[user:password@]host[:port])".into())
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse::<u16>().map_err(|_| bad())?,
+                None if after.is_empty() => 80,
+                None => return Err(bad()),
+            };
+            (h.to_owned(), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), p.parse::<u16>().map_err(|_| bad())?),
+                None => (hostport.to_owned(), 80),
+            }
+        };
+        if host.is_empty() || host.contains(['@', ' ']) {
+            return Err(bad());
+        }
+        let authorization = userinfo.map(|u| {
+            let (user, password) = u.split_once(':').unwrap_or((u, ""));
+            let creds = format!("{}:{}", percent_decode(user), percent_decode(password));
+            Secret::new(format!("Basic {}", base64(creds.as_bytes())))
+        });
+        Ok(Proxy {
+            host,
+            port,
+            authorization,
+        })
+    }
+
+    /// `host:port` (brackets around IPv6), for messages.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `%XX` sequences decoded (invalid ones kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 with padding (RFC 4648), for `Basic` credentials.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | (u32::from(c) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 async fn handshake<S>(io: S) -> Result<SendRequest<Full<Bytes>>>
@@ -352,5 +552,55 @@ mod tests {
             Endpoint::parse("not a url"),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn proxy_urls_and_basic_credentials() {
+        let p = Proxy::parse("http://user:p%40ss%20w@127.0.0.1:3128/").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("127.0.0.1", 3128));
+        // base64("user:p@ss w")
+        assert_eq!(
+            p.authorization.as_ref().unwrap().expose(),
+            "Basic dXNlcjpwQHNzIHc="
+        );
+        assert!(!format!("{p:?}").contains("dXNl"));
+        let p = Proxy::parse("proxy.example").unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.authorization.is_none()),
+            ("proxy.example", 80, true)
+        );
+        let p = Proxy::parse("http://[::1]:8080").unwrap();
+        assert_eq!(p.authority(), "[::1]:8080");
+        assert_eq!(
+            Proxy::parse("http://u@h:1")
+                .unwrap()
+                .authorization
+                .unwrap()
+                .expose(),
+            "Basic dTo="
+        );
+        for bad in [
+            "https://h:1",
+            "http://h:x",
+            "http://:1",
+            "http://[::1",
+            "http://a b:1",
+        ] {
+            let e = Proxy::parse(bad).unwrap_err();
+            assert!(matches!(e, Error::Config(_)), "{bad}");
+        }
+        let e = Proxy::parse("http://u:secret@h:bad").unwrap_err();
+        assert!(!e.to_string().contains("secret"));
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        let ep = Endpoint::parse("https://10.0.0.1")
+            .unwrap()
+            .with_proxy(Some("http://127.0.0.1:3128"))
+            .unwrap();
+        assert_eq!(ep.with_host("10.0.0.2").proxy, ep.proxy);
+        assert!(ep.clone().with_proxy(Some(" ")).unwrap().proxy.is_none());
     }
 }

@@ -19,7 +19,6 @@ use http_body_util::{BodyDataStream, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::http::Endpoint;
@@ -146,10 +145,9 @@ impl Client {
     }
 
     async fn open(&self, ep: &Endpoint) -> Result<Box<dyn Io>> {
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-            .await
-            .map_err(|e| Error::Transport(format!("connect to {}: {e}", ep.authority())))?;
-        let _ = tcp.set_nodelay(true);
+        // the client's proxy, also for redirect targets
+        let proxy = self.transport().endpoint.proxy.clone();
+        let tcp = crate::http::connect_tcp(ep, proxy.as_deref()).await?;
         if !ep.tls {
             return Ok(Box::new(tcp));
         }
@@ -562,7 +560,7 @@ mod redirect_tests {
     use futures::StreamExt;
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// Read one request (head and `Content-Length` body); its request line.
     async fn read_request(s: &mut TcpStream) -> Option<String> {
