@@ -5,6 +5,7 @@
 //! Pool builders should call [`allowed::refresh_all`] and [`placement::update_host_memory`] after seeding.
 
 pub mod allowed;
+pub mod device;
 pub mod helpers;
 pub mod host;
 pub mod message;

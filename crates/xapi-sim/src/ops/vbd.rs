@@ -5,7 +5,8 @@ use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
 
 use super::allowed::{update_vbd, update_vdi, update_vm};
-use super::helpers::{b, constructor_record, get, jr, refs, rf, s, valid, void, Params};
+use super::device::{vm_power, DeviceClass};
+use super::helpers::{b, get, jr, rf, s, valid, void, Params};
 use super::vm_ops_check::{assert_power_state_in, PowerState};
 use crate::db::{Db, Record};
 use crate::rpc::{Ctx, Registry};
@@ -32,31 +33,22 @@ pub fn device_name(userdevice: &str) -> String {
     }
 }
 
+/// VBDs as devices of a VM: userdevice numbers 0..15, as XAPI offers for HVM/PV guests.
+pub const VBD: DeviceClass = DeviceClass {
+    class: "VBD",
+    vm_field: "VBDs",
+    slot_field: "userdevice",
+    slots: 16,
+};
+
 /// Userdevice numbers used by the VM's VBDs.
 pub fn used_vbd_devices(db: &Db, vm: &Ref) -> Vec<String> {
-    db.get("VM", vm)
-        .map(|r| {
-            refs(r, "VBDs")
-                .iter()
-                .filter_map(|v| db.get("VBD", v).map(|v| s(v, "userdevice").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    VBD.used(db, vm)
 }
 
 /// Free userdevice numbers (0..15, as XAPI offers for HVM/PV guests).
 pub fn allowed_vbd_devices(db: &Db, vm: &Ref) -> Vec<String> {
-    let used = used_vbd_devices(db, vm);
-    (0..16)
-        .map(|n| n.to_string())
-        .filter(|d| !used.contains(d))
-        .collect()
-}
-
-fn vm_power(db: &Db, vm: &Ref) -> PowerState {
-    db.get("VM", vm)
-        .and_then(|r| PowerState::parse(s(r, "power_state")))
-        .unwrap_or_default()
+    VBD.allowed(db, vm)
 }
 
 /// Create a VBD row with the checks of `VBD.create`.
@@ -97,14 +89,8 @@ pub fn create_vbd(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
     if empty {
         rec.insert("VDI".into(), json!(Ref::NULL_STR));
     }
-    let r = db.insert("VBD", rec)?;
-    // A VBD metrics row, as XAPI keeps one per VBD.
-    let has_metrics =
-        xapi_types::schema::class("VBD").is_some_and(|c| c.field("metrics").is_some());
-    if has_metrics && xapi_types::schema::class("VBD_metrics").is_some() {
-        let m = db.insert("VBD_metrics", Record::new())?;
-        db.set_field("VBD", &r, "metrics", jr(&m))?;
-    }
+    // With a VBD metrics row, as XAPI keeps one per VBD.
+    let r = VBD.insert(db, rec)?;
     update_vbd(db, &r)?;
     update_vm(db, &vm)?;
     if valid(db, "VDI", &vdi) {
@@ -115,19 +101,7 @@ pub fn create_vbd(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
 
 /// Destroy a VBD (`DEVICE_ALREADY_ATTACHED [vbd]` while attached to a running VM).
 pub fn destroy_vbd(db: &mut Db, vbd: &Ref) -> Result<(), XapiError> {
-    let r = get(db, "VBD", vbd)?;
-    let vm = rf(&r, "VM");
-    if b(&r, "currently_attached") && vm_power(db, &vm).is_live() {
-        return Err(XapiError::new("DEVICE_ALREADY_ATTACHED", [vbd.0.clone()]));
-    }
-    let metrics = rf(&r, "metrics");
-    db.destroy("VBD", vbd)?;
-    if valid(db, "VBD_metrics", &metrics) {
-        db.destroy("VBD_metrics", &metrics)?;
-    }
-    if valid(db, "VM", &vm) {
-        update_vm(db, &vm)?;
-    }
+    let r = VBD.destroy(db, vbd)?;
     let vdi = rf(&r, "VDI");
     if valid(db, "VDI", &vdi) {
         update_vdi(db, &vdi)?;
@@ -136,13 +110,11 @@ pub fn destroy_vbd(db: &mut Db, vbd: &Ref) -> Result<(), XapiError> {
 }
 
 fn create(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let rec = constructor_record("VBD", p.into_iter().next().unwrap_or(Value::Null))?;
-    ctx.pool.write(|db| create_vbd(db, rec)).map(|r| jr(&r))
+    VBD.create_rpc(ctx, p, create_vbd)
 }
 
 fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vbd = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.write(|db| destroy_vbd(db, &vbd)).map(|_| void())
+    VBD.destroy_rpc(ctx, p, destroy_vbd)
 }
 
 fn after_change(db: &mut Db, vbd: &Ref) -> Result<(), XapiError> {
@@ -159,12 +131,7 @@ fn plug(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vbd = Params::new(&ctx.method, &p).r(0)?;
     ctx.pool
         .write(|db| {
-            let r = get(db, "VBD", &vbd)?;
-            let vm = rf(&r, "VM");
-            assert_power_state_in(&vm.0, vm_power(db, &vm), &[PowerState::Running])?;
-            if b(&r, "currently_attached") {
-                return Err(XapiError::new("DEVICE_ALREADY_ATTACHED", [vbd.0.clone()]));
-            }
+            let r = VBD.check_plug(db, &vbd, true)?;
             let dev = device_name(s(&r, "userdevice"));
             db.update("VBD", &vbd, |v| {
                 v.insert("currently_attached".into(), json!(true));
@@ -180,12 +147,7 @@ fn unplug(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let force = ctx.method.ends_with("unplug_force");
     ctx.pool
         .write(|db| {
-            let r = get(db, "VBD", &vbd)?;
-            let vm = rf(&r, "VM");
-            assert_power_state_in(&vm.0, vm_power(db, &vm), &[PowerState::Running])?;
-            if !b(&r, "currently_attached") {
-                return Err(XapiError::new("DEVICE_ALREADY_DETACHED", [vbd.0.clone()]));
-            }
+            let r = VBD.check_plug(db, &vbd, false)?;
             if !force && !b(&r, "unpluggable") {
                 return Err(XapiError::new(
                     "DEVICE_DETACH_REJECTED",
@@ -202,26 +164,36 @@ fn unplug(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
         .map(|_| void())
 }
 
+/// The checks of `VBD.insert` (`inserting`) and `VBD.eject`: removable media, empty (insert) or not (eject), a
+/// halted or running VM. Returns the VBD's record.
+fn check_media_change(db: &Db, vbd: &Ref, inserting: bool) -> Result<Record, XapiError> {
+    let r = get(db, "VBD", vbd)?;
+    if s(&r, "type") != "CD" && s(&r, "type") != "Floppy" {
+        return Err(XapiError::new("VBD_NOT_REMOVABLE_MEDIA", [vbd.0.clone()]));
+    }
+    match (inserting, b(&r, "empty")) {
+        (true, false) => return Err(XapiError::new("VBD_NOT_EMPTY", [vbd.0.clone()])),
+        (false, true) => return Err(XapiError::new("VBD_IS_EMPTY", [vbd.0.clone()])),
+        _ => {}
+    }
+    let vm = rf(&r, "VM");
+    assert_power_state_in(
+        &vm.0,
+        vm_power(db, &vm),
+        &[PowerState::Halted, PowerState::Running],
+    )?;
+    Ok(r)
+}
+
 fn insert(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pp = Params::new(&ctx.method, &p);
     let vbd = pp.r(0)?;
     let vdi = pp.r(1)?;
     ctx.pool
         .write(|db| {
-            let r = get(db, "VBD", &vbd)?;
+            get(db, "VBD", &vbd)?;
             get(db, "VDI", &vdi)?;
-            if s(&r, "type") != "CD" && s(&r, "type") != "Floppy" {
-                return Err(XapiError::new("VBD_NOT_REMOVABLE_MEDIA", [vbd.0.clone()]));
-            }
-            if !b(&r, "empty") {
-                return Err(XapiError::new("VBD_NOT_EMPTY", [vbd.0.clone()]));
-            }
-            let vm = rf(&r, "VM");
-            assert_power_state_in(
-                &vm.0,
-                vm_power(db, &vm),
-                &[PowerState::Halted, PowerState::Running],
-            )?;
+            check_media_change(db, &vbd, true)?;
             db.update("VBD", &vbd, |v| {
                 v.insert("VDI".into(), jr(&vdi));
                 v.insert("empty".into(), json!(false));
@@ -235,19 +207,7 @@ fn eject(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let vbd = Params::new(&ctx.method, &p).r(0)?;
     ctx.pool
         .write(|db| {
-            let r = get(db, "VBD", &vbd)?;
-            if s(&r, "type") != "CD" && s(&r, "type") != "Floppy" {
-                return Err(XapiError::new("VBD_NOT_REMOVABLE_MEDIA", [vbd.0.clone()]));
-            }
-            if b(&r, "empty") {
-                return Err(XapiError::new("VBD_IS_EMPTY", [vbd.0.clone()]));
-            }
-            let vm = rf(&r, "VM");
-            assert_power_state_in(
-                &vm.0,
-                vm_power(db, &vm),
-                &[PowerState::Halted, PowerState::Running],
-            )?;
+            let r = check_media_change(db, &vbd, false)?;
             let old = rf(&r, "VDI");
             db.update("VBD", &vbd, |v| {
                 v.insert("VDI".into(), json!(Ref::NULL_STR));

@@ -4,10 +4,8 @@ use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
 
 use super::allowed::{update_vif, update_vm};
-use super::helpers::{
-    b, check_mac, constructor_record, get, i, jr, random_mac, refs, rf, s, valid, void, Params,
-};
-use super::vm_ops_check::{assert_power_state_in, PowerState};
+use super::device::DeviceClass;
+use super::helpers::{check_mac, get, i, jr, random_mac, rf, s, void, Params};
 use crate::db::{Db, Record};
 use crate::rpc::{Ctx, Registry};
 
@@ -23,31 +21,23 @@ pub fn register(reg: &mut Registry) {
     reg.register("VIF.set_locking_mode", set_locking_mode);
 }
 
+/// VIFs as devices of a VM: device numbers 0..6 (XAPI's limit for HVM guests without PV drivers is lower; 7 is
+/// what it offers).
+pub const VIF: DeviceClass = DeviceClass {
+    class: "VIF",
+    vm_field: "VIFs",
+    slot_field: "device",
+    slots: 7,
+};
+
 /// Device numbers used by the VM's VIFs.
 pub fn used_vif_devices(db: &Db, vm: &Ref) -> Vec<String> {
-    db.get("VM", vm)
-        .map(|r| {
-            refs(r, "VIFs")
-                .iter()
-                .filter_map(|v| db.get("VIF", v).map(|v| s(v, "device").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    VIF.used(db, vm)
 }
 
-/// Free VIF device numbers (0..6, XAPI's limit for HVM guests without PV drivers is lower; 7 is what it offers).
+/// Free VIF device numbers.
 pub fn allowed_vif_devices(db: &Db, vm: &Ref) -> Vec<String> {
-    let used = used_vif_devices(db, vm);
-    (0..7)
-        .map(|n| n.to_string())
-        .filter(|d| !used.contains(d))
-        .collect()
-}
-
-fn vm_power(db: &Db, vm: &Ref) -> PowerState {
-    db.get("VM", vm)
-        .and_then(|r| PowerState::parse(s(r, "power_state")))
-        .unwrap_or_default()
+    VIF.allowed(db, vm)
 }
 
 /// Create a VIF row with the checks of `VIF.create`.
@@ -75,13 +65,7 @@ pub fn create_vif(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
         let mtu = i(&netr, "MTU");
         rec.insert("MTU".into(), json!(if mtu > 0 { mtu } else { 1500 }));
     }
-    let r = db.insert("VIF", rec)?;
-    if xapi_types::schema::class("VIF").is_some_and(|c| c.field("metrics").is_some())
-        && xapi_types::schema::class("VIF_metrics").is_some()
-    {
-        let m = db.insert("VIF_metrics", Record::new())?;
-        db.set_field("VIF", &r, "metrics", jr(&m))?;
-    }
+    let r = VIF.insert(db, rec)?;
     update_vif(db, &r)?;
     update_vm(db, &vm)?;
     Ok(r)
@@ -89,62 +73,35 @@ pub fn create_vif(db: &mut Db, mut rec: Record) -> Result<Ref, XapiError> {
 
 /// Destroy a VIF (`DEVICE_ALREADY_ATTACHED [vif]` while plugged into a live VM).
 pub fn destroy_vif(db: &mut Db, vif: &Ref) -> Result<(), XapiError> {
-    let r = get(db, "VIF", vif)?;
-    let vm = rf(&r, "VM");
-    if b(&r, "currently_attached") && vm_power(db, &vm).is_live() {
-        return Err(XapiError::new("DEVICE_ALREADY_ATTACHED", [vif.0.clone()]));
-    }
-    let metrics = rf(&r, "metrics");
-    db.destroy("VIF", vif)?;
-    if valid(db, "VIF_metrics", &metrics) {
-        db.destroy("VIF_metrics", &metrics)?;
-    }
-    if valid(db, "VM", &vm) {
-        update_vm(db, &vm)?;
-    }
-    Ok(())
+    VIF.destroy(db, vif).map(|_| ())
 }
 
 fn create(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let rec = constructor_record("VIF", p.into_iter().next().unwrap_or(Value::Null))?;
-    ctx.pool.write(|db| create_vif(db, rec)).map(|r| jr(&r))
+    VIF.create_rpc(ctx, p, create_vif)
 }
 
 fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    VIF.destroy_rpc(ctx, p, destroy_vif)
+}
+
+/// `VIF.plug` / `VIF.unplug` (`unplug_force` alike): only `currently_attached` changes.
+fn plug_or_unplug(ctx: &Ctx, p: Vec<Value>, attach: bool) -> Result<Value, XapiError> {
     let vif = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.write(|db| destroy_vif(db, &vif)).map(|_| void())
+    ctx.pool
+        .write(|db| {
+            VIF.check_plug(db, &vif, attach)?;
+            db.set_field("VIF", &vif, "currently_attached", json!(attach))?;
+            update_vif(db, &vif)
+        })
+        .map(|_| void())
 }
 
 fn plug(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vif = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool
-        .write(|db| {
-            let r = get(db, "VIF", &vif)?;
-            let vm = rf(&r, "VM");
-            assert_power_state_in(&vm.0, vm_power(db, &vm), &[PowerState::Running])?;
-            if b(&r, "currently_attached") {
-                return Err(XapiError::new("DEVICE_ALREADY_ATTACHED", [vif.0.clone()]));
-            }
-            db.set_field("VIF", &vif, "currently_attached", json!(true))?;
-            update_vif(db, &vif)
-        })
-        .map(|_| void())
+    plug_or_unplug(ctx, p, true)
 }
 
 fn unplug(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vif = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool
-        .write(|db| {
-            let r = get(db, "VIF", &vif)?;
-            let vm = rf(&r, "VM");
-            assert_power_state_in(&vm.0, vm_power(db, &vm), &[PowerState::Running])?;
-            if !b(&r, "currently_attached") {
-                return Err(XapiError::new("DEVICE_ALREADY_DETACHED", [vif.0.clone()]));
-            }
-            db.set_field("VIF", &vif, "currently_attached", json!(false))?;
-            update_vif(db, &vif)
-        })
-        .map(|_| void())
+    plug_or_unplug(ctx, p, false)
 }
 
 fn move_vif(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {

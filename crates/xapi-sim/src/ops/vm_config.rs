@@ -5,10 +5,11 @@ use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
 
 use super::allowed::{assert_vm_op, update_vm, update_vm_tree};
+use super::device::DeviceClass;
 use super::helpers::{check_memory_constraints, get, i, jr, rf, s, set, valid, void, Params};
 use super::placement::{assert_can_boot_here, possible_hosts, update_host_memory};
-use super::vbd::allowed_vbd_devices;
-use super::vif::allowed_vif_devices;
+use super::vbd::VBD;
+use super::vif::VIF;
 use super::vm::{ensure_metrics, power};
 use super::vm_ops_check::{PowerState, VmOp};
 use crate::db::Db;
@@ -107,15 +108,41 @@ fn mem_setter(
         .map(|_| void())
 }
 
-fn set_memory_limits(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_memory_limits, |_, pp| {
-        Ok(Mem {
-            smin: pp.i(1)?,
-            smax: pp.i(2)?,
-            dmin: pp.i(3)?,
-            dmax: pp.i(4)?,
-        })
+/// One of the four memory limits, as a setter parameter names it.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    StaticMin,
+    DynamicMin,
+    DynamicMax,
+    StaticMax,
+}
+
+impl Mem {
+    fn with(mut self, limit: Limit, v: i64) -> Mem {
+        *match limit {
+            Limit::StaticMin => &mut self.smin,
+            Limit::DynamicMin => &mut self.dmin,
+            Limit::DynamicMax => &mut self.dmax,
+            Limit::StaticMax => &mut self.smax,
+        } = v;
+        self
+    }
+}
+
+/// A setter whose parameters 1, 2, … are the new values of `limits`, in that order.
+fn limits_setter(ctx: &Ctx, p: Vec<Value>, op: VmOp, limits: &[Limit]) -> Result<Value, XapiError> {
+    mem_setter(ctx, &p, op, |m, pp| {
+        limits
+            .iter()
+            .enumerate()
+            .try_fold(m, |m, (k, l)| Ok(m.with(*l, pp.i(k + 1)?)))
     })
+}
+
+fn set_memory_limits(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    use Limit::*;
+    let limits = [StaticMin, StaticMax, DynamicMin, DynamicMax];
+    limits_setter(ctx, p, VmOp::changing_memory_limits, &limits)
 }
 
 fn set_memory(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -131,59 +158,29 @@ fn set_memory(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 }
 
 fn set_memory_static_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| {
-        Ok(Mem {
-            smax: pp.i(1)?,
-            ..m
-        })
-    })
+    limits_setter(ctx, p, VmOp::changing_static_range, &[Limit::StaticMax])
 }
 
 fn set_memory_static_min(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| {
-        Ok(Mem {
-            smin: pp.i(1)?,
-            ..m
-        })
-    })
+    limits_setter(ctx, p, VmOp::changing_static_range, &[Limit::StaticMin])
 }
 
 fn set_memory_static_range(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_static_range, |m, pp| {
-        Ok(Mem {
-            smin: pp.i(1)?,
-            smax: pp.i(2)?,
-            ..m
-        })
-    })
+    let limits = [Limit::StaticMin, Limit::StaticMax];
+    limits_setter(ctx, p, VmOp::changing_static_range, &limits)
 }
 
 fn set_memory_dynamic_range(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| {
-        Ok(Mem {
-            dmin: pp.i(1)?,
-            dmax: pp.i(2)?,
-            ..m
-        })
-    })
+    let limits = [Limit::DynamicMin, Limit::DynamicMax];
+    limits_setter(ctx, p, VmOp::changing_dynamic_range, &limits)
 }
 
 fn set_memory_dynamic_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| {
-        Ok(Mem {
-            dmax: pp.i(1)?,
-            ..m
-        })
-    })
+    limits_setter(ctx, p, VmOp::changing_dynamic_range, &[Limit::DynamicMax])
 }
 
 fn set_memory_dynamic_min(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    mem_setter(ctx, &p, VmOp::changing_dynamic_range, |m, pp| {
-        Ok(Mem {
-            dmin: pp.i(1)?,
-            ..m
-        })
-    })
+    limits_setter(ctx, p, VmOp::changing_dynamic_range, &[Limit::DynamicMin])
 }
 
 /// Upper bound accepted for `VCPUs_max` (XAPI's limit for HVM guests).
@@ -196,14 +193,43 @@ fn vcpu_error() -> XapiError {
     )
 }
 
-fn set_vcpus_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let pp = Params::new(&ctx.method, &p);
+/// A VCPU setter: `VM.x(vm, n)` checked against `op`, then `check(db, vm, n)`, then `apply(db, vm, n)`.
+fn vcpu_setter(
+    ctx: &Ctx,
+    p: &[Value],
+    op: VmOp,
+    check: impl FnOnce(&Db, &Ref, i64) -> Result<(), XapiError>,
+    apply: impl FnOnce(&mut Db, &Ref, i64) -> Result<(), XapiError>,
+) -> Result<Value, XapiError> {
+    let pp = Params::new(&ctx.method, p);
     let vm = pp.r(0)?;
-    let v = pp.i(1)?;
+    let n = pp.i(1)?;
     ctx.pool
         .write(|db| {
-            assert_vm_op(db, &vm, VmOp::changing_VCPUs)?;
-            let at_startup = i(db.record("VM", &vm)?, "VCPUs_at_startup");
+            assert_vm_op(db, &vm, op)?;
+            check(db, &vm, n)?;
+            apply(db, &vm, n)?;
+            update_vm(db, &vm)
+        })
+        .map(|_| void())
+}
+
+/// `Err(vcpu_error())` unless `1 ≤ n ≤ VCPUs_max`.
+fn at_most_vcpus_max(db: &Db, vm: &Ref, n: i64) -> Result<(), XapiError> {
+    let max = i(db.record("VM", vm)?, "VCPUs_max");
+    if n < 1 || n > max {
+        return Err(vcpu_error());
+    }
+    Ok(())
+}
+
+fn set_vcpus_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    vcpu_setter(
+        ctx,
+        &p,
+        VmOp::changing_VCPUs,
+        |db, vm, v| {
+            let at_startup = i(db.record("VM", vm)?, "VCPUs_at_startup");
             if v < 1 || v < at_startup {
                 return Err(vcpu_error());
             }
@@ -213,46 +239,34 @@ fn set_vcpus_max(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
                     ["VCPUs_max".to_owned(), v.to_string()],
                 ));
             }
-            db.set_field("VM", &vm, "VCPUs_max", json!(v))?;
-            update_vm(db, &vm)
-        })
-        .map(|_| void())
+            Ok(())
+        },
+        |db, vm, v| db.set_field("VM", vm, "VCPUs_max", json!(v)),
+    )
 }
 
 fn set_vcpus_at_startup(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let pp = Params::new(&ctx.method, &p);
-    let vm = pp.r(0)?;
-    let v = pp.i(1)?;
-    ctx.pool
-        .write(|db| {
-            assert_vm_op(db, &vm, VmOp::changing_VCPUs)?;
-            let max = i(db.record("VM", &vm)?, "VCPUs_max");
-            if v < 1 || v > max {
-                return Err(vcpu_error());
-            }
-            db.set_field("VM", &vm, "VCPUs_at_startup", json!(v))?;
-            update_vm(db, &vm)
-        })
-        .map(|_| void())
+    vcpu_setter(
+        ctx,
+        &p,
+        VmOp::changing_VCPUs,
+        at_most_vcpus_max,
+        |db, vm, v| db.set_field("VM", vm, "VCPUs_at_startup", json!(v)),
+    )
 }
 
 fn set_vcpus_number_live(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let pp = Params::new(&ctx.method, &p);
-    let vm = pp.r(0)?;
-    let n = pp.i(1)?;
-    ctx.pool
-        .write(|db| {
-            assert_vm_op(db, &vm, VmOp::changing_VCPUs_live)?;
-            let max = i(db.record("VM", &vm)?, "VCPUs_max");
-            if n < 1 || n > max {
-                return Err(vcpu_error());
-            }
-            db.set_field("VM", &vm, "VCPUs_at_startup", json!(n))?;
-            let metrics = ensure_metrics(db, &vm)?;
-            db.set_field("VM_metrics", &metrics, "VCPUs_number", json!(n))?;
-            update_vm(db, &vm)
-        })
-        .map(|_| void())
+    vcpu_setter(
+        ctx,
+        &p,
+        VmOp::changing_VCPUs_live,
+        at_most_vcpus_max,
+        |db, vm, n| {
+            db.set_field("VM", vm, "VCPUs_at_startup", json!(n))?;
+            let metrics = ensure_metrics(db, vm)?;
+            db.set_field("VM_metrics", &metrics, "VCPUs_number", json!(n))
+        },
+    )
 }
 
 fn set_is_a_template(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -369,20 +383,20 @@ fn strings(v: Vec<String>) -> Value {
     Value::Array(v.into_iter().map(Value::String).collect())
 }
 
-fn get_allowed_vbd_devices(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+fn allowed_devices(ctx: &Ctx, p: Vec<Value>, class: DeviceClass) -> Result<Value, XapiError> {
     let vm = Params::new(&ctx.method, &p).r(0)?;
     ctx.pool.read(|db| {
         get(db, "VM", &vm)?;
-        Ok(strings(allowed_vbd_devices(db, &vm)))
+        Ok(strings(class.allowed(db, &vm)))
     })
 }
 
+fn get_allowed_vbd_devices(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    allowed_devices(ctx, p, VBD)
+}
+
 fn get_allowed_vif_devices(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
-    let vm = Params::new(&ctx.method, &p).r(0)?;
-    ctx.pool.read(|db| {
-        get(db, "VM", &vm)?;
-        Ok(strings(allowed_vif_devices(db, &vm)))
-    })
+    allowed_devices(ctx, p, VIF)
 }
 
 fn get_possible_hosts(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {

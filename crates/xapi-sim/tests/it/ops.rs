@@ -2012,3 +2012,85 @@ fn sr_and_pbd_life_cycle() {
     t.call("SR.destroy", vec![json!(esr)]);
     assert!(!t.exists("SR", &esr) && !t.exists("PBD", epbd.as_str().unwrap()));
 }
+
+#[test]
+fn memory_setters_write_the_limits_their_parameters_name() {
+    let t = T::new(1);
+    let vm = t.new_vm("limits", GIB);
+    let limits = |t: &T| {
+        let r = t.rec("VM", &vm);
+        [
+            "memory_static_min",
+            "memory_dynamic_min",
+            "memory_dynamic_max",
+            "memory_static_max",
+        ]
+        .map(|f| r[f].as_i64().unwrap())
+    };
+    let set = |method: &str, values: &[i64]| {
+        let mut args = vec![json!(vm)];
+        args.extend(values.iter().map(|v| json!(v)));
+        t.call(method, args);
+    };
+    set("VM.set_memory_limits", &[256 * MIB, 4 * GIB, GIB, 2 * GIB]);
+    assert_eq!(limits(&t), [256 * MIB, GIB, 2 * GIB, 4 * GIB]);
+    set("VM.set_memory_static_range", &[128 * MIB, 3 * GIB]);
+    assert_eq!(limits(&t), [128 * MIB, GIB, 2 * GIB, 3 * GIB]);
+    set("VM.set_memory_static_min", &[64 * MIB]);
+    set("VM.set_memory_static_max", &[5 * GIB]);
+    assert_eq!(limits(&t), [64 * MIB, GIB, 2 * GIB, 5 * GIB]);
+    set("VM.set_memory_dynamic_range", &[512 * MIB, 3 * GIB]);
+    assert_eq!(limits(&t), [64 * MIB, 512 * MIB, 3 * GIB, 5 * GIB]);
+    set("VM.set_memory_dynamic_min", &[768 * MIB]);
+    set("VM.set_memory_dynamic_max", &[4 * GIB]);
+    assert_eq!(limits(&t), [64 * MIB, 768 * MIB, 4 * GIB, 5 * GIB]);
+    assert_eq!(t.field("VM", &vm, "memory_target"), json!(4 * GIB));
+    set("VM.set_memory", &[2 * GIB]);
+    assert_eq!(limits(&t), [64 * MIB, 2 * GIB, 2 * GIB, 2 * GIB]);
+    // Each value is checked in parameter order; nothing changes on failure.
+    let e = t.fail(
+        "VM.set_memory_limits",
+        vec![json!(vm), json!(MIB), json!("x"), json!(MIB), json!(MIB)],
+    );
+    assert_eq!(e[0], "FIELD_TYPE_ERROR");
+    let e = t.fail("VM.set_memory_dynamic_min", vec![json!(vm), json!(3 * GIB)]);
+    assert_eq!(e[0], "MEMORY_CONSTRAINT_VIOLATION");
+    assert_eq!(limits(&t), [64 * MIB, 2 * GIB, 2 * GIB, 2 * GIB]);
+}
+
+#[test]
+fn vbds_and_vifs_keep_a_metrics_row_and_free_their_slots() {
+    let t = T::new(1);
+    let vm = t.new_vm("devices", GIB);
+    let vif = t.new_vif(&vm, "3", "").unwrap();
+    let vif = vif.as_str().unwrap();
+    let vdi = t.new_vdi(&t.default_sr(), GIB);
+    let vbd = t.new_vbd(&vm, &vdi, "5", "Disk", "RW", false).unwrap();
+    let vbd = vbd.as_str().unwrap();
+    let metrics = |class: &str, r: &str| t.str_field(class, r, "metrics");
+    let (vif_m, vbd_m) = (metrics("VIF", vif), metrics("VBD", vbd));
+    // The metrics classes are removed from the API (MESSAGE_REMOVED): look in the database.
+    let row = |class: &str, r: &str| {
+        t.sim
+            .state()
+            .read(|db| db.get(class, &xapi_types::Ref(r.to_owned())).is_some())
+    };
+    assert!(row("VIF_metrics", &vif_m) && row("VBD_metrics", &vbd_m));
+    let allowed = |what: &str| t.call(&format!("VM.get_allowed_{what}_devices"), vec![json!(vm)]);
+    assert!(!allowed("VIF").as_array().unwrap().contains(&json!("3")));
+    assert!(!allowed("VBD").as_array().unwrap().contains(&json!("5")));
+    assert_eq!(allowed("VIF").as_array().unwrap().last(), Some(&json!("6")));
+    assert_eq!(
+        allowed("VBD").as_array().unwrap().last(),
+        Some(&json!("15"))
+    );
+    t.call("VIF.destroy", vec![json!(vif)]);
+    t.call("VBD.destroy", vec![json!(vbd)]);
+    assert!(!row("VIF_metrics", &vif_m) && !row("VBD_metrics", &vbd_m));
+    assert!(allowed("VIF").as_array().unwrap().contains(&json!("3")));
+    assert!(allowed("VBD").as_array().unwrap().contains(&json!("5")));
+    let e = t.fail("VIF.destroy", vec![json!(vif)]);
+    assert_eq!(e[0], "HANDLE_INVALID");
+    let e = t.fail("VM.get_allowed_VIF_devices", vec![json!("OpaqueRef:nope")]);
+    assert_eq!(e[0], "HANDLE_INVALID");
+}
