@@ -67,6 +67,7 @@ pub(crate) struct Inner {
     pub(crate) start_hooks: Mutex<Vec<StartHook>>,
     pub(crate) url: Mutex<Option<String>>,
     pub(crate) extensions: RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    pub(crate) tasks: Arc<crate::tasks::TaskLog>,
 }
 
 /// Handle on the application (cheap to clone).
@@ -130,6 +131,11 @@ impl App {
     /// The pool connector.
     pub fn connector(&self) -> Arc<dyn PoolConnector> {
         self.inner.connector.clone()
+    }
+
+    /// The XO task log (API calls, patch installations…).
+    pub fn tasks(&self) -> &Arc<crate::tasks::TaskLog> {
+        &self.inner.tasks
     }
 
     /// A weak handle.
@@ -404,21 +410,28 @@ impl std::fmt::Debug for AppBuilder {
 impl AppBuilder {
     /// Starts from a configuration, with the XAPI pools connector and the core methods.
     pub fn new(config: Config) -> Self {
+        let patcher = Arc::new(xo_plugin_patcher::PatcherPlugin::default());
+        let mut extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = HashMap::new();
+        extensions.insert(
+            TypeId::of::<xo_plugin_patcher::PatcherPlugin>(),
+            patcher.clone(),
+        );
         Self {
             config,
             connector: None,
             pools_config: crate::xapi::PoolsConfig::default(),
             methods: Vec::new(),
             hooks: Vec::new(),
-            extensions: HashMap::new(),
+            extensions,
             plugins: vec![
                 xo_plugin_acl::plugin(),
                 Arc::new(xo_plugin_auth_ldap::AuthLdapPlugin::from_host()),
+                patcher,
             ],
         }
     }
 
-    /// Registers a plugin (the built-in `acl` and `auth-ldap` plugins are registered by default); it is configured from
+    /// Registers a plugin (the built-in `acl`, `auth-ldap` and `patcher` plugins are registered by default); it is configured from
     /// the store and loaded if `autoload` when the server starts (see [`crate::plugins`]).
     pub fn plugin(mut self, p: Arc<dyn xo_plugin::Plugin>) -> Self {
         self.plugins.push(p);
@@ -511,6 +524,7 @@ impl AppBuilder {
                 start_hooks: Mutex::new(hooks),
                 url: Mutex::new(None),
                 extensions: RwLock::new(extensions),
+                tasks: crate::tasks::TaskLog::new(crate::tasks::DEFAULT_KEEP),
             }),
         };
         pools.attach(app.downgrade());

@@ -1,4 +1,4 @@
-//! The HTTP(S) listener: one axum router for `/api/` (WebSocket) and plain HTTP, TLS through rustls with
+//! The HTTP(S) listener: one axum router for `/api/` (WebSocket), the REST API (`/rest/v0`) and plain HTTP, TLS through rustls with
 //! a provided or self-signed (rcgen) certificate, start-up and graceful shutdown.
 
 use std::net::SocketAddr;
@@ -24,6 +24,7 @@ pub fn router(app: App) -> Router {
             "/",
             get(|| async { "xo-server: JSON-RPC over WebSocket at /api/\n" }),
         )
+        .merge(crate::rest::router())
         .fallback(crate::transfer::serve)
         .with_state(app)
 }

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 framing as xo-server does it (ids kept as raw JSON and echoed verbatim, params by name,
 //! notifications ignored) and the call pipeline (`callApiMethod`): method lookup, user load, permission,
-//! `ns=`→`id=` rewrite, `?`-suffixed ignorable keys, schema validation, handler, error masking.
+//! `ns=`→`id=` rewrite, `?`-suffixed ignorable keys, schema validation, handler (inside an `API call` task,
+//! [`crate::tasks::api_call`]), error masking.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -203,12 +204,22 @@ pub async fn call(
             }
         }
         // 10. run
+        let task = crate::tasks::api_call::start(
+            app.tasks(),
+            name,
+            &params,
+            user.as_ref().map(|u| u.id.as_str()),
+        );
         let ctx = Ctx {
             app: app.clone(),
             connection: connection.clone(),
             user,
         };
-        match method.call(ctx, params).await {
+        let outcome = match task {
+            Some(task) => task.run(method.call(ctx, params)).await,
+            None => method.call(ctx, params).await,
+        };
+        match outcome {
             Ok(Value::Null) => Ok(Value::Bool(true)),
             other => other,
         }

@@ -1,5 +1,6 @@
 //! `pool.listMissingPatches` / `pool.installPatches` through xo-server with in-process pools: a XenServer-branded
-//! pool patched from a catalogue served on 127.0.0.1, and an XCP-ng pool patched through `updater.py`.
+//! pool patched from a catalogue served on 127.0.0.1 (the `patcher` plugin's `catalogUrl`), and an XCP-ng pool
+//! patched through `updater.py`; both installations show up as XO tasks with sub-tasks in `/rest/v0/tasks`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use xapi_sim::ops::pool_update::{encode_update, set_pending_packages};
 use xapi_sim::{RunningPool, Sim};
-use xo_plugin_patcher::PatcherConfig;
 
 use super::pools::add_params;
 use super::{config, start_with, Client, TIMEOUT};
@@ -112,14 +112,16 @@ fn pool_id(p: &RunningPool) -> String {
 #[tokio::test]
 async fn xenserver_pool_list_and_install_patches() {
     let base = catalogue().await;
-    xo_server::methods::patches::set_config(PatcherConfig {
-        catalogue_url: format!("{base}/updates.xml"),
-        ..PatcherConfig::default()
-    });
     let dir = tempfile::tempdir().unwrap();
     let pool = sim("XenServer", 2).await;
     let server = start_with(config(dir.path()), |b| b).await;
     let mut c = Client::admin(&server).await;
+    // the catalogue URL is the patcher plugin's configuration
+    c.ok(
+        "plugin.configure",
+        json!({"id": "patcher", "configuration": {"catalogUrl": format!("{base}/updates.xml")}}),
+    )
+    .await;
     c.ok("server.add", add_params(&pool)).await;
     let host = host_id(&mut c).await;
     let missing = c.ok("pool.listMissingPatches", json!({"host": host})).await;
@@ -178,6 +180,114 @@ async fn xenserver_pool_list_and_install_patches() {
         c.ok("pool.listMissingPatches", json!({"host": host})).await,
         json!([])
     );
+    // the installation ran as an XO task that stays in the log: one sub-task per patch, progress up to 100
+    let task = install_task(&server, &pool_id(&pool)).await;
+    assert_eq!(task["status"], "success", "{task}");
+    assert_eq!(task["properties"]["progress"], 100);
+    assert!(task["end"].as_i64().unwrap() >= task["start"].as_i64().unwrap());
+    assert_eq!(task["result"], json!([A, B]));
+    let subs = task["tasks"].as_array().unwrap();
+    let names: Vec<&str> = subs
+        .iter()
+        .map(|t| t["properties"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Installing patch XS82E101", "Installing patch XS82E102"]
+    );
+    for (t, id) in subs.iter().zip([A, B]) {
+        assert_eq!(t["status"], "success");
+        assert_eq!(t["properties"]["progress"], 100);
+        assert_eq!(t["properties"]["patchId"], id);
+        let steps: Vec<&str> = t["infos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            ["download", "upload", "precheck", "apply", "clean", "done"]
+        );
+    }
+    server.shutdown().await;
+}
+
+/// The `Install patches` task of a pool, through the REST API.
+async fn install_task(server: &xo_server::RunningServer, pool: &str) -> Value {
+    let r = super::tasks::rest(
+        server,
+        "GET",
+        &format!("/rest/v0/tasks?fields=*&filter=properties:(objectId:{pool})"),
+        &[(
+            "authorization",
+            &super::tasks::basic("admin@admin.net", "admin"),
+        )],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let all: Value = serde_json::from_str(&r.body).unwrap();
+    let found: Vec<&Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["properties"]["name"] == "Install patches")
+        .collect();
+    assert_eq!(found.len(), 1, "{all}");
+    assert!(found[0]["href"]
+        .as_str()
+        .unwrap()
+        .ends_with(found[0]["id"].as_str().unwrap()));
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn patcher_configuration_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    let plugins = c.ok("plugin.get", json!({})).await;
+    let patcher = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "patcher")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        patcher["configurationSchema"]["properties"]["catalogUrl"]["default"],
+        xo_plugin_patcher::DEFAULT_CATALOGUE_URL
+    );
+    for bad in [
+        json!({"catalogUrl": 42}),
+        json!({"catalogUrl": "ftp://example.org/updates.xml"}),
+        json!({"maxDownload": 0}),
+        json!({"unknown": true}),
+    ] {
+        let e = c
+            .err(
+                "plugin.configure",
+                json!({"id": "patcher", "configuration": bad}),
+            )
+            .await;
+        assert_eq!(e["code"], 10, "{bad}: {e}");
+        assert_eq!(e["message"], "invalid parameters", "{bad}: {e}");
+        assert!(!e["data"]["errors"].as_array().unwrap().is_empty());
+    }
+    c.ok(
+        "plugin.configure",
+        json!({"id": "patcher", "configuration": {"catalogUrl": "http://127.0.0.1:9/u.xml"}}),
+    )
+    .await;
+    let plugin = server
+        .app()
+        .extension::<xo_plugin_patcher::PatcherPlugin>()
+        .unwrap();
+    assert_eq!(plugin.config().catalogue_url, "http://127.0.0.1:9/u.xml");
+    assert_eq!(
+        plugin.config().max_download,
+        xo_plugin_patcher::DEFAULT_MAX_DOWNLOAD
+    );
     server.shutdown().await;
 }
 
@@ -213,6 +323,19 @@ async fn xcpng_pool_list_and_install_patches() {
         c.ok("pool.listMissingPatches", json!({"host": host})).await,
         json!([])
     );
+    // one sub-task per host
+    let task = install_task(&server, &pool_id(&pool)).await;
+    assert_eq!(task["status"], "success", "{task}");
+    assert_eq!(task["properties"]["progress"], 100);
+    assert_eq!(task["tasks"].as_array().unwrap().len(), 1);
+    let sub = &task["tasks"][0];
+    assert_eq!(sub["status"], "success");
+    assert_eq!(sub["properties"]["objectId"], json!(host_uuid));
+    assert_eq!(sub["properties"]["progress"], 100);
+    assert!(sub["properties"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("Updating host "));
     let stamped = pool.state().read(|db| {
         let h = db.refs("host")[0].clone();
         db.field("host", &h, "other_config")
