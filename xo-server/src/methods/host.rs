@@ -268,10 +268,84 @@ async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     Ok(Value::Bool(true))
 }
 
+/// XO's `detachHostFromPool`: `pool.eject` (XAPI refuses the master, hosts running guests, HA pools),
+/// then the ejected host — a pool of its own after its reboot — is registered as a new server with the
+/// pool's credentials and connected in the background.
 async fn detach(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let app = ctx.app.clone();
     let (x, host) = host_call(ctx, p, "host.detach").await?;
+    let address = host
+        .get("address")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     x.call("pool.eject", vec![host.xapi_ref().into()]).await?;
+    if let Some(address) = address.filter(|a| !a.is_empty()) {
+        register_ejected(&app, x.client.server_id(), address);
+    }
     Ok(Value::Bool(true))
+}
+
+/// Delays before each attempt to connect an ejected host (it reboots first): XO's
+/// `fibonacci().take(5).toMs().map(d => d * 60)`, i.e. 1, 1, 2, 3 and 5 minutes.
+const EJECTED_CONNECT_DELAYS: [std::time::Duration; 5] = [
+    std::time::Duration::from_secs(60),
+    std::time::Duration::from_secs(60),
+    std::time::Duration::from_secs(120),
+    std::time::Duration::from_secs(180),
+    std::time::Duration::from_secs(300),
+];
+
+/// Registers the ejected host at `address` as a server like `server_id` (same credentials, proxy,
+/// label, read-only flag), then tries to connect it after each delay while it is unreachable, as XO
+/// does. Failures are recorded on the new server (registration failures, e.g. a host already
+/// registered, are only logged: XO ignores them).
+fn register_ejected(app: &crate::App, server_id: &str, address: String) {
+    let Ok(Some(src)) = app.store().server(server_id) else {
+        return;
+    };
+    let added = app.store().add_server(xo_store::NewServer {
+        host: address.clone(),
+        username: src.username.clone(),
+        password: src.password.clone(),
+        label: src.label.clone(),
+        allow_unauthorized: src.allow_unauthorized,
+        enabled: true,
+        http_proxy: src.http_proxy.clone(),
+    });
+    let mut server = match added {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(host = %address, error = %e, "ejected host not registered as a server");
+            return;
+        }
+    };
+    if src.read_only {
+        server.read_only = true;
+        if let Err(e) = app.store().update_server(&server) {
+            tracing::warn!(error = %e, "cannot mark the ejected host's server read-only");
+        }
+    }
+    tracing::info!(server = %server.id, host = %address, "ejected host registered as a new server");
+    let weak = app.downgrade();
+    let id = server.id;
+    tokio::spawn(async move {
+        for delay in EJECTED_CONNECT_DELAYS {
+            tokio::time::sleep(delay).await;
+            let Some(app) = weak.upgrade() else { return };
+            let Ok(Some(server)) = app.store().server(&id) else {
+                return;
+            };
+            if !server.enabled {
+                return;
+            }
+            let result = app.connector().connect(app.clone(), server).await;
+            app.record_connect_result(&id, result.as_ref().err());
+            match result {
+                Err(e) if e.code.as_deref() == Some("EHOSTUNREACH") => continue,
+                _ => return,
+            }
+        }
+    });
 }
 
 pub(super) fn methods() -> Vec<Method> {

@@ -212,13 +212,17 @@ impl Pools {
         };
         tracing::info!(server = %id, host = %server.host, "connecting to XAPI server");
         let started = std::time::Instant::now();
-        let opts = ClientOptions::new(
+        let mut opts = ClientOptions::new(
             server_url(&server.host),
             server.username.clone(),
             server.password.clone(),
         )
         .allow_unauthorized(server.allow_unauthorized)
         .call_timeout(self.config.call_timeout);
+        // XO's `httpProxy`: every XAPI connection (RPCs, transfers) is tunnelled through it
+        if let Some(proxy) = &server.http_proxy {
+            opts = opts.http_proxy(proxy.clone());
+        }
         let login = tokio::time::timeout(self.config.connect_timeout, Client::connect(opts)).await;
         let client = match login {
             Ok(Ok(c)) => Arc::new(c),

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::pools::{add_params, sim};
-use super::{start, Client};
+use super::pools::{add_params, sim, sim_vm_refs};
+use super::{config, start, start_with, Client};
 
 #[tokio::test]
 async fn pool_admin_server_set_follows_xo_rules() {
@@ -42,10 +42,16 @@ async fn pool_admin_server_set_follows_xo_rules() {
     assert_eq!(s["username"], "root");
     assert!(s.get("httpProxy").is_none(), "{s}");
     // label and readOnly apply at once, the connection stays
-    c.ok("server.set", json!({"id": id, "label": "lab", "readOnly": true}))
-        .await;
+    c.ok(
+        "server.set",
+        json!({"id": id, "label": "lab", "readOnly": true}),
+    )
+    .await;
     let s = c.server_entry(&id).await;
-    assert_eq!((&s["label"], &s["readOnly"], &s["status"]), (&json!("lab"), &json!(true), &json!("connected")));
+    assert_eq!(
+        (&s["label"], &s["readOnly"], &s["status"]),
+        (&json!("lab"), &json!(true), &json!("connected"))
+    );
     let host = c
         .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
         .await;
@@ -78,5 +84,325 @@ async fn pool_admin_server_set_follows_xo_rules() {
     assert_eq!(s["status"], "connected");
     assert!(s.get("error").is_none(), "{s}");
     assert_eq!(s["label"], "lab");
+    server.shutdown().await;
+}
+
+/// Guest VMs of the sim still running, paused or suspended on the host with this XAPI ref.
+fn live_guests_on(pool: &xapi_sim::RunningPool, host_ref: &str) -> Vec<String> {
+    pool.state().read(|db| {
+        db.find("VM", |r| {
+            r["resident_on"] == host_ref
+                && r["is_control_domain"] != json!(true)
+                && r["power_state"] != "Halted"
+        })
+        .into_iter()
+        .map(|r| r.0)
+        .collect()
+    })
+}
+
+#[tokio::test]
+async fn pool_admin_host_detach_ejects_and_registers_the_host() {
+    let pool = sim(3, 9).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::admin(&server).await;
+    let sid = c.ok("server.add", add_params(&pool)).await;
+    let sid = sid.as_str().unwrap().to_owned();
+    c.ok("server.enable", json!({"id": sid})).await;
+    let entry = c.server_entry(&sid).await;
+    let master = entry["master"].as_str().unwrap().to_owned();
+    let hosts = c
+        .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
+        .await;
+    let hosts = hosts.as_object().unwrap().clone();
+    assert_eq!(hosts.len(), 3);
+    let (slave, slave_obj) = hosts
+        .iter()
+        .find(|(id, _)| **id != master)
+        .map(|(id, h)| (id.clone(), h.clone()))
+        .unwrap();
+    let slave_ref = slave_obj["_xapiRef"].as_str().unwrap().to_owned();
+    let address = slave_obj["address"].as_str().unwrap().to_owned();
+
+    // XAPI's refusals come back as XO errors and change nothing
+    let e = c.err("host.detach", json!({"id": master})).await;
+    assert_eq!(e["code"], -32000, "{e}");
+    assert_eq!(e["data"]["code"], "INTERNAL_ERROR", "{e}");
+    if !live_guests_on(&pool, &slave_ref).is_empty() {
+        let e = c.err("host.detach", json!({"id": slave})).await;
+        assert_eq!(e["data"]["code"], "OPERATION_NOT_ALLOWED", "{e}");
+        assert_eq!(e["data"]["params"], json!(["VM resident on host"]), "{e}");
+    }
+    assert_eq!(c.server_entry(&sid).await["status"], "connected");
+
+    // halt what runs there, then detach
+    for vm in live_guests_on(&pool, &slave_ref) {
+        let id = pool
+            .state()
+            .read(|db| db.get("VM", &xapi_types::Ref::from(vm.as_str())).unwrap()["uuid"].clone());
+        c.ok("vm.stop", json!({"id": id, "force": true})).await;
+    }
+    assert!(live_guests_on(&pool, &slave_ref).is_empty());
+    assert_eq!(c.ok("host.detach", json!({"id": slave})).await, true);
+
+    // the cache sees the host leave: an `exit` for it, and it is gone from the objects
+    c.wait_all(|p| p["type"] == "exit" && p["items"].get(slave.as_str()).is_some())
+        .await;
+    let hosts = c
+        .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
+        .await;
+    assert_eq!(hosts.as_object().unwrap().len(), 2);
+    assert!(hosts.get(slave.as_str()).is_none());
+    let entry = c.server_entry(&sid).await;
+    assert_eq!(entry["status"], "connected");
+    assert_eq!(entry["poolMembersAddresses"].as_array().unwrap().len(), 2);
+    // the ejected host is registered as a server of its own, same credentials, not connected yet
+    let all = c.ok("server.getAll", json!({})).await;
+    let new = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] != sid.as_str())
+        .unwrap_or_else(|| panic!("no new server in {all}"));
+    assert_eq!(new["host"], address.as_str());
+    assert_eq!(new["username"], "root");
+    assert_eq!(new["enabled"], true);
+    assert_eq!(new["allowUnauthorized"], true);
+    assert_eq!(new["status"], "disconnected");
+    assert!(new.get("password").is_none());
+    // detaching it again: it is no longer an object
+    let e = c.err("host.detach", json!({"id": slave})).await;
+    assert_eq!(e["code"], 1, "{e}");
+    server.shutdown().await;
+}
+
+/// Applies `all` notifications to a client-side mirror of the objects, as xo-lib does.
+fn apply_notifications(mirror: &mut serde_json::Map<String, Value>, notes: Vec<Value>) {
+    for n in notes {
+        if n["method"] != "all" {
+            continue;
+        }
+        let items = n["params"]["items"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (id, v) in items {
+            if n["params"]["type"] == "exit" {
+                mirror.remove(&id);
+            } else {
+                mirror.insert(id, v);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pool_admin_lagging_forwarder_resyncs_clients() {
+    let pool = sim(1, 6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), |b| {
+        b.pools_config(xo_server::xapi::PoolsConfig {
+            batch_queue: 1,
+            ..Default::default()
+        })
+    })
+    .await;
+    let mut c = Client::admin(&server).await;
+    let sid = c.ok("server.add", add_params(&pool)).await;
+    let sid = sid.as_str().unwrap().to_owned();
+    c.ok("server.enable", json!({"id": sid})).await;
+    let mut mirror = c
+        .ok("xo.getAllObjects", json!({}))
+        .await
+        .as_object()
+        .unwrap()
+        .clone();
+    // what arrived before the snapshot is in it
+    c.notifications.clear();
+
+    // four batches in a row without yielding to the forwarder, whose queue holds one: it lags
+    let cache = xo_server::xapi::Pools::of(server.app())
+        .unwrap()
+        .cache()
+        .clone();
+    let vms = sim_vm_refs(&pool);
+    assert!(vms.len() >= 4);
+    let change = |vm: &str, name: Option<&str>| {
+        let snapshot = name.map(|n| {
+            let mut r = pool
+                .state()
+                .read(|db| db.get("VM", &xapi_types::Ref::from(vm)).unwrap().clone());
+            r.insert("name_label".into(), json!(n));
+            r
+        });
+        xo_cache::ObjectChange {
+            class: "VM".into(),
+            r#ref: vm.to_owned(),
+            op: if name.is_some() {
+                xo_cache::ChangeOp::Mod
+            } else {
+                xo_cache::ChangeOp::Del
+            },
+            snapshot,
+        }
+    };
+    for ch in [
+        change(&vms[0], Some("renamed 0")),
+        change(&vms[1], None),
+        change(&vms[2], Some("renamed 2")),
+        change(&vms[3], Some("renamed 3")),
+    ] {
+        assert!(cache.apply_changes(&sid, vec![ch]).unwrap().is_some());
+    }
+    let expected_len = cache.len();
+
+    // the client's mirror converges to the cache (the resync batch carries the missed changes)
+    let deadline = tokio::time::Instant::now() + super::TIMEOUT;
+    loop {
+        let expected = c.ok("xo.getAllObjects", json!({})).await;
+        apply_notifications(&mut mirror, std::mem::take(&mut c.notifications));
+        if Value::Object(mirror.clone()) == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never caught up: {} objects mirrored, {} in the cache",
+            mirror.len(),
+            expected.as_object().unwrap().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(mirror.len(), expected_len);
+    let names: Vec<&str> = mirror
+        .values()
+        .filter(|o| o["type"] == "VM")
+        .filter_map(|o| o["name_label"].as_str())
+        .collect();
+    for n in ["renamed 0", "renamed 2", "renamed 3"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(!mirror.values().any(|o| o["_xapiRef"] == vms[1].as_str()));
+    server.shutdown().await;
+}
+
+/// A loopback HTTP `CONNECT` proxy: counts the tunnels it opens; with `required`, answers 407 to
+/// requests without that `Proxy-Authorization`.
+async fn connect_proxy(required: Option<&'static str>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let count = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut c = BufReader::new(c);
+                let mut request = String::new();
+                if c.read_line(&mut request).await.is_err() {
+                    return;
+                }
+                let mut auth = None;
+                loop {
+                    let mut line = String::new();
+                    if c.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("proxy-authorization") {
+                            auth = Some(v.trim().to_owned());
+                        }
+                    }
+                }
+                let mut c = c.into_inner();
+                if required.is_some() && auth.as_deref() != required {
+                    let _ = c
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let target = request.split(' ').nth(1).unwrap_or_default().to_owned();
+                let Ok(mut up) = TcpStream::connect(target).await else {
+                    let _ = c.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                if c.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+                }
+            });
+        }
+    });
+    (addr, tunnels)
+}
+
+#[tokio::test]
+async fn pool_admin_servers_connect_through_their_http_proxy() {
+    // base64("xo:pw")
+    let (proxy, tunnels) = connect_proxy(Some("Basic eG86cHc=")).await;
+    let pool = sim(1, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::admin(&server).await;
+
+    // right credentials: connected, every XAPI connection tunnelled
+    let mut params = add_params(&pool);
+    params["httpProxy"] = json!(format!("http://xo:pw@{proxy}"));
+    let id = c.ok("server.add", params).await;
+    let id = id.as_str().unwrap().to_owned();
+    c.ok("server.enable", json!({"id": id})).await;
+    let s = c.server_entry(&id).await;
+    assert_eq!(s["status"], "connected");
+    assert!(tunnels.load(Ordering::SeqCst) >= 1);
+    assert!(!c.vms().await.is_empty());
+    c.ok("server.remove", json!({"id": id})).await;
+
+    // the proxy refuses the credentials: a clear error, stored without the password
+    let before = tunnels.load(Ordering::SeqCst);
+    let mut params = add_params(&pool);
+    params["httpProxy"] = json!(format!("http://xo:s3cret@{proxy}"));
+    params["autoConnect"] = json!(false);
+    let id = c.ok("server.add", params).await;
+    let id = id.as_str().unwrap().to_owned();
+    let e = c.err("server.enable", json!({"id": id})).await;
+    assert!(
+        e["message"].as_str().unwrap_or_default().contains("407")
+            || e["data"].to_string().contains("407"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    let s = c.server_entry(&id).await;
+    assert_eq!(s["status"], "disconnected");
+    let err = s["error"].to_string();
+    assert!(err.contains("407") && err.contains(&proxy), "{s}");
+    assert!(!err.contains("s3cret"), "{s}");
+    assert_eq!(tunnels.load(Ordering::SeqCst), before);
+    c.ok("server.remove", json!({"id": id})).await;
+
+    // the proxy is unreachable: serverUnreachable, like an unreachable host
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut params = add_params(&pool);
+    params["httpProxy"] = json!(format!("http://127.0.0.1:{port}"));
+    params["autoConnect"] = json!(false);
+    let id = c.ok("server.add", params).await;
+    let id = id.as_str().unwrap().to_owned();
+    let e = c.err("server.enable", json!({"id": id})).await;
+    assert_eq!(
+        e,
+        json!({"code": 9, "message": "server unreachable", "data": {"objectId": id}})
+    );
+    let s = c.server_entry(&id).await;
+    assert_eq!(s["error"]["code"], "ECONNREFUSED", "{s}");
+    assert!(
+        s["error"]["message"].as_str().unwrap().contains("proxy"),
+        "{s}"
+    );
     server.shutdown().await;
 }
