@@ -2,85 +2,10 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 use xo_lib::{Error, Options, Transfer, Xo};
 
-/// Serves: GET /api/dl → `payload`; POST /api/up → stores the body, answers a JSON-RPC string;
-/// anything else → 404. Returns (port, received bodies).
-async fn http_server(payload: Vec<u8>) -> (u16, Arc<Mutex<Vec<(Option<u64>, Vec<u8>)>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let rec = received.clone();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let payload = payload.clone();
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let mut r = BufReader::new(tcp);
-                let mut line = String::new();
-                r.read_line(&mut line).await.unwrap();
-                let mut parts = line.split_whitespace();
-                let (method, path) = (
-                    parts.next().unwrap().to_owned(),
-                    parts.next().unwrap().to_owned(),
-                );
-                let mut len = None;
-                let mut chunked = false;
-                loop {
-                    let mut h = String::new();
-                    r.read_line(&mut h).await.unwrap();
-                    if h == "\r\n" {
-                        break;
-                    }
-                    let lower = h.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        len = Some(v.trim().parse::<u64>().unwrap());
-                    }
-                    if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                        chunked = true;
-                    }
-                }
-                let resp = match (method.as_str(), path.as_str()) {
-                    ("GET", "/api/dl") => {
-                        let mut head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", payload.len()).into_bytes();
-                        head.extend_from_slice(&payload);
-                        head
-                    }
-                    ("POST", "/api/up") => {
-                        let mut body = Vec::new();
-                        if chunked {
-                            loop {
-                                let mut size = String::new();
-                                r.read_line(&mut size).await.unwrap();
-                                let n = usize::from_str_radix(size.trim(), 16).unwrap();
-                                let mut chunk = vec![0; n + 2];
-                                r.read_exact(&mut chunk).await.unwrap();
-                                if n == 0 {
-                                    break;
-                                }
-                                body.extend_from_slice(&chunk[..n]);
-                            }
-                        } else {
-                            body.resize(len.unwrap_or(0) as usize, 0);
-                            r.read_exact(&mut body).await.unwrap();
-                        }
-                        rec.lock().await.push((len, body));
-                        let text = r#"{"id":0,"jsonrpc":"2.0","result":"new-vm-uuid"}"#;
-                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len()).into_bytes()
-                    }
-                    _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found".to_vec(),
-                };
-                r.get_mut().write_all(&resp).await.unwrap();
-                let _ = r.get_mut().shutdown().await;
-            });
-        }
-    });
-    (port, received)
-}
+use crate::support::http_server;
 
 /// An API endpoint that accepts the WebSocket and does nothing else (transfers only need the URL).
 async fn idle_api() -> u16 {
@@ -142,7 +67,7 @@ async fn download_and_upload_stream_with_progress() {
     xo.upload(&up, std::io::Cursor::new(b"small".to_vec()), None, |_| {})
         .await
         .unwrap();
-    let rec = received.lock().await;
+    let rec = received.lock().unwrap();
     assert_eq!(rec[0], (Some(payload.len() as u64), payload.clone()));
     assert_eq!(rec[1], (None, b"small".to_vec()));
 }
