@@ -519,20 +519,7 @@ async fn power_actions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_objects_and_ndjson_download() {
     let s = crate::support::start_demo(3).await;
-    let url = s.server.url().to_owned();
-    crate::support::run_in(
-        s.home.path(),
-        &["--register", &url, "admin@admin.net", "admin"],
-    )
-    .await
-    .ok();
-    let xo = xo_lib::Xo::connect(
-        xo_lib::Options::new(&url)
-            .credentials(xo_lib::Credentials::password("admin@admin.net", "admin")),
-    )
-    .await
-    .unwrap();
-    let cache = xo_lib::ObjectCache::start(&xo).await.unwrap();
+    let (_xo, cache) = s.register_and_watch().await;
     let mut expected: Vec<String> = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         cache.wait_until(|o| {
@@ -615,20 +602,7 @@ async fn real_objects_and_ndjson_download() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_power_actions() {
     let s = crate::support::start_demo(2).await;
-    let url = s.server.url().to_owned();
-    crate::support::run_in(
-        s.home.path(),
-        &["--register", &url, "admin@admin.net", "admin"],
-    )
-    .await
-    .ok();
-    let xo = xo_lib::Xo::connect(
-        xo_lib::Options::new(&url)
-            .credentials(xo_lib::Credentials::password("admin@admin.net", "admin")),
-    )
-    .await
-    .unwrap();
-    let cache = xo_lib::ObjectCache::start(&xo).await.unwrap();
+    let (_xo, cache) = s.register_and_watch().await;
     let wait = std::time::Duration::from_secs(30);
     let vm = tokio::time::timeout(
         wait,

@@ -141,3 +141,25 @@ impl TestServer {
         }
     }
 }
+
+impl DemoServer {
+    /// `xo-cli --register` as the default admin, and an xo-lib client with its object cache (to wait for the
+    /// simulated pool's objects).
+    pub async fn register_and_watch(&self) -> (xo_lib::Xo, xo_lib::ObjectCache) {
+        let url = self.server.url().to_owned();
+        run_in(
+            self.home.path(),
+            &["--register", &url, "admin@admin.net", "admin"],
+        )
+        .await
+        .ok();
+        let xo = xo_lib::Xo::connect(
+            xo_lib::Options::new(&url)
+                .credentials(xo_lib::Credentials::password("admin@admin.net", "admin")),
+        )
+        .await
+        .unwrap();
+        let cache = xo_lib::ObjectCache::start(&xo).await.unwrap();
+        (xo, cache)
+    }
+}

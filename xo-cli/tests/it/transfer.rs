@@ -173,18 +173,8 @@ async fn server_one_shot_urls_over_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xva_export_import_round_trip() {
     let s = crate::support::start_demo(2).await;
-    let url = s.server.url().to_owned();
+    let (_xo, cache) = s.register_and_watch().await;
     let home = s.home.path();
-    crate::support::run_in(home, &["--register", &url, "admin@admin.net", "admin"])
-        .await
-        .ok();
-    let xo = xo_lib::Xo::connect(
-        xo_lib::Options::new(&url)
-            .credentials(xo_lib::Credentials::password("admin@admin.net", "admin")),
-    )
-    .await
-    .unwrap();
-    let cache = xo_lib::ObjectCache::start(&xo).await.unwrap();
     let wait = std::time::Duration::from_secs(60);
     let (vm, sr) = tokio::time::timeout(
         wait,
