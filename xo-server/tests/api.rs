@@ -31,6 +31,8 @@ mod plugins;
 mod pool_admin;
 #[path = "api/pools.rs"]
 mod pools;
+#[path = "api/secrets.rs"]
+mod secrets;
 #[path = "api/tasks.rs"]
 mod tasks;
 #[path = "api/transfers.rs"]
