@@ -5,7 +5,8 @@
 //! behind the cache (its queue overflowed: [`xo_cache::SubscriptionError::Lagged`]), it resubscribes
 //! together with a snapshot of the cache and sends one resync batch: `exit` for every announced id that
 //! is gone, `enter` for every current object. Clients (which apply `enter` as add-or-replace) end up
-//! with exactly the cache's objects, whatever the missed batches held.
+//! with exactly the cache's objects (for non-admins: the ones they may view), whatever the missed
+//! batches held.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -94,8 +95,9 @@ async fn run(mut fwd: Forwarder, mut sub: Subscription, app: WeakApp) {
                     "notification forwarder lagged: resyncing clients"
                 );
                 let Some(app) = app.upgrade() else { return };
-                // the access control rebuilds its per-user sets before the resync batch is filtered
-                crate::plugins::visibility::resync(&app);
+                // The access control sees the resync batch as a regular one: its exits are visible to
+                // whoever saw those objects, its enters re-evaluate every current object. (Resetting it
+                // first with `visibility::resync` would hide the exits from non-admins.)
                 if !batch.is_empty() {
                     crate::plugins::publish_batch(&app, &batch);
                 }

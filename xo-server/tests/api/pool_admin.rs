@@ -258,21 +258,7 @@ async fn pool_admin_lagging_forwarder_resyncs_clients() {
     let expected_len = cache.len();
 
     // the client's mirror converges to the cache (the resync batch carries the missed changes)
-    let deadline = tokio::time::Instant::now() + super::TIMEOUT;
-    loop {
-        let expected = c.ok("xo.getAllObjects", json!({})).await;
-        apply_notifications(&mut mirror, std::mem::take(&mut c.notifications));
-        if Value::Object(mirror.clone()) == expected {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never caught up: {} objects mirrored, {} in the cache",
-            mirror.len(),
-            expected.as_object().unwrap().len()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    converge(&mut c, &mut mirror, |m| m.len() == expected_len).await;
     assert_eq!(mirror.len(), expected_len);
     let names: Vec<&str> = mirror
         .values()
@@ -404,5 +390,127 @@ async fn pool_admin_servers_connect_through_their_http_proxy() {
         s["error"]["message"].as_str().unwrap().contains("proxy"),
         "{s}"
     );
+    server.shutdown().await;
+}
+
+/// Waits until the mirror of `c` holds every object `xo.getAllObjects` gives it, with the same values,
+/// and `done` holds (bounded by TIMEOUT). Objects that only became invisible to a non-admin (not
+/// removed) may stay in the mirror: XO sends no `exit` for them, lag or not.
+async fn converge(
+    c: &mut Client,
+    mirror: &mut serde_json::Map<String, Value>,
+    done: impl Fn(&serde_json::Map<String, Value>) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + super::TIMEOUT;
+    loop {
+        let expected = c.ok("xo.getAllObjects", json!({})).await;
+        apply_notifications(mirror, std::mem::take(&mut c.notifications));
+        let expected = expected.as_object().unwrap();
+        if expected.iter().all(|(k, v)| mirror.get(k) == Some(v)) && done(mirror) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never caught up: {} mirrored, {} expected",
+            mirror.len(),
+            expected.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn pool_admin_lag_resync_respects_acls() {
+    let pool = sim(1, 6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), |b| {
+        b.no_default_plugins()
+            .plugin(Arc::new(xo_plugin_acl::AclPlugin::default()))
+            .pools_config(xo_server::xapi::PoolsConfig {
+                batch_queue: 1,
+                ..Default::default()
+            })
+    })
+    .await;
+    let mut admin = Client::admin(&server).await;
+    let sid = admin.ok("server.add", add_params(&pool)).await;
+    let sid = sid.as_str().unwrap().to_owned();
+    admin.ok("server.enable", json!({"id": sid})).await;
+    let vms = sim_vm_refs(&pool);
+    let uuid = |r: &str| {
+        pool.state().read(|db| {
+            db.get("VM", &xapi_types::Ref::from(r)).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    };
+    let (a, b, c) = (uuid(&vms[0]), uuid(&vms[1]), uuid(&vms[2]));
+    let bob_id = admin
+        .ok("user.create", json!({"email": "bob@x", "password": "pw"}))
+        .await;
+    for v in [&a, &c] {
+        admin
+            .ok(
+                "acl.add",
+                json!({"subject": bob_id, "object": v, "action": "viewer"}),
+            )
+            .await;
+    }
+    let mut bob = Client::connect(&server).await;
+    bob.ok(
+        "session.signIn",
+        json!({"email": "bob@x", "password": "pw"}),
+    )
+    .await;
+    let mut mirror = bob
+        .ok("xo.getAllObjects", json!({}))
+        .await
+        .as_object()
+        .unwrap()
+        .clone();
+    bob.notifications.clear();
+    assert!(mirror.contains_key(&a) && mirror.contains_key(&c) && !mirror.contains_key(&b));
+
+    // a visible VM removed, an invisible and a visible one renamed: four batches, a queue of one
+    let cache = xo_server::xapi::Pools::of(server.app())
+        .unwrap()
+        .cache()
+        .clone();
+    let rename = |r: &str, n: &str| {
+        let mut rec = pool
+            .state()
+            .read(|db| db.get("VM", &xapi_types::Ref::from(r)).unwrap().clone());
+        rec.insert("name_label".into(), json!(n));
+        xo_cache::ObjectChange {
+            class: "VM".into(),
+            r#ref: r.to_owned(),
+            op: xo_cache::ChangeOp::Mod,
+            snapshot: Some(rec),
+        }
+    };
+    let delete = xo_cache::ObjectChange {
+        class: "VM".into(),
+        r#ref: vms[0].clone(),
+        op: xo_cache::ChangeOp::Del,
+        snapshot: None,
+    };
+    for ch in [
+        delete,
+        rename(&vms[1], "b renamed"),
+        rename(&vms[2], "c renamed"),
+        rename(&vms[1], "b again"),
+    ] {
+        assert!(cache.apply_changes(&sid, vec![ch]).unwrap().is_some());
+    }
+    // bob gets the exit of the VM he saw and the rename of the other, never the invisible one
+    converge(&mut bob, &mut mirror, |m| {
+        !m.contains_key(&a) && m.get(&c).is_some_and(|o| o["name_label"] == "c renamed")
+    })
+    .await;
+    assert!(!mirror.contains_key(&b));
+    assert!(!mirror
+        .values()
+        .any(|o| o["type"] == "VM" && o["id"] != c.as_str()));
     server.shutdown().await;
 }
