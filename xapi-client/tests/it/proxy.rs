@@ -223,3 +223,62 @@ async fn proxy_urls_are_validated() {
     // no scheme and no port: http, port 80
     assert!(Client::new(opts("https://127.0.0.1".into(), "u:p@proxy.example".into())).is_ok());
 }
+
+/// A "proxy" that reads the request head and answers `reply` (or closes when `None`).
+async fn scripted_proxy(reply: Option<&'static [u8]>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut b).await {
+                        Ok(1) => head.push(b[0]),
+                        _ => return,
+                    }
+                }
+                if let Some(r) = reply {
+                    let _ = c.write_all(r).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn proxy_broken_answers_are_clear_errors() {
+    let huge: &'static [u8] = Box::leak(
+        [b"HTTP/1.1 200 OK\r\n".to_vec(), vec![b'x'; 20_000]]
+            .concat()
+            .into_boxed_slice(),
+    );
+    for (reply, wanted) in [
+        (None, "closed before answering"),
+        (Some(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]), "malformed answer"),
+        (
+            Some(&b"HTTP/1.1 502 Bad Gateway\r\n\r\n"[..]),
+            "answered 502 Bad Gateway",
+        ),
+        (Some(huge), "answer head too large"),
+    ] {
+        let addr = scripted_proxy(reply).await;
+        let url = format!("http://user:{}@{addr}", "pr0xy%20p%40ss");
+        let e = Client::connect(opts("https://127.0.0.1:1".into(), url))
+            .await
+            .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(matches!(e, Error::Transport(_)), "{text}");
+        assert!(text.contains(wanted), "{wanted}: {text}");
+        assert!(
+            text.contains(&format!("proxy {addr} tunnel to 127.0.0.1:1")),
+            "{text}"
+        );
+        assert!(
+            !text.contains("p%40ss") && !text.contains(PASSWORD),
+            "{text}"
+        );
+    }
+}
