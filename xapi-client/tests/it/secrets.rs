@@ -2,8 +2,6 @@
 //! while the client logs in, calls, logs in again after `SESSION_INVALID`, follows `HOST_IS_SLAVE`, fails a login,
 //! builds a transfer URL and logs out; none of the secrets may appear, nor in `Debug`/`Display` of what it returns.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -11,38 +9,11 @@ use xapi_client::{Client, ClientOptions};
 use xapi_sim::{RunningPool, Sim};
 use xapi_types::XapiError;
 
+#[path = "log_capture.rs"]
+mod log_capture;
+
 const PASSWORD: &str = "s3cret-Pool-Passw0rd";
 const WRONG_PASSWORD: &str = "wr0ng-Guess-Passw0rd";
-
-/// Everything every thread logs from the first call on (the process-wide subscriber can be installed once).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Capture(sink.clone()))
-            .try_init()
-            .expect("no other global subscriber in this test binary");
-        buf
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn pool() -> RunningPool {
     Sim::builder()
@@ -63,7 +34,7 @@ fn session_of(c: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_the_logs() {
-    let logs = captured_logs();
+    let logs = log_capture::captured_logs("trace");
     let p = pool().await;
     let mut sessions = Vec::new();
     let mut shown = Vec::new();
@@ -138,7 +109,7 @@ async fn secrets_never_reach_the_logs() {
     sessions.dedup();
     assert!(sessions.len() >= 4, "distinct sessions: {}", sessions.len());
     assert!(sessions.iter().all(|s| s.starts_with("OpaqueRef:")));
-    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logged = log_capture::text(&logs);
     assert!(
         logged.contains("session invalid, logging in again")
             && logged.contains("host is a pool member, going to the master")

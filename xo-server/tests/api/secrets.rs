@@ -2,8 +2,6 @@
 //! in with a password, creates an authentication token and signs in with it, and an XAPI server is added with its
 //! password (so xo-server logs into the pool and holds XAPI sessions); none of these secrets may appear.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -11,47 +9,20 @@ use xapi_sim::Sim;
 
 use super::{start, Client};
 
+#[path = "../../../xapi-client/tests/it/log_capture.rs"]
+mod log_capture;
+
+/// tungstenite's TRACE dumps every WebSocket frame, the test client's (which carry the secrets it sends) as well as
+/// the server's: it is kept at DEBUG, everything else at TRACE.
+const FILTER: &str = "trace,tungstenite=debug,tokio_tungstenite=debug";
+
 const USER_PASSWORD: &str = "Us3r-Secret-Passphrase";
 const WRONG_PASSWORD: &str = "Wr0ng-Secret-Guess";
 const XAPI_PASSWORD: &str = "P00l-Secret-Passw0rd";
 
-/// Everything every thread logs from the first call on (the process-wide subscriber can be installed once).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        // tungstenite's TRACE dumps every WebSocket frame, the test client's (which carry the secrets it sends) as
-        // well as the server's: it is kept at DEBUG, everything else at TRACE.
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "trace,tungstenite=debug,tokio_tungstenite=debug",
-            ))
-            .with_ansi(false)
-            .with_writer(move || Capture(sink.clone()))
-            .try_init()
-            .expect("no other global subscriber in this test binary");
-        buf
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_the_logs() {
-    let logs = captured_logs();
+    let logs = log_capture::captured_logs(FILTER);
     let pool = Sim::builder()
         .hosts(2)
         .vms(2)
@@ -144,7 +115,7 @@ async fn secrets_never_reach_the_logs() {
     t.ok("session.signOut", json!({})).await;
     server.shutdown().await;
 
-    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logged = log_capture::text(&logs);
     assert!(
         logged.contains("signed in user=secret@x") && logged.contains("XAPI server connected"),
         "the capture missed xo-server's logs:\n{logged}"
