@@ -5,9 +5,8 @@ use std::io::BufRead;
 
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use xapi_types::jsonrpc;
 
-use super::sim::{code, exchange, host_port, json_call, request};
+use super::sim::{assert_root_login, code, host_port, json_call};
 
 /// Kills the child process it owns when dropped (also on test failure).
 struct ChildGuard(std::process::Child);
@@ -114,20 +113,7 @@ async fn binary_with_tls_serves_https_with_a_generated_certificate() {
         "no 127.0.0.1 SAN"
     );
     // Default credentials root/root over JSON-RPC.
-    let body = jsonrpc::encode_call(
-        jsonrpc::Version::V2,
-        &json!(1),
-        "session.login_with_password",
-        &[json!("root"), json!("root")],
-    );
-    let a = exchange(
-        tls,
-        request("POST", &url, "/jsonrpc", "application/json", &body),
-    )
-    .await
-    .unwrap();
-    assert_eq!(a.status, 200);
-    assert!(jsonrpc::decode_response(&a.body).unwrap().result.is_ok());
+    assert_root_login(tls, &url).await;
 }
 
 /// Starts the binary with `args` and reads `n` lines from its stdout; `None` when it exits before printing them

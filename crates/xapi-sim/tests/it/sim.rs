@@ -10,10 +10,10 @@ use xapi_types::{jsonrpc, xmlrpc, XapiError};
 
 /// A raw HTTP answer.
 #[derive(Debug)]
-pub(super) struct Answer {
-    pub(super) status: u16,
+struct Answer {
+    status: u16,
     headers: Vec<(String, String)>,
-    pub(super) body: Vec<u8>,
+    body: Vec<u8>,
 }
 
 impl Answer {
@@ -32,7 +32,7 @@ pub(super) fn host_port(url: &str) -> String {
         .to_owned()
 }
 
-pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     req: Vec<u8>,
 ) -> std::io::Result<Answer> {
@@ -61,13 +61,7 @@ pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-pub(super) fn request(
-    method: &str,
-    url: &str,
-    path: &str,
-    content_type: &str,
-    body: &[u8],
-) -> Vec<u8> {
+fn request(method: &str, url: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut r = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         host_port(url),
@@ -144,6 +138,24 @@ async fn login(url: &str) -> String {
     .await
     .unwrap();
     s.as_str().unwrap().to_owned()
+}
+
+/// `session.login_with_password("root", "root")` over JSON-RPC v2 on `stream` (plain or TLS) succeeds.
+pub(super) async fn assert_root_login<S: AsyncRead + AsyncWrite + Unpin>(stream: S, url: &str) {
+    let body = jsonrpc::encode_call(
+        jsonrpc::Version::V2,
+        &json!(1),
+        "session.login_with_password",
+        &[json!("root"), json!("root")],
+    );
+    let a = exchange(
+        stream,
+        request("POST", url, "/jsonrpc", "application/json", &body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 200);
+    assert!(jsonrpc::decode_response(&a.body).unwrap().result.is_ok());
 }
 
 pub(super) fn code(r: Result<Value, XapiError>) -> Vec<String> {
@@ -1114,20 +1126,7 @@ async fn tls_and_several_pools() {
         let tcp = TcpStream::connect(host_port(&url)).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let tls = connector.connect(name, tcp).await.unwrap();
-        let body = jsonrpc::encode_call(
-            jsonrpc::Version::V2,
-            &json!(1),
-            "session.login_with_password",
-            &[json!("root"), json!("root")],
-        );
-        let a = exchange(
-            tls,
-            request("POST", &url, "/jsonrpc", "application/json", &body),
-        )
-        .await
-        .unwrap();
-        assert_eq!(a.status, 200);
-        assert!(jsonrpc::decode_response(&a.body).unwrap().result.is_ok());
+        assert_root_login(tls, &url).await;
     }
 }
 
