@@ -285,20 +285,11 @@ async fn detach(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     Ok(Value::Bool(true))
 }
 
-/// Delays before each attempt to connect an ejected host (it reboots first): XO's
-/// `fibonacci().take(5).toMs().map(d => d * 60)`, i.e. 1, 1, 2, 3 and 5 minutes.
-const EJECTED_CONNECT_DELAYS: [std::time::Duration; 5] = [
-    std::time::Duration::from_secs(60),
-    std::time::Duration::from_secs(60),
-    std::time::Duration::from_secs(120),
-    std::time::Duration::from_secs(180),
-    std::time::Duration::from_secs(300),
-];
-
 /// Registers the ejected host at `address` as a server like `server_id` (same credentials, proxy,
-/// label, read-only flag), then tries to connect it after each delay while it is unreachable, as XO
-/// does. Failures are recorded on the new server (registration failures, e.g. a host already
-/// registered, are only logged: XO ignores them).
+/// label, read-only flag), then tries to connect it after each delay of
+/// [`crate::xapi::PoolsConfig::ejected_host_connect_delays`] while it is unreachable, as XO does.
+/// Failures are recorded on the new server (registration failures, e.g. a host already registered, are
+/// only logged: XO ignores them).
 fn register_ejected(app: &crate::App, server_id: &str, address: String) {
     let Ok(Some(src)) = app.store().server(server_id) else {
         return;
@@ -326,10 +317,13 @@ fn register_ejected(app: &crate::App, server_id: &str, address: String) {
         }
     }
     tracing::info!(server = %server.id, host = %address, "ejected host registered as a new server");
+    let delays = crate::xapi::Pools::of(app)
+        .map(|p| p.config().ejected_host_connect_delays.clone())
+        .unwrap_or_default();
     let weak = app.downgrade();
     let id = server.id;
     tokio::spawn(async move {
-        for delay in EJECTED_CONNECT_DELAYS {
+        for delay in delays {
             tokio::time::sleep(delay).await;
             let Some(app) = weak.upgrade() else { return };
             let Ok(Some(server)) = app.store().server(&id) else {

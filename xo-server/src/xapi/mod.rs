@@ -63,6 +63,9 @@ pub struct PoolsConfig {
     pub call_timeout: Duration,
     /// Batches the cache may queue for the notification forwarder before it must resubscribe.
     pub batch_queue: usize,
+    /// Delays before each attempt to connect a host ejected by `host.detach` (it reboots first); XO's
+    /// `fibonacci().take(5).toMs().map(d => d * 60)`: 1, 1, 2, 3 and 5 minutes.
+    pub ejected_host_connect_delays: Vec<Duration>,
 }
 
 impl Default for PoolsConfig {
@@ -72,6 +75,10 @@ impl Default for PoolsConfig {
             connect_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_secs(120),
             batch_queue: 4096,
+            ejected_host_connect_delays: [60, 60, 120, 180, 300]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
         }
     }
 }

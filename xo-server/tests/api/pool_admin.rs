@@ -105,7 +105,13 @@ fn live_guests_on(pool: &xapi_sim::RunningPool, host_ref: &str) -> Vec<String> {
 async fn pool_admin_host_detach_ejects_and_registers_the_host() {
     let pool = sim(3, 9).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path()).await;
+    let server = start_with(config(dir.path()), |b| {
+        b.pools_config(xo_server::xapi::PoolsConfig {
+            ejected_host_connect_delays: vec![std::time::Duration::from_millis(50); 2],
+            ..Default::default()
+        })
+    })
+    .await;
     let mut c = Client::admin(&server).await;
     let sid = c.ok("server.add", add_params(&pool)).await;
     let sid = sid.as_str().unwrap().to_owned();
@@ -171,6 +177,12 @@ async fn pool_admin_host_detach_ejects_and_registers_the_host() {
     assert_eq!(new["allowUnauthorized"], true);
     assert_eq!(new["status"], "disconnected");
     assert!(new.get("password").is_none());
+    // it is tried after the first delay: nothing answers on the bare address (port 443), which XO does
+    // not retry; the error is recorded on the new server
+    let new_id = new["id"].as_str().unwrap().to_owned();
+    let s = c.wait_server(&new_id, |s| s.get("error").is_some()).await;
+    assert_eq!(s["error"]["code"], "ECONNREFUSED", "{s}");
+    assert_eq!(s["status"], "disconnected");
     // detaching it again: it is no longer an object
     let e = c.err("host.detach", json!({"id": slave})).await;
     assert_eq!(e["code"], 1, "{e}");
@@ -512,5 +524,45 @@ async fn pool_admin_lag_resync_respects_acls() {
     assert!(!mirror
         .values()
         .any(|o| o["type"] == "VM" && o["id"] != c.as_str()));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pool_admin_host_detach_with_the_host_already_registered() {
+    let pool = sim(2, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::admin(&server).await;
+    let sid = c.ok("server.add", add_params(&pool)).await;
+    let sid = sid.as_str().unwrap().to_owned();
+    c.ok("server.enable", json!({"id": sid})).await;
+    let master = c.server_entry(&sid).await["master"].clone();
+    let hosts = c
+        .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
+        .await;
+    let slave = hosts
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|h| h["id"] != master)
+        .unwrap()
+        .clone();
+    let other = c
+        .ok(
+            "server.add",
+            json!({"host": slave["address"], "username": "u", "password": "p", "autoConnect": false}),
+        )
+        .await;
+    // the eject succeeds; registering the ejected host again is skipped (XO ignores that failure)
+    assert_eq!(c.ok("host.detach", json!({"id": slave["id"]})).await, true);
+    c.wait_all(|p| p["type"] == "exit" && p["items"].get(slave["id"].as_str().unwrap()).is_some())
+        .await;
+    let all = c.ok("server.getAll", json!({})).await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    let o = c.server_entry(other.as_str().unwrap()).await;
+    assert_eq!(
+        (&o["username"], &o["enabled"]),
+        (&json!("u"), &json!(false))
+    );
     server.shutdown().await;
 }
