@@ -566,3 +566,63 @@ async fn pool_admin_host_detach_with_the_host_already_registered() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pool_admin_slow_client_is_cut_off_with_a_reason() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let pool = sim(1, 6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(
+        xo_server::Config {
+            send_queue: 2,
+            ..config(dir.path())
+        },
+        |b| b,
+    )
+    .await;
+    let mut admin = Client::admin(&server).await;
+    let sid = admin.ok("server.add", add_params(&pool)).await;
+    let sid = sid.as_str().unwrap().to_owned();
+    admin.ok("server.enable", json!({"id": sid})).await;
+    // ten batches at once: more notification frames than the client's queue holds before its writer runs
+    let cache = xo_server::xapi::Pools::of(server.app())
+        .unwrap()
+        .cache()
+        .clone();
+    let vm = sim_vm_refs(&pool)[0].clone();
+    for i in 0..10 {
+        let mut rec = pool.state().read(|db| {
+            db.get("VM", &xapi_types::Ref::from(vm.as_str()))
+                .unwrap()
+                .clone()
+        });
+        rec.insert("name_label".into(), json!(format!("n{i}")));
+        let ch = xo_cache::ObjectChange {
+            class: "VM".into(),
+            r#ref: vm.clone(),
+            op: xo_cache::ChangeOp::Mod,
+            snapshot: Some(rec),
+        };
+        assert!(cache.apply_changes(&sid, vec![ch]).unwrap().is_some());
+    }
+    // the client gets what was queued, then a close frame saying why
+    let close = loop {
+        match tokio::time::timeout(super::TIMEOUT, admin.ws.next())
+            .await
+            .expect("no close in time")
+        {
+            Some(Ok(Message::Close(f))) => break f,
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended without a close frame: {other:?}"),
+        }
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1008);
+    assert_eq!(close.reason.as_str(), "too slow");
+    // the server and other clients are fine
+    let mut other = Client::admin(&server).await;
+    assert_eq!(other.server_entry(&sid).await["status"], "connected");
+    server.shutdown().await;
+}
