@@ -9,14 +9,12 @@
 //! archive and the outcome is read from the task, not from the HTTP answer (so [`UNKNOWN_LENGTH`] only suits formats
 //! whose end the server recognises: XVA).
 
+mod download;
+
 use std::fmt::Display;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
-use http::Request;
-use http_body_util::{BodyDataStream, Empty};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
@@ -40,7 +38,6 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A streaming answer of an XAPI host.
-#[derive(Debug)]
 pub struct Download {
     /// HTTP status (2xx: other statuses are errors).
     pub status: u16,
@@ -51,14 +48,25 @@ pub struct Download {
     /// The `task-id` header XAPI answers with (the task the transfer runs in).
     pub task_id: Option<String>,
     /// The body, read as it arrives (dropping it closes the connection, which aborts the transfer on XAPI).
-    pub body: hyper::body::Incoming,
+    body: download::Body,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("status", &self.status)
+            .field("content_length", &self.content_length)
+            .field("content_type", &self.content_type)
+            .field("task_id", &self.task_id)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 impl Download {
-    /// The body as a stream of chunks.
+    /// The body as a stream of chunks (up to 256 KiB each, read straight from the connection).
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static {
-        BodyDataStream::new(self.body)
-            .map(|r| r.map_err(|e| Error::Transport(format!("reading the transfer body: {e}"))))
+        Box::pin(self.body.into_stream())
     }
 }
 
@@ -185,38 +193,24 @@ impl Client {
         }
         let mut pq = path_and_query(&ep, path, &session, query);
         for _ in 0..=MAX_REDIRECTS {
-            let io = self.open(&ep).await?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-                .await
-                .map_err(|e| Error::Transport(format!("HTTP handshake: {e}")))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("transfer connection closed: {e}");
-                }
-            });
-            let req = Request::get(pq.as_str())
-                .header(HOST, ep.authority())
-                .header(USER_AGENT, "xo-rs-xapi-client")
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| Error::Config(format!("bad request: {e}")))?;
-            let resp = sender
-                .send_request(req)
+            let mut io = self.open(&ep).await?;
+            let req = format!(
+                "GET {pq} HTTP/1.1\r\nHost: {}\r\nUser-Agent: xo-rs-xapi-client\r\nConnection: close\r\n\r\n",
+                ep.authority()
+            );
+            io.write_all(req.as_bytes())
                 .await
                 .map_err(|e| Error::Transport(format!("GET {path}: {e}")))?;
-            let status = resp.status().as_u16();
-            let header = |n: http::header::HeaderName| {
-                resp.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
+            let mut buf = BytesMut::new();
+            let head = download::read_head(&mut io, &mut buf).await?;
+            let status = head.status;
             if (300..400).contains(&status) {
-                let loc = header(LOCATION).ok_or(Error::Http {
+                let loc = head.location.as_deref().ok_or(Error::Http {
                     status,
                     path: path.to_owned(),
                 })?;
                 tracing::debug!(status, "transfer redirected");
-                (ep, pq) = parse_location(&ep, &loc)?;
+                (ep, pq) = parse_location(&ep, loc)?;
                 continue;
             }
             if !(200..300).contains(&status) {
@@ -227,10 +221,10 @@ impl Client {
             }
             return Ok(Download {
                 status,
-                content_length: header(CONTENT_LENGTH).and_then(|v| v.parse().ok()),
-                content_type: header(CONTENT_TYPE),
-                task_id: header(http::header::HeaderName::from_static("task-id")),
-                body: resp.into_body(),
+                content_length: head.content_length,
+                content_type: head.content_type.clone(),
+                task_id: head.task_id.clone(),
+                body: download::Body::new(io, buf, &head),
             });
         }
         Err(Error::Transport(format!("too many redirects for {path}")))

@@ -2,7 +2,10 @@
 //! xapi-sim vs through xo-server (`vm.export` + `$getFrom`), and a pool-to-pool `vm.copy` (export piped into an
 //! import of another simulated pool); throughput ratios and xo-server's peak memory (VmHWM) per size.
 //!
-//! `cargo run --release -p xo-server --example bench_transfer [-- --sizes 1,4]`
+//! `cargo run --release -p xo-server --example bench_transfer [-- --sizes 1,4 --runs 3]` (default: 4 GiB, 3 runs)
+//!
+//! Each run does the three transfers one after the other; the figures are the medians over the runs (ratios: the
+//! median of the per-run ratios), and the peak RSS is xo-server's VmHWM, reset before each transfer.
 //!
 //! xo-server runs in a child process (this binary with `--xo-child`) so that its VmHWM is its own; the simulated
 //! pools (plain HTTP, content in memory) run in this process.
@@ -30,6 +33,18 @@ fn status_kib(pid: u32, key: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) used so far by process `pid`.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command name (which is in parentheses): utime and stime are the 12th and 13th
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
 fn xo_child() -> anyhow::Result<()> {
@@ -190,7 +205,36 @@ fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
 }
 
-async fn run_size(gib: u64) -> anyhow::Result<()> {
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Destroys the VM of uuid `uuid` on `p` and its disks (so repeated copies do not pile up in memory).
+fn destroy_copy(p: &RunningPool, uuid: &str) -> anyhow::Result<()> {
+    let vm = call(p, "VM.get_by_uuid", vec![json!(uuid)])?;
+    let vbds = call(p, "VM.get_VBDs", vec![vm.clone()])?;
+    for b in vbds.as_array().into_iter().flatten() {
+        let vdi = call(p, "VBD.get_VDI", vec![b.clone()])?;
+        call(p, "VBD.destroy", vec![b.clone()])?;
+        if vdi != Ref::NULL_STR {
+            call(p, "VDI.destroy", vec![vdi])?;
+        }
+    }
+    call(p, "VM.destroy", vec![vm])?;
+    Ok(())
+}
+
+/// Resets the child's VmHWM to its current RSS (`/proc/PID/clear_refs`, value 5).
+fn reset_hwm(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+async fn run_size(gib: u64, runs: usize) -> anyhow::Result<()> {
     let size = gib * GIB;
     let a = pool(size + GIB, 2).await?;
     let b = pool(size + GIB, 1).await?;
@@ -199,11 +243,6 @@ async fn run_size(gib: u64) -> anyhow::Result<()> {
     let pool_b = call(&b, "pool.get_all", vec![])?[0].clone();
     let sr_b = call(&b, "pool.get_default_SR", vec![pool_b])?;
     let sr_b = call(&b, "SR.get_uuid", vec![sr_b])?;
-
-    // twice: the first run also warms the simulator up; the faster one is the reference
-    let (xva, t1) = direct_export(&a, &vm).await?;
-    let (_, t2) = direct_export(&a, &vm).await?;
-    let t_direct = t1.min(t2);
 
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
@@ -241,36 +280,74 @@ async fn run_size(gib: u64) -> anyhow::Result<()> {
         .await?;
     }
     let hwm_start = status_kib(pid, "VmHWM:");
-    let url = rpc(&mut ws, &mut id, "vm.export", json!({"vm": vm_uuid})).await?;
-    let path = url["$getFrom"].as_str().unwrap_or_default().to_owned();
-    let t = Instant::now();
-    let through = http_download(&addr, &path).await?;
-    let t_xo = t.elapsed();
-    let hwm_export = status_kib(pid, "VmHWM:");
-    anyhow::ensure!(through == xva, "sizes differ: {through} vs {xva}");
+    // warm-up (not measured): the simulator's first export also faults its buffers in
+    let (xva, _) = direct_export(&a, &vm).await?;
 
-    let t = Instant::now();
-    rpc(
-        &mut ws,
-        &mut id,
-        "vm.copy",
-        json!({"vm": vm_uuid, "sr": sr_b, "name": "bench copy"}),
-    )
-    .await?;
-    let t_copy = t.elapsed();
-    let hwm_copy = status_kib(pid, "VmHWM:");
+    let (mut direct, mut through, mut copy) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_through, mut cpu_copy) = (Vec::new(), Vec::new());
+    let (mut hwm_export, mut hwm_copy) = (0, 0);
+    // the modes interleaved, run after run, so that drifts of the machine hit them alike
+    for run in 1..=runs {
+        let (n, t_direct) = direct_export(&a, &vm).await?;
+        anyhow::ensure!(n == xva, "direct export sizes differ: {n} vs {xva}");
 
+        reset_hwm(pid);
+        let cpu = cpu_s(pid);
+        let url = rpc(&mut ws, &mut id, "vm.export", json!({"vm": vm_uuid})).await?;
+        let path = url["$getFrom"].as_str().unwrap_or_default().to_owned();
+        let t = Instant::now();
+        let n = http_download(&addr, &path).await?;
+        let t_xo = t.elapsed();
+        hwm_export = hwm_export.max(status_kib(pid, "VmHWM:"));
+        anyhow::ensure!(n == xva, "sizes differ: {n} vs {xva}");
+        cpu_through.push(cpu_s(pid) - cpu);
+
+        reset_hwm(pid);
+        let cpu = cpu_s(pid);
+        let t = Instant::now();
+        let new = rpc(
+            &mut ws,
+            &mut id,
+            "vm.copy",
+            json!({"vm": vm_uuid, "sr": sr_b, "name": "bench copy"}),
+        )
+        .await?;
+        let t_copy = t.elapsed();
+        hwm_copy = hwm_copy.max(status_kib(pid, "VmHWM:"));
+        cpu_copy.push(cpu_s(pid) - cpu);
+        destroy_copy(&b, new.as_str().unwrap_or_default())?;
+
+        println!(
+            "  run {run}: direct {:.0} MiB/s | through xo-server {:.0} MiB/s ({:.2}x) | pool-to-pool {:.0} MiB/s ({:.2}x)",
+            mib_s(xva, t_direct),
+            mib_s(xva, t_xo),
+            t_direct.as_secs_f64() / t_xo.as_secs_f64(),
+            mib_s(xva, t_copy),
+            t_direct.as_secs_f64() / t_copy.as_secs_f64(),
+        );
+        direct.push(t_direct.as_secs_f64());
+        through.push(t_xo.as_secs_f64());
+        copy.push(t_copy.as_secs_f64());
+    }
+    let ratio = |m: &[f64]| median(direct.iter().zip(m).map(|(d, x)| d / x).collect());
+    let rate = |m: &[f64]| xva as f64 / (1 << 20) as f64 / median(m.to_vec());
     println!(
-        "{gib} GiB written ({:.2} GiB XVA): direct {:.0} MiB/s | through xo-server {:.0} MiB/s ({:.2}x direct) | pool-to-pool vm.copy {:.0} MiB/s ({:.2}x direct export)",
+        "{gib} GiB written ({:.2} GiB XVA), median of {runs}: direct {:.0} MiB/s | through xo-server {:.0} MiB/s ({:.2}x direct) | pool-to-pool vm.copy {:.0} MiB/s ({:.2}x direct export)",
         xva as f64 / GIB as f64,
-        mib_s(xva, t_direct),
-        mib_s(xva, t_xo),
-        t_direct.as_secs_f64() / t_xo.as_secs_f64(),
-        mib_s(xva, t_copy),
-        t_direct.as_secs_f64() / t_copy.as_secs_f64(),
+        rate(&direct),
+        rate(&through),
+        ratio(&through),
+        rate(&copy),
+        ratio(&copy),
+    );
+    let gib_xva = xva as f64 / GIB as f64;
+    println!(
+        "  xo-server CPU time per GiB moved (median): {:.2} s through xo-server, {:.2} s pool-to-pool",
+        median(cpu_through) / gib_xva,
+        median(cpu_copy) / gib_xva,
     );
     println!(
-        "  xo-server VmHWM: {} MiB after start+server.add, {} MiB after the export, {} MiB after the copy",
+        "  xo-server peak RSS (VmHWM): {} MiB after start+server.add, {} MiB during the exports, {} MiB during the copies",
         hwm_start / 1024,
         hwm_export / 1024,
         hwm_copy / 1024
@@ -292,10 +369,16 @@ fn main() -> anyhow::Result<()> {
         .position(|a| a == "--sizes")
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 4]);
+        .unwrap_or_else(|| vec![4]);
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let rt = tokio::runtime::Runtime::new()?;
     for gib in sizes {
-        rt.block_on(run_size(gib))?;
+        rt.block_on(run_size(gib, runs.max(1)))?;
     }
     Ok(())
 }

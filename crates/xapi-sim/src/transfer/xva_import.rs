@@ -212,8 +212,8 @@ struct Recv {
     chunk_len: Option<u64>,
     /// End offset of the data written so far.
     end: u64,
-    /// Name and digests of the last data chunk, awaiting its checksum entry.
-    pending: Option<(String, String, String)>,
+    /// Name of the last data chunk, awaiting its checksum entry (its bytes stay in the read buffer).
+    pending: Option<String>,
 }
 
 fn import_inner(
@@ -259,6 +259,12 @@ fn import_inner(
         .collect();
     let total: u64 = recv.values().map(|r| r.size).sum::<u64>().max(1);
     let mut done: u64 = 0;
+    // one buffer for the data chunks, one for their checksums, reused (no fresh pages per chunk); a chunk's digest
+    // is computed when its checksum entry arrives, of the kind that entry names
+    let mut data: Vec<u8> = Vec::new();
+    let mut sum: Vec<u8> = Vec::new();
+    // path of the chunk whose bytes are in `data`
+    let mut held = String::new();
     for e in entries {
         let mut e = e.map_err(bad)?;
         let path = e.path().map_err(bad)?.to_string_lossy().into_owned();
@@ -275,26 +281,30 @@ fn import_inner(
                 "Invalid XVA file: chunk {path} too large"
             )));
         }
-        let mut data = Vec::with_capacity(e.size() as usize);
-        (&mut e)
-            .take(MAX_CHUNK)
-            .read_to_end(&mut data)
-            .map_err(bad)?;
         if let Some((stem, ext)) = file.split_once('.') {
-            let Some((pname, sha, xx)) = d.pending.take() else {
+            sum.clear();
+            (&mut e)
+                .take(MAX_CHUNK)
+                .read_to_end(&mut sum)
+                .map_err(bad)?;
+            let Some(pname) = d.pending.take() else {
                 return Err(import_error(format!(
                     "Invalid XVA file: checksum {path} without data"
                 )));
             };
-            if pname != stem {
+            if pname != stem
+                || held.strip_prefix(id).and_then(|h| h.strip_prefix('/')) != Some(stem)
+            {
                 return Err(import_error(format!(
                     "Invalid XVA file: checksum {path} does not follow its chunk"
                 )));
             }
-            let expected = String::from_utf8_lossy(&data).trim().to_owned();
+            let expected = String::from_utf8_lossy(&sum).trim().to_owned();
             let ok = match ext {
-                "checksum" => expected.eq_ignore_ascii_case(&sha),
-                "xxhash" => expected.eq_ignore_ascii_case(&xx),
+                "checksum" => expected.eq_ignore_ascii_case(&hex(&Sha1::digest(&data))),
+                "xxhash" => {
+                    expected.eq_ignore_ascii_case(&format!("{:016X}", super::xxh64::hash(&data, 0)))
+                }
                 other => {
                     return Err(import_error(format!(
                         "Invalid XVA file: unknown checksum type {other}"
@@ -306,6 +316,11 @@ fn import_inner(
             }
             continue;
         }
+        data.clear();
+        (&mut e)
+            .take(MAX_CHUNK)
+            .read_to_end(&mut data)
+            .map_err(bad)?;
         let idx: u64 = file
             .parse()
             .map_err(|_| import_error(format!("Invalid XVA file: bad chunk name {path}")))?;
@@ -329,11 +344,8 @@ fn import_inner(
         store.write_at(&d.r, &d.uuid, d.size, offset, &data)?;
         d.end = offset + data.len() as u64;
         d.last_index = Some(idx);
-        d.pending = Some((
-            file.to_owned(),
-            hex(&Sha1::digest(&data)),
-            format!("{:016X}", super::xxh64::hash(&data, 0)),
-        ));
+        d.pending = Some(file.to_owned());
+        held.clone_from(&path);
         done += data.len() as u64;
         pool.set_task_progress(task, (done as f64 / total as f64).min(0.99));
     }
