@@ -204,7 +204,7 @@ pub async fn call(
             }
         }
         // 10. run
-        let task = crate::tasks::api_call::start(
+        let task = crate::tasks::api_call::prepare(
             app.tasks(),
             name,
             &params,
@@ -215,11 +215,7 @@ pub async fn call(
             connection: connection.clone(),
             user,
         };
-        let outcome = match task {
-            Some(task) => task.run(method.call(ctx, params)).await,
-            None => method.call(ctx, params).await,
-        };
-        match outcome {
+        match crate::tasks::api_call::run(task, method.call(ctx, params)).await {
             Ok(Value::Null) => Ok(Value::Bool(true)),
             other => other,
         }

@@ -12,8 +12,15 @@ use super::node::{Node, Status};
 use crate::app::now_ms;
 use crate::error::ApiError;
 
+/// What the current tokio task runs inside: a task, or an API call whose task is created on demand.
+#[derive(Clone)]
+pub(crate) enum Current {
+    Task(Task),
+    Lazy(Arc<super::api_call::LazyTask>),
+}
+
 tokio::task_local! {
-    static CURRENT: Task;
+    pub(crate) static CURRENT: Current;
 }
 
 /// A handle on a task of the [`TaskLog`] (cheap to clone). Changes after the task ended are ignored.
@@ -62,14 +69,20 @@ impl Task {
         &self.root
     }
 
-    /// The task the current tokio task runs inside ([`Task::scope`]), if any.
+    /// The task the current tokio task runs inside ([`Task::scope`]; inside an API method, its `API call` task,
+    /// created on first use), if any.
     pub fn current() -> Option<Task> {
-        CURRENT.try_with(Task::clone).ok()
+        CURRENT
+            .try_with(|c| match c {
+                Current::Task(t) => t.clone(),
+                Current::Lazy(l) => l.task(),
+            })
+            .ok()
     }
 
     /// Runs `fut` with this task as [`Task::current`].
     pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
-        CURRENT.scope(self.clone(), fut).await
+        CURRENT.scope(Current::Task(self.clone()), fut).await
     }
 
     /// Sets a property (`properties.<name>`); the latest value wins.
@@ -141,6 +154,19 @@ impl Task {
         self.signal.aborted().await
     }
 
+    /// Ends with `interrupted` if still pending (its owner went away).
+    pub(crate) fn interrupt(&self) {
+        self.log.interrupt(&self.root, &self.path);
+    }
+
+    /// Ends with the outcome of a call: `success` with the value, `failure` with the error as an admin sees it.
+    pub(crate) fn end_with(&self, outcome: &Result<Value, ApiError>) {
+        match outcome {
+            Ok(v) => self.success(v.clone()),
+            Err(e) => self.failure(e.to_json(true)),
+        }
+    }
+
     /// Runs `fut` inside this task (as [`Task::current`]) and ends the task with its outcome: `success` with
     /// the value, `failure` with the error as an admin sees it; `interrupted` if the future is dropped first.
     pub async fn run<F>(&self, fut: F) -> Result<Value, ApiError>
@@ -151,17 +177,14 @@ impl Task {
         impl Drop for Guard<'_> {
             fn drop(&mut self) {
                 if let Some(t) = self.0 {
-                    t.log.interrupt(&t.root, &t.path);
+                    t.interrupt();
                 }
             }
         }
         let mut guard = Guard(Some(self));
         let out = self.scope(fut).await;
         guard.0 = None;
-        match &out {
-            Ok(v) => self.success(v.clone()),
-            Err(e) => self.failure(e.to_json(true)),
-        }
+        self.end_with(&out);
         out
     }
 }

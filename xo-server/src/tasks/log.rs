@@ -132,12 +132,23 @@ impl TaskLog {
     pub fn create_with(
         self: &Arc<Self>,
         name: &str,
+        properties: Map<String, Value>,
+        options: CreateOptions,
+    ) -> Task {
+        self.create_at(name, properties, options, now_ms())
+    }
+
+    /// [`TaskLog::create_with`] for a task that started at `start` (ms epoch).
+    pub(crate) fn create_at(
+        self: &Arc<Self>,
+        name: &str,
         mut properties: Map<String, Value>,
         options: CreateOptions,
+        start: i64,
     ) -> Task {
         properties.insert("name".into(), Value::String(name.to_owned()));
         let signal = Arc::new(AbortSignal::default());
-        let now = now_ms();
+        let now = start;
         let mut state = self.state.lock();
         let mut ms = now;
         let mut id = format_id(ms);
@@ -149,7 +160,7 @@ impl TaskLog {
             id.clone(),
             Root {
                 node: Node::new(id.clone(), properties, now),
-                updated_at: now,
+                updated_at: now_ms(),
                 signal: signal.clone(),
                 clear_on_success: options.clear_on_success,
                 watch: None,
