@@ -3,7 +3,8 @@
 //! (per object uuid, metric name → `f32` column) for one step (at most a minute), and shaped like XO:
 //! `{endTimestamp, interval, stats: {cpus: {<n>: […]}, memory, memoryFree, vifs: {rx: {<n>}, tx}, xvds: {r:
 //! {<letter>}, w}, iops, …}}`. Values follow XO's scaling (CPU ×100, KiB → bytes, throughput MiB → bytes,
-//! latency ms → s, iowait ×100); NaN becomes `null`.
+//! latency ms → s, iowait ×100); NaN becomes `null`. `sr.stats` merges the stats of every host with a PBD of
+//! the SR.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -391,27 +392,51 @@ fn combine(cols: &[&Value], mean: bool) -> Value {
     Value::Array(out)
 }
 
+/// The hosts of an SR's PBDs, each once, in PBD order (XO's `uniq(map(sr.$PBDs, 'host'))`).
+fn sr_hosts(pools: &Pools, sr: &crate::xapi::XoObject) -> Vec<Arc<crate::xapi::XoObject>> {
+    let mut hosts: Vec<Arc<crate::xapi::XoObject>> = Vec::new();
+    for pbd in strs(sr, "$PBDs") {
+        let Some(host) = pools
+            .object(&pbd)
+            .and_then(|pbd| pools.object(s(&pbd, "host")))
+            .filter(|h| h.kind() == "host")
+        else {
+            continue;
+        };
+        if !hosts.iter().any(|h| h.id() == host.id()) {
+            hosts.push(host);
+        }
+    }
+    hosts
+}
+
+/// `sr.stats` as XO's `getSrStats`: the stats of every host with a PBD of the SR (each host's own
+/// `/rrd_updates`, fetched concurrently and cached per host), then per SR metric (`<name>_<first 8 chars of the
+/// uuid>`) the hosts' columns summed (iops, throughput) or averaged (latency), and iowait per host name.
 async fn sr_stats_method(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "sr.stats")).await?;
     let sr = res.get("sr")?.clone();
-    let t = fetch(&ctx, &res.pools, &sr, None, opt_str(&p, "granularity")).await?;
-    let short: String = s(&sr, "uuid").chars().take(8).collect();
-    // the hosts of the SR's PBDs that the answer covers
-    let mut hosts: Vec<(String, Map<String, Value>)> = Vec::new();
-    for pbd in strs(&sr, "$PBDs") {
-        let Some(pbd) = res.pools.object(&pbd) else {
-            continue;
-        };
-        let host_id = s(&pbd, "host").to_owned();
-        let Some(host) = res.pools.object(&host_id) else {
-            continue;
-        };
-        if let Some(m) = t.objects.get(s(&host, "uuid")) {
-            hosts.push((s(&host, "uuid").to_owned(), host_stats(m)));
-        }
-    }
-    let pick = |a: &str, b: &str| -> Vec<&Value> {
+    let granularity = opt_str(&p, "granularity");
+    let (step, _) = step_of(granularity)?;
+    let hosts = sr_hosts(&res.pools, &sr);
+    let tables = futures::future::try_join_all(
         hosts
+            .iter()
+            .map(|h| fetch(&ctx, &res.pools, &sr, Some(h.as_ref()), granularity)),
+    )
+    .await?;
+    let short: String = s(&sr, "uuid").chars().take(8).collect();
+    // (host name, host stats) of the hosts whose RRDs the answer covers
+    let per_host: Vec<(String, Map<String, Value>)> = hosts
+        .iter()
+        .zip(&tables)
+        .map(|(h, t)| {
+            let stats = t.objects.get(s(h, "uuid")).map(host_stats);
+            (s(h, "name_label").to_owned(), stats.unwrap_or_default())
+        })
+        .collect();
+    let pick = |a: &str, b: &str| -> Vec<&Value> {
+        per_host
             .iter()
             .filter_map(|(_, st)| st.get(a)?.get(b)?.get(&short))
             .collect()
@@ -421,15 +446,17 @@ async fn sr_stats_method(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiEr
         put(&mut stats, &[a, "r"], combine(&pick(a, "r"), mean));
         put(&mut stats, &[a, "w"], combine(&pick(a, "w"), mean));
     }
-    let iowait: Map<String, Value> = hosts
+    let iowait: Map<String, Value> = per_host
         .iter()
         .filter_map(|(h, st)| Some((h.clone(), st.get("iowait")?.get(&short)?.clone())))
         .collect();
     stats.insert("iowait".into(), Value::Object(iowait));
+    let now = crate::now_ms() / 1000;
+    let ends = tables.iter().map(|t| t.end);
     Ok(json!({
-        "endTimestamp": t.end,
-        "interval": t.step,
-        "localTimestamp": t.end,
+        "endTimestamp": ends.clone().max().unwrap_or(now),
+        "interval": tables.first().map_or(step, |t| t.step),
+        "localTimestamp": ends.min().unwrap_or(now),
         "stats": stats,
     }))
 }

@@ -1252,3 +1252,181 @@ async fn transfers_disk_import_failures_leave_no_vdi() {
     }
     assert_eq!(count(&e.b, "VDI"), vdis);
 }
+
+/// Refs of the distinct hosts of the PBDs of SR `sr` (sim DB).
+fn pbd_hosts(p: &RunningPool, sr: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = call(p, "SR.get_PBDs", vec![json!(sr)])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pbd| {
+            call(p, "PBD.get_host", vec![pbd.clone()])
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// Waits until xo-server knows the PBDs of SR `sr` and their hosts.
+async fn wait_for_pbd_hosts(c: &mut Client, sr: &str) {
+    for _ in 0..200 {
+        let all = c.ok("xo.getAllObjects", json!({})).await;
+        let pbds = all[sr]["$PBDs"].as_array().cloned().unwrap_or_default();
+        if !pbds.is_empty()
+            && pbds.iter().all(|p| {
+                let host = &all[p.as_str().unwrap_or_default()]["host"];
+                all[host.as_str().unwrap_or_default()].is_object()
+            })
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the PBDs of {sr} never showed up");
+}
+
+#[tokio::test]
+async fn transfers_sr_stats_merge_the_rrds_of_every_host_with_a_pbd() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sim(2, 1).await;
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    c.ok("server.add", add_params(&p)).await;
+    let srs = call(&p, "SR.get_all_records", vec![]);
+    let srs = srs.as_object().unwrap();
+    let shared = srs
+        .iter()
+        .find(|(r, v)| {
+            v["shared"] == true && v["content_type"] != "iso" && pbd_hosts(&p, r).len() == 2
+        })
+        .map(|(r, _)| r.clone())
+        .expect("an SR shared by both hosts");
+    let master = call(&p, "pool.get_all_records", vec![])
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["master"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let local = srs
+        .iter()
+        .find(|(r, v)| {
+            v["shared"] == false
+                && v["content_type"] != "iso"
+                && pbd_hosts(&p, r).iter().all(|h| *h != master)
+        })
+        .map(|(r, _)| r.clone())
+        .expect("a local SR of the other host");
+
+    // the shared SR: iops/throughput summed, latency averaged over both hosts' own RRDs, iowait per host name
+    let sr = uuid_of(&p, "SR", &shared);
+    let short = &sr[..8];
+    let hosts = pbd_hosts(&p, &shared);
+    for sr in [uuid_of(&p, "SR", &shared), uuid_of(&p, "SR", &local)] {
+        wait_for_pbd_hosts(&mut c, &sr).await;
+    }
+    let s = c
+        .ok("sr.stats", json!({ "id": sr, "granularity": "hours" }))
+        .await;
+    assert_eq!(s["interval"], 3600, "{s}");
+    let mut names: Vec<String> = s["stats"]["iowait"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            call(&p, "host.get_name_label", vec![json!(h)])
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected, "{s}");
+    // per-host stats of the same step come from the same cached tables
+    let mut per_host = Vec::new();
+    for h in &hosts {
+        let hs = c
+            .ok(
+                "host.stats",
+                json!({ "host": uuid_of(&p, "host", h), "granularity": "hours" }),
+            )
+            .await;
+        per_host.push(hs["stats"].clone());
+    }
+    for (a, b, mean) in [
+        ("iops", "r", false),
+        ("iops", "w", false),
+        ("ioThroughput", "r", false),
+        ("latency", "w", true),
+    ] {
+        let cols: Vec<Vec<f64>> = per_host
+            .iter()
+            .map(|st| {
+                st[a][b][short]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{a}.{b}.{short} of a host: {st}"))
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            })
+            .collect();
+        let want: Vec<f64> = (0..cols[0].len())
+            .map(|i| {
+                let sum = cols[0][i] + cols[1][i];
+                if mean {
+                    sum / 2.0
+                } else {
+                    sum
+                }
+            })
+            .collect();
+        let got: Vec<f64> = s["stats"][a][b]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert!(!got.is_empty(), "{a}.{b}: {s}");
+        assert_eq!(got.len(), want.len(), "{a}.{b}");
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(g, w)| (g - w).abs() <= 1e-9 * w.abs().max(1.0)),
+            "{a}.{b}: {got:?} vs {want:?}"
+        );
+    }
+
+    // a local SR of the host that is not the master: its IO stats come from that host
+    let sr = uuid_of(&p, "SR", &local);
+    let s = c
+        .ok("sr.stats", json!({ "id": sr, "granularity": "minutes" }))
+        .await;
+    let owner = call(
+        &p,
+        "host.get_name_label",
+        vec![json!(pbd_hosts(&p, &local)[0])],
+    );
+    let iowait = s["stats"]["iowait"].as_object().unwrap();
+    assert_eq!(
+        iowait.keys().collect::<Vec<_>>(),
+        vec![owner.as_str().unwrap()],
+        "{s}"
+    );
+    assert!(
+        s["stats"]["iops"]["r"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{s}"
+    );
+}
