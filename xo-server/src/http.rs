@@ -186,6 +186,7 @@ impl RunningServer {
         for c in self.app.connections() {
             c.close(1001, "server shutting down");
         }
+        self.app.tasks().release_watchers();
         let _ = (&mut self.task).await;
         let inner = Arc::downgrade(&self.app.inner);
         drop(self.app);

@@ -262,6 +262,14 @@ impl TaskLog {
         Ok((root.to_json(), rx))
     }
 
+    /// Closes every watch channel: pending `?wait` requests answer with the last state they saw (used at
+    /// shutdown, so that no request waits for a task that will never end).
+    pub fn release_watchers(&self) {
+        for r in self.state.lock().roots.values_mut() {
+            r.watch = None;
+        }
+    }
+
     /// How many watchers ([`TaskLog::watch`] receivers) a root task has.
     pub fn watchers(&self, id: &str) -> usize {
         self.state
@@ -441,5 +449,12 @@ mod tests {
         assert_eq!(log.get(ko.id()).unwrap()["result"], json!({"code": 1}));
         log.clear();
         assert!(log.is_empty());
+        // released watchers see their channel close
+        let pending = log.create("pending", Map::new());
+        let (_, rx) = log.watch(pending.id()).unwrap();
+        assert_eq!(log.watchers(pending.id()), 1);
+        log.release_watchers();
+        assert!(rx.has_changed().is_err());
+        assert_eq!(log.watchers(pending.id()), 0);
     }
 }

@@ -61,7 +61,17 @@ pub(super) async fn rest(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
-    let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    rest_at(server.local_addr(), method, path, headers).await
+}
+
+/// [`rest`] to an address.
+pub(super) async fn rest_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -458,4 +468,34 @@ async fn rest_authentication() {
         403
     );
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn waiting_requests_do_not_block_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), |b| b).await;
+    // a task that never ends
+    let task = server
+        .app()
+        .tasks()
+        .create("endless", serde_json::Map::new());
+    let id = task.id().to_owned();
+    let addr = server.local_addr();
+    let path = format!("/rest/v0/tasks/{id}?wait=result");
+    let waiter = tokio::spawn(async move {
+        let (k, v) = admin_auth();
+        rest_at(addr, "GET", &path, &[(k, &v)]).await
+    });
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while server.app().tasks().watchers(&id) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nobody watches");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(TIMEOUT, server.shutdown())
+        .await
+        .expect("shutdown waited for the task");
+    let answer = waiter.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["status"], "pending");
+    drop(task);
 }
