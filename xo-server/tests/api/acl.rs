@@ -218,7 +218,38 @@ async fn acl_add_remove_get_and_current_permissions() {
     assert_eq!(acls[0]["subject"], json!(bob_id));
     assert_eq!(acls[0]["object"], "obj-1");
     assert_eq!(acls[0]["action"], "viewer");
-    assert!(acls[0]["id"].as_str().is_some_and(|s| !s.is_empty()));
+    // XO's id: multiKeyHash(subject, object, action)
+    assert_eq!(
+        acls[0]["id"],
+        json!(xo_plugin_acl::entries::acl_id(
+            bob_id.as_str(),
+            "obj-1",
+            "viewer"
+        ))
+    );
+    // an id computed by XO itself (node + npm multikey-hash) for ("a", "b", "viewer")
+    admin
+        .ok(
+            "acl.add",
+            json!({"subject": "a", "object": "b", "action": "viewer"}),
+        )
+        .await;
+    let ids: Vec<Value> = admin
+        .ok("acl.get", json!({}))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["subject"] == "a")
+        .map(|a| a["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("J-k_HQ")]);
+    admin
+        .ok(
+            "acl.remove",
+            json!({"subject": "a", "object": "b", "action": "viewer"}),
+        )
+        .await;
     // through a group, and a verbatim permission
     let g = admin.ok("group.create", json!({"name": "ops"})).await;
     admin
