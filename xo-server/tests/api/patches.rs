@@ -16,6 +16,8 @@ use super::{config, start_with, Client, TIMEOUT};
 
 const A: &str = "aaaaaaaa-1111-4000-8000-000000000001";
 const B: &str = "bbbbbbbb-1111-4000-8000-000000000002";
+/// In the catalogue for another product version only, and its zip is missing (404).
+const C: &str = "cccccccc-1111-4000-8000-000000000003";
 
 async fn sim(brand: &str, hosts: usize) -> RunningPool {
     let sim = Sim::builder()
@@ -50,7 +52,7 @@ fn update_zip(uuid: &str, name: &str, extra: Value) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
-/// The catalogue (A; B requiring A) and its zips on 127.0.0.1; the base URL.
+/// The catalogue (A; B requiring A; C whose zip is missing) and the zips on 127.0.0.1; the base URL.
 async fn catalogue() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
@@ -58,7 +60,8 @@ async fn catalogue() -> String {
         r#"<patchdata><patches>
 <patch uuid="{A}" name-label="XS82E101" name-description="one" after-apply-guidance="restartHost" url="" patch-url="{base}/a.zip" timestamp="2024-01-01T00:00:00Z"><conflictingpatches/><requiredpatches/></patch>
 <patch uuid="{B}" name-label="XS82E102" name-description="two" after-apply-guidance="" url="" patch-url="{base}/b.zip" timestamp="2024-02-01T00:00:00Z"><conflictingpatches/><requiredpatches><requiredpatch uuid="{A}"/></requiredpatches></patch>
-</patches><serverversions><version value="8.2.1"><patch uuid="{A}"/><patch uuid="{B}"/></version></serverversions></patchdata>"#
+<patch uuid="{C}" name-label="XS99E001" name-description="three" after-apply-guidance="" url="" patch-url="{base}/missing.zip" timestamp="2024-03-01T00:00:00Z"><conflictingpatches/><requiredpatches/></patch>
+</patches><serverversions><version value="8.2.1"><patch uuid="{A}"/><patch uuid="{B}"/></version><version value="9.9.9"><patch uuid="{C}"/></version></serverversions></patchdata>"#
     );
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
     files.insert("/updates.xml".into(), xml.into_bytes());
@@ -210,11 +213,46 @@ async fn xenserver_pool_list_and_install_patches() {
             ["download", "upload", "precheck", "apply", "clean", "done"]
         );
     }
+    // a failing installation: the task and the patch's sub-task end in failure, with the error
+    let e = c
+        .err(
+            "pool.installPatches",
+            json!({"pool": pool_id(&pool), "patches": [C]}),
+        )
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("404"), "{e}");
+    let tasks = install_tasks(&server, &pool_id(&pool)).await;
+    assert_eq!(tasks.len(), 2);
+    let failed = &tasks[1];
+    assert_eq!(failed["status"], "failure", "{failed}");
+    assert_eq!(failed["result"]["message"], e["message"]);
+    assert_eq!(
+        failed["tasks"][0]["properties"]["name"],
+        "Installing patch XS99E001"
+    );
+    assert_eq!(failed["tasks"][0]["status"], "failure");
+    assert_eq!(failed["tasks"][0]["result"]["message"], e["message"]);
+    // an unknown patch fails before any sub-task
+    c.err(
+        "pool.installPatches",
+        json!({"pool": pool_id(&pool), "patches": ["nope"]}),
+    )
+    .await;
+    let tasks = install_tasks(&server, &pool_id(&pool)).await;
+    assert_eq!(tasks[2]["status"], "failure");
+    assert!(tasks[2].get("tasks").is_none());
     server.shutdown().await;
 }
 
-/// The `Install patches` task of a pool, through the REST API.
+/// The only `Install patches` task of a pool, through the REST API.
 async fn install_task(server: &xo_server::RunningServer, pool: &str) -> Value {
+    let tasks = install_tasks(server, pool).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    tasks[0].clone()
+}
+
+/// The `Install patches` tasks of a pool, oldest first, through the REST API.
+async fn install_tasks(server: &xo_server::RunningServer, pool: &str) -> Vec<Value> {
     let r = super::tasks::rest(
         server,
         "GET",
@@ -233,12 +271,13 @@ async fn install_task(server: &xo_server::RunningServer, pool: &str) -> Value {
         .iter()
         .filter(|t| t["properties"]["name"] == "Install patches")
         .collect();
-    assert_eq!(found.len(), 1, "{all}");
-    assert!(found[0]["href"]
-        .as_str()
-        .unwrap()
-        .ends_with(found[0]["id"].as_str().unwrap()));
-    found[0].clone()
+    for t in &found {
+        assert!(t["href"]
+            .as_str()
+            .unwrap()
+            .ends_with(t["id"].as_str().unwrap()));
+    }
+    found.into_iter().cloned().collect()
 }
 
 #[tokio::test]
