@@ -54,6 +54,18 @@ fn update_zip(uuid: &str, name: &str, extra: Value) -> Vec<u8> {
 
 /// The catalogue (A; B requiring A; C whose zip is missing) and the zips on 127.0.0.1; the base URL.
 async fn catalogue() -> String {
+    catalogue_gated(None).await
+}
+
+/// A gate on the download of `a.zip`: `started` is notified when it is requested, which then waits for
+/// `release`.
+#[derive(Clone)]
+struct Gate {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+async fn catalogue_gated(gate: Option<Gate>) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     let xml = format!(
@@ -73,7 +85,12 @@ async fn catalogue() -> String {
     let files = Arc::new(files);
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let files = files.clone();
+        let gate = gate.clone();
         async move {
+            if let (Some(g), "/a.zip") = (&gate, uri.path()) {
+                g.started.notify_one();
+                g.release.notified().await;
+            }
             match files.get(uri.path()) {
                 Some(b) => (axum::http::StatusCode::OK, b.clone()),
                 None => (axum::http::StatusCode::NOT_FOUND, b"not found".to_vec()),
@@ -389,5 +406,64 @@ async fn xcpng_pool_list_and_install_patches() {
             .await["code"],
         1
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn xenserver_install_is_aborted_between_patches() {
+    let gate = Gate {
+        started: Arc::new(tokio::sync::Notify::new()),
+        release: Arc::new(tokio::sync::Notify::new()),
+    };
+    let base = catalogue_gated(Some(gate.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sim("XenServer", 1).await;
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    c.ok(
+        "plugin.configure",
+        json!({"id": "patcher", "configuration": {"catalogUrl": format!("{base}/updates.xml")}}),
+    )
+    .await;
+    c.ok("server.add", add_params(&pool)).await;
+    host_id(&mut c).await;
+    // B pulls A in: abort while A downloads, A still completes, B never starts
+    let pool_uuid = pool_id(&pool);
+    let params = json!({"pool": pool_uuid, "patches": [B]});
+    let call = tokio::spawn(async move { c.call("pool.installPatches", params).await });
+    gate.started.notified().await;
+    let task = install_task(&server, &pool_id(&pool)).await;
+    assert_eq!(task["status"], "pending");
+    let id = task["id"].as_str().unwrap();
+    let auth = super::tasks::basic("admin@admin.net", "admin");
+    let r = super::tasks::rest(
+        &server,
+        "POST",
+        &format!("/rest/v0/tasks/{id}/actions/abort"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    gate.release.notify_one();
+    let answer = call.await.unwrap();
+    assert_eq!(answer["error"]["message"], "aborted", "{answer}");
+    let task = install_task(&server, &pool_id(&pool)).await;
+    assert_eq!(task["status"], "aborted", "{task}");
+    let subs = task["tasks"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "B never started");
+    assert_eq!(subs[0]["properties"]["patchId"], A);
+    assert_eq!(
+        subs[0]["status"], "aborted",
+        "A finished after the abort request"
+    );
+    let applied = pool.state().read(|db| {
+        let h = db.refs("host")[0].clone();
+        db.field("host", &h, "updates")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    });
+    assert_eq!(applied, 1);
     server.shutdown().await;
 }
