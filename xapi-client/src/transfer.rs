@@ -10,13 +10,20 @@
 //! whose end the server recognises: XVA).
 
 mod download;
+#[cfg(target_os = "linux")]
+mod splice;
 
 use std::fmt::Display;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::http::Endpoint;
@@ -36,6 +43,52 @@ const MAX_UPLOAD_ANSWER: usize = 64 * 1024;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection to a host: plain TCP (whose bytes can be spliced on Linux) or anything else (TLS).
+enum Conn {
+    Plain(TcpStream),
+    Other(Box<dyn Io>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(t) => Pin::new(t).poll_read(cx, buf),
+            Conn::Other(o) => Pin::new(o).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(t) => Pin::new(t).poll_write(cx, buf),
+            Conn::Other(o) => Pin::new(o).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(t) => Pin::new(t).poll_flush(cx),
+            Conn::Other(o) => Pin::new(o).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(t) => Pin::new(t).poll_shutdown(cx),
+            Conn::Other(o) => Pin::new(o).poll_shutdown(cx),
+        }
+    }
+}
 
 /// A streaming answer of an XAPI host.
 pub struct Download {
@@ -81,6 +134,16 @@ pub struct Upload {
     pub task_id: Option<String>,
     /// Start of the answer body (at most 64 KiB; XAPI usually sends the new object's ref or nothing).
     pub body: Bytes,
+}
+
+/// What [`Client::put_download`] did.
+#[derive(Debug, Clone)]
+pub struct Piped {
+    /// The upload's answer.
+    pub upload: Upload,
+    /// Whether the download was read to its end (else the upload stopped early: its source task should be
+    /// cancelled).
+    pub source_ended: bool,
 }
 
 /// Percent-encoding of a query component.
@@ -152,12 +215,12 @@ impl Client {
             .ok_or_else(|| Error::Transport("no session after login".into()))
     }
 
-    async fn open(&self, ep: &Endpoint) -> Result<Box<dyn Io>> {
+    async fn open(&self, ep: &Endpoint) -> Result<Conn> {
         // the client's proxy, also for redirect targets
         let proxy = self.transport().endpoint.proxy.clone();
         let tcp = crate::http::connect_tcp(ep, proxy.as_deref()).await?;
         if !ep.tls {
-            return Ok(Box::new(tcp));
+            return Ok(Conn::Plain(tcp));
         }
         let cfg = self
             .tls_config()
@@ -168,7 +231,7 @@ impl Client {
             .connect(name, tcp)
             .await
             .map_err(|e| Error::Tls(format!("handshake with {}: {e}", ep.authority())))?;
-        Ok(Box::new(s))
+        Ok(Conn::Other(Box::new(s)))
     }
 
     /// `GET path?session_id=…&query…` on the pool's host (following redirects): the answer, streaming.
@@ -244,6 +307,20 @@ impl Client {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send + Unpin,
         E: Display,
     {
+        let (ep, pq) = self.put_target(path, query).await?;
+        let (up, _) = self.raw_put(&ep, &pq, length, body).await?;
+        if !(200..300).contains(&up.status) {
+            return Err(Error::Http {
+                status: up.status,
+                path: path.to_owned(),
+            });
+        }
+        Ok(up)
+    }
+
+    /// Where a PUT of `path` goes: a first empty request (without `task_id`) discovers a redirect, as XO does, so
+    /// that the body is consumed once.
+    async fn put_target(&self, path: &str, query: &[(&str, String)]) -> Result<(Endpoint, String)> {
         let session = self.session().await?;
         let mut ep = self.transport().endpoint.clone();
         let mut pq = path_and_query(&ep, path, &session, query);
@@ -272,14 +349,153 @@ impl Client {
             ep = nep;
             probe_pq = npq;
         }
-        let (up, _) = self.raw_put(&ep, &pq, length, body).await?;
+        Ok((ep, pq))
+    }
+
+    /// `PUT` of the body of `src` (a download from this or another client) as [`Client::put_resource`] would with
+    /// `src.into_stream()`, but when both connections are plain TCP on Linux the bytes move inside the kernel
+    /// (`splice(2)` through a pipe) instead of through user space. Also says whether the download reached its end
+    /// (when not, the caller should cancel the download's task: the upload stopped early).
+    pub async fn put_download(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        length: Option<u64>,
+        src: Download,
+    ) -> Result<Piped> {
+        let (ep, pq) = self.put_target(path, query).await?;
+        #[cfg(target_os = "linux")]
+        let (up, source_ended) = if src.body.tcp().is_some() && !ep.tls {
+            self.raw_put_spliced(&ep, &pq, length, src.body).await?
+        } else {
+            self.raw_put_streamed(&ep, &pq, length, src).await?
+        };
+        #[cfg(not(target_os = "linux"))]
+        let (up, source_ended) = self.raw_put_streamed(&ep, &pq, length, src).await?;
         if !(200..300).contains(&up.status) {
             return Err(Error::Http {
                 status: up.status,
                 path: path.to_owned(),
             });
         }
-        Ok(up)
+        Ok(Piped {
+            upload: up,
+            source_ended,
+        })
+    }
+
+    /// [`Client::put_download`] through user space.
+    async fn raw_put_streamed(
+        &self,
+        ep: &Endpoint,
+        pq: &str,
+        length: Option<u64>,
+        src: Download,
+    ) -> Result<(Upload, bool)> {
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        let mut inner = src.into_stream();
+        let stream = futures::stream::poll_fn(move |cx| {
+            let next = inner.poll_next_unpin(cx);
+            if let Poll::Ready(None) = next {
+                flag.store(true, Ordering::SeqCst);
+            }
+            next
+        });
+        let (up, _) = self.raw_put(ep, pq, length, stream).await?;
+        Ok((up, ended.load(Ordering::SeqCst)))
+    }
+
+    /// [`Client::put_download`] by splicing: the upload's head, then the download's buffered bytes written and the
+    /// rest moved socket to socket, unless the server answers first.
+    #[cfg(target_os = "linux")]
+    async fn raw_put_spliced(
+        &self,
+        ep: &Endpoint,
+        pq: &str,
+        length: Option<u64>,
+        mut body: download::Body,
+    ) -> Result<(Upload, bool)> {
+        let Conn::Plain(mut tcp) = self.open(ep).await? else {
+            return Err(Error::Transport(
+                "splice needs a plain TCP connection".into(),
+            ));
+        };
+        let pipe = splice::Pipe::new()
+            .map_err(|e| Error::Transport(format!("upload: creating a pipe: {e}")))?;
+        let io_err = |e: std::io::Error| Error::Transport(format!("upload: {e}"));
+        let head = put_head(ep, pq, length);
+        tcp.write_all(head.as_bytes()).await.map_err(io_err)?;
+        let (mut rd, wr) = tcp.split();
+        let dst: &TcpStream = wr.as_ref();
+        let reader = read_answer(&mut rd);
+        tokio::pin!(reader);
+        let writer = async {
+            let mut sent: u64 = 0;
+            let room = |sent: u64, n: u64| {
+                if length.is_some_and(|max| sent + n > max) {
+                    Err(WriteError::Source(Error::Transport(
+                        "upload source is longer than announced".into(),
+                    )))
+                } else {
+                    Ok(())
+                }
+            };
+            loop {
+                match body.next_raw().await.map_err(WriteError::Source)? {
+                    download::Raw::End => break,
+                    download::Raw::Bytes(b) => {
+                        room(sent, b.len() as u64)?;
+                        splice::write_all(dst, &b)
+                            .await
+                            .map_err(|e| WriteError::Io(io_err(e)))?;
+                        sent += b.len() as u64;
+                    }
+                    download::Raw::Socket(ahead) => {
+                        let src = body.tcp().ok_or_else(|| {
+                            WriteError::Source(Error::Transport("download is not plain TCP".into()))
+                        })?;
+                        // never more than the announced length allows (one byte more reveals an overlong source)
+                        let max = length.map_or(ahead, |l| ahead.min(l - sent + 1));
+                        let n = pipe.relay(src, dst, max).await.map_err(|e| match e {
+                            splice::RelayError::Source(e) => WriteError::Source(Error::Transport(
+                                format!("reading the transfer body: {e}"),
+                            )),
+                            splice::RelayError::Sink(e) => WriteError::Io(io_err(e)),
+                        })? as u64;
+                        body.advance_raw(n).map_err(WriteError::Source)?;
+                        room(sent, n)?;
+                        sent += n;
+                    }
+                }
+            }
+            if length.is_some_and(|l| l != sent) {
+                return Err(WriteError::Source(Error::Transport(
+                    "upload source ended before the announced length".into(),
+                )));
+            }
+            Ok::<u64, WriteError>(sent)
+        };
+        tokio::pin!(writer);
+        // as `raw_put`: write until done, unless the server answers first
+        let (sent, answer, ended) = tokio::select! {
+            w = &mut writer => match w {
+                Ok(n) => (n, reader.await?, true),
+                Err(WriteError::Source(e)) => return Err(e),
+                Err(WriteError::Io(e)) => (0, reader.await.map_err(|_| e)?, false),
+            },
+            a = &mut reader => (0, a?, false),
+        };
+        let (status, task_id, _, answer_body) = answer;
+        Ok((
+            Upload {
+                status,
+                bytes_sent: sent,
+                task_id,
+                body: answer_body,
+            },
+            ended,
+        ))
     }
 
     /// One raw PUT: head, body (stopped early when the server answers an error first), write shutdown, answer.
@@ -296,11 +512,7 @@ impl Client {
     {
         let io = self.open(ep).await?;
         let (mut rd, mut wr) = tokio::io::split(io);
-        let head = format!(
-            "PUT {pq} HTTP/1.1\r\nHost: {}\r\nUser-Agent: xo-rs-xapi-client\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            ep.authority(),
-            length.unwrap_or(UNKNOWN_LENGTH)
-        );
+        let head = put_head(ep, pq, length);
         let io_err = |e: std::io::Error| Error::Transport(format!("upload: {e}"));
         wr.write_all(head.as_bytes()).await.map_err(io_err)?;
         let reader = read_answer(&mut rd);
@@ -354,6 +566,15 @@ impl Client {
             location,
         ))
     }
+}
+
+/// The head of a PUT of `length` bytes (`None`: [`UNKNOWN_LENGTH`]).
+fn put_head(ep: &Endpoint, pq: &str, length: Option<u64>) -> String {
+    format!(
+        "PUT {pq} HTTP/1.1\r\nHost: {}\r\nUser-Agent: xo-rs-xapi-client\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        ep.authority(),
+        length.unwrap_or(UNKNOWN_LENGTH)
+    )
 }
 
 /// Decode a (complete or truncated) chunked body.
@@ -486,11 +707,16 @@ mod sim_tests {
     use std::time::Duration;
 
     async fn pool(vms: usize) -> (xapi_sim::RunningPool, Client) {
+        pool_over(vms, true).await
+    }
+
+    /// A simulated pool served over TLS or plain HTTP, and a client of it.
+    async fn pool_over(vms: usize, tls: bool) -> (xapi_sim::RunningPool, Client) {
         let p = xapi_sim::Sim::builder()
             .vms(vms)
             .build()
             .unwrap()
-            .serve("127.0.0.1:0".parse().unwrap(), true)
+            .serve("127.0.0.1:0".parse().unwrap(), tls)
             .await
             .unwrap();
         let c = Client::connect(
@@ -500,6 +726,53 @@ mod sim_tests {
         .await
         .unwrap();
         (p, c)
+    }
+
+    /// A halted guest VM of the pool of `c`.
+    async fn halted_vm(c: &Client) -> Ref {
+        let vms = c.get_all_records("VM").await.unwrap();
+        let (vm, rec) = vms
+            .iter()
+            .find(|(_, r)| r["is_control_domain"] == false && r["is_a_template"] == false)
+            .expect("a VM");
+        if rec["power_state"] == "Running" {
+            c.call("VM.hard_shutdown", vec![vm.0.clone().into()])
+                .await
+                .unwrap();
+        }
+        vm.clone()
+    }
+
+    #[tokio::test]
+    async fn export_put_download_into_import_spliced_and_over_tls() {
+        for tls in [false, true] {
+            let (_a, ca) = pool_over(2, tls).await;
+            let (_b, cb) = pool_over(0, tls).await;
+            let vm = halted_vm(&ca).await;
+            let d = ca
+                .get_resource("/export", &[("ref", vm.0.clone())])
+                .await
+                .unwrap();
+            let task = cb.create_task("import", "").await.unwrap();
+            let piped = tokio::time::timeout(
+                Duration::from_secs(20),
+                cb.put_download("/import", &[("task_id", task.0.clone())], None, d),
+            )
+            .await
+            .expect("upload in time")
+            .unwrap();
+            assert!(piped.source_ended, "tls {tls}");
+            assert!(piped.upload.bytes_sent > 0);
+            let rec = tokio::time::timeout(Duration::from_secs(20), cb.wait_task(&task))
+                .await
+                .expect("task in time")
+                .unwrap();
+            let out = crate::task_outcome(Some("VM.import"), &rec).unwrap();
+            assert!(
+                out.as_array().is_some_and(|a| a.len() == 1),
+                "tls {tls}: {out}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -715,5 +988,131 @@ mod redirect_tests {
             .filter(|l| l.starts_with("GET"))
             .count();
         assert_eq!(gets, MAX_REDIRECTS + 1);
+    }
+
+    /// A listener answering logins, every GET with `body` (chunked in 7-byte pieces when `chunked`, else with a
+    /// Content-Length) and every PUT with `200`, keeping what each PUT carried (up to its Content-Length or EOF).
+    async fn source_and_sink(body: Vec<u8>, chunked: bool) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let log = puts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (log, body) = (log.clone(), body.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = vec![0u8; 65536];
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len: u64 = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    let answer = if head.starts_with("POST") {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{LOGIN}",
+                            LOGIN.len()
+                        )
+                        .into_bytes()
+                    } else if head.starts_with("GET") {
+                        if chunked {
+                            let mut a =
+                                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                            for c in body.chunks(7) {
+                                a.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                                a.extend_from_slice(c);
+                                a.extend_from_slice(b"\r\n");
+                            }
+                            a.extend_from_slice(b"0\r\n\r\n");
+                            a
+                        } else {
+                            let mut a = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            a.extend_from_slice(&body);
+                            a
+                        }
+                    } else {
+                        // a PUT: its body up to its length (or the end of the connection)
+                        let mut got = buf[end..].to_vec();
+                        while (got.len() as u64) < len {
+                            match s.read(&mut tmp).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => got.extend_from_slice(&tmp[..n]),
+                            }
+                        }
+                        if len > 0 {
+                            log.lock().unwrap().push(got);
+                        }
+                        b"HTTP/1.1 200 OK\r\ntask-id: OpaqueRef:up\r\nContent-Length: 2\r\n\r\nok"
+                            .to_vec()
+                    };
+                    let _ = s.write_all(&answer).await;
+                });
+            }
+        });
+        (base, puts)
+    }
+
+    #[tokio::test]
+    async fn put_download_moves_every_framing_byte_exact() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for chunked in [false, true] {
+            let (url, puts) = source_and_sink(data.clone(), chunked).await;
+            let c = client(&url);
+            let d = c.get_resource("/export", &[]).await.unwrap();
+            let piped = c
+                .put_download("/import", &[], Some(data.len() as u64), d)
+                .await
+                .unwrap();
+            assert!(piped.source_ended, "chunked {chunked}");
+            assert_eq!(piped.upload.bytes_sent, data.len() as u64);
+            assert_eq!(piped.upload.task_id.as_deref(), Some("OpaqueRef:up"));
+            let puts = puts.lock().unwrap().clone();
+            assert_eq!(puts.len(), 1, "chunked {chunked}");
+            assert!(puts[0] == data, "chunked {chunked}: body differs");
+        }
+    }
+
+    #[tokio::test]
+    async fn put_download_refuses_a_source_longer_or_shorter_than_announced() {
+        let data = vec![7u8; 100_000];
+        for chunked in [false, true] {
+            let (url, _) = source_and_sink(data.clone(), chunked).await;
+            let c = client(&url);
+            let d = c.get_resource("/export", &[]).await.unwrap();
+            let e = c
+                .put_download("/import", &[], Some(1000), d)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, Error::Transport(m) if m.contains("longer than announced")),
+                "{e:?}"
+            );
+            let d = c.get_resource("/export", &[]).await.unwrap();
+            let e = c
+                .put_download("/import", &[], Some(200_000), d)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, Error::Transport(m) if m.contains("before the announced length")),
+                "{e:?}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::Stream;
 use tokio::io::AsyncReadExt;
 
-use super::Io;
+use super::Conn;
 use crate::{Error, Result};
 
 /// Largest answer head accepted.
@@ -30,7 +30,7 @@ pub(super) struct Head {
 }
 
 /// Read an answer head from `io`; the bytes read past it stay in `buf`.
-pub(super) async fn read_head(io: &mut Box<dyn Io>, buf: &mut BytesMut) -> Result<Head> {
+pub(super) async fn read_head(io: &mut Conn, buf: &mut BytesMut) -> Result<Head> {
     let end = loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break p;
@@ -108,9 +108,22 @@ enum Framing {
 
 /// A body being read: the connection, what was read past the last piece handed out, the framing.
 pub(super) struct Body {
-    io: Box<dyn Io>,
+    io: Conn,
     buf: BytesMut,
     framing: Framing,
+    /// Read chunk-size lines a few bytes at a time (so that the chunks' data stays in the socket, for splicing).
+    small_lines: bool,
+}
+
+/// The next step of a body copied by splicing (see [`Body::next_raw`]).
+#[derive(Debug)]
+pub(super) enum Raw {
+    /// Body bytes already read: to write as they are.
+    Bytes(Bytes),
+    /// At most this many body bytes are next in the socket: to move, then report with [`Body::advance_raw`].
+    Socket(u64),
+    /// The body ended.
+    End,
 }
 
 impl std::fmt::Debug for Body {
@@ -128,7 +141,7 @@ fn body_err(e: impl std::fmt::Display) -> Error {
 
 impl Body {
     /// The body of an answer with head `h` on `io` (`buf`: bytes already read past the head).
-    pub(super) fn new(io: Box<dyn Io>, buf: BytesMut, h: &Head) -> Self {
+    pub(super) fn new(io: Conn, buf: BytesMut, h: &Head) -> Self {
         let framing = if h.status == 204 || h.status == 304 {
             Framing::Ended
         } else if h.chunked {
@@ -138,7 +151,21 @@ impl Body {
         } else {
             Framing::Close
         };
-        Body { io, buf, framing }
+        Body {
+            io,
+            buf,
+            framing,
+            small_lines: false,
+        }
+    }
+
+    /// The connection when it is plain TCP (bytes can be spliced out of it).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        match &self.io {
+            Conn::Plain(t) => Some(t),
+            Conn::Other(_) => None,
+        }
     }
 
     /// Read more from the connection into `buf` (at least one byte unless `Ok(0)`: end of connection).
@@ -169,32 +196,28 @@ impl Body {
             if self.buf.len() > MAX_LINE {
                 return Err(body_err("chunk line too long"));
             }
-            if self.fill().await? == 0 {
+            let n = if self.small_lines {
+                let mut b = [0u8; 16];
+                let n = self.io.read(&mut b).await.map_err(body_err)?;
+                self.buf.extend_from_slice(&b[..n]);
+                n
+            } else {
+                self.fill().await?
+            };
+            if n == 0 {
                 return Err(body_err("connection closed inside the chunked coding"));
             }
         }
     }
 
-    /// The next piece of the body, `None` at its end.
-    pub(super) async fn next(&mut self) -> Result<Option<Bytes>> {
+    /// Bytes of data that may come next, after any chunk-size line (0: the body ended).
+    async fn data_ahead(&mut self) -> Result<u64> {
         loop {
             match self.framing {
-                Framing::Ended => return Ok(None),
-                Framing::Close => {
-                    let b = self.take(u64::MAX).await?;
-                    if b.is_none() {
-                        self.framing = Framing::Ended;
-                    }
-                    return Ok(b);
-                }
+                Framing::Ended => return Ok(0),
+                Framing::Close => return Ok(u64::MAX),
                 Framing::Length(0) => self.framing = Framing::Ended,
-                Framing::Length(rest) => {
-                    let b = self.take(rest).await?.ok_or_else(|| {
-                        body_err(format!("connection closed {rest} bytes before the end"))
-                    })?;
-                    self.framing = Framing::Length(rest - b.len() as u64);
-                    return Ok(Some(b));
-                }
+                Framing::Length(rest) => return Ok(rest),
                 Framing::Chunked(None) => {
                     let l = self.line().await?;
                     let hex = l.split(';').next().unwrap_or_default().trim();
@@ -214,16 +237,61 @@ impl Body {
                     }
                     self.framing = Framing::Chunked(None);
                 }
-                Framing::Chunked(Some(rest)) => {
-                    let b = self
-                        .take(rest)
-                        .await?
-                        .ok_or_else(|| body_err("connection closed inside a chunk".to_owned()))?;
-                    self.framing = Framing::Chunked(Some(rest - b.len() as u64));
-                    return Ok(Some(b));
-                }
+                Framing::Chunked(Some(rest)) => return Ok(rest),
             }
         }
+    }
+
+    /// Account for `n` data bytes consumed (`n == 0`: the connection ended).
+    fn consumed(&mut self, n: u64) -> Result<()> {
+        self.framing = match self.framing {
+            Framing::Close if n == 0 => Framing::Ended,
+            Framing::Length(rest) if n == 0 => {
+                return Err(body_err(format!(
+                    "connection closed {rest} bytes before the end"
+                )))
+            }
+            Framing::Chunked(Some(_)) if n == 0 => {
+                return Err(body_err("connection closed inside a chunk"))
+            }
+            Framing::Length(rest) => Framing::Length(rest - n.min(rest)),
+            Framing::Chunked(Some(rest)) => Framing::Chunked(Some(rest - n.min(rest))),
+            f => f,
+        };
+        Ok(())
+    }
+
+    /// The next step of a copy by splicing: buffered bytes first, then how many bytes to move from the socket.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) async fn next_raw(&mut self) -> Result<Raw> {
+        self.small_lines = true;
+        let ahead = self.data_ahead().await?;
+        if ahead == 0 {
+            return Ok(Raw::End);
+        }
+        if self.buf.is_empty() {
+            return Ok(Raw::Socket(ahead));
+        }
+        let n = (self.buf.len() as u64).min(ahead) as usize;
+        self.consumed(n as u64)?;
+        Ok(Raw::Bytes(self.buf.split_to(n).freeze()))
+    }
+
+    /// Report `n` bytes moved out of the socket after [`Raw::Socket`] (0: the connection ended).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) fn advance_raw(&mut self, n: u64) -> Result<()> {
+        self.consumed(n)
+    }
+
+    /// The next piece of the body, `None` at its end.
+    pub(super) async fn next(&mut self) -> Result<Option<Bytes>> {
+        let ahead = self.data_ahead().await?;
+        if ahead == 0 {
+            return Ok(None);
+        }
+        let b = self.take(ahead).await?;
+        self.consumed(b.as_ref().map_or(0, |b| b.len() as u64))?;
+        Ok(b)
     }
 
     /// The body as a stream of pieces (ending after the first error).
@@ -256,7 +324,7 @@ mod tests {
                 }
             }
         });
-        let mut io: Box<dyn Io> = Box::new(r);
+        let mut io = Conn::Other(Box::new(r));
         let mut buf = BytesMut::new();
         let h = read_head(&mut io, &mut buf).await.unwrap();
         let mut s = std::pin::pin!(Body::new(io, buf, &h).into_stream());

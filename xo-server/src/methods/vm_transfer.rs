@@ -1,6 +1,7 @@
 //! `vm.export` / `vm.import` through one-shot URLs (xo-api.md §2.2-2.3) and the cross-pool branch of `vm.copy`
 //! (an XVA export of one pool piped into an import of the other). Bytes stream through xo-server with bounded
-//! memory: hyper bodies are handed over chunk by chunk, never staged on disk. Every transfer runs inside an XAPI
+//! memory, never staged on disk: downloads are handed over in chunks of at most 256 KiB, and a pool-to-pool copy
+//! moves the export's bytes into the import's connection with `splice(2)` when both are plain TCP (Linux). Every transfer runs inside an XAPI
 //! task made for it (progress visible in the task objects); a download or upload broken by the client cancels the
 //! task, and an import is answered only once XAPI has finished it (so a failed one has been rolled back).
 
@@ -225,10 +226,29 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
     E: std::fmt::Display,
 {
+    let path = target.path;
+    upload_through_task_with(pools, client, target, source_failed, |q| async move {
+        client.put_resource(path, &q, length, body).await.map(drop)
+    })
+    .await
+}
+
+/// [`upload_through_task`] with the upload done by `send` (given the query, `task_id` included).
+pub(super) async fn upload_through_task_with<F, Fut>(
+    pools: &Pools,
+    client: &Arc<Client>,
+    target: UploadTarget,
+    source_failed: &AtomicBool,
+    send: F,
+) -> Result<Value, ApiError>
+where
+    F: FnOnce(Vec<(&'static str, String)>) -> Fut,
+    Fut: std::future::Future<Output = xapi_client::Result<()>>,
+{
     let UploadTarget {
         label,
         method,
-        path,
+        path: _,
         query,
     } = target;
     let task = client
@@ -237,7 +257,7 @@ where
         .map_err(|e| pools.map_error(e))?;
     let mut q = query;
     q.push(("task_id", task.0.clone()));
-    let sent = client.put_resource(path, &q, length, body).await;
+    let sent = send(q).await;
     if let Err(e) = &sent {
         tracing::debug!(%task, "upload ended with {e}");
         if source_failed.load(Ordering::SeqCst) || !matches!(e, xapi_client::Error::Transport(_)) {
@@ -445,10 +465,11 @@ pub(super) async fn stream_across_pools(
             return Err(pools.map_error(e));
         }
     };
-    // the guard cancels the export if the import stops reading early
-    let body = GuardedDownload::new(download.into_stream(), sc.clone(), task);
+    // the export's body goes to the import socket to socket (spliced when both are plain TCP); the export task is
+    // cancelled unless the import read it to its end
     let failed = AtomicBool::new(false);
-    let out = upload_through_task(
+    let export_ended = AtomicBool::new(false);
+    let out = upload_through_task_with(
         pools,
         &dc,
         UploadTarget {
@@ -457,11 +478,19 @@ pub(super) async fn stream_across_pools(
             path: "/import",
             query: vec![("sr_id", sr.xapi_ref().to_owned())],
         },
-        None,
-        body,
         &failed,
+        |q| {
+            let (dc, export_ended) = (&dc, &export_ended);
+            async move {
+                let piped = dc.put_download("/import", &q, None, download).await?;
+                export_ended.store(piped.source_ended, Ordering::SeqCst);
+                Ok(())
+            }
+        },
     )
-    .await?;
+    .await;
+    finish_task(sc, task, !export_ended.load(Ordering::SeqCst));
+    let out = out?;
     let vm_ref = out
         .as_array()
         .and_then(|a| a.first())
