@@ -256,39 +256,11 @@ impl Client {
         }
         let mut pq = path_and_query(&ep, path, &session, query);
         for _ in 0..=MAX_REDIRECTS {
-            let mut io = self.open(&ep).await?;
-            let req = format!(
-                "GET {pq} HTTP/1.1\r\nHost: {}\r\nUser-Agent: xo-rs-xapi-client\r\nConnection: close\r\n\r\n",
-                ep.authority()
-            );
-            io.write_all(req.as_bytes())
-                .await
-                .map_err(|e| Error::Transport(format!("GET {path}: {e}")))?;
-            let mut buf = BytesMut::new();
-            let head = download::read_head(&mut io, &mut buf).await?;
-            let status = head.status;
-            if (300..400).contains(&status) {
-                let loc = head.location.as_deref().ok_or(Error::Http {
-                    status,
-                    path: path.to_owned(),
-                })?;
-                tracing::debug!(status, "transfer redirected");
-                (ep, pq) = parse_location(&ep, loc)?;
-                continue;
+            let io = self.open(&ep).await?;
+            match get_once(io, &ep, &pq, path).await? {
+                Ok(d) => return Ok(d),
+                Err(loc) => (ep, pq) = parse_location(&ep, &loc)?,
             }
-            if !(200..300).contains(&status) {
-                return Err(Error::Http {
-                    status,
-                    path: path.to_owned(),
-                });
-            }
-            return Ok(Download {
-                status,
-                content_length: head.content_length,
-                content_type: head.content_type.clone(),
-                task_id: head.task_id.clone(),
-                body: download::Body::new(io, buf, &head),
-            });
         }
         Err(Error::Transport(format!("too many redirects for {path}")))
     }
@@ -566,6 +538,82 @@ impl Client {
             location,
         ))
     }
+}
+
+/// One `GET pq` on `io`: the download, or (`Err`) where a 3xx answer redirects. `path` names the resource in
+/// errors.
+async fn get_once(
+    mut io: Conn,
+    ep: &Endpoint,
+    pq: &str,
+    path: &str,
+) -> Result<std::result::Result<Download, String>> {
+    let req = format!(
+        "GET {pq} HTTP/1.1\r\nHost: {}\r\nUser-Agent: xo-rs-xapi-client\r\nConnection: close\r\n\r\n",
+        ep.authority()
+    );
+    io.write_all(req.as_bytes())
+        .await
+        .map_err(|e| Error::Transport(format!("GET {path}: {e}")))?;
+    let mut buf = BytesMut::new();
+    let head = download::read_head(&mut io, &mut buf).await?;
+    let status = head.status;
+    if (300..400).contains(&status) {
+        let loc = head.location.clone().ok_or(Error::Http {
+            status,
+            path: path.to_owned(),
+        })?;
+        tracing::debug!(status, "transfer redirected");
+        return Ok(Err(loc));
+    }
+    if !(200..300).contains(&status) {
+        return Err(Error::Http {
+            status,
+            path: path.to_owned(),
+        });
+    }
+    Ok(Ok(Download {
+        status,
+        content_length: head.content_length,
+        content_type: head.content_type.clone(),
+        task_id: head.task_id.clone(),
+        body: download::Body::new(io, buf, &head),
+    }))
+}
+
+/// `GET url` of any `http://` or `https://` server (not a XAPI host: no session, no proxy), read as
+/// [`Client::get_resource`] reads, following up to 5 redirects; certificates are verified against the webpki
+/// roots. Non-2xx answers are [`Error::Http`] (whose `path` is the URL's path).
+pub async fn fetch_url(url: &str) -> Result<Download> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::Config(format!(
+            "URL {url:?} must start with http:// or https://"
+        )));
+    }
+    let none = Endpoint::parse("http://localhost")?;
+    let (mut ep, mut pq) = parse_location(&none, url)?;
+    let path = pq.split('?').next().unwrap_or_default().to_owned();
+    for _ in 0..=MAX_REDIRECTS {
+        let tcp = crate::http::connect_tcp(&ep, None).await?;
+        let io = if ep.tls {
+            let cfg = xo_tls::client_config(false, &[])
+                .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+            let name = ServerName::try_from(ep.host.clone())
+                .map_err(|e| Error::Config(format!("bad TLS server name {:?}: {e}", ep.host)))?;
+            let s = TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| Error::Tls(format!("handshake with {}: {e}", ep.authority())))?;
+            Conn::Other(Box::new(s))
+        } else {
+            Conn::Plain(tcp)
+        };
+        match get_once(io, &ep, &pq, &path).await? {
+            Ok(d) => return Ok(d),
+            Err(loc) => (ep, pq) = parse_location(&ep, &loc)?,
+        }
+    }
+    Err(Error::Transport(format!("too many redirects for {path}")))
 }
 
 /// The head of a PUT of `length` bytes (`None`: [`UNKNOWN_LENGTH`]).
@@ -1114,5 +1162,24 @@ mod redirect_tests {
                 "{e:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn fetch_url_follows_a_redirect_and_refuses_other_schemes() {
+        let (b, b_seen) = member(b"an archive").await;
+        let (a, _) = redirector(Some(b.clone())).await;
+        let d = fetch_url(&format!("{a}/dir/vm.xva?x=1")).await.unwrap();
+        let mut body = Vec::new();
+        let mut s = d.into_stream();
+        while let Some(chunk) = s.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(body, b"an archive");
+        assert_eq!(
+            *b_seen.lock().unwrap(),
+            vec!["GET /dir/vm.xva?x=1 HTTP/1.1".to_owned()]
+        );
+        let e = fetch_url("ftp://127.0.0.1/x").await.unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
     }
 }

@@ -342,6 +342,12 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "vm.import")).await?;
     let sr = res.get("sr")?.clone();
     let kind = opt_str(&p, "type").unwrap_or("xva");
+    let url = opt_str(&p, "url").map(str::to_owned);
+    if url.is_some() && kind != "xva" {
+        return Err(ApiError::invalid_parameters_message(
+            "URL import is only compatible with XVA",
+        ));
+    }
     if kind != "xva" {
         // OVA/VMDK (multipart) imports are not part of this server
         return Err(ApiError::not_implemented());
@@ -350,10 +356,6 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         return Err(ApiError::invalid_parameters_message(
             "unsupported field data for the file type xva",
         ));
-    }
-    if p.contains_key("url") {
-        // fetching from a URL would need outbound HTTP from the server
-        return Err(ApiError::not_implemented());
     }
     let x = Xapi::of(&res.pools, &sr)?;
     if x.client.is_read_only() {
@@ -365,6 +367,9 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let pools = res.pools.clone();
     let admin = ctx.is_admin();
     let sr_ref = sr.xapi_ref().to_owned();
+    if let Some(url) = url {
+        return import_from_url(&pools, &client, &url, sr_ref).await;
+    }
     let path = Transfers::of(&ctx.app).register(
         None,
         Box::new(move |req| {
@@ -397,6 +402,52 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         }),
     );
     Ok(json!({ "$sendTo": path }))
+}
+
+/// `vm.import` with `url`: xo-server downloads the XVA and streams it into an import on `sr_ref` (spliced when
+/// both connections are plain TCP), answering the new VM's uuid once XAPI finished (as XO's `VM_import(await
+/// hrp(url), sr)`). A failed download fails the call before any import starts; a download cut short fails and
+/// rolls back the import.
+async fn import_from_url(
+    pools: &Arc<Pools>,
+    client: &Arc<Client>,
+    url: &str,
+    sr_ref: String,
+) -> Result<Value, ApiError> {
+    let download = xapi_client::fetch_url(url).await.map_err(|e| match e {
+        xapi_client::Error::Config(m) => ApiError::invalid_parameters_message(m),
+        e => ApiError::internal(format!("cannot download {url}: {e}")),
+    })?;
+    let length = download.content_length;
+    let failed = AtomicBool::new(false);
+    let out = upload_through_task_with(
+        pools,
+        client,
+        UploadTarget {
+            label: "[XO] VM import",
+            method: Some("VM.import"),
+            path: "/import",
+            query: vec![("sr_id", sr_ref)],
+        },
+        &failed,
+        |q| {
+            let failed = &failed;
+            async move {
+                let piped = client.put_download("/import", &q, length, download).await;
+                if let Err(xapi_client::Error::Transport(m)) = &piped {
+                    // the download broke or was longer/shorter than announced: stop the import
+                    if m.contains("transfer body") || m.contains("upload source") {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                }
+                piped.map(drop)
+            }
+        },
+    )
+    .await?;
+    imported_vm_uuid(pools, client, out)
+        .await
+        .map(Value::String)
 }
 
 /// `vm.copy` to an SR of another pool: the source pool's `/export` piped into the target pool's `/import`, no

@@ -1430,3 +1430,101 @@ async fn transfers_sr_stats_merge_the_rrds_of_every_host_with_a_pbd() {
         "{s}"
     );
 }
+
+/// A loopback HTTP server answering every GET with `status`, a `Content-Length` of `announced` and `body` (then
+/// closing); its base URL.
+async fn http_file(status: u16, body: Vec<u8>, announced: usize) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let h = format!("HTTP/1.1 {status} X\r\nContent-Length: {announced}\r\n\r\n");
+                let _ = s.write_all(h.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn transfers_vm_import_from_a_url_streams_the_xva_into_the_sr() {
+    let mut e = env().await;
+    let vm = halted_vm_with_disk(&e.a);
+    let url =
+        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+            .await;
+    let (_, _, xva) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
+    let (vms, vdis) = (guest_vm_count(&e.b), count(&e.b, "VDI"));
+
+    // the archive, served over plain HTTP: the answer is the new VM's uuid, its disks byte-identical
+    let base = http_file(200, xva.clone(), xva.len()).await;
+    let uuid =
+        e.c.ok(
+            "vm.import",
+            json!({ "sr": sr_b, "url": format!("{base}/vm.xva") }),
+        )
+        .await;
+    let uuid = uuid.as_str().expect("a uuid").to_owned();
+    assert_eq!(vms_with_uuid(&e.b, &uuid), 1);
+    let new_vm = call(&e.b, "VM.get_by_uuid", vec![json!(uuid)]);
+    let (src, dst) = (
+        disks_of(&e.a, &vm),
+        disks_of(&e.b, new_vm.as_str().unwrap()),
+    );
+    assert_eq!(src.len(), dst.len());
+    for (s, d) in src.iter().zip(&dst) {
+        assert_eq!(content(&e.a, s), content(&e.b, d), "disk content differs");
+    }
+    let after = (guest_vm_count(&e.b), count(&e.b, "VDI"));
+
+    // a 404, a download cut short, garbage: errors, nothing left behind
+    let missing = http_file(404, b"no".to_vec(), 2).await;
+    e.c.err(
+        "vm.import",
+        json!({ "sr": sr_b, "url": format!("{missing}/x.xva") }),
+    )
+    .await;
+    let short = http_file(200, xva[..xva.len() / 2].to_vec(), xva.len()).await;
+    e.c.err(
+        "vm.import",
+        json!({ "sr": sr_b, "url": format!("{short}/x.xva") }),
+    )
+    .await;
+    let junk = http_file(200, b"not an xva".to_vec(), 10).await;
+    e.c.err(
+        "vm.import",
+        json!({ "sr": sr_b, "url": format!("{junk}/x.xva") }),
+    )
+    .await;
+    wait_for(|| pending_tasks(&e.b) == 0, "import tasks finished").await;
+    assert_eq!((guest_vm_count(&e.b), count(&e.b, "VDI")), after);
+    assert_eq!(after, (vms + 1, vdis + src.len()));
+
+    // only XVA from a URL, and only http(s) URLs
+    let e1 =
+        e.c.err(
+            "vm.import",
+            json!({ "sr": sr_b, "type": "ova", "url": format!("{base}/x") }),
+        )
+        .await;
+    assert_eq!(e1["code"], 10, "{e1}");
+    let e2 =
+        e.c.err(
+            "vm.import",
+            json!({ "sr": sr_b, "url": "file:///etc/passwd" }),
+        )
+        .await;
+    assert_eq!(e2["code"], 10, "{e2}");
+}
