@@ -1528,3 +1528,67 @@ async fn transfers_vm_import_from_a_url_streams_the_xva_into_the_sr() {
         .await;
     assert_eq!(e2["code"], 10, "{e2}");
 }
+
+/// A simulated pool served over plain HTTP (so that xo-server's pool-to-pool streaming splices), with its disks'
+/// stored content capped at `cap` bytes.
+async fn plain_sim(vms: usize, cap: u64) -> RunningPool {
+    xapi_sim::Sim::builder()
+        .vms(vms)
+        .vdi_content_cap(cap)
+        .event_batching(Duration::from_millis(5))
+        .build()
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn transfers_cross_pool_copy_over_plain_http_is_spliced_and_a_failed_import_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = plain_sim(3, 1 << 30).await;
+    let b = plain_sim(1, 1 << 30).await;
+    let small = plain_sim(1, 8 << 20).await;
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    for p in [&a, &b, &small] {
+        c.ok("server.add", add_params(p)).await;
+    }
+    let vm = halted_vm_with_disk(&a);
+    for d in disks_of(&a, &vm) {
+        fill(&a, &d);
+    }
+    let vm_uuid = uuid_of(&a, "VM", &vm);
+
+    // the export moves socket to socket into the import: byte-identical disks
+    let sr_b = uuid_of(&b, "SR", &default_sr(&b));
+    let id = c
+        .ok(
+            "vm.copy",
+            json!({ "vm": vm_uuid, "sr": sr_b, "name": "spliced" }),
+        )
+        .await;
+    let new_vm = call(&b, "VM.get_by_uuid", vec![json!(id)]);
+    let (src, dst) = (disks_of(&a, &vm), disks_of(&b, new_vm.as_str().unwrap()));
+    assert_eq!(src.len(), dst.len());
+    for (s, d) in src.iter().zip(&dst) {
+        let (cs, cd) = (content(&a, s), content(&b, d));
+        assert!(cs.1.len() >= 48, "source disk has content");
+        assert_eq!(cs, cd, "disk content differs");
+    }
+
+    // an SR too small for the disks: the import fails mid-stream, is rolled back, the export task ends
+    let sr_small = uuid_of(&small, "SR", &default_sr(&small));
+    let (vms, vdis) = (guest_vm_count(&small), count(&small, "VDI"));
+    c.err(
+        "vm.copy",
+        json!({ "vm": vm_uuid, "sr": sr_small, "name": "too big" }),
+    )
+    .await;
+    wait_for(
+        || pending_tasks(&a) == 0 && pending_tasks(&small) == 0,
+        "export and import tasks finished",
+    )
+    .await;
+    assert_eq!((guest_vm_count(&small), count(&small, "VDI")), (vms, vdis));
+}
