@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
-use xapi_types::Ref;
+use xapi_types::{RawRecord, Ref};
 
 use crate::http::{Endpoint, Transport};
+use crate::rpc::Answer;
 use crate::{rpc, ClientOptions, Error, Protocol, Result, Secret};
 
 const SESSION_INVALID: &str = "SESSION_INVALID";
@@ -211,7 +212,8 @@ impl Client {
     /// Call a method that takes no session (`system.listMethods`, login variants) on the current host.
     pub async fn call_unauthenticated(&self, method: &str, params: Vec<Value>) -> Result<Value> {
         self.send(&self.transport(), method, &params, CallFlags::default())
-            .await
+            .await?
+            .into_value()
     }
 
     pub(crate) async fn call_with(
@@ -220,6 +222,16 @@ impl Client {
         params: Vec<Value>,
         flags: CallFlags,
     ) -> Result<Value> {
+        self.call_answer(method, params, flags).await?.into_value()
+    }
+
+    /// [`Client::call_with`] with the result left undecoded.
+    pub(crate) async fn call_answer(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+        flags: CallFlags,
+    ) -> Result<Answer> {
         let (sid, mut gen) = self.ensure_session().await?;
         let mut full = Vec::with_capacity(params.len() + 1);
         full.push(Value::String(sid.expose().to_owned()));
@@ -253,7 +265,7 @@ impl Client {
         method: &str,
         params: &[Value],
         flags: CallFlags,
-    ) -> Result<Value> {
+    ) -> Result<Answer> {
         let _permit = if flags.limited {
             Some(
                 self.inner
@@ -334,6 +346,7 @@ impl Client {
                     CallFlags::default(),
                 )
                 .await
+                .and_then(Answer::into_value)
             {
                 Ok(Value::String(s)) => {
                     tracing::debug!(url = %transport.endpoint.url(), "logged in");
@@ -458,6 +471,18 @@ impl Client {
             .call(&format!("{class}.get_all_records"), Vec::new())
             .await?;
         records_of(class, v)
+    }
+
+    /// `<class>.get_all_records` as `(ref, raw record)` pairs: each record's JSON text is kept as received (see
+    /// [`RawRecord`]), never parsed into a tree; a fraction of the memory of [`Client::get_all_records`].
+    pub async fn get_all_records_raw(&self, class: &str) -> Result<Vec<(Ref, RawRecord)>> {
+        self.call_answer(
+            &format!("{class}.get_all_records"),
+            Vec::new(),
+            CallFlags::default(),
+        )
+        .await?
+        .into_records(class)
     }
 
     /// `<class>.get_record(ref)`.

@@ -21,7 +21,7 @@ pub(crate) fn from_slice(body: &[u8]) -> serde_json::Result<Value> {
 }
 
 /// Rewrite bare `NaN` / `Infinity` / `-Infinity` tokens outside strings; `None` if there are none.
-fn replace_non_finite(body: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn replace_non_finite(body: &[u8]) -> Option<Vec<u8>> {
     const MAX: &[u8] = b"1.7976931348623157e308";
     let mut out = Vec::with_capacity(body.len() + 64);
     let (mut in_string, mut escaped, mut changed) = (false, false, false);

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
-use xapi_types::Ref;
+use serde_json::Value;
+use xapi_types::{RawRecord, Ref};
 
 use crate::client::CallFlags;
 use crate::{Client, Error, Result};
@@ -42,7 +42,7 @@ pub struct ObjectChange {
     pub class: String,
     pub obj_ref: Ref,
     pub op: Op,
-    pub snapshot: Option<Map<String, Value>>,
+    pub snapshot: Option<RawRecord>,
 }
 
 /// A decoded `event.from` result.
@@ -127,7 +127,7 @@ pub fn parse_event_batch(v: Value, names: &ClassNames) -> Result<EventBatch> {
         };
         let snapshot = match (op, ev.remove("snapshot")) {
             (Op::Del, _) => None,
-            (_, Some(Value::Object(s))) => Some(s),
+            (_, Some(Value::Object(s))) => Some(RawRecord::from_map(&s)),
             (_, _) => {
                 return Err(Error::structure(format!(
                     "{} event on {r} has no snapshot",
@@ -221,7 +221,12 @@ mod tests {
         assert_eq!(b.changes[0].class, "VM");
         assert_eq!(b.changes[0].op, Op::Mod);
         assert_eq!(
-            b.changes[0].snapshot.as_ref().unwrap()["power_state"],
+            b.changes[0]
+                .snapshot
+                .as_ref()
+                .unwrap()
+                .get_str("power_state")
+                .unwrap(),
             "Running"
         );
         assert_eq!(b.changes[1].class, "VM_guest_metrics");

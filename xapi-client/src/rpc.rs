@@ -1,8 +1,11 @@
 //! One RPC over a [`Transport`]: JSON-RPC v2 first, XML-RPC fallback, XML-RPC results coerced by the schema.
 
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use xapi_types::schema::{self, MessageSpec, Type};
-use xapi_types::{jsonrpc, xmlrpc, CodecError};
+use xapi_types::{jsonrpc, raw, xmlrpc, CodecError, RawRecord, Ref};
 
 use crate::http::{HttpResponse, Transport};
 use crate::{Error, Result};
@@ -55,13 +58,88 @@ fn media_type_is(resp: &HttpResponse, expected: &str) -> bool {
         .is_some_and(|mt| mt.trim().eq_ignore_ascii_case(expected))
 }
 
+/// A successful answer whose result is not decoded yet: the JSON-RPC response body (already checked to be a
+/// success envelope) or an XML-RPC value, already canonicalised. Decode it as a tree ([`Answer::into_value`]) or
+/// straight into compact records ([`Answer::into_records`]).
+pub(crate) enum Answer {
+    Json(Bytes),
+    Value(Value),
+}
+
+impl Answer {
+    pub fn into_value(self) -> Result<Value> {
+        match self {
+            Answer::Json(body) => decode_json(&body),
+            Answer::Value(v) => Ok(v),
+        }
+    }
+
+    /// A `get_all_records` result as raw records: the JSON text of each record is kept, never parsed into a tree.
+    pub fn into_records(self, class: &str) -> Result<Vec<(Ref, RawRecord)>> {
+        let records = match self {
+            Answer::Json(body) => raw::records_from_json(Envelope::parse(&body)?.result_text()?),
+            Answer::Value(v) => raw::records_from_value(v),
+        };
+        records.map_err(|e| Error::structure(format!("{class}.get_all_records: {e}")))
+    }
+}
+
+/// A JSON-RPC response envelope with its members left as text.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    jsonrpc: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    fn parse(body: &'a [u8]) -> Result<Envelope<'a>> {
+        let env: Envelope<'a> =
+            serde_json::from_slice(body).map_err(|e| CodecError::Json(e.to_string()))?;
+        if env.jsonrpc.as_deref().is_some_and(|v| v != "2.0") {
+            return Err(Error::structure("unsupported jsonrpc version"));
+        }
+        Ok(env)
+    }
+
+    fn result_text(&self) -> Result<&'a str> {
+        self.result
+            .map(RawValue::get)
+            .ok_or_else(|| Error::structure("response has neither result nor error"))
+    }
+}
+
+/// Check a JSON-RPC body: a success envelope is kept for later decoding (bare `NaN`/`Infinity` tokens XAPI may
+/// write are rewritten first); an error envelope becomes the XAPI error.
+fn check_json(body: Bytes) -> Result<Answer> {
+    let body = match Envelope::parse(&body) {
+        Ok(_) => body,
+        Err(e) => match crate::compact::replace_non_finite(&body) {
+            Some(fixed) => Bytes::from(fixed),
+            None => return Err(e),
+        },
+    };
+    let env = Envelope::parse(&body)?;
+    if env.error.is_some() {
+        return match jsonrpc::decode_response(&body)?.result {
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(Answer::Json(body)),
+        };
+    }
+    env.result_text()?;
+    Ok(Answer::Json(body))
+}
+
 /// Perform one call. `params` already carries the session id when the method takes one.
 pub(crate) async fn call(
     transport: &Transport,
     id: u64,
     method: &str,
     params: &[Value],
-) -> Result<Value> {
+) -> Result<Answer> {
     match transport.protocol() {
         Some(Protocol::XmlRpc) => call_xml(transport, method, params).await,
         Some(Protocol::JsonRpc) => {
@@ -72,12 +150,12 @@ pub(crate) async fn call(
                     path: transport.endpoint.path("/jsonrpc"),
                 });
             }
-            decode_json(&resp.body)
+            check_json(resp.body)
         }
         None => {
             let resp = post_json(transport, id, method, params).await?;
             if resp.status == 200 && media_type_is(&resp, "application/json") {
-                let v = decode_json(&resp.body);
+                let v = check_json(resp.body);
                 if !matches!(v, Err(Error::Codec(_))) {
                     transport.set_protocol(Some(Protocol::JsonRpc));
                 }
@@ -135,7 +213,7 @@ fn decode_json(body: &[u8]) -> Result<Value> {
     }
 }
 
-async fn call_xml(transport: &Transport, method: &str, params: &[Value]) -> Result<Value> {
+async fn call_xml(transport: &Transport, method: &str, params: &[Value]) -> Result<Answer> {
     let types: Option<Vec<Type>> =
         message_spec(method).map(|(m, _)| m.params.iter().map(|p| p.ty).collect());
     let types = types.as_deref().and_then(|t| t.get(..params.len()));
@@ -149,7 +227,7 @@ async fn call_xml(transport: &Transport, method: &str, params: &[Value]) -> Resu
         });
     }
     let value = xmlrpc::decode_response(&resp.body)??;
-    coerce_result(method, value)
+    coerce_result(method, value).map(Answer::Value)
 }
 
 /// Parse a task's `result` field (the XML-RPC serialisation of the return value, e.g. `<value>OpaqueRef:…</value>`;

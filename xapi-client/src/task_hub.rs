@@ -138,7 +138,10 @@ async fn task_loop(client: Client) {
                     for ch in batch.changes {
                         let outcome = match (ch.op, ch.snapshot) {
                             (Op::Del, _) => Err(Error::TaskVanished(ch.obj_ref.0.clone())),
-                            (_, Some(s)) if is_finished(&s) => Ok(s),
+                            (_, Some(s)) => match s.decode() {
+                                s if is_finished(&s) => Ok(s),
+                                _ => continue,
+                            },
                             _ => continue,
                         };
                         if let Some(ws) = st.waiters.remove(&ch.obj_ref) {

@@ -7,17 +7,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use xapi_types::Ref;
+use xapi_types::{RawRecord, Ref};
 
-use crate::client::records_of;
 use crate::events::{parse_event_batch, ClassNames, ObjectChange, Op};
 use crate::{Client, Error, Result};
 
-/// Records of one class, `(ref, record)` pairs.
-pub type ClassRecords = Vec<(Ref, Map<String, Value>)>;
+/// Records of one class, `(ref, record)` pairs; each record is kept as the JSON text it arrived in.
+pub type ClassRecords = Vec<(Ref, RawRecord)>;
 
 /// What the watcher should follow and how.
 #[derive(Debug, Clone)]
@@ -195,19 +193,14 @@ async fn load(client: &Client, opts: &WatchOptions, fresh_login: bool) -> Result
     };
     let pool = client.pool_ref().await?;
     let token = client.event_inject("pool", &pool).await?;
-    let fetches = classes.iter().map(|c| async move {
-        (
-            c,
-            client
-                .call(&format!("{c}.get_all_records"), Vec::new())
-                .await,
-        )
-    });
+    let fetches = classes
+        .iter()
+        .map(|c| async move { (c, client.get_all_records_raw(c).await) });
     let mut records = HashMap::with_capacity(classes.len());
     for (class, result) in futures::future::join_all(fetches).await {
         match result {
-            Ok(v) => {
-                records.insert(class.clone(), records_of(class, v)?);
+            Ok(recs) => {
+                records.insert(class.clone(), recs);
             }
             Err(Error::Xapi(e))
                 if matches!(
@@ -227,9 +220,8 @@ async fn load(client: &Client, opts: &WatchOptions, fresh_login: bool) -> Result
     {
         let addresses: Vec<String> = hosts
             .iter()
-            .filter_map(|(_, h)| h.get("address").and_then(Value::as_str))
+            .filter_map(|(_, h)| h.get_str("address"))
             .filter(|a| !a.is_empty())
-            .map(str::to_owned)
             .collect();
         if !addresses.is_empty() {
             client.set_pool_hosts(addresses);
@@ -270,7 +262,7 @@ async fn track_tasks(
         known = known.len(),
         "task count mismatch, reloading tasks"
     );
-    let fresh = client.get_all_records(class).await?;
+    let fresh = client.get_all_records_raw(class).await?;
     let fresh_refs: HashSet<Ref> = fresh.iter().map(|(r, _)| r.clone()).collect();
     for gone in known.difference(&fresh_refs) {
         changes.push(ObjectChange {

@@ -29,12 +29,14 @@ pub mod datetime;
 pub mod error;
 pub mod generated;
 pub mod jsonrpc;
+pub mod raw;
 pub mod records;
 pub mod refs;
 pub mod schema;
 pub mod xmlrpc;
 
 pub use error::{CodecError, XapiError};
+pub use raw::RawRecord;
 pub use refs::Ref;
 pub use schema::{ClassSpec, EnumSpec, FieldSpec, MessageSpec, ParamSpec, Qualifier, Type};
 pub use serde_json::Value;

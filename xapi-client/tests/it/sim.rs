@@ -199,7 +199,7 @@ async fn sim_watcher_initial_load_then_incremental_changes() {
     };
     assert_eq!((change.class.as_str(), change.op), ("VM", Op::Mod));
     assert_eq!(
-        change.snapshot.unwrap()["name_label"],
+        change.snapshot.unwrap().decode()["name_label"],
         json!("renamed by test")
     );
 

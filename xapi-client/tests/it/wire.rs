@@ -135,11 +135,18 @@ async fn forced_xml_rpc_encodes_params_and_decodes_structs() {
             "VM.get_record" => {
                 ok(json!({"uuid": "u1", "name_label": "vm one", "is_a_template": false}))
             }
+            "VM.get_all_records" => {
+                ok(json!({"OpaqueRef:vm1": {"uuid": "u1", "name_label": "vm one", "VCPUs_max": 2}}))
+            }
             _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
         }),
     )
     .await;
     let c = Client::with_protocol(opts(srv.url("http")), Some(Protocol::XmlRpc)).unwrap();
+    // Raw records over XML-RPC: canonicalised by the schema (VCPUs_max is an int, sent as a string).
+    let raw = c.get_all_records_raw("VM").await.unwrap();
+    assert_eq!(raw[0].1.get("VCPUs_max"), Some(json!(2)));
+    assert_eq!(raw[0].1.get_str("name_label").as_deref(), Some("vm one"));
     let rec = c
         .get_record("VM", &Ref::from("OpaqueRef:vm1"))
         .await
@@ -509,13 +516,16 @@ async fn watcher_loads_follows_events_and_resyncs_on_events_lost() {
     };
     assert_eq!(records.len(), 2);
     assert_eq!(records["VM"][0].0, Ref::from("OpaqueRef:vm1"));
-    assert_eq!(records["VM"][0].1["power_state"], "Halted");
+    assert_eq!(records["VM"][0].1.decode()["power_state"], "Halted");
     let Some(WatchEvent::Changes(ch)) = w.next().await else {
         panic!("no changes")
     };
     assert_eq!(ch.len(), 2);
     assert_eq!((ch[0].class.as_str(), ch[0].op), ("VM", Op::Mod));
-    assert_eq!(ch[0].snapshot.as_ref().unwrap()["power_state"], "Running");
+    assert_eq!(
+        ch[0].snapshot.as_ref().unwrap().decode()["power_state"],
+        "Running"
+    );
     assert_eq!((ch[1].op, ch[1].snapshot.is_none()), (Op::Del, true));
     // EVENTS_LOST: immediate full reload.
     assert!(matches!(w.next().await, Some(WatchEvent::Reset { .. })));
@@ -814,6 +824,10 @@ async fn ill_shaped_results_are_codec_errors() {
         Err(Error::Codec(_))
     ));
     assert!(matches!(
+        c.get_all_records_raw("VM").await,
+        Err(Error::Codec(_))
+    ));
+    assert!(matches!(
         c.get_record("VM", &Ref::from("OpaqueRef:a")).await,
         Err(Error::Codec(_))
     ));
@@ -966,4 +980,47 @@ async fn non_finite_json_floats_are_tolerated() {
         .await
         .unwrap();
     assert_eq!(v, json!({"load": null, "max": f64::MAX, "label": "NaN"}));
+}
+
+#[tokio::test]
+async fn raw_records_tolerate_non_finite_floats_and_keep_the_text() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| Reply::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: r#"{"jsonrpc":"2.0","result":{"OpaqueRef:m":{"load":NaN,"label":"NaN","x":[1,{"y":2}]}},"id":1}"#
+                .to_owned(),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let recs = c.get_all_records_raw("host_metrics").await.unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].0, Ref::from("OpaqueRef:m"));
+    assert_eq!(
+        recs[0].1.as_str(),
+        r#"{"load":null,"label":"NaN","x":[1,{"y":2}]}"#
+    );
+    assert_eq!(
+        serde_json::Value::Object(recs[0].1.decode()),
+        json!({"load": null, "label": "NaN", "x": [1, {"y": 2}]})
+    );
+}
+
+#[tokio::test]
+async fn raw_records_of_an_error_answer_are_the_xapi_error() {
+    let srv = serve(
+        JsonMode::Served,
+        with_login(|_| Reply::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: r#"{"jsonrpc":"2.0","error":{"code":1,"message":"MESSAGE_REMOVED","data":[]},"id":1}"#
+                .to_owned(),
+        }),
+    )
+    .await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let e = c.get_all_records_raw("VM").await.unwrap_err();
+    assert_eq!(e.xapi_code(), Some("MESSAGE_REMOVED"));
 }
