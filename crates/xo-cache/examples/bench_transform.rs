@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use xo_cache::{ChangeOp, ObjectChange, Record, Store};
+use xo_cache::{ChangeOp, ObjectChange, RawRecord, Store};
 
-fn obj(v: Value) -> Record {
+fn obj(v: Value) -> RawRecord {
     match v {
-        Value::Object(m) => m,
+        Value::Object(m) => RawRecord::from_map(&m),
         _ => unreachable!("json! object"),
     }
 }
@@ -29,8 +29,8 @@ fn uuid(kind: u32, n: usize) -> String {
     format!("{kind:08x}-0000-4000-8000-{n:012x}")
 }
 
-fn build(n_vms: usize) -> HashMap<String, Vec<(String, Record)>> {
-    let mut recs: HashMap<String, Vec<(String, Record)>> = HashMap::new();
+fn build(n_vms: usize) -> HashMap<String, Vec<(String, RawRecord)>> {
+    let mut recs: HashMap<String, Vec<(String, RawRecord)>> = HashMap::new();
     let mut add = |class: &str, r: String, v: Value| {
         recs.entry(class.to_owned()).or_default().push((r, obj(v)))
     };

@@ -75,3 +75,4 @@ pub use sync::{
     spawn_pool_sync, spawn_pool_sync_with, ChangeOp, ObjectChange, PoolSyncHandle, SyncConfig,
     SyncInput,
 };
+pub use xapi_types::RawRecord;

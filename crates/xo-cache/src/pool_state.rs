@@ -1,11 +1,16 @@
 //! Per-pool derivation state: the pool's XAPI records, the XO object each produced, and the dependency
 //! indexes that say which objects to re-derive when a record changes.
+//!
+//! Memory: records are kept as the compact JSON text of the fields transforms read ([`RawRecord`]), decoded on
+//! demand while objects are derived and forgotten again after each derivation pass (a full load is derived in
+//! chunks, so only a chunk's worth of decoded records exists at any time).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use serde_json::Value;
+use parking_lot::Mutex;
 use tracing::{debug, warn};
+use xapi_types::RawRecord;
 
 use crate::jsval::Record;
 use crate::lookup::{Deps, Lookup};
@@ -39,6 +44,34 @@ struct StoredDeps {
 /// Threads a full load's derivation is spread over (the target machines have 2 cores).
 const DERIVE_THREADS: usize = 2;
 
+/// Objects derived per chunk of a full load; decoded records are forgotten between chunks.
+const DERIVE_CHUNK: usize = 4096;
+
+/// One XAPI record: its class, its trimmed JSON text, and its decoded form while a derivation needs it.
+#[derive(Debug)]
+struct Stored {
+    class: Arc<str>,
+    text: RawRecord,
+    decoded: OnceLock<Record>,
+}
+
+impl Stored {
+    fn new(class: Arc<str>, text: RawRecord) -> Stored {
+        Stored {
+            class,
+            text,
+            decoded: OnceLock::new(),
+        }
+    }
+
+    fn uuid(&self) -> Option<String> {
+        match self.decoded.get() {
+            Some(rec) => rec.get("uuid").and_then(|v| v.as_str()).map(str::to_owned),
+            None => self.text.get_str("uuid"),
+        }
+    }
+}
+
 /// Field names of a field-scoped dependency.
 type Fields = &'static [&'static str];
 
@@ -64,7 +97,9 @@ impl std::hash::Hash for FieldsKey {
 
 #[derive(Debug, Default)]
 pub(crate) struct PoolState {
-    records: HashMap<Arc<str>, (Arc<str>, Record)>,
+    records: HashMap<Arc<str>, Stored>,
+    /// Refs whose record is currently decoded (see [`PoolState::forget_decoded`]).
+    decoded: Mutex<Vec<Arc<str>>>,
     uuids: HashMap<String, Arc<str>>,
     classes: HashMap<String, Arc<str>>,
     pool_ref: Option<Arc<str>>,
@@ -80,7 +115,12 @@ pub(crate) struct PoolState {
 
 impl Lookup for PoolState {
     fn get_any(&self, r: &str) -> Option<(&str, &Record)> {
-        self.records.get(r).map(|(c, rec)| (&**c, rec))
+        let (key, s) = self.records.get_key_value(r)?;
+        let rec = s.decoded.get_or_init(|| {
+            self.decoded.lock().push(key.clone());
+            s.text.decode()
+        });
+        Some((&*s.class, rec))
     }
 
     fn pool_uuid(&self) -> Option<&str> {
@@ -94,17 +134,16 @@ impl Lookup for PoolState {
 
 impl PoolState {
     /// Build from a full load (`class → [(ref, record)]`).
-    pub fn from_records(records: HashMap<String, Vec<(String, Record)>>) -> PoolState {
+    pub fn from_records(records: HashMap<String, Vec<(String, RawRecord)>>) -> PoolState {
         let mut st = PoolState::default();
         for (class, recs) in records {
             let class = st.intern(&class);
-            for (r, mut rec) in recs {
-                crate::fields::trim(&mut rec);
+            for (r, rec) in recs {
                 let r: Arc<str> = r.into();
                 if &*class == "pool" {
                     st.pool_ref = Some(r.clone());
                 }
-                st.insert_record(r, class.clone(), rec);
+                st.insert_record(r, Stored::new(class.clone(), trimmed(&rec)));
             }
         }
         st.refresh_pool_uuid();
@@ -113,25 +152,35 @@ impl PoolState {
     }
 
     /// Insert/replace a record, keeping the uuid index; returns whether it existed.
-    fn insert_record(&mut self, r: Arc<str>, class: Arc<str>, rec: Record) -> bool {
-        if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
-            self.uuids.insert(u.to_owned(), r.clone());
+    fn insert_record(&mut self, r: Arc<str>, rec: Stored) -> bool {
+        if let Some(u) = rec.uuid() {
+            self.uuids.insert(u, r.clone());
         }
-        self.records.insert(r, (class, rec)).is_some()
+        self.records.insert(r, rec).is_some()
     }
 
     /// Remove a record and its uuid index entry; returns whether it existed.
     fn remove_record(&mut self, r: &Arc<str>) -> bool {
         match self.records.remove(r) {
-            Some((_, rec)) => {
-                if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
-                    if self.uuids.get(u).is_some_and(|x| x == r) {
-                        self.uuids.remove(u);
+            Some(rec) => {
+                if let Some(u) = rec.uuid() {
+                    if self.uuids.get(&u).is_some_and(|x| x == r) {
+                        self.uuids.remove(&u);
                     }
                 }
                 true
             }
             None => false,
+        }
+    }
+
+    /// Drop the decoded form of every record decoded since the last call (their text stays).
+    fn forget_decoded(&mut self) {
+        let refs = std::mem::take(self.decoded.get_mut());
+        for r in refs {
+            if let Some(s) = self.records.get_mut(&r) {
+                s.decoded.take();
+            }
         }
     }
 
@@ -150,9 +199,7 @@ impl PoolState {
             .pool_ref
             .as_ref()
             .and_then(|r| self.records.get(r))
-            .and_then(|(_, rec)| rec.get("uuid"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+            .and_then(Stored::uuid);
         let changed = uuid != self.pool_uuid;
         self.pool_uuid = uuid;
         changed
@@ -192,15 +239,19 @@ impl PoolState {
         let refs: Vec<Arc<str>> = self
             .records
             .iter()
-            .filter(|(_, (c, _))| transform::is_transformed(c))
+            .filter(|(_, s)| transform::is_transformed(&s.class))
             .map(|(r, _)| r.clone())
             .collect();
-        // Transform + serialise in parallel (read-only over the records), then index sequentially.
-        let derived = self.derive_many(&refs);
-        for (r, (obj, deps)) in refs.into_iter().zip(derived) {
-            self.link(&r, deps);
-            if let Some(o) = obj {
-                self.objects.insert(r, o);
+        // Transform + serialise in parallel (read-only over the records), then index sequentially; chunk by
+        // chunk, forgetting decoded records in between.
+        for chunk in refs.chunks(DERIVE_CHUNK) {
+            let derived = self.derive_many(chunk);
+            self.forget_decoded();
+            for (r, (obj, deps)) in chunk.iter().zip(derived) {
+                self.link(r, deps);
+                if let Some(o) = obj {
+                    self.objects.insert(r.clone(), o);
+                }
             }
         }
     }
@@ -208,7 +259,7 @@ impl PoolState {
     /// Transform and serialise `refs` on up to [`DERIVE_THREADS`] threads (the records are only read).
     fn derive_many(&self, refs: &[Arc<str>]) -> Vec<(Option<Arc<XoObject>>, Deps)> {
         let one = |r: &Arc<str>| -> (Option<Arc<XoObject>>, Deps) {
-            let Some((class, rec)) = self.records.get(r) else {
+            let Some((class, rec)) = self.get_any(r) else {
                 return (None, Deps::default());
             };
             let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
@@ -338,7 +389,7 @@ impl PoolState {
     fn derive(&mut self, r: &Arc<str>) -> Pair {
         let old = self.objects.get(r).cloned();
         self.unlink_deps(r);
-        let Some((class, rec)) = self.records.get(r) else {
+        let Some((class, rec)) = self.get_any(r) else {
             self.objects.remove(r);
             return (old, None);
         };
@@ -396,28 +447,34 @@ impl PoolState {
                     }
                 }
                 ChangeOp::Add | ChangeOp::Mod => {
-                    let Some(mut snapshot) = ch.snapshot else {
+                    let Some(snapshot) = ch.snapshot else {
                         debug!(class = %class, xapi_ref = %r, "add/mod without snapshot ignored");
                         continue;
                     };
-                    crate::fields::trim(&mut snapshot);
+                    let text = trimmed(&snapshot);
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }
-                    if let Some((_, old)) = self.records.get(&r) {
+                    let new = text.decode();
+                    if let Some(old) = self.records.get(&r) {
+                        let old = old.text.decode();
                         let set = changed_fields.entry(r.clone()).or_default();
-                        for (k, v) in &snapshot {
+                        for (k, v) in &new {
                             if old.get(k) != Some(v) {
                                 set.insert(k.clone());
                             }
                         }
                         for k in old.keys() {
-                            if !snapshot.contains_key(k) {
+                            if !new.contains_key(k) {
                                 set.insert(k.clone());
                             }
                         }
                     }
-                    let existed = self.insert_record(r.clone(), class, snapshot);
+                    let stored = Stored::new(class, text);
+                    // Already decoded: keep it for this batch's derivations.
+                    let _ = stored.decoded.set(new);
+                    self.decoded.get_mut().push(r.clone());
+                    let existed = self.insert_record(r.clone(), stored);
                     if !existed {
                         existence.insert(r.clone());
                     }
@@ -466,8 +523,14 @@ impl PoolState {
         for r in dirty {
             pairs.push(self.derive(&r));
         }
+        self.forget_decoded();
         diff_pairs(pairs)
     }
+}
+
+/// Only the fields some transform reads, as compact text.
+fn trimmed(rec: &RawRecord) -> RawRecord {
+    rec.retain(crate::fields::is_read)
 }
 
 /// The object of one record before and after a change.

@@ -18,10 +18,10 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, info};
 
 use crate::filter::Filter;
-use crate::jsval::Record;
 use crate::object::{items_json, XoObject};
 use crate::pool_state::{diff_sets, PoolDiff, PoolState};
 use crate::sync::ObjectChange;
+use xapi_types::RawRecord;
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -418,7 +418,7 @@ impl Store {
     pub fn apply_reset(
         &self,
         key: &str,
-        records: HashMap<String, Vec<(String, Record)>>,
+        records: HashMap<String, Vec<(String, RawRecord)>>,
     ) -> Result<Option<Arc<Batch>>, WaitError> {
         self.source(key)?;
         // Derive outside any lock.

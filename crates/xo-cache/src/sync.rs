@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::jsval::Record;
 use crate::store::{PoolStatus, Store, WaitError};
+use xapi_types::RawRecord;
 
 /// Full loads with at least this many records are derived on a blocking thread (smaller ones take
 /// well under a millisecond and stay inline).
@@ -43,8 +43,8 @@ pub struct ObjectChange {
     pub r#ref: String,
     /// What happened.
     pub op: ChangeOp,
-    /// The new record for `add`/`mod` (canonical form).
-    pub snapshot: Option<Record>,
+    /// The new record for `add`/`mod` (canonical form), as JSON text.
+    pub snapshot: Option<RawRecord>,
 }
 
 /// What the pool watcher reports.
@@ -52,8 +52,8 @@ pub struct ObjectChange {
 pub enum SyncInput {
     /// A full load: every record of every watched class (`class → [(ref, record)]`).
     Reset {
-        /// Records by class.
-        records: HashMap<String, Vec<(String, Record)>>,
+        /// Records by class, as JSON text.
+        records: HashMap<String, Vec<(String, RawRecord)>>,
     },
     /// One `event.from` batch.
     Changes(Vec<ObjectChange>),

@@ -22,7 +22,7 @@ fn change(class: &str, r: &str, op: ChangeOp, snapshot: Option<Record>) -> Objec
         class: class.into(),
         r#ref: r.into(),
         op,
-        snapshot,
+        snapshot: snapshot.as_ref().map(xo_cache::RawRecord::from_map),
     }
 }
 
@@ -30,7 +30,7 @@ fn loaded() -> (Store, Arc<Batch>) {
     let store = Store::default();
     store.register_pool("srv1");
     let batch = store
-        .apply_reset("srv1", support::pool_records())
+        .apply_reset("srv1", support::pool_raw())
         .unwrap()
         .expect("first load publishes");
     (store, batch)
@@ -51,7 +51,7 @@ async fn reset_publishes_every_object_once_and_marks_ready() {
     store.register_pool("srv1");
     assert_eq!(store.status("srv1"), Some(PoolStatus::Connecting));
     let batch = store
-        .apply_reset("srv1", support::pool_records())
+        .apply_reset("srv1", support::pool_raw())
         .unwrap()
         .unwrap();
     let got = sub.recv().await.unwrap();
@@ -92,7 +92,10 @@ async fn second_reset_emits_only_the_differences() {
         }
     }
     records.get_mut("message").unwrap().clear();
-    let batch = store.apply_reset("srv1", records).unwrap().unwrap();
+    let batch = store
+        .apply_reset("srv1", support::raw(records))
+        .unwrap()
+        .unwrap();
     assert_eq!(ids(&batch), HashSet::from([vm1_id()]));
     assert_eq!(batch.enter[0].get("name_label"), Some(&json!("renamed")));
     let msg_uuid = rec("OpaqueRef:message-1")["uuid"]
@@ -112,7 +115,10 @@ async fn second_reset_emits_only_the_differences() {
             rec.insert("name_label".into(), json!("renamed"));
         }
     }
-    assert!(store.apply_reset("srv1", again).unwrap().is_none());
+    assert!(store
+        .apply_reset("srv1", support::raw(again))
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -357,12 +363,17 @@ async fn same_id_in_two_pools_is_shadowed_then_promoted() {
         ("SR".to_owned(), vec![("OpaqueRef:p2-sr".to_owned(), sr)]),
     ]);
     assert_eq!(
-        store.apply_reset("srv2", records.clone()).unwrap_err(),
+        store
+            .apply_reset("srv2", support::raw(records.clone()))
+            .unwrap_err(),
         WaitError::UnknownPool("srv2".into()),
         "resets need a registered pool"
     );
     store.register_pool("srv2");
-    let batch = store.apply_reset("srv2", records).unwrap().unwrap();
+    let batch = store
+        .apply_reset("srv2", support::raw(records))
+        .unwrap()
+        .unwrap();
     assert_eq!(
         ids(&batch),
         HashSet::from(["22222222-0000-4000-8000-000000000000".to_owned()])
@@ -399,7 +410,7 @@ async fn removed_pool_rejects_writes_and_waiters() {
     );
     assert!(store.apply_changes("srv1", vec![]).is_err());
     assert!(
-        store.apply_reset("srv1", support::pool_records()).is_err(),
+        store.apply_reset("srv1", support::pool_raw()).is_err(),
         "no resurrection"
     );
     assert!(store.remove_pool("srv1").is_err());
@@ -413,7 +424,7 @@ async fn wait_ready_waits_for_the_load_and_fails_on_disconnect() {
     let s2 = store.clone();
     let waiter = tokio::spawn(async move { s2.wait_ready("srv1").await });
     tokio::task::yield_now().await;
-    store.apply_reset("srv1", support::pool_records()).unwrap();
+    store.apply_reset("srv1", support::pool_raw()).unwrap();
     assert_eq!(waiter.await.unwrap().unwrap(), support::POOL_UUID);
 
     store.register_pool("srv2");
@@ -451,7 +462,10 @@ async fn reset_without_pool_record_is_an_error_status() {
     store.register_pool("srv1");
     let mut records = support::pool_records();
     records.remove("pool");
-    assert!(store.apply_reset("srv1", records).unwrap().is_none());
+    assert!(store
+        .apply_reset("srv1", support::raw(records))
+        .unwrap()
+        .is_none());
     assert!(matches!(
         store.status("srv1"),
         Some(PoolStatus::Disconnected { .. })
@@ -466,7 +480,7 @@ async fn slow_subscriber_is_cut_off_not_skipped() {
     });
     store.register_pool("srv1");
     let mut slow = store.subscribe();
-    store.apply_reset("srv1", support::pool_records()).unwrap();
+    store.apply_reset("srv1", support::pool_raw()).unwrap();
     for n in 0..3 {
         let mut m = rec("OpaqueRef:vmm-debian-web");
         m.insert("VCPUs_number".into(), json!(n + 1));

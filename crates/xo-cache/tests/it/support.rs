@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use xo_cache::{MapLookup, Record};
+use xo_cache::{MapLookup, RawRecord, Record};
 
 pub const POOL_UUID: &str = "b7569d99-30f8-178a-7d94-801de3e29b5b";
 
@@ -26,6 +26,27 @@ pub fn pool_records() -> HashMap<String, Vec<(String, Record)>> {
             (class, recs)
         })
         .collect()
+}
+
+/// Records as the pool watcher hands them over (JSON text).
+pub fn raw(
+    records: HashMap<String, Vec<(String, Record)>>,
+) -> HashMap<String, Vec<(String, RawRecord)>> {
+    records
+        .into_iter()
+        .map(|(class, recs)| {
+            let recs = recs
+                .into_iter()
+                .map(|(r, rec)| (r, RawRecord::from_map(&rec)))
+                .collect();
+            (class, recs)
+        })
+        .collect()
+}
+
+/// The pool fixture as the watcher hands it over.
+pub fn pool_raw() -> HashMap<String, Vec<(String, RawRecord)>> {
+    raw(pool_records())
 }
 
 /// The pool fixture plus tests/fixtures/misc.json (PCI, GPU, USB, VTPM, bond, patches).

@@ -26,7 +26,7 @@ fn metrics_mod(n: i64) -> SyncInput {
         class: "VM_metrics".into(),
         r#ref: "OpaqueRef:vmm-debian-web".into(),
         op: ChangeOp::Mod,
-        snapshot: Some(m),
+        snapshot: Some(xo_cache::RawRecord::from_map(&m)),
     }])
 }
 
@@ -39,7 +39,7 @@ async fn reset_then_changes_reach_subscribers_in_order() {
     assert_eq!(handle.key(), "srv1");
     assert_eq!(store.status("srv1"), Some(PoolStatus::Connecting));
     tx.unbounded_send(SyncInput::Reset {
-        records: support::pool_records(),
+        records: support::pool_raw(),
     })
     .unwrap();
     tx.unbounded_send(metrics_mod(1)).unwrap();
@@ -71,7 +71,7 @@ async fn disconnection_keeps_objects_until_the_next_reset() {
     let (tx, rx) = mpsc::unbounded();
     let _h = spawn_pool_sync_with(store.clone(), "srv1", rx, SyncConfig { forget_after: None });
     tx.unbounded_send(SyncInput::Reset {
-        records: support::pool_records(),
+        records: support::pool_raw(),
     })
     .unwrap();
     sub.recv().await.unwrap();
@@ -86,7 +86,10 @@ async fn disconnection_keeps_objects_until_the_next_reset() {
     // Resync with one VM gone: a single batch with just the difference.
     let mut records = support::pool_records();
     records.get_mut("message").unwrap().clear();
-    tx.unbounded_send(SyncInput::Reset { records }).unwrap();
+    tx.unbounded_send(SyncInput::Reset {
+        records: support::raw(records),
+    })
+    .unwrap();
     let b = sub.recv().await.unwrap();
     assert!(b.enter.is_empty());
     assert_eq!(b.exit.len(), 1);
@@ -99,7 +102,7 @@ async fn changes_after_a_disconnection_mean_ready_again() {
     let (tx, rx) = mpsc::unbounded();
     let _h = spawn_pool_sync(store.clone(), "srv1", rx);
     tx.unbounded_send(SyncInput::Reset {
-        records: support::pool_records(),
+        records: support::pool_raw(),
     })
     .unwrap();
     tx.unbounded_send(SyncInput::Disconnected {
@@ -126,7 +129,7 @@ async fn long_disconnection_forgets_objects() {
         },
     );
     tx.unbounded_send(SyncInput::Reset {
-        records: support::pool_records(),
+        records: support::pool_raw(),
     })
     .unwrap();
     sub.recv().await.unwrap();
@@ -145,7 +148,7 @@ async fn long_disconnection_forgets_objects() {
     ));
     // A later reset brings everything back.
     tx.unbounded_send(SyncInput::Reset {
-        records: support::pool_records(),
+        records: support::pool_raw(),
     })
     .unwrap();
     assert_eq!(sub.recv().await.unwrap().enter.len(), 36);
@@ -157,7 +160,7 @@ async fn removing_the_pool_stops_the_driver() {
     let (tx, rx) = mpsc::unbounded();
     let h = spawn_pool_sync(store.clone(), "srv1", rx);
     tx.unbounded_send(SyncInput::Reset {
-        records: support::pool_records(),
+        records: support::pool_raw(),
     })
     .unwrap();
     store.wait_ready("srv1").await.unwrap();
