@@ -482,7 +482,22 @@ impl Client {
             CallFlags::default(),
         )
         .await?
-        .into_records(class)
+        .into_records(class, |_| true)
+    }
+
+    /// [`Client::get_all_records_raw`] keeping only the fields `keep` accepts: the others are never copied.
+    pub async fn get_all_records_retained(
+        &self,
+        class: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(Ref, RawRecord)>> {
+        self.call_answer(
+            &format!("{class}.get_all_records"),
+            Vec::new(),
+            CallFlags::default(),
+        )
+        .await?
+        .into_records(class, keep)
     }
 
     /// `<class>.get_record(ref)`.

@@ -6,6 +6,7 @@ use serde_json::Value;
 use xapi_types::{RawRecord, Ref};
 
 use crate::client::CallFlags;
+use crate::watch::FieldFilter;
 use crate::{Client, Error, Result};
 
 /// What happened to an object.
@@ -82,8 +83,17 @@ impl ClassNames {
     }
 }
 
-/// Decode an `event.from` result by move (snapshots are not copied).
+/// Decode an `event.from` result by move.
 pub fn parse_event_batch(v: Value, names: &ClassNames) -> Result<EventBatch> {
+    parse_event_batch_retained(v, names, None)
+}
+
+/// [`parse_event_batch`] keeping only the snapshot fields `fields` accepts.
+pub(crate) fn parse_event_batch_retained(
+    v: Value,
+    names: &ClassNames,
+    fields: Option<&FieldFilter>,
+) -> Result<EventBatch> {
     let Value::Object(mut m) = v else {
         return Err(Error::structure("event.from did not return a struct"));
     };
@@ -125,9 +135,15 @@ pub fn parse_event_batch(v: Value, names: &ClassNames) -> Result<EventBatch> {
             tracing::warn!(op, "ignoring event with unknown operation");
             continue;
         };
+        let class = names.resolve(class);
         let snapshot = match (op, ev.remove("snapshot")) {
             (Op::Del, _) => None,
-            (_, Some(Value::Object(s))) => Some(RawRecord::from_map(&s)),
+            (_, Some(Value::Object(mut s))) => {
+                if let Some(f) = fields {
+                    s.retain(|k, _| f.keeps(&class, k));
+                }
+                Some(RawRecord::from_map(&s))
+            }
             (_, _) => {
                 return Err(Error::structure(format!(
                     "{} event on {r} has no snapshot",
@@ -136,7 +152,7 @@ pub fn parse_event_batch(v: Value, names: &ClassNames) -> Result<EventBatch> {
             }
         };
         changes.push(ObjectChange {
-            class: names.resolve(class),
+            class,
             obj_ref: Ref(r),
             op,
             snapshot,

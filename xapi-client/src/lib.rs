@@ -56,5 +56,5 @@ pub use rpc::Protocol;
 pub use secret::Secret;
 pub use task::task_outcome;
 pub use transfer::{fetch_url, Download, Piped, Upload, UNKNOWN_LENGTH};
-pub use watch::{ClassRecords, Watch, WatchEvent, WatchOptions};
+pub use watch::{ClassRecords, FieldFilter, Watch, WatchEvent, WatchOptions};
 pub use xapi_types::{Ref, Value};

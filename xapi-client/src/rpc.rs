@@ -75,10 +75,17 @@ impl Answer {
     }
 
     /// A `get_all_records` result as raw records: the JSON text of each record is kept, never parsed into a tree.
-    pub fn into_records(self, class: &str) -> Result<Vec<(Ref, RawRecord)>> {
+    /// Only the fields `keep` accepts are kept (the others are never copied).
+    pub fn into_records(
+        self,
+        class: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(Ref, RawRecord)>> {
         let records = match self {
-            Answer::Json(body) => raw::records_from_json(Envelope::parse(&body)?.result_text()?),
-            Answer::Value(v) => raw::records_from_value(v),
+            Answer::Json(body) => {
+                raw::records_from_json_retained(Envelope::parse(&body)?.result_text()?, keep)
+            }
+            Answer::Value(v) => raw::records_from_value_retained(v, keep),
         };
         records.map_err(|e| Error::structure(format!("{class}.get_all_records: {e}")))
     }

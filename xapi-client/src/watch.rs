@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,11 +12,33 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use xapi_types::{RawRecord, Ref};
 
-use crate::events::{parse_event_batch, ClassNames, ObjectChange, Op};
+use crate::events::{parse_event_batch_retained, ClassNames, ObjectChange, Op};
 use crate::{Client, Error, Result};
 
 /// Records of one class, `(ref, record)` pairs; each record is kept as the JSON text it arrived in.
 pub type ClassRecords = Vec<(Ref, RawRecord)>;
+
+/// Which fields of each record to keep: `keep(class, field)` (class in datamodel spelling). Records are trimmed
+/// as they are split from the wire, so dropped fields never take memory.
+#[derive(Clone)]
+pub struct FieldFilter(Arc<dyn Fn(&str, &str) -> bool + Send + Sync>);
+
+impl FieldFilter {
+    pub fn new(keep: impl Fn(&str, &str) -> bool + Send + Sync + 'static) -> Self {
+        FieldFilter(Arc::new(keep))
+    }
+
+    /// Whether `field` of a `class` record is kept.
+    pub fn keeps(&self, class: &str, field: &str) -> bool {
+        (self.0)(class, field)
+    }
+}
+
+impl std::fmt::Debug for FieldFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FieldFilter")
+    }
+}
 
 /// What the watcher should follow and how.
 #[derive(Debug, Clone)]
@@ -32,6 +55,8 @@ pub struct WatchOptions {
     pub backoff_max: Duration,
     /// Events buffered between the watcher task and the consumer (the watcher waits when full).
     pub channel_capacity: usize,
+    /// Keep only some fields of each record (full loads and event snapshots); `None`: every field.
+    pub fields: Option<FieldFilter>,
 }
 
 impl Default for WatchOptions {
@@ -43,6 +68,7 @@ impl Default for WatchOptions {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             channel_capacity: 16,
+            fields: None,
         }
     }
 }
@@ -137,7 +163,7 @@ async fn run(client: Client, opts: WatchOptions, tx: mpsc::Sender<WatchEvent>) {
                     let batch = match client
                         .event_from_raw(&classes, &token, opts.timeout_secs, false)
                         .await
-                        .and_then(|v| parse_event_batch(v, &names))
+                        .and_then(|v| parse_event_batch_retained(v, &names, opts.fields.as_ref()))
                     {
                         Ok(b) => b,
                         Err(e) => break e,
@@ -193,9 +219,13 @@ async fn load(client: &Client, opts: &WatchOptions, fresh_login: bool) -> Result
     };
     let pool = client.pool_ref().await?;
     let token = client.event_inject("pool", &pool).await?;
-    let fetches = classes
-        .iter()
-        .map(|c| async move { (c, client.get_all_records_raw(c).await) });
+    let fetches = classes.iter().map(|c| async move {
+        let recs = match &opts.fields {
+            None => client.get_all_records_raw(c).await,
+            Some(f) => client.get_all_records_retained(c, |k| f.keeps(c, k)).await,
+        };
+        (c, recs)
+    });
     let mut records = HashMap::with_capacity(classes.len());
     for (class, result) in futures::future::join_all(fetches).await {
         match result {

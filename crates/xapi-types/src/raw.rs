@@ -34,7 +34,9 @@ impl RawRecord {
         if text.starts_with('{') {
             Ok(RawRecord(text.into()))
         } else {
-            Err(CodecError::Json("a record is not a JSON object".into()))
+            Err(CodecError::Structure(
+                "a record is not a JSON object".into(),
+            ))
         }
     }
 
@@ -90,14 +92,35 @@ impl RawRecord {
 
     /// A record with only the fields `keep` accepts, copied as text (values are not parsed into trees).
     pub fn retain(&self, keep: impl Fn(&str) -> bool) -> RawRecord {
-        let mut de = serde_json::Deserializer::from_str(&self.0);
-        match de.deserialize_map(RetainVisitor {
-            keep,
-            len: self.0.len(),
-        }) {
+        match retain_text(&self.0, keep) {
             Ok(text) => RawRecord(text.into()),
             Err(_) => self.clone(),
         }
+    }
+
+    /// [`RawRecord::retain`] by value: the record itself when `keep` accepts every field (nothing is copied).
+    pub fn into_retained(self, keep: impl Fn(&str) -> bool) -> RawRecord {
+        let mut de = serde_json::Deserializer::from_str(&self.0);
+        match de.deserialize_map(AllKeptVisitor(&keep)) {
+            Ok(true) => self,
+            _ => self.retain(keep),
+        }
+    }
+
+    /// [`RawRecord::from_raw`] keeping only the fields `keep` accepts: the others are never copied.
+    pub fn from_raw_retained(
+        raw: &RawValue,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<RawRecord, CodecError> {
+        let text = raw.get().trim();
+        if !text.starts_with('{') {
+            return Err(CodecError::Structure(
+                "a record is not a JSON object".into(),
+            ));
+        }
+        retain_text(text, keep)
+            .map(|t| RawRecord(t.into()))
+            .map_err(|e| CodecError::Json(e.to_string()))
     }
 }
 
@@ -145,6 +168,26 @@ impl<'de, F: Fn(&str) -> bool> Visitor<'de> for FieldsVisitor<F> {
     }
 }
 
+struct AllKeptVisitor<'f, F>(&'f F);
+
+impl<'de, F: Fn(&str) -> bool> Visitor<'de> for AllKeptVisitor<'_, F> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            if !(self.0)(&k) {
+                return Ok(false);
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(true)
+    }
+}
+
 struct FieldVisitor<'f>(&'f str);
 
 impl<'de> Visitor<'de> for FieldVisitor<'_> {
@@ -165,6 +208,15 @@ impl<'de> Visitor<'de> for FieldVisitor<'_> {
         }
         Ok(found)
     }
+}
+
+/// The fields of JSON object `text` that `keep` accepts, as compact JSON object text.
+fn retain_text(text: &str, keep: impl Fn(&str) -> bool) -> serde_json::Result<String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(RetainVisitor {
+        keep,
+        len: text.len(),
+    })
 }
 
 struct RetainVisitor<F> {
@@ -201,8 +253,16 @@ impl<'de, F: Fn(&str) -> bool> Visitor<'de> for RetainVisitor<F> {
 
 /// A `get_all_records` result (`{ref: record}`) given as JSON text, split into records without parsing values.
 pub fn records_from_json(result: &str) -> Result<Vec<(Ref, RawRecord)>, CodecError> {
+    records_from_json_retained(result, |_| true)
+}
+
+/// [`records_from_json`] keeping only the fields `keep` accepts in each record.
+pub fn records_from_json_retained(
+    result: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(Ref, RawRecord)>, CodecError> {
     let mut de = serde_json::Deserializer::from_str(result);
-    let out = RecordsSeed
+    let out = RecordsSeed(keep)
         .deserialize(&mut de)
         .map_err(|e| CodecError::Json(e.to_string()))?;
     de.end().map_err(|e| CodecError::Json(e.to_string()))?;
@@ -211,33 +271,44 @@ pub fn records_from_json(result: &str) -> Result<Vec<(Ref, RawRecord)>, CodecErr
 
 /// A `get_all_records` result already decoded (XML-RPC, canonical form) as raw records.
 pub fn records_from_value(result: Value) -> Result<Vec<(Ref, RawRecord)>, CodecError> {
+    records_from_value_retained(result, |_| true)
+}
+
+/// [`records_from_value`] keeping only the fields `keep` accepts in each record.
+pub fn records_from_value_retained(
+    result: Value,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(Ref, RawRecord)>, CodecError> {
     match result {
         Value::Object(m) => m
             .into_iter()
             .map(|(r, rec)| match rec {
-                Value::Object(rec) => Ok((Ref(r), RawRecord::from_map(&rec))),
-                _ => Err(CodecError::Json(format!("record {r} is not a struct"))),
+                Value::Object(mut rec) => {
+                    rec.retain(|k, _| keep(k));
+                    Ok((Ref(r), RawRecord::from_map(&rec)))
+                }
+                _ => Err(CodecError::Structure(format!("record {r} is not a struct"))),
             })
             .collect(),
         // XML-RPC cannot tell an empty struct from an empty string when the schema is unknown.
         Value::String(s) if s.is_empty() => Ok(Vec::new()),
-        _ => Err(CodecError::Json("records are not a struct".into())),
+        _ => Err(CodecError::Structure("records are not a struct".into())),
     }
 }
 
-struct RecordsSeed;
+struct RecordsSeed<F>(F);
 
-impl<'de> DeserializeSeed<'de> for RecordsSeed {
+impl<'de, F: Fn(&str) -> bool> DeserializeSeed<'de> for RecordsSeed<F> {
     type Value = Vec<(Ref, RawRecord)>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(RecordsVisitor)
+        d.deserialize_any(RecordsVisitor(self.0))
     }
 }
 
-struct RecordsVisitor;
+struct RecordsVisitor<F>(F);
 
-impl<'de> Visitor<'de> for RecordsVisitor {
+impl<'de, F: Fn(&str) -> bool> Visitor<'de> for RecordsVisitor<F> {
     type Value = Vec<(Ref, RawRecord)>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -256,7 +327,7 @@ impl<'de> Visitor<'de> for RecordsVisitor {
         let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(r) = map.next_key::<String>()? {
             let raw = map.next_value::<&'de RawValue>()?;
-            let rec = RawRecord::from_raw(raw)
+            let rec = RawRecord::from_raw_retained(raw, &self.0)
                 .map_err(|_| de::Error::custom(format!("record {r} is not a struct")))?;
             out.push((Ref(r), rec));
         }
@@ -287,6 +358,11 @@ mod tests {
             json!({"uuid": "u1", "name_label": "vm \"a\"", "other_config": {"k": "v"}, "tags": ["x"]})
         );
         assert_eq!(r.retain(|_| false).as_str(), "{}");
+        assert_eq!(r.clone().into_retained(|_| true), r);
+        assert_eq!(
+            r.clone().into_retained(|k| k == "uuid").as_str(),
+            r#"{"uuid":"u1"}"#
+        );
         assert_eq!(
             serde_json::to_value(&r).unwrap()["other_config"],
             json!({"k": "v"})
@@ -334,5 +410,17 @@ mod tests {
         );
         assert!(records_from_value(json!({"OpaqueRef:1": 1})).is_err());
         assert_eq!(records_from_value(json!("")).unwrap(), vec![]);
+        let kept =
+            records_from_json_retained(r#"{"OpaqueRef:1":{"uuid":"a","big":[1,2,3]}}"#, |k| {
+                k == "uuid"
+            })
+            .unwrap();
+        assert_eq!(kept[0].1.as_str(), r#"{"uuid":"a"}"#);
+        let kept =
+            records_from_value_retained(json!({"OpaqueRef:1": {"uuid": "a", "big": [1]}}), |k| {
+                k == "uuid"
+            })
+            .unwrap();
+        assert_eq!(kept[0].1.as_str(), r#"{"uuid":"a"}"#);
     }
 }

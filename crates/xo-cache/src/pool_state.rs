@@ -143,7 +143,7 @@ impl PoolState {
                 if &*class == "pool" {
                     st.pool_ref = Some(r.clone());
                 }
-                st.insert_record(r, Stored::new(class.clone(), trimmed(&rec)));
+                st.insert_record(r, Stored::new(class.clone(), trimmed(rec)));
             }
         }
         st.refresh_pool_uuid();
@@ -451,7 +451,7 @@ impl PoolState {
                         debug!(class = %class, xapi_ref = %r, "add/mod without snapshot ignored");
                         continue;
                     };
-                    let text = trimmed(&snapshot);
+                    let text = trimmed(snapshot);
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }
@@ -528,9 +528,10 @@ impl PoolState {
     }
 }
 
-/// Only the fields some transform reads, as compact text.
-fn trimmed(rec: &RawRecord) -> RawRecord {
-    rec.retain(crate::fields::is_read)
+/// Only the fields some transform reads, as compact text (the record itself when it is already trimmed, as the
+/// pool watcher's records are).
+fn trimmed(rec: RawRecord) -> RawRecord {
+    rec.into_retained(crate::fields::is_read)
 }
 
 /// The object of one record before and after a change.

@@ -472,3 +472,50 @@ async fn sim_task_cancel_ends_the_task_cancelled() {
     let e = c.cancel_task(&task).await.unwrap_err();
     assert_eq!(e.xapi_code(), Some("OPERATION_NOT_ALLOWED"), "{e}");
 }
+
+#[tokio::test]
+async fn watcher_keeps_only_the_fields_asked_for() {
+    let p = pool(1, 20, false).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let keep = xapi_client::FieldFilter::new(|class, field| {
+        field == "uuid" || (class == "VM" && field == "name_label")
+    });
+    let mut w = c.watch(WatchOptions {
+        fields: Some(keep),
+        ..WatchOptions::default()
+    });
+    let WatchEvent::Reset { records } = next_event(&mut w).await else {
+        panic!("expected Reset")
+    };
+    for (class, recs) in &records {
+        for (_, rec) in recs {
+            let fields: Vec<String> = rec.decode().keys().cloned().collect();
+            let expected: &[&str] = if class == "VM" {
+                &["name_label", "uuid"]
+            } else {
+                &["uuid"]
+            };
+            assert_eq!(fields, expected, "{class}");
+        }
+    }
+    let vm = halted_vm(&c).await;
+    c.call("VM.set_name_label", vec![json!(vm.0), json!("trimmed")])
+        .await
+        .unwrap();
+    let change = loop {
+        match next_event(&mut w).await {
+            WatchEvent::Changes(ch) => {
+                if let Some(c) = ch.into_iter().find(|c| c.obj_ref == vm) {
+                    break c;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let snap = change.snapshot.unwrap().decode();
+    assert_eq!(
+        Value::Object(snap.clone()).get("name_label"),
+        Some(&json!("trimmed"))
+    );
+    assert_eq!(snap.len(), 2, "{snap:?}");
+}

@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
-use xapi_client::{Client, ClientOptions, Op, WatchEvent, WatchOptions};
+use xapi_client::{Client, ClientOptions, FieldFilter, Op, WatchEvent, WatchOptions};
 use xo_cache::{spawn_pool_sync, ChangeOp, ObjectChange, PoolStatus, PoolSyncHandle, SyncInput};
 use xo_store::Server;
 
@@ -113,7 +113,13 @@ fn sync_stream(
 ) -> impl Stream<Item = SyncInput> + Send + 'static {
     let started = std::time::Instant::now();
     client
-        .watch(WatchOptions::default())
+        .watch(WatchOptions {
+            // Records are trimmed to the fields XO objects are derived from as they come off the wire.
+            fields: Some(FieldFilter::new(|_class, field| {
+                xo_cache::fields::is_read(field)
+            })),
+            ..WatchOptions::default()
+        })
         .map(move |ev| {
             if let WatchEvent::Reset { records } = &ev {
                 tracing::debug!(
