@@ -59,6 +59,7 @@ pub mod jsval;
 pub mod lookup;
 pub mod object;
 mod pool_state;
+mod ref_set;
 pub mod store;
 pub mod sync;
 pub mod transform;

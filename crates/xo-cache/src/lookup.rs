@@ -175,7 +175,8 @@ impl<'a> Ctx<'a> {
             .and_then(|r| self.rec_fields(class, r, fields))
     }
 
-    /// Read a foreign record of `class` designated by its uuid (content dependency on the record found).
+    /// Read a foreign record of `class` designated by its uuid (content dependency on the record found). The
+    /// store indexes uuids of the classes in `pool_state::UUID_INDEXED` only (VDIs): add a class there first.
     pub fn rec_by_uuid(&self, class: &str, uuid: &str) -> Option<&'a Record> {
         let r = self.lookup.ref_of_uuid(uuid)?;
         self.rec(class, r)

@@ -15,6 +15,7 @@ use xapi_types::RawRecord;
 use crate::jsval::Record;
 use crate::lookup::{Deps, Lookup};
 use crate::object::XoObject;
+use crate::ref_set::RefSet;
 use crate::sync::{ChangeOp, ObjectChange};
 use crate::transform;
 
@@ -47,6 +48,11 @@ const DERIVE_THREADS: usize = 2;
 /// Objects derived per chunk of a full load; decoded records are forgotten between chunks.
 const DERIVE_CHUNK: usize = 4096;
 
+/// Classes (lower-case) whose records are indexed by uuid: the targets of the uuid links transforms follow
+/// ([`crate::Ctx::rec_by_uuid`]: a VDI's `vhd-parent`). Other classes are not, which saves an entry and a scan of
+/// the record per record.
+const UUID_INDEXED: &[&str] = &["vdi"];
+
 /// One XAPI record: its class, its trimmed JSON text, and its decoded form while a derivation needs it.
 #[derive(Debug)]
 struct Stored {
@@ -62,6 +68,14 @@ impl Stored {
             text,
             decoded: OnceLock::new(),
         }
+    }
+
+    /// The uuid, for records of [`UUID_INDEXED`] classes.
+    fn indexed_uuid(&self) -> Option<String> {
+        if !UUID_INDEXED.contains(&&*self.class) {
+            return None;
+        }
+        self.uuid()
     }
 
     fn uuid(&self) -> Option<String> {
@@ -106,9 +120,9 @@ pub(crate) struct PoolState {
     pool_uuid: Option<String>,
     objects: HashMap<Arc<str>, Arc<XoObject>>,
     deps: HashMap<Arc<str>, StoredDeps>,
-    rev_content: HashMap<Arc<str>, HashSet<Arc<str>>>,
-    rev_links: HashMap<Arc<str>, HashSet<Arc<str>>>,
-    rev_fields: HashMap<Arc<str>, HashSet<(Arc<str>, FieldsKey)>>,
+    rev_content: HashMap<Arc<str>, RefSet<Arc<str>>>,
+    rev_links: HashMap<Arc<str>, RefSet<Arc<str>>>,
+    rev_fields: HashMap<Arc<str>, RefSet<(Arc<str>, FieldsKey)>>,
     /// Set when the pool was removed from the store: late writers must not touch the index.
     pub removed: bool,
 }
@@ -153,7 +167,7 @@ impl PoolState {
 
     /// Insert/replace a record, keeping the uuid index; returns whether it existed.
     fn insert_record(&mut self, r: Arc<str>, rec: Stored) -> bool {
-        if let Some(u) = rec.uuid() {
+        if let Some(u) = rec.indexed_uuid() {
             self.uuids.insert(u, r.clone());
         }
         self.records.insert(r, rec).is_some()
@@ -163,7 +177,7 @@ impl PoolState {
     fn remove_record(&mut self, r: &Arc<str>) -> bool {
         match self.records.remove(r) {
             Some(rec) => {
-                if let Some(u) = rec.uuid() {
+                if let Some(u) = rec.indexed_uuid() {
                     if self.uuids.get(&u).is_some_and(|x| x == r) {
                         self.uuids.remove(&u);
                     }
@@ -254,6 +268,12 @@ impl PoolState {
                 }
             }
         }
+        let sets = self
+            .rev_content
+            .values_mut()
+            .chain(self.rev_links.values_mut());
+        sets.for_each(RefSet::shrink);
+        self.rev_fields.values_mut().for_each(RefSet::shrink);
     }
 
     /// Transform and serialise `refs` on up to [`DERIVE_THREADS`] threads (the records are only read).
@@ -321,7 +341,7 @@ impl PoolState {
     /// Share dependency refs with the record table (or the reverse indexes) instead of owning copies.
     fn store_deps(&self, deps: Deps) -> StoredDeps {
         let share =
-            |v: Vec<String>, rev: &HashMap<Arc<str>, HashSet<Arc<str>>>| -> Box<[Arc<str>]> {
+            |v: Vec<String>, rev: &HashMap<Arc<str>, RefSet<Arc<str>>>| -> Box<[Arc<str>]> {
                 let mut out: Vec<Arc<str>> = Vec::with_capacity(v.len());
                 for d in v {
                     let shared = match self.records.get_key_value(d.as_str()) {
@@ -504,6 +524,7 @@ impl PoolState {
             let Some(set) = self.rev_fields.get(&**r) else {
                 continue;
             };
+            let set = set.iter();
             let changed = if existence.contains(r) {
                 None
             } else {

@@ -256,7 +256,7 @@ async fn pool_admin_lagging_forwarder_resyncs_clients() {
             } else {
                 xo_cache::ChangeOp::Del
             },
-            snapshot,
+            snapshot: snapshot.as_ref().map(xo_cache::RawRecord::from_map),
         }
     };
     for ch in [
@@ -498,7 +498,7 @@ async fn pool_admin_lag_resync_respects_acls() {
             class: "VM".into(),
             r#ref: r.to_owned(),
             op: xo_cache::ChangeOp::Mod,
-            snapshot: Some(rec),
+            snapshot: Some(xo_cache::RawRecord::from_map(&rec)),
         }
     };
     let delete = xo_cache::ObjectChange {
@@ -603,7 +603,7 @@ async fn pool_admin_slow_client_is_cut_off_with_a_reason() {
             class: "VM".into(),
             r#ref: vm.clone(),
             op: xo_cache::ChangeOp::Mod,
-            snapshot: Some(rec),
+            snapshot: Some(xo_cache::RawRecord::from_map(&rec)),
         };
         assert!(cache.apply_changes(&sid, vec![ch]).unwrap().is_some());
     }
