@@ -21,7 +21,10 @@ pub type ClassRecords = Vec<(Ref, RawRecord)>;
 /// Which fields of each record to keep: `keep(class, field)` (class in datamodel spelling). Records are trimmed
 /// as they are split from the wire, so dropped fields never take memory.
 #[derive(Clone)]
-pub struct FieldFilter(Arc<dyn Fn(&str, &str) -> bool + Send + Sync>);
+pub struct FieldFilter(Arc<KeepField>);
+
+/// `keep(class, field)`.
+type KeepField = dyn Fn(&str, &str) -> bool + Send + Sync;
 
 impl FieldFilter {
     pub fn new(keep: impl Fn(&str, &str) -> bool + Send + Sync + 'static) -> Self {
