@@ -84,8 +84,14 @@ pub struct Batch {
     /// Ids of removed objects.
     pub exit: Vec<Arc<str>>,
     enter_json: OnceLock<Option<Arc<str>>>,
+    enter_frames: OnceLock<Vec<Arc<str>>>,
     exit_json: OnceLock<Option<Arc<str>>>,
 }
+
+/// Largest `all`/`enter` frame [`Batch::enter_frames`] makes (a few objects more at most): a WebSocket
+/// connection keeps a write buffer as large as the largest frame it ever sent, so one 40 MiB notification for a
+/// new 10k-VM pool would leave 40 MiB behind on every connection.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
 
 impl Batch {
     /// A batch from parts.
@@ -113,6 +119,19 @@ impl Batch {
             .clone()
     }
 
+    /// The `all` notifications for the entered objects, split into frames of about [`MAX_FRAME_BYTES`] at most
+    /// (one frame for most batches), serialised once and shared; empty if no object entered.
+    pub fn enter_frames(&self) -> Vec<Arc<str>> {
+        self.enter_frames
+            .get_or_init(|| {
+                enter_notifications_for(self.enter.iter().map(|o| &**o), MAX_FRAME_BYTES)
+                    .into_iter()
+                    .map(Arc::from)
+                    .collect()
+            })
+            .clone()
+    }
+
     /// The `all` notification for the exited ids (values are `0`), serialised once; `None` if none.
     pub fn exit_notification(&self) -> Option<Arc<str>> {
         self.exit_json
@@ -130,6 +149,28 @@ pub fn enter_notification_for<'a>(objects: impl IntoIterator<Item = &'a XoObject
         "{{\"jsonrpc\":\"2.0\",\"method\":\"all\",\"params\":{{\"type\":\"enter\",\"items\":{}}}}}",
         items_json(objects)
     )
+}
+
+/// `all`/`enter` notifications for `objects`, a new frame started whenever one's items reach `max_bytes`.
+pub fn enter_notifications_for<'a>(
+    objects: impl IntoIterator<Item = &'a XoObject>,
+    max_bytes: usize,
+) -> Vec<String> {
+    let mut frames = Vec::new();
+    let mut part: Vec<&XoObject> = Vec::new();
+    let mut size = 0;
+    for o in objects {
+        size += o.json().len() + o.id().len() + 4;
+        part.push(o);
+        if size >= max_bytes {
+            frames.push(enter_notification_for(part.drain(..)));
+            size = 0;
+        }
+    }
+    if !part.is_empty() {
+        frames.push(enter_notification_for(part));
+    }
+    frames
 }
 
 /// `all`/`exit` notification text for ids.

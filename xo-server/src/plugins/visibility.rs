@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use xo_cache::store::{enter_notification_for, exit_notification_for};
+use xo_cache::store::{enter_notifications_for, exit_notification_for, MAX_FRAME_BYTES};
 use xo_cache::{Batch, XoObject};
 use xo_plugin::UserInfo;
 use xo_store::Permission;
@@ -83,7 +83,7 @@ pub fn publish_batch(app: &App, batch: &Batch) -> PublishStats {
         shared
             .get_or_insert_with(|| {
                 let f: Vec<Utf8Bytes> = batch
-                    .enter_notification()
+                    .enter_frames()
                     .into_iter()
                     .chain(batch.exit_notification())
                     .map(|t| Utf8Bytes::from(&*t))
@@ -122,8 +122,8 @@ pub fn publish_batch(app: &App, batch: &Batch) -> PublishStats {
                     shared_frames(&mut stats)
                 } else {
                     let mut f = Vec::new();
-                    if !enter.is_empty() {
-                        f.push(Utf8Bytes::from(enter_notification_for(enter)));
+                    for frame in enter_notifications_for(enter, MAX_FRAME_BYTES) {
+                        f.push(Utf8Bytes::from(frame));
                     }
                     if !exit.is_empty() {
                         f.push(Utf8Bytes::from(exit_notification_for(exit)));

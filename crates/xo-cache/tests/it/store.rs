@@ -579,6 +579,35 @@ fn select_with_object_and_string_filters() {
 }
 
 #[test]
+fn big_enter_notifications_are_split_into_bounded_frames() {
+    let (_store, batch) = loaded();
+    // The fixture batch is small: one frame, the same text as the single notification.
+    let frames = batch.enter_frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(*frames[0], *batch.enter_notification().unwrap());
+    assert!(Arc::ptr_eq(&frames[0], &batch.enter_frames()[0]));
+    // With a small limit: several frames, each a valid `all` enter, together exactly the batch's objects.
+    let objects: Vec<&xo_cache::XoObject> = batch.enter.iter().map(|o| &**o).collect();
+    let frames = xo_cache::store::enter_notifications_for(objects.iter().copied(), 2_000);
+    assert!(frames.len() > 3, "{} frames", frames.len());
+    let mut seen = HashSet::new();
+    for f in &frames {
+        let v: Value = serde_json::from_str(f).unwrap();
+        assert_eq!(
+            (v["method"].as_str(), v["params"]["type"].as_str()),
+            (Some("all"), Some("enter"))
+        );
+        let items = v["params"]["items"].as_object().unwrap();
+        assert!(!items.is_empty());
+        for id in items.keys() {
+            assert!(seen.insert(id.clone()), "{id} twice");
+        }
+    }
+    assert_eq!(seen.len(), objects.len());
+    assert!(xo_cache::store::enter_notifications_for([], 2_000).is_empty());
+}
+
+#[test]
 fn notifications_are_serialised_once_in_xo_format() {
     let (_store, batch) = loaded();
     let text = batch.enter_notification().unwrap();
