@@ -127,9 +127,28 @@ fn admin_auth() -> (&'static str, String) {
     ("authorization", basic("admin@admin.net", "admin"))
 }
 
-async fn get(server: &RunningServer, path: &str) -> HttpResponse {
+/// One request as the administrator (Basic).
+async fn as_admin(server: &RunningServer, method: &str, path: &str) -> HttpResponse {
     let (k, v) = admin_auth();
-    rest(server, "GET", path, &[(k, &v)]).await
+    rest(server, method, path, &[(k, &v)]).await
+}
+
+async fn get(server: &RunningServer, path: &str) -> HttpResponse {
+    as_admin(server, "GET", path).await
+}
+
+/// The status of a `GET path` with these headers.
+async fn get_status(server: &RunningServer, path: &str, headers: &[(&str, &str)]) -> u16 {
+    rest(server, "GET", path, headers).await.status
+}
+
+/// Waits until some request watches task `id`.
+async fn until_watched(server: &RunningServer, id: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while server.app().tasks().watchers(id) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nobody watches");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// Methods for these tests: `test.block` waits until `release` is notified, `test.waitAbort` until its task is
@@ -273,11 +292,7 @@ async fn api_calls_run_as_tasks() {
     let path = format!("/rest/v0/tasks/{id}?wait=result");
     let release_when_watched = async {
         // let the call finish only once the REST request watches the task
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while server.app().tasks().watchers(&id) == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "nobody watches");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        until_watched(&server, &id).await;
         release.notify_one();
     };
     let (ended, ()) = tokio::join!(get(&server, &path), release_when_watched);
@@ -308,20 +323,12 @@ async fn long_task_is_aborted_through_rest() {
     let id = pending["id"].as_str().unwrap().to_owned();
     assert_eq!(pending["properties"]["progress"], 10);
     // a pending task cannot be deleted
-    let (k, v) = admin_auth();
-    let del = rest(
-        &server,
-        "DELETE",
-        &format!("/rest/v0/tasks/{id}"),
-        &[(k, &v)],
-    )
-    .await;
+    let del = as_admin(&server, "DELETE", &format!("/rest/v0/tasks/{id}")).await;
     assert_eq!(del.status, 409, "{}", del.body);
-    let abort = rest(
+    let abort = as_admin(
         &server,
         "POST",
         &format!("/rest/v0/tasks/{id}/actions/abort"),
-        &[(k, &v)],
     )
     .await;
     assert_eq!(abort.status, 202, "{}", abort.body);
@@ -344,38 +351,23 @@ async fn long_task_is_aborted_through_rest() {
             .json(),
         json!([])
     );
-    let again = rest(
+    let again = as_admin(
         &server,
         "POST",
         &format!("/rest/v0/tasks/{id}/actions/abort"),
-        &[(k, &v)],
     )
     .await;
     assert_eq!(again.status, 404);
-    let del = rest(
-        &server,
-        "DELETE",
-        &format!("/rest/v0/tasks/{id}"),
-        &[(k, &v)],
-    )
-    .await;
+    let del = as_admin(&server, "DELETE", &format!("/rest/v0/tasks/{id}")).await;
     assert_eq!(del.status, 200);
-    let del = rest(
-        &server,
-        "DELETE",
-        &format!("/rest/v0/tasks/{id}"),
-        &[(k, &v)],
-    )
-    .await;
+    let del = as_admin(&server, "DELETE", &format!("/rest/v0/tasks/{id}")).await;
     assert_eq!(del.status, 404);
     // DELETE on the collection forgets every finished task
     let mut c = Client::admin(&server).await;
     c.err("server.remove", json!({"id": "nope"})).await;
     assert_eq!(server.app().tasks().len(), 1);
     assert_eq!(
-        rest(&server, "DELETE", "/rest/v0/tasks", &[(k, &v)])
-            .await
-            .status,
+        as_admin(&server, "DELETE", "/rest/v0/tasks").await.status,
         200
     );
     assert!(server.app().tasks().is_empty());
@@ -391,80 +383,45 @@ async fn rest_authentication() {
     let token = token.as_str().unwrap();
     let path = "/rest/v0/tasks";
     // no credentials
-    assert_eq!(rest(&server, "GET", path, &[]).await.status, 401);
+    assert_eq!(get_status(&server, path, &[]).await, 401);
     // cookies (xo-cli's and the web UI's)
     let cookie = format!("authenticationToken={token}");
-    assert_eq!(
-        rest(&server, "GET", path, &[("cookie", &cookie)])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(get_status(&server, path, &[("cookie", &cookie)]).await, 200);
     let cookie = format!("other=1; token={token}");
+    assert_eq!(get_status(&server, path, &[("cookie", &cookie)]).await, 200);
     assert_eq!(
-        rest(&server, "GET", path, &[("cookie", &cookie)])
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        rest(&server, "GET", path, &[("cookie", "token=garbage")])
-            .await
-            .status,
+        get_status(&server, path, &[("cookie", "token=garbage")]).await,
         401
     );
     // Basic
     let admin = basic("admin@admin.net", "admin");
     assert_eq!(
-        rest(&server, "GET", path, &[("authorization", &admin)])
-            .await
-            .status,
+        get_status(&server, path, &[("authorization", &admin)]).await,
         200
     );
     assert_eq!(
-        rest(&server, "GET", path, &[("authorization", "Basic !!!")])
-            .await
-            .status,
+        get_status(&server, path, &[("authorization", "Basic !!!")]).await,
         401
     );
     let nobody = basic("nobody@x", "pw");
     assert_eq!(
-        rest(&server, "GET", path, &[("authorization", &nobody)])
-            .await
-            .status,
+        get_status(&server, path, &[("authorization", &nobody)]).await,
         401
     );
     // both at once
-    let both = rest(
-        &server,
-        "GET",
-        path,
-        &[
-            ("cookie", &format!("token={token}")),
-            ("authorization", &admin),
-        ],
-    )
-    .await;
-    assert_eq!(both.status, 400);
+    let cookie = format!("token={token}");
+    let both = [("cookie", cookie.as_str()), ("authorization", &admin)];
+    assert_eq!(get_status(&server, path, &both).await, 400);
     // not an administrator
     c.ok("user.create", json!({"email": "user@x", "password": "pw"}))
         .await;
     let user = basic("user@x", "pw");
     assert_eq!(
-        rest(&server, "GET", path, &[("authorization", &user)])
-            .await
-            .status,
+        get_status(&server, path, &[("authorization", &user)]).await,
         403
     );
     assert_eq!(
-        rest(
-            &server,
-            "GET",
-            "/rest/v0/tasks/x",
-            &[("authorization", &user)]
-        )
-        .await
-        .status,
+        get_status(&server, "/rest/v0/tasks/x", &[("authorization", &user)]).await,
         403
     );
     server.shutdown().await;
@@ -486,11 +443,7 @@ async fn waiting_requests_do_not_block_shutdown() {
         let (k, v) = admin_auth();
         rest_at(addr, "GET", &path, &[(k, &v)]).await
     });
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while server.app().tasks().watchers(&id) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "nobody watches");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_watched(&server, &id).await;
     tokio::time::timeout(TIMEOUT, server.shutdown())
         .await
         .expect("shutdown waited for the task");
