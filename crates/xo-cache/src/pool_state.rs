@@ -250,12 +250,13 @@ impl PoolState {
         self.rev_content.clear();
         self.rev_links.clear();
         self.rev_fields.clear();
-        let refs: Vec<Arc<str>> = self
+        let mut refs: Vec<Arc<str>> = self
             .records
             .iter()
             .filter(|(_, s)| transform::is_transformed(&s.class))
             .map(|(r, _)| r.clone())
             .collect();
+        self.family_order(&mut refs);
         // Transform + serialise in parallel (read-only over the records), then index sequentially; chunk by
         // chunk, forgetting decoded records in between.
         for chunk in refs.chunks(DERIVE_CHUNK) {
@@ -274,6 +275,48 @@ impl PoolState {
             .chain(self.rev_links.values_mut());
         sets.for_each(RefSet::shrink);
         self.rev_fields.values_mut().for_each(RefSet::shrink);
+    }
+
+    /// A full load's derivation order: each VM next to what hangs off it (records of classes with a `VM` field —
+    /// VBDs, VIFs, consoles… — and the VDIs behind its VBDs), so that a chunk decodes most of its records once
+    /// rather than once per chunk that reads them.
+    fn family_order(&self, refs: &mut [Arc<str>]) {
+        let vm_classes: HashSet<&str> = self
+            .classes
+            .values()
+            .filter(|c| xapi_types::schema::class(c).is_some_and(|c| c.field("VM").is_some()))
+            .map(|c| &**c)
+            .collect();
+        let vm_of = |s: &Stored| -> Option<String> {
+            if !vm_classes.contains(&*s.class) {
+                return None;
+            }
+            s.text
+                .get_str("VM")
+                .filter(|vm| vm != crate::lookup::NULL_REF)
+        };
+        let mut vbd_vm: HashMap<&str, String> = HashMap::new();
+        for (r, s) in &self.records {
+            if &*s.class == "vbd" {
+                if let Some(vm) = vm_of(s) {
+                    vbd_vm.insert(r, vm);
+                }
+            }
+        }
+        refs.sort_by_cached_key(|r| {
+            let Some(s) = self.records.get(r) else {
+                return None;
+            };
+            match &*s.class {
+                "vm" => Some(r.to_string()),
+                "vdi" => s.text.get("VBDs").and_then(|v| {
+                    v.as_array()?
+                        .iter()
+                        .find_map(|b| vbd_vm.get(b.as_str()?).cloned())
+                }),
+                _ => vm_of(s),
+            }
+        });
     }
 
     /// Transform and serialise `refs` on up to [`DERIVE_THREADS`] threads (the records are only read).
