@@ -304,9 +304,7 @@ impl PoolState {
             }
         }
         refs.sort_by_cached_key(|r| {
-            let Some(s) = self.records.get(r) else {
-                return None;
-            };
+            let s = self.records.get(r)?;
             match &*s.class {
                 "vm" => Some(r.to_string()),
                 "vdi" => s.text.get("VBDs").and_then(|v| {
