@@ -28,14 +28,32 @@ fn with_login(
     }
 }
 
+/// A JSON-RPC server logging in as [`with_login`] does, and a client connected to it.
+async fn logged_in(
+    rest: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+) -> (support::Server, Client) {
+    let srv = serve(JsonMode::Served, with_login(rest)).await;
+    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    (srv, c)
+}
+
+/// A scripted answer with this exact body.
+fn raw(status: u16, content_type: &'static str, body: &str) -> Reply {
+    Reply::Raw {
+        status,
+        content_type,
+        body: body.to_owned(),
+    }
+}
+
+/// A scripted `200 application/json` answer with this exact body.
+fn raw_json(body: &str) -> Reply {
+    raw(200, "application/json", body)
+}
+
 #[tokio::test]
 async fn json_rpc_v2_success_inserts_session() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| ok(json!(["OpaqueRef:vm1", "OpaqueRef:vm2"]))),
-    )
-    .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let (srv, c) = logged_in(|_| ok(json!(["OpaqueRef:vm1", "OpaqueRef:vm2"]))).await;
     let v = c.call("VM.get_all", vec![]).await.unwrap();
     assert_eq!(v, json!(["OpaqueRef:vm1", "OpaqueRef:vm2"]));
     assert_eq!(c.protocol(), Some(Protocol::JsonRpc));
@@ -62,12 +80,7 @@ async fn json_rpc_v2_success_inserts_session() {
 
 #[tokio::test]
 async fn json_rpc_failure_is_typed_xapi_error() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| fail("HANDLE_INVALID", &["VM", "OpaqueRef:nope"])),
-    )
-    .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let (_srv, c) = logged_in(|_| fail("HANDLE_INVALID", &["VM", "OpaqueRef:nope"])).await;
     match c.call("VM.get_record", vec![json!("OpaqueRef:nope")]).await {
         Err(Error::Xapi(e)) => {
             assert_eq!(e.code, "HANDLE_INVALID");
@@ -186,18 +199,14 @@ async fn host_is_slave_redirects_to_master_keeping_port() {
 
 #[tokio::test]
 async fn session_invalid_relogs_in_once_and_retries() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|s| {
-            if s.params.first() == Some(&json!("OpaqueRef:session-1")) {
-                fail("SESSION_INVALID", &["OpaqueRef:session-1"])
-            } else {
-                ok(json!("fine"))
-            }
-        }),
-    )
+    let (srv, c) = logged_in(|s| {
+        if s.params.first() == Some(&json!("OpaqueRef:session-1")) {
+            fail("SESSION_INVALID", &["OpaqueRef:session-1"])
+        } else {
+            ok(json!("fine"))
+        }
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     assert_eq!(c.call("host.get_all", vec![]).await.unwrap(), json!("fine"));
     assert_eq!(
         srv.methods(),
@@ -212,20 +221,16 @@ async fn session_invalid_relogs_in_once_and_retries() {
 
 #[tokio::test]
 async fn persistent_session_invalid_gives_up_with_redacted_error() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|s| {
-            let sid = s
-                .params
-                .first()
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            Reply::Rpc(Err(xapi_types::XapiError::new("SESSION_INVALID", [sid])))
-        }),
-    )
+    let (srv, c) = logged_in(|s| {
+        let sid = s
+            .params
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        Reply::Rpc(Err(xapi_types::XapiError::new("SESSION_INVALID", [sid])))
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     let err = c.call("host.get_all", vec![]).await.unwrap_err();
     assert_eq!(err.xapi_code(), Some("SESSION_INVALID"));
     let shown = format!("{err} {err:?}");
@@ -273,16 +278,7 @@ async fn connection_refused_is_transport_error() {
 
 #[tokio::test]
 async fn malformed_json_body_is_codec_error() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| Reply::Raw {
-            status: 200,
-            content_type: "application/json",
-            body: "{\"result\": [1, 2".to_owned(),
-        }),
-    )
-    .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let (_srv, c) = logged_in(|_| raw_json("{\"result\": [1, 2")).await;
     assert!(matches!(
         c.call("VM.get_all", vec![]).await,
         Err(Error::Codec(_))
@@ -293,11 +289,12 @@ async fn malformed_json_body_is_codec_error() {
 async fn malformed_xml_body_is_codec_error() {
     let srv = serve(
         JsonMode::NotFound,
-        with_login(|_| Reply::Raw {
-            status: 200,
-            content_type: "text/xml",
-            body: "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>"
-                .to_owned(),
+        with_login(|_| {
+            raw(
+                200,
+                "text/xml",
+                "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>",
+            )
         }),
     )
     .await;
@@ -312,11 +309,7 @@ async fn malformed_xml_body_is_codec_error() {
 async fn http_500_is_http_error() {
     let srv = serve(
         JsonMode::NotFound,
-        with_login(|_| Reply::Raw {
-            status: 500,
-            content_type: "text/html",
-            body: "<html>boom</html>".to_owned(),
-        }),
+        with_login(|_| raw(500, "text/html", "<html>boom</html>")),
     )
     .await;
     let c = Client::connect(opts(srv.url("http"))).await.unwrap();
@@ -458,12 +451,7 @@ async fn call_async_failure_gives_error_info() {
 
 #[tokio::test]
 async fn wait_task_on_destroyed_task_is_task_vanished() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| fail("HANDLE_INVALID", &["task", "OpaqueRef:gone"])),
-    )
-    .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let (_srv, c) = logged_in(|_| fail("HANDLE_INVALID", &["task", "OpaqueRef:gone"])).await;
     let err = c.wait_task(&Ref::from("OpaqueRef:gone")).await.unwrap_err();
     assert!(matches!(err, Error::TaskVanished(_)), "{err:?}");
 }
@@ -639,26 +627,22 @@ async fn login_fails_over_to_a_known_pool_member() {
 
 #[tokio::test]
 async fn wait_task_ignores_other_tasks_and_cancel_sends_task_cancel() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|s| match s.method.as_str() {
-            "task.get_record" => ok(json!({"status": "pending", "result": "", "error_info": []})),
-            "task.cancel" => ok(json!("")),
-            "event.from" => ok(json!({
-                "events": [
-                    {"id": "1", "timestamp": "0.0", "class": "task", "operation": "mod", "ref": "OpaqueRef:other",
-                     "snapshot": {"status": "success", "result": ""}},
-                    {"id": "2", "timestamp": "0.0", "class": "task", "operation": "mod", "ref": "OpaqueRef:t",
-                     "snapshot": {"status": "cancelled", "result": "", "error_info": ["TASK_CANCELLED", "OpaqueRef:t"]}}
-                ],
-                "valid_ref_counts": {},
-                "token": "t1"
-            })),
-            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
-        }),
-    )
+    let (srv, c) = logged_in(|s| match s.method.as_str() {
+        "task.get_record" => ok(json!({"status": "pending", "result": "", "error_info": []})),
+        "task.cancel" => ok(json!("")),
+        "event.from" => ok(json!({
+            "events": [
+                {"id": "1", "timestamp": "0.0", "class": "task", "operation": "mod", "ref": "OpaqueRef:other",
+                 "snapshot": {"status": "success", "result": ""}},
+                {"id": "2", "timestamp": "0.0", "class": "task", "operation": "mod", "ref": "OpaqueRef:t",
+                 "snapshot": {"status": "cancelled", "result": "", "error_info": ["TASK_CANCELLED", "OpaqueRef:t"]}}
+            ],
+            "valid_ref_counts": {},
+            "token": "t1"
+        })),
+        _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     let task = Ref::from("OpaqueRef:t");
     c.cancel_task(&task).await.unwrap();
     let rec = c.wait_task(&task).await.unwrap();
@@ -679,28 +663,24 @@ async fn wait_task_ignores_other_tasks_and_cancel_sends_task_cancel() {
 async fn watcher_reloads_tasks_when_task_count_disagrees() {
     let event_calls = Arc::new(AtomicUsize::new(0));
     let ec = event_calls.clone();
-    let srv = serve(
-        JsonMode::Served,
-        with_login(move |s| match s.method.as_str() {
-            "pool.get_all" => ok(json!(["OpaqueRef:pool"])),
-            "event.inject" => ok(json!("tok0")),
-            "task.get_all_records" if ec.load(Ordering::SeqCst) == 0 => ok(json!({
-                "OpaqueRef:t1": {"status": "pending"}, "OpaqueRef:t2": {"status": "pending"}
-            })),
-            // After a toolstack restart t1 and t2 are gone without events and t3 exists.
-            "task.get_all_records" => ok(json!({"OpaqueRef:t3": {"status": "pending"}})),
-            "event.from" => match ec.fetch_add(1, Ordering::SeqCst) {
-                0 => ok(json!({"events": [], "valid_ref_counts": {"task": 1}, "token": "tok1"})),
-                _ => Reply::Delay(
-                    Duration::from_secs(30),
-                    Box::new(fail("INTERNAL_ERROR", &["late"])),
-                ),
-            },
-            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
-        }),
-    )
+    let (_srv, c) = logged_in(move |s| match s.method.as_str() {
+        "pool.get_all" => ok(json!(["OpaqueRef:pool"])),
+        "event.inject" => ok(json!("tok0")),
+        "task.get_all_records" if ec.load(Ordering::SeqCst) == 0 => ok(json!({
+            "OpaqueRef:t1": {"status": "pending"}, "OpaqueRef:t2": {"status": "pending"}
+        })),
+        // After a toolstack restart t1 and t2 are gone without events and t3 exists.
+        "task.get_all_records" => ok(json!({"OpaqueRef:t3": {"status": "pending"}})),
+        "event.from" => match ec.fetch_add(1, Ordering::SeqCst) {
+            0 => ok(json!({"events": [], "valid_ref_counts": {"task": 1}, "token": "tok1"})),
+            _ => Reply::Delay(
+                Duration::from_secs(30),
+                Box::new(fail("INTERNAL_ERROR", &["late"])),
+            ),
+        },
+        _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     let mut w = c.watch(WatchOptions {
         classes: Some(vec!["task".into()]),
         ..WatchOptions::default()
@@ -762,16 +742,7 @@ async fn tls_trusted_through_extra_root() {
 
 #[tokio::test]
 async fn json_endpoint_turning_into_html_is_http_error() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| Reply::Raw {
-            status: 502,
-            content_type: "text/html",
-            body: "<html>bad gateway</html>".into(),
-        }),
-    )
-    .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let (_srv, c) = logged_in(|_| raw(502, "text/html", "<html>bad gateway</html>")).await;
     assert_eq!(c.protocol(), Some(Protocol::JsonRpc));
     assert!(matches!(
         c.call("VM.get_all", vec![]).await,
@@ -805,20 +776,16 @@ async fn ill_shaped_results_are_codec_errors() {
         Err(Error::Codec(_))
     ));
 
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|s| match s.method.as_str() {
-            "VM.get_all_records" => ok(json!({"OpaqueRef:a": "not a struct"})),
-            "VM.get_record" => ok(json!([])),
-            "pool.get_all" => ok(json!([])),
-            "Async.VM.start" => ok(json!({"not": "a ref"})),
-            "event.inject" => ok(json!(1)),
-            "system.listMethods" => ok(json!({})),
-            _ => ok(json!("")),
-        }),
-    )
+    let (_srv, c) = logged_in(|s| match s.method.as_str() {
+        "VM.get_all_records" => ok(json!({"OpaqueRef:a": "not a struct"})),
+        "VM.get_record" => ok(json!([])),
+        "pool.get_all" => ok(json!([])),
+        "Async.VM.start" => ok(json!({"not": "a ref"})),
+        "event.inject" => ok(json!(1)),
+        "system.listMethods" => ok(json!({})),
+        _ => ok(json!("")),
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     assert!(matches!(
         c.get_all_records("VM").await,
         Err(Error::Codec(_))
@@ -845,20 +812,16 @@ async fn ill_shaped_results_are_codec_errors() {
 
 #[tokio::test]
 async fn task_deleted_while_waiting_is_task_vanished() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|s| match s.method.as_str() {
-            "task.get_record" => ok(json!({"status": "pending"})),
-            "event.from" => ok(json!({
-                "events": [{"id": "3", "timestamp": "0.0", "class": "task", "operation": "del", "ref": "OpaqueRef:t"}],
-                "valid_ref_counts": {},
-                "token": "t1"
-            })),
-            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
-        }),
-    )
+    let (_srv, c) = logged_in(|s| match s.method.as_str() {
+        "task.get_record" => ok(json!({"status": "pending"})),
+        "event.from" => ok(json!({
+            "events": [{"id": "3", "timestamp": "0.0", "class": "task", "operation": "del", "ref": "OpaqueRef:t"}],
+            "valid_ref_counts": {},
+            "token": "t1"
+        })),
+        _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     let err = c.wait_task(&Ref::from("OpaqueRef:t")).await.unwrap_err();
     assert!(
         matches!(err, Error::TaskVanished(ref t) if t == "OpaqueRef:t"),
@@ -943,16 +906,12 @@ async fn concurrent_async_calls_share_one_task_watcher() {
 
 #[tokio::test]
 async fn task_watcher_failure_reaches_waiters() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|s| match s.method.as_str() {
-            "task.get_record" => ok(json!({"status": "pending"})),
-            "event.from" => fail("INTERNAL_ERROR", &["event subsystem down"]),
-            _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
-        }),
-    )
+    let (srv, c) = logged_in(|s| match s.method.as_str() {
+        "task.get_record" => ok(json!({"status": "pending"})),
+        "event.from" => fail("INTERNAL_ERROR", &["event subsystem down"]),
+        _ => fail("MESSAGE_METHOD_UNKNOWN", &[&s.method]),
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     let err = c.wait_task(&Ref::from("OpaqueRef:t")).await.unwrap_err();
     assert_eq!(err.xapi_code(), Some("INTERNAL_ERROR"));
     // Retried before giving up.
@@ -964,17 +923,10 @@ async fn task_watcher_failure_reaches_waiters() {
 
 #[tokio::test]
 async fn non_finite_json_floats_are_tolerated() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| Reply::Raw {
-            status: 200,
-            content_type: "application/json",
-            body: r#"{"jsonrpc":"2.0","result":{"load":NaN,"max":Infinity,"label":"NaN"},"id":1}"#
-                .to_owned(),
-        }),
-    )
+    let (_srv, c) = logged_in(|_| {
+        raw_json(r#"{"jsonrpc":"2.0","result":{"load":NaN,"max":Infinity,"label":"NaN"},"id":1}"#)
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     let v = c
         .call("host_metrics.get_record", vec![json!("OpaqueRef:m")])
         .await
@@ -984,17 +936,7 @@ async fn non_finite_json_floats_are_tolerated() {
 
 #[tokio::test]
 async fn raw_records_tolerate_non_finite_floats_and_keep_the_text() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| Reply::Raw {
-            status: 200,
-            content_type: "application/json",
-            body: r#"{"jsonrpc":"2.0","result":{"OpaqueRef:m":{"load":NaN,"label":"NaN","x":[1,{"y":2}]}},"id":1}"#
-                .to_owned(),
-        }),
-    )
-    .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
+    let (_srv, c) = logged_in(|_| raw_json(r#"{"jsonrpc":"2.0","result":{"OpaqueRef:m":{"load":NaN,"label":"NaN","x":[1,{"y":2}]}},"id":1}"#)).await;
     let recs = c.get_all_records_raw("host_metrics").await.unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].0, Ref::from("OpaqueRef:m"));
@@ -1010,17 +952,12 @@ async fn raw_records_tolerate_non_finite_floats_and_keep_the_text() {
 
 #[tokio::test]
 async fn raw_records_of_an_error_answer_are_the_xapi_error() {
-    let srv = serve(
-        JsonMode::Served,
-        with_login(|_| Reply::Raw {
-            status: 200,
-            content_type: "application/json",
-            body: r#"{"jsonrpc":"2.0","error":{"code":1,"message":"MESSAGE_REMOVED","data":[]},"id":1}"#
-                .to_owned(),
-        }),
-    )
+    let (_srv, c) = logged_in(|_| {
+        raw_json(
+            r#"{"jsonrpc":"2.0","error":{"code":1,"message":"MESSAGE_REMOVED","data":[]},"id":1}"#,
+        )
+    })
     .await;
-    let c = Client::connect(opts(srv.url("http"))).await.unwrap();
     let e = c.get_all_records_raw("VM").await.unwrap_err();
     assert_eq!(e.xapi_code(), Some("MESSAGE_REMOVED"));
 }
