@@ -8,9 +8,53 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use xapi_sim::RunningPool;
 
 use super::pools::{add_params, sim, sim_vm_refs};
 use super::{config, start, start_with, Client};
+
+/// `server.add` with these parameters; the new server's id.
+async fn add_server(c: &mut Client, params: Value) -> String {
+    c.ok("server.add", params)
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Adds `pool` as a server and connects it; the server's id.
+async fn connect_pool(c: &mut Client, pool: &RunningPool) -> String {
+    let id = add_server(c, add_params(pool)).await;
+    c.ok("server.enable", json!({"id": id})).await;
+    id
+}
+
+/// A cache change for the sim's VM `vm`: renamed to `name` (its record otherwise as the sim has it), or deleted.
+fn vm_change(pool: &RunningPool, vm: &str, name: Option<&str>) -> xo_cache::ObjectChange {
+    let snapshot = name.map(|n| {
+        let mut r = pool
+            .state()
+            .read(|db| db.get("VM", &xapi_types::Ref::from(vm)).unwrap().clone());
+        r.insert("name_label".into(), json!(n));
+        r
+    });
+    xo_cache::ObjectChange {
+        class: "VM".into(),
+        r#ref: vm.to_owned(),
+        op: if name.is_some() {
+            xo_cache::ChangeOp::Mod
+        } else {
+            xo_cache::ChangeOp::Del
+        },
+        snapshot: snapshot.as_ref().map(xo_cache::RawRecord::from_map),
+    }
+}
+
+/// The host objects, by id.
+async fn host_objects(c: &mut Client) -> Value {
+    c.ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
+        .await
+}
 
 #[tokio::test]
 async fn pool_admin_server_set_follows_xo_rules() {
@@ -18,9 +62,7 @@ async fn pool_admin_server_set_follows_xo_rules() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let mut c = Client::admin(&server).await;
-    let id = c.ok("server.add", add_params(&pool)).await;
-    let id = id.as_str().unwrap().to_owned();
-    c.ok("server.enable", json!({"id": id})).await;
+    let id = connect_pool(&mut c, &pool).await;
 
     // connection settings of a connected server: refused, nothing stored
     for (k, v) in [
@@ -52,9 +94,7 @@ async fn pool_admin_server_set_follows_xo_rules() {
         (&s["label"], &s["readOnly"], &s["status"]),
         (&json!("lab"), &json!(true), &json!("connected"))
     );
-    let host = c
-        .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
-        .await;
+    let host = host_objects(&mut c).await;
     let host_id = host.as_object().unwrap().keys().next().unwrap().clone();
     let e = c
         .err("host.set", json!({"id": host_id, "name_label": "x"}))
@@ -113,14 +153,10 @@ async fn pool_admin_host_detach_ejects_and_registers_the_host() {
     })
     .await;
     let mut c = Client::admin(&server).await;
-    let sid = c.ok("server.add", add_params(&pool)).await;
-    let sid = sid.as_str().unwrap().to_owned();
-    c.ok("server.enable", json!({"id": sid})).await;
+    let sid = connect_pool(&mut c, &pool).await;
     let entry = c.server_entry(&sid).await;
     let master = entry["master"].as_str().unwrap().to_owned();
-    let hosts = c
-        .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
-        .await;
+    let hosts = host_objects(&mut c).await;
     let hosts = hosts.as_object().unwrap().clone();
     assert_eq!(hosts.len(), 3);
     let (slave, slave_obj) = hosts
@@ -155,9 +191,7 @@ async fn pool_admin_host_detach_ejects_and_registers_the_host() {
     // the cache sees the host leave: an `exit` for it, and it is gone from the objects
     c.wait_all(|p| p["type"] == "exit" && p["items"].get(slave.as_str()).is_some())
         .await;
-    let hosts = c
-        .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
-        .await;
+    let hosts = host_objects(&mut c).await;
     assert_eq!(hosts.as_object().unwrap().len(), 2);
     assert!(hosts.get(slave.as_str()).is_none());
     let entry = c.server_entry(&sid).await;
@@ -221,9 +255,7 @@ async fn pool_admin_lagging_forwarder_resyncs_clients() {
     })
     .await;
     let mut c = Client::admin(&server).await;
-    let sid = c.ok("server.add", add_params(&pool)).await;
-    let sid = sid.as_str().unwrap().to_owned();
-    c.ok("server.enable", json!({"id": sid})).await;
+    let sid = connect_pool(&mut c, &pool).await;
     let mut mirror = c
         .ok("xo.getAllObjects", json!({}))
         .await
@@ -240,25 +272,7 @@ async fn pool_admin_lagging_forwarder_resyncs_clients() {
         .clone();
     let vms = sim_vm_refs(&pool);
     assert!(vms.len() >= 4);
-    let change = |vm: &str, name: Option<&str>| {
-        let snapshot = name.map(|n| {
-            let mut r = pool
-                .state()
-                .read(|db| db.get("VM", &xapi_types::Ref::from(vm)).unwrap().clone());
-            r.insert("name_label".into(), json!(n));
-            r
-        });
-        xo_cache::ObjectChange {
-            class: "VM".into(),
-            r#ref: vm.to_owned(),
-            op: if name.is_some() {
-                xo_cache::ChangeOp::Mod
-            } else {
-                xo_cache::ChangeOp::Del
-            },
-            snapshot: snapshot.as_ref().map(xo_cache::RawRecord::from_map),
-        }
-    };
+    let change = |vm: &str, name: Option<&str>| vm_change(&pool, vm, name);
     for ch in [
         change(&vms[0], Some("renamed 0")),
         change(&vms[1], None),
@@ -350,8 +364,7 @@ async fn pool_admin_servers_connect_through_their_http_proxy() {
     // right credentials: connected, every XAPI connection tunnelled
     let mut params = add_params(&pool);
     params["httpProxy"] = json!(format!("http://xo:pw@{proxy}"));
-    let id = c.ok("server.add", params).await;
-    let id = id.as_str().unwrap().to_owned();
+    let id = add_server(&mut c, params).await;
     c.ok("server.enable", json!({"id": id})).await;
     let s = c.server_entry(&id).await;
     assert_eq!(s["status"], "connected");
@@ -364,8 +377,7 @@ async fn pool_admin_servers_connect_through_their_http_proxy() {
     let mut params = add_params(&pool);
     params["httpProxy"] = json!(format!("http://xo:s3cret@{proxy}"));
     params["autoConnect"] = json!(false);
-    let id = c.ok("server.add", params).await;
-    let id = id.as_str().unwrap().to_owned();
+    let id = add_server(&mut c, params).await;
     let e = c.err("server.enable", json!({"id": id})).await;
     assert!(
         e["message"].as_str().unwrap_or_default().contains("407")
@@ -389,8 +401,7 @@ async fn pool_admin_servers_connect_through_their_http_proxy() {
     let mut params = add_params(&pool);
     params["httpProxy"] = json!(format!("http://127.0.0.1:{port}"));
     params["autoConnect"] = json!(false);
-    let id = c.ok("server.add", params).await;
-    let id = id.as_str().unwrap().to_owned();
+    let id = add_server(&mut c, params).await;
     let e = c.err("server.enable", json!({"id": id})).await;
     assert_eq!(
         e,
@@ -445,9 +456,7 @@ async fn pool_admin_lag_resync_respects_acls() {
     })
     .await;
     let mut admin = Client::admin(&server).await;
-    let sid = admin.ok("server.add", add_params(&pool)).await;
-    let sid = sid.as_str().unwrap().to_owned();
-    admin.ok("server.enable", json!({"id": sid})).await;
+    let sid = connect_pool(&mut admin, &pool).await;
     let vms = sim_vm_refs(&pool);
     let uuid = |r: &str| {
         pool.state().read(|db| {
@@ -489,24 +498,8 @@ async fn pool_admin_lag_resync_respects_acls() {
         .unwrap()
         .cache()
         .clone();
-    let rename = |r: &str, n: &str| {
-        let mut rec = pool
-            .state()
-            .read(|db| db.get("VM", &xapi_types::Ref::from(r)).unwrap().clone());
-        rec.insert("name_label".into(), json!(n));
-        xo_cache::ObjectChange {
-            class: "VM".into(),
-            r#ref: r.to_owned(),
-            op: xo_cache::ChangeOp::Mod,
-            snapshot: Some(xo_cache::RawRecord::from_map(&rec)),
-        }
-    };
-    let delete = xo_cache::ObjectChange {
-        class: "VM".into(),
-        r#ref: vms[0].clone(),
-        op: xo_cache::ChangeOp::Del,
-        snapshot: None,
-    };
+    let rename = |r: &str, n: &str| vm_change(&pool, r, Some(n));
+    let delete = vm_change(&pool, &vms[0], None);
     for ch in [
         delete,
         rename(&vms[1], "b renamed"),
@@ -533,13 +526,9 @@ async fn pool_admin_host_detach_with_the_host_already_registered() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let mut c = Client::admin(&server).await;
-    let sid = c.ok("server.add", add_params(&pool)).await;
-    let sid = sid.as_str().unwrap().to_owned();
-    c.ok("server.enable", json!({"id": sid})).await;
+    let sid = connect_pool(&mut c, &pool).await;
     let master = c.server_entry(&sid).await["master"].clone();
-    let hosts = c
-        .ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
-        .await;
+    let hosts = host_objects(&mut c).await;
     let slave = hosts
         .as_object()
         .unwrap()
@@ -583,9 +572,7 @@ async fn pool_admin_slow_client_is_cut_off_with_a_reason() {
     )
     .await;
     let mut admin = Client::admin(&server).await;
-    let sid = admin.ok("server.add", add_params(&pool)).await;
-    let sid = sid.as_str().unwrap().to_owned();
-    admin.ok("server.enable", json!({"id": sid})).await;
+    let sid = connect_pool(&mut admin, &pool).await;
     // ten batches at once: more notification frames than the client's queue holds before its writer runs
     let cache = xo_server::xapi::Pools::of(server.app())
         .unwrap()
@@ -593,18 +580,7 @@ async fn pool_admin_slow_client_is_cut_off_with_a_reason() {
         .clone();
     let vm = sim_vm_refs(&pool)[0].clone();
     for i in 0..10 {
-        let mut rec = pool.state().read(|db| {
-            db.get("VM", &xapi_types::Ref::from(vm.as_str()))
-                .unwrap()
-                .clone()
-        });
-        rec.insert("name_label".into(), json!(format!("n{i}")));
-        let ch = xo_cache::ObjectChange {
-            class: "VM".into(),
-            r#ref: vm.clone(),
-            op: xo_cache::ChangeOp::Mod,
-            snapshot: Some(xo_cache::RawRecord::from_map(&rec)),
-        };
+        let ch = vm_change(&pool, &vm, Some(&format!("n{i}")));
         assert!(cache.apply_changes(&sid, vec![ch]).unwrap().is_some());
     }
     // the client gets what was queued, then a close frame saying why
