@@ -84,7 +84,6 @@ pub struct Batch {
     /// Ids of removed objects.
     pub exit: Vec<Arc<str>>,
     enter_json: OnceLock<Option<Arc<str>>>,
-    enter_frames: OnceLock<Vec<Arc<str>>>,
     exit_json: OnceLock<Option<Arc<str>>>,
 }
 
@@ -120,16 +119,10 @@ impl Batch {
     }
 
     /// The `all` notifications for the entered objects, split into frames of about [`MAX_FRAME_BYTES`] at most
-    /// (one frame for most batches), serialised once and shared; empty if no object entered.
-    pub fn enter_frames(&self) -> Vec<Arc<str>> {
-        self.enter_frames
-            .get_or_init(|| {
-                enter_notifications_for(self.enter.iter().map(|o| &**o), MAX_FRAME_BYTES)
-                    .into_iter()
-                    .map(Arc::from)
-                    .collect()
-            })
-            .clone()
+    /// (one frame for most batches); empty if no object entered. Not cached: subscribers' channels keep the last
+    /// batches for a while, and a whole pool's frames (~40 MiB at 10k VMs) must not stay with them.
+    pub fn enter_frames(&self) -> Vec<String> {
+        enter_notifications_for(self.enter.iter().map(|o| &**o), MAX_FRAME_BYTES)
     }
 
     /// The `all` notification for the exited ids (values are `0`), serialised once; `None` if none.

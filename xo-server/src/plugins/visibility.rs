@@ -85,8 +85,8 @@ pub fn publish_batch(app: &App, batch: &Batch) -> PublishStats {
                 let f: Vec<Utf8Bytes> = batch
                     .enter_frames()
                     .into_iter()
-                    .chain(batch.exit_notification())
-                    .map(|t| Utf8Bytes::from(&*t))
+                    .map(Utf8Bytes::from)
+                    .chain(batch.exit_notification().map(|t| Utf8Bytes::from(&*t)))
                     .collect();
                 stats.frames += f.len();
                 f
