@@ -877,22 +877,21 @@ mod redirect_tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
-    /// Read one request (head and `Content-Length` body); its request line.
-    async fn read_request(s: &mut TcpStream) -> Option<String> {
-        let mut buf = Vec::new();
+    /// Reads into `buf` up to the end of a request head; the head's text, where it ends in `buf` and its
+    /// `Content-Length` (0 without one). `None` at the end of the connection or on an error.
+    async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, usize, u64)> {
         let mut tmp = [0u8; 4096];
-        let head_end = loop {
+        let end = loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            let n = s.read(&mut tmp).await.ok()?;
-            if n == 0 {
-                return None;
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
             }
-            buf.extend_from_slice(&tmp[..n]);
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let len: usize = head
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let len = head
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
@@ -900,14 +899,66 @@ mod redirect_tests {
                     .then(|| v.trim().parse().ok())?
             })
             .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let n = s.read(&mut tmp).await.ok()?;
-            if n == 0 {
-                return None;
+        Some((head, end, len))
+    }
+
+    /// Reads from `s` until `buf` holds `len` bytes (or the connection ends); whether it got them.
+    async fn read_to_len(s: &mut TcpStream, buf: &mut Vec<u8>, len: usize) -> bool {
+        let mut tmp = vec![0u8; 65536];
+        while buf.len() < len {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
             }
-            buf.extend_from_slice(&tmp[..n]);
+        }
+        true
+    }
+
+    /// Read one request (head and `Content-Length` body); its request line.
+    async fn read_request(s: &mut TcpStream) -> Option<String> {
+        let mut buf = Vec::new();
+        let (head, end, len) = read_head(s, &mut buf).await?;
+        if !read_to_len(s, &mut buf, end + len as usize).await {
+            return None;
         }
         head.lines().next().map(str::to_owned)
+    }
+
+    /// A listener answering each request with `answer(its own base URL, the request line)`, keeping every
+    /// request line.
+    async fn scripted(
+        answer: impl Fn(&str, &str) -> Vec<u8> + Send + Sync + 'static,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let me = base.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (log, me, answer) = (log.clone(), me.clone(), answer.clone());
+                tokio::spawn(async move {
+                    while let Some(line) = read_request(&mut s).await {
+                        log.lock().unwrap().push(line.clone());
+                        if s.write_all(&answer(&me, &line)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    /// The whole body of a download.
+    async fn collect(d: Download) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut s = d.into_stream();
+        while let Some(chunk) = s.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        body
     }
 
     const LOGIN: &str = "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>\
@@ -915,69 +966,41 @@ mod redirect_tests {
         <member><name>Value</name><value>OpaqueRef:s1</value></member>\
         </struct></value></param></params></methodResponse>";
 
+    /// The answer to an XML-RPC login.
+    fn login_answer() -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{LOGIN}",
+            LOGIN.len()
+        )
+        .into_bytes()
+    }
+
     /// A listener answering XML-RPC logins and redirecting every GET to `target` (path and query kept).
     async fn redirector(target: Option<String>) -> (String, Arc<Mutex<Vec<String>>>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        let me = base.clone();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let log = log.clone();
-                let me = me.clone();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    while let Some(line) = read_request(&mut s).await {
-                        log.lock().unwrap().push(line.clone());
-                        let answer = if line.starts_with("POST") {
-                            format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{LOGIN}",
-                                LOGIN.len()
-                            )
-                        } else {
-                            let pq = line.split(' ').nth(1).unwrap_or("/");
-                            let to = target.as_deref().unwrap_or(&me);
-                            format!(
-                                "HTTP/1.1 302 Found\r\nLocation: {to}{pq}\r\nContent-Length: 0\r\n\r\n"
-                            )
-                        };
-                        if s.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        scripted(move |me, line| {
+            if line.starts_with("POST") {
+                return login_answer();
             }
-        });
-        (base, seen)
+            let pq = line.split(' ').nth(1).unwrap_or("/");
+            let to = target.as_deref().unwrap_or(me);
+            format!("HTTP/1.1 302 Found\r\nLocation: {to}{pq}\r\nContent-Length: 0\r\n\r\n")
+                .into_bytes()
+        })
+        .await
     }
 
     /// A listener answering every GET with `body` (and a `task-id`).
     async fn member(body: &'static [u8]) -> (String, Arc<Mutex<Vec<String>>>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    while let Some(line) = read_request(&mut s).await {
-                        log.lock().unwrap().push(line);
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\ntask-id: OpaqueRef:t1\r\nContent-Length: {}\r\n\r\n",
-                            body.len()
-                        );
-                        if s.write_all(head.as_bytes()).await.is_err()
-                            || s.write_all(body).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        (base, seen)
+        scripted(move |_, _| {
+            let mut a = format!(
+                "HTTP/1.1 200 OK\r\ntask-id: OpaqueRef:t1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            a.extend_from_slice(body);
+            a
+        })
+        .await
     }
 
     fn client(url: &str) -> Client {
@@ -999,11 +1022,7 @@ mod redirect_tests {
             .unwrap();
         assert_eq!(d.status, 200);
         assert_eq!(d.task_id.as_deref(), Some("OpaqueRef:t1"));
-        let mut body = Vec::new();
-        let mut s = d.into_stream();
-        while let Some(chunk) = s.next().await {
-            body.extend_from_slice(&chunk.unwrap());
-        }
+        let body = collect(d).await;
         assert_eq!(body, b"exported bytes");
         let a_seen = a_seen.lock().unwrap().clone();
         assert!(a_seen.iter().any(|l| l.starts_with("POST")), "{a_seen:?}");
@@ -1050,31 +1069,11 @@ mod redirect_tests {
                 let (log, body) = (log.clone(), body.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
-                    let mut tmp = vec![0u8; 65536];
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut tmp).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
+                    let Some((head, end, len)) = read_head(&mut s, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let len: u64 = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
                     let answer = if head.starts_with("POST") {
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{LOGIN}",
-                            LOGIN.len()
-                        )
-                        .into_bytes()
+                        login_answer()
                     } else if head.starts_with("GET") {
                         if chunked {
                             let mut a =
@@ -1098,12 +1097,7 @@ mod redirect_tests {
                     } else {
                         // a PUT: its body up to its length (or the end of the connection)
                         let mut got = buf[end..].to_vec();
-                        while (got.len() as u64) < len {
-                            match s.read(&mut tmp).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => got.extend_from_slice(&tmp[..n]),
-                            }
-                        }
+                        read_to_len(&mut s, &mut got, len as usize).await;
                         if len > 0 {
                             log.lock().unwrap().push(got);
                         }
@@ -1169,11 +1163,7 @@ mod redirect_tests {
         let (b, b_seen) = member(b"an archive").await;
         let (a, _) = redirector(Some(b.clone())).await;
         let d = fetch_url(&format!("{a}/dir/vm.xva?x=1")).await.unwrap();
-        let mut body = Vec::new();
-        let mut s = d.into_stream();
-        while let Some(chunk) = s.next().await {
-            body.extend_from_slice(&chunk.unwrap());
-        }
+        let body = collect(d).await;
         assert_eq!(body, b"an archive");
         assert_eq!(
             *b_seen.lock().unwrap(),
