@@ -161,6 +161,34 @@ fn fill(p: &RunningPool, vdi: &str) {
     }
 }
 
+/// What the import tests start from: a halted VM with a disk on pool a, exported through XO.
+struct ToImport {
+    /// The exported VM (on pool a).
+    vm: String,
+    /// Its XVA.
+    xva: Vec<u8>,
+    /// Pool b's default SR (uuid), where it is to be imported.
+    sr_b: String,
+    /// Pool b's guest VM and VDI counts before.
+    vms: usize,
+    vdis: usize,
+}
+
+async fn xva_to_import(e: &mut Env) -> ToImport {
+    let vm = halted_vm_with_disk(&e.a);
+    let url =
+        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+            .await;
+    let (_, _, xva) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    ToImport {
+        xva,
+        sr_b: uuid_of(&e.b, "SR", &default_sr(&e.b)),
+        vms: guest_vm_count(&e.b),
+        vdis: count(&e.b, "VDI"),
+        vm,
+    }
+}
+
 fn guest_vm_count(p: &RunningPool) -> usize {
     p.state().read(|db| {
         db.find("VM", |r| {
@@ -349,13 +377,13 @@ async fn transfers_export_then_import_into_another_pool_byte_identical() {
 #[tokio::test]
 async fn transfers_corrupt_and_truncated_uploads_leave_nothing() {
     let mut e = env().await;
-    let vm = halted_vm_with_disk(&e.a);
-    let url =
-        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
-            .await;
-    let (_, _, xva) = download(&e.server, &path_of(&url, "$getFrom")).await;
-    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
-    let (vms, vdis) = (guest_vm_count(&e.b), count(&e.b, "VDI"));
+    let ToImport {
+        xva,
+        sr_b,
+        vms,
+        vdis,
+        ..
+    } = xva_to_import(&mut e).await;
 
     // a flipped byte inside the first data chunk: checksum failure
     let ova_len = tar_entries(&xva)[0].1 as usize;
@@ -1460,13 +1488,13 @@ async fn http_file(status: u16, body: Vec<u8>, announced: usize) -> String {
 #[tokio::test]
 async fn transfers_vm_import_from_a_url_streams_the_xva_into_the_sr() {
     let mut e = env().await;
-    let vm = halted_vm_with_disk(&e.a);
-    let url =
-        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
-            .await;
-    let (_, _, xva) = download(&e.server, &path_of(&url, "$getFrom")).await;
-    let sr_b = uuid_of(&e.b, "SR", &default_sr(&e.b));
-    let (vms, vdis) = (guest_vm_count(&e.b), count(&e.b, "VDI"));
+    let ToImport {
+        vm,
+        xva,
+        sr_b,
+        vms,
+        vdis,
+    } = xva_to_import(&mut e).await;
 
     // the archive, served over plain HTTP: the answer is the new VM's uuid, its disks byte-identical
     let base = http_file(200, xva.clone(), xva.len()).await;
