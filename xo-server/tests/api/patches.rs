@@ -118,10 +118,11 @@ async fn host_id(c: &mut Client) -> String {
     }
 }
 
-fn pool_id(p: &RunningPool) -> String {
+/// The uuid of the sim's first object of `class`.
+fn first_uuid(p: &RunningPool, class: &str) -> String {
     p.state().read(|db| {
-        let r = db.refs("pool")[0].clone();
-        db.field("pool", &r, "uuid")
+        let r = db.refs(class)[0].clone();
+        db.field(class, &r, "uuid")
             .unwrap()
             .as_str()
             .unwrap()
@@ -129,21 +130,39 @@ fn pool_id(p: &RunningPool) -> String {
     })
 }
 
+fn pool_id(p: &RunningPool) -> String {
+    first_uuid(p, "pool")
+}
+
+/// An XO server keeping its state in `dir`, the patcher plugin configured with the catalogue at `catalogue`
+/// (a base URL) when there is one, then `pool` added: the server, an administrator's client and the id of a
+/// host of the pool once it shows up.
+async fn xo_with(
+    dir: &std::path::Path,
+    pool: &RunningPool,
+    catalogue: Option<&str>,
+) -> (xo_server::RunningServer, Client, String) {
+    let server = start_with(config(dir), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    if let Some(base) = catalogue {
+        // the catalogue URL is the patcher plugin's configuration
+        c.ok(
+            "plugin.configure",
+            json!({"id": "patcher", "configuration": {"catalogUrl": format!("{base}/updates.xml")}}),
+        )
+        .await;
+    }
+    c.ok("server.add", add_params(pool)).await;
+    let host = host_id(&mut c).await;
+    (server, c, host)
+}
+
 #[tokio::test]
 async fn xenserver_pool_list_and_install_patches() {
     let base = catalogue().await;
     let dir = tempfile::tempdir().unwrap();
     let pool = sim("XenServer", 2).await;
-    let server = start_with(config(dir.path()), |b| b).await;
-    let mut c = Client::admin(&server).await;
-    // the catalogue URL is the patcher plugin's configuration
-    c.ok(
-        "plugin.configure",
-        json!({"id": "patcher", "configuration": {"catalogUrl": format!("{base}/updates.xml")}}),
-    )
-    .await;
-    c.ok("server.add", add_params(&pool)).await;
-    let host = host_id(&mut c).await;
+    let (server, mut c, host) = xo_with(dir.path(), &pool, Some(&base)).await;
     let missing = c.ok("pool.listMissingPatches", json!({"host": host})).await;
     let names: Vec<&str> = missing
         .as_array()
@@ -351,21 +370,11 @@ async fn patcher_configuration_is_validated() {
 async fn xcpng_pool_list_and_install_patches() {
     let dir = tempfile::tempdir().unwrap();
     let pool = sim("XCP-ng", 1).await;
-    let host_uuid = pool.state().read(|db| {
-        let h = db.refs("host")[0].clone();
-        db.field("host", &h, "uuid")
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned()
-    });
+    let host_uuid = first_uuid(&pool, "host");
     let pkg = json!({"name": "xen-hypervisor", "version": "4.17.5", "release": "2.xcpng8.3", "description": "Xen",
         "changelog": null, "url": null, "size": 4242, "license": "GPLv2"});
     set_pending_packages(&host_uuid, vec![pkg.clone()]);
-    let server = start_with(config(dir.path()), |b| b).await;
-    let mut c = Client::admin(&server).await;
-    c.ok("server.add", add_params(&pool)).await;
-    let host = host_id(&mut c).await;
+    let (server, mut c, host) = xo_with(dir.path(), &pool, None).await;
     assert_eq!(host, host_uuid);
     assert_eq!(
         c.ok("pool.listMissingPatches", json!({"host": host})).await,
@@ -418,15 +427,7 @@ async fn xenserver_install_is_aborted_between_patches() {
     let base = catalogue_gated(Some(gate.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let pool = sim("XenServer", 1).await;
-    let server = start_with(config(dir.path()), |b| b).await;
-    let mut c = Client::admin(&server).await;
-    c.ok(
-        "plugin.configure",
-        json!({"id": "patcher", "configuration": {"catalogUrl": format!("{base}/updates.xml")}}),
-    )
-    .await;
-    c.ok("server.add", add_params(&pool)).await;
-    host_id(&mut c).await;
+    let (server, mut c, _) = xo_with(dir.path(), &pool, Some(&base)).await;
     // B pulls A in: abort while A downloads, A still completes, B never starts
     let pool_uuid = pool_id(&pool);
     let params = json!({"pool": pool_uuid, "patches": [B]});
