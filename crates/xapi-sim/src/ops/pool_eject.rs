@@ -10,6 +10,7 @@ use xapi_types::{Ref, Value, XapiError};
 
 use super::allowed::update_vm;
 use super::helpers::{b, get, pool_ref, refs, rf, s, valid, void, Params};
+use super::sr_lifecycle::drop_sr;
 use crate::db::Db;
 use crate::rpc::{Ctx, Registry};
 
@@ -60,7 +61,8 @@ pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
             .get("SR", &sr)
             .is_some_and(|r| refs(r, "PBDs").is_empty());
         if orphan {
-            forget_sr(db, &sr, &mut touched_vms)?;
+            // `SR.forget` of an SR nobody can reach any more: its VDIs go, VBDs on them become empty
+            touched_vms.extend(drop_sr(db, &sr, Vec::new())?);
         }
     }
     let control_domains: Vec<Ref> = resident
@@ -111,31 +113,6 @@ pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
         }
     }
     Ok(())
-}
-
-/// `SR.forget` of an SR nobody can reach any more: its VDIs go, VBDs on them become empty.
-fn forget_sr(db: &mut Db, sr: &Ref, touched_vms: &mut Vec<Ref>) -> Result<(), XapiError> {
-    for vdi in db
-        .get("SR", sr)
-        .map(|r| refs(r, "VDIs"))
-        .unwrap_or_default()
-    {
-        for vbd in db
-            .get("VDI", &vdi)
-            .map(|v| refs(v, "VBDs"))
-            .unwrap_or_default()
-        {
-            if let Some(vm) = db.get("VBD", &vbd).map(|r| rf(r, "VM")) {
-                db.set_field("VBD", &vbd, "VDI", json!(Ref::NULL_STR))?;
-                touched_vms.push(vm);
-            }
-        }
-        if db.exists("VDI", &vdi) {
-            db.destroy("VDI", &vdi)?;
-            db.vdi_data.remove(&vdi);
-        }
-    }
-    db.destroy("SR", sr)
 }
 
 /// Destroys a (control-domain) VM with its devices, consoles and metrics.

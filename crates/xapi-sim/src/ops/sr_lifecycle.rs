@@ -110,7 +110,10 @@ fn assert_unplugged(db: &Db, sr: &Ref) -> Result<Vec<Ref>, XapiError> {
     Ok(pbds)
 }
 
-fn drop_sr(db: &mut Db, sr: &Ref, pbds: Vec<Ref>) -> Result<(), XapiError> {
+/// Removes `sr` with its VDIs (and their data) and `pbds`; the VBDs on those VDIs become empty. The VMs of
+/// those VBDs (whose allowed operations may change).
+pub(crate) fn drop_sr(db: &mut Db, sr: &Ref, pbds: Vec<Ref>) -> Result<Vec<Ref>, XapiError> {
+    let mut emptied = Vec::new();
     for vdi in db
         .get("SR", sr)
         .map(|r| refs(r, "VDIs"))
@@ -121,8 +124,9 @@ fn drop_sr(db: &mut Db, sr: &Ref, pbds: Vec<Ref>) -> Result<(), XapiError> {
             .map(|v| refs(v, "VBDs"))
             .unwrap_or_default()
         {
-            if db.exists("VBD", &vbd) {
+            if let Some(vm) = db.get("VBD", &vbd).map(|r| rf(r, "VM")) {
                 db.set_field("VBD", &vbd, "VDI", json!(Ref::NULL_STR))?;
+                emptied.push(vm);
             }
         }
         if db.exists("VDI", &vdi) {
@@ -135,7 +139,8 @@ fn drop_sr(db: &mut Db, sr: &Ref, pbds: Vec<Ref>) -> Result<(), XapiError> {
             db.destroy("PBD", &p)?;
         }
     }
-    db.destroy("SR", sr)
+    db.destroy("SR", sr)?;
+    Ok(emptied)
 }
 
 fn forget(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
