@@ -1137,24 +1137,20 @@ mod redirect_tests {
         for chunked in [false, true] {
             let (url, _) = source_and_sink(data.clone(), chunked).await;
             let c = client(&url);
-            let d = c.get_resource("/export", &[]).await.unwrap();
-            let e = c
-                .put_download("/import", &[], Some(1000), d)
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(&e, Error::Transport(m) if m.contains("longer than announced")),
-                "{e:?}"
-            );
-            let d = c.get_resource("/export", &[]).await.unwrap();
-            let e = c
-                .put_download("/import", &[], Some(200_000), d)
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(&e, Error::Transport(m) if m.contains("before the announced length")),
-                "{e:?}"
-            );
+            for (announced, why) in [
+                (1000, "longer than announced"),
+                (200_000, "before the announced length"),
+            ] {
+                let d = c.get_resource("/export", &[]).await.unwrap();
+                let e = c
+                    .put_download("/import", &[], Some(announced), d)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(&e, Error::Transport(m) if m.contains(why)),
+                    "announced {announced}, chunked {chunked}: {e:?}"
+                );
+            }
         }
     }
 
