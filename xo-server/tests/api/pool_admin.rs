@@ -50,6 +50,27 @@ fn vm_change(pool: &RunningPool, vm: &str, name: Option<&str>) -> xo_cache::Obje
     }
 }
 
+/// The objects `c` sees, as the start of a client-side mirror; the notifications before them are dropped
+/// (what arrived before the snapshot is in it).
+async fn mirror_of(c: &mut Client) -> serde_json::Map<String, Value> {
+    let mirror = c
+        .ok("xo.getAllObjects", json!({}))
+        .await
+        .as_object()
+        .unwrap()
+        .clone();
+    c.notifications.clear();
+    mirror
+}
+
+/// The server's XAPI object cache.
+fn cache_of(server: &xo_server::RunningServer) -> xo_cache::Store {
+    xo_server::xapi::Pools::of(server.app())
+        .unwrap()
+        .cache()
+        .clone()
+}
+
 /// The host objects, by id.
 async fn host_objects(c: &mut Client) -> Value {
     c.ok("xo.getAllObjects", json!({"filter": {"type": "host"}}))
@@ -256,20 +277,10 @@ async fn pool_admin_lagging_forwarder_resyncs_clients() {
     .await;
     let mut c = Client::admin(&server).await;
     let sid = connect_pool(&mut c, &pool).await;
-    let mut mirror = c
-        .ok("xo.getAllObjects", json!({}))
-        .await
-        .as_object()
-        .unwrap()
-        .clone();
-    // what arrived before the snapshot is in it
-    c.notifications.clear();
+    let mut mirror = mirror_of(&mut c).await;
 
     // four batches in a row without yielding to the forwarder, whose queue holds one: it lags
-    let cache = xo_server::xapi::Pools::of(server.app())
-        .unwrap()
-        .cache()
-        .clone();
+    let cache = cache_of(&server);
     let vms = sim_vm_refs(&pool);
     assert!(vms.len() >= 4);
     let change = |vm: &str, name: Option<&str>| vm_change(&pool, vm, name);
@@ -484,20 +495,11 @@ async fn pool_admin_lag_resync_respects_acls() {
         json!({"email": "bob@x", "password": "pw"}),
     )
     .await;
-    let mut mirror = bob
-        .ok("xo.getAllObjects", json!({}))
-        .await
-        .as_object()
-        .unwrap()
-        .clone();
-    bob.notifications.clear();
+    let mut mirror = mirror_of(&mut bob).await;
     assert!(mirror.contains_key(&a) && mirror.contains_key(&c) && !mirror.contains_key(&b));
 
     // a visible VM removed, an invisible and a visible one renamed: four batches, a queue of one
-    let cache = xo_server::xapi::Pools::of(server.app())
-        .unwrap()
-        .cache()
-        .clone();
+    let cache = cache_of(&server);
     let rename = |r: &str, n: &str| vm_change(&pool, r, Some(n));
     let delete = vm_change(&pool, &vms[0], None);
     for ch in [
@@ -574,10 +576,7 @@ async fn pool_admin_slow_client_is_cut_off_with_a_reason() {
     let mut admin = Client::admin(&server).await;
     let sid = connect_pool(&mut admin, &pool).await;
     // ten batches at once: more notification frames than the client's queue holds before its writer runs
-    let cache = xo_server::xapi::Pools::of(server.app())
-        .unwrap()
-        .cache()
-        .clone();
+    let cache = cache_of(&server);
     let vm = sim_vm_refs(&pool)[0].clone();
     for i in 0..10 {
         let ch = vm_change(&pool, &vm, Some(&format!("n{i}")));

@@ -382,36 +382,28 @@ async fn rest_authentication() {
     let token = c.ok("token.create", json!({})).await;
     let token = token.as_str().unwrap();
     let path = "/rest/v0/tasks";
-    // no credentials
-    assert_eq!(get_status(&server, path, &[]).await, 401);
-    // cookies (xo-cli's and the web UI's)
-    let cookie = format!("authenticationToken={token}");
-    assert_eq!(get_status(&server, path, &[("cookie", &cookie)]).await, 200);
-    let cookie = format!("other=1; token={token}");
-    assert_eq!(get_status(&server, path, &[("cookie", &cookie)]).await, 200);
-    assert_eq!(
-        get_status(&server, path, &[("cookie", "token=garbage")]).await,
-        401
-    );
-    // Basic
+    let xo_cli_cookie = format!("authenticationToken={token}");
+    let web_ui_cookie = format!("other=1; token={token}");
+    let token_cookie = format!("token={token}");
     let admin = basic("admin@admin.net", "admin");
-    assert_eq!(
-        get_status(&server, path, &[("authorization", &admin)]).await,
-        200
-    );
-    assert_eq!(
-        get_status(&server, path, &[("authorization", "Basic !!!")]).await,
-        401
-    );
     let nobody = basic("nobody@x", "pw");
-    assert_eq!(
-        get_status(&server, path, &[("authorization", &nobody)]).await,
-        401
-    );
-    // both at once
-    let cookie = format!("token={token}");
-    let both = [("cookie", cookie.as_str()), ("authorization", &admin)];
-    assert_eq!(get_status(&server, path, &both).await, 400);
+    let cases: [(&[(&str, &str)], u16); 8] = [
+        // no credentials
+        (&[], 401),
+        // cookies (xo-cli's and the web UI's)
+        (&[("cookie", &xo_cli_cookie)], 200),
+        (&[("cookie", &web_ui_cookie)], 200),
+        (&[("cookie", "token=garbage")], 401),
+        // Basic
+        (&[("authorization", &admin)], 200),
+        (&[("authorization", "Basic !!!")], 401),
+        (&[("authorization", &nobody)], 401),
+        // both at once
+        (&[("cookie", &token_cookie), ("authorization", &admin)], 400),
+    ];
+    for (i, (headers, status)) in cases.into_iter().enumerate() {
+        assert_eq!(get_status(&server, path, headers).await, status, "case {i}");
+    }
     // not an administrator
     c.ok("user.create", json!({"email": "user@x", "password": "pw"}))
         .await;
