@@ -827,19 +827,7 @@ mod sim_tests {
     async fn export_piped_into_import_of_unknown_length() {
         let (_a, ca) = pool(3).await;
         let (_b, cb) = pool(0).await;
-        let vms = ca.get_all_records("VM").await.unwrap();
-        let (vm, _) = vms
-            .iter()
-            .find(|(_, r)| r["is_control_domain"] == false && r["is_a_template"] == false)
-            .expect("a VM");
-        if vms
-            .iter()
-            .any(|(r, rec)| r == vm && rec["power_state"] == "Running")
-        {
-            ca.call("VM.hard_shutdown", vec![vm.0.clone().into()])
-                .await
-                .unwrap();
-        }
+        let vm = halted_vm(&ca).await;
         let d = ca
             .get_resource("/export", &[("ref", vm.0.clone())])
             .await
