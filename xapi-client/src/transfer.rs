@@ -791,17 +791,32 @@ mod sim_tests {
         vm.clone()
     }
 
+    /// The export of a halted VM of `ca`'s pool, and an import task on `cb`'s pool for it.
+    async fn export_and_import_task(ca: &Client, cb: &Client) -> (Download, Ref) {
+        let vm = halted_vm(ca).await;
+        let d = ca
+            .get_resource("/export", &[("ref", vm.0.clone())])
+            .await
+            .unwrap();
+        let task = cb.create_task("import", "").await.unwrap();
+        (d, task)
+    }
+
+    /// What the import `task` on `cb`'s pool gave, once it ended.
+    async fn import_outcome(cb: &Client, task: &Ref) -> serde_json::Value {
+        let rec = tokio::time::timeout(Duration::from_secs(20), cb.wait_task(task))
+            .await
+            .expect("task in time")
+            .unwrap();
+        crate::task_outcome(Some("VM.import"), &rec).unwrap()
+    }
+
     #[tokio::test]
     async fn export_put_download_into_import_spliced_and_over_tls() {
         for tls in [false, true] {
             let (_a, ca) = pool_over(2, tls).await;
             let (_b, cb) = pool_over(0, tls).await;
-            let vm = halted_vm(&ca).await;
-            let d = ca
-                .get_resource("/export", &[("ref", vm.0.clone())])
-                .await
-                .unwrap();
-            let task = cb.create_task("import", "").await.unwrap();
+            let (d, task) = export_and_import_task(&ca, &cb).await;
             let piped = tokio::time::timeout(
                 Duration::from_secs(20),
                 cb.put_download("/import", &[("task_id", task.0.clone())], None, d),
@@ -811,11 +826,7 @@ mod sim_tests {
             .unwrap();
             assert!(piped.source_ended, "tls {tls}");
             assert!(piped.upload.bytes_sent > 0);
-            let rec = tokio::time::timeout(Duration::from_secs(20), cb.wait_task(&task))
-                .await
-                .expect("task in time")
-                .unwrap();
-            let out = crate::task_outcome(Some("VM.import"), &rec).unwrap();
+            let out = import_outcome(&cb, &task).await;
             assert!(
                 out.as_array().is_some_and(|a| a.len() == 1),
                 "tls {tls}: {out}"
@@ -827,12 +838,7 @@ mod sim_tests {
     async fn export_piped_into_import_of_unknown_length() {
         let (_a, ca) = pool(3).await;
         let (_b, cb) = pool(0).await;
-        let vm = halted_vm(&ca).await;
-        let d = ca
-            .get_resource("/export", &[("ref", vm.0.clone())])
-            .await
-            .unwrap();
-        let task = cb.create_task("import", "").await.unwrap();
+        let (d, task) = export_and_import_task(&ca, &cb).await;
         let up = tokio::time::timeout(
             Duration::from_secs(20),
             cb.put_resource(
@@ -845,11 +851,7 @@ mod sim_tests {
         .await
         .expect("upload in time");
         eprintln!("{up:?}");
-        let rec = tokio::time::timeout(Duration::from_secs(20), cb.wait_task(&task))
-            .await
-            .expect("task in time")
-            .unwrap();
-        let out = crate::task_outcome(Some("VM.import"), &rec).unwrap();
+        let out = import_outcome(&cb, &task).await;
         assert!(out.as_array().is_some_and(|a| a.len() == 1), "{out}");
     }
 }
