@@ -225,13 +225,7 @@ impl Client {
         let cfg = self
             .tls_config()
             .ok_or_else(|| Error::Config("https URL without TLS configuration".into()))?;
-        let name = ServerName::try_from(ep.host.clone())
-            .map_err(|e| Error::Config(format!("bad TLS server name {:?}: {e}", ep.host)))?;
-        let s = TlsConnector::from(cfg)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Error::Tls(format!("handshake with {}: {e}", ep.authority())))?;
-        Ok(Conn::Other(Box::new(s)))
+        tls_handshake(cfg, ep, tcp).await
     }
 
     /// `GET path?session_id=…&query…` on the pool's host (following redirects): the answer, streaming.
@@ -598,13 +592,7 @@ pub async fn fetch_url(url: &str) -> Result<Download> {
         let io = if ep.tls {
             let cfg = xo_tls::client_config(false, &[])
                 .map_err(|e| Error::Config(format!("TLS: {e}")))?;
-            let name = ServerName::try_from(ep.host.clone())
-                .map_err(|e| Error::Config(format!("bad TLS server name {:?}: {e}", ep.host)))?;
-            let s = TlsConnector::from(cfg)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| Error::Tls(format!("handshake with {}: {e}", ep.authority())))?;
-            Conn::Other(Box::new(s))
+            tls_handshake(cfg, &ep, tcp).await?
         } else {
             Conn::Plain(tcp)
         };
@@ -614,6 +602,21 @@ pub async fn fetch_url(url: &str) -> Result<Download> {
         }
     }
     Err(Error::Transport(format!("too many redirects for {path}")))
+}
+
+/// The TLS handshake with `ep` (its host as the server name) over `tcp`.
+async fn tls_handshake(
+    cfg: Arc<rustls::ClientConfig>,
+    ep: &Endpoint,
+    tcp: TcpStream,
+) -> Result<Conn> {
+    let name = ServerName::try_from(ep.host.clone())
+        .map_err(|e| Error::Config(format!("bad TLS server name {:?}: {e}", ep.host)))?;
+    let s = TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Error::Tls(format!("handshake with {}: {e}", ep.authority())))?;
+    Ok(Conn::Other(Box::new(s)))
 }
 
 /// The head of a PUT of `length` bytes (`None`: [`UNKNOWN_LENGTH`]).
