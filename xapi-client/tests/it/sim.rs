@@ -25,6 +25,20 @@ fn opts(url: String) -> ClientOptions {
 }
 
 /// A halted, non-template, non-dom0 VM.
+/// The watcher's next change of `obj` (other changes skipped).
+async fn next_change_of(w: &mut Watch, obj: &Ref) -> xapi_client::ObjectChange {
+    loop {
+        match next_event(w).await {
+            WatchEvent::Changes(ch) => {
+                if let Some(c) = ch.into_iter().find(|c| &c.obj_ref == obj) {
+                    return c;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 async fn halted_vm(c: &Client) -> Ref {
     let vms = c.get_all_records("VM").await.unwrap();
     vms.into_iter()
@@ -187,16 +201,7 @@ async fn sim_watcher_initial_load_then_incremental_changes() {
     )
     .await
     .unwrap();
-    let change = loop {
-        match next_event(&mut w).await {
-            WatchEvent::Changes(ch) => {
-                if let Some(c) = ch.into_iter().find(|c| c.obj_ref == vm) {
-                    break c;
-                }
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let change = next_change_of(&mut w, &vm).await;
     assert_eq!((change.class.as_str(), change.op), ("VM", Op::Mod));
     assert_eq!(
         change.snapshot.unwrap().decode()["name_label"],
@@ -502,16 +507,7 @@ async fn watcher_keeps_only_the_fields_asked_for() {
     c.call("VM.set_name_label", vec![json!(vm.0), json!("trimmed")])
         .await
         .unwrap();
-    let change = loop {
-        match next_event(&mut w).await {
-            WatchEvent::Changes(ch) => {
-                if let Some(c) = ch.into_iter().find(|c| c.obj_ref == vm) {
-                    break c;
-                }
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let change = next_change_of(&mut w, &vm).await;
     let snap = change.snapshot.unwrap().decode();
     assert_eq!(
         Value::Object(snap.clone()).get("name_label"),
