@@ -149,6 +149,7 @@ impl Lookup for PoolState {
 impl PoolState {
     /// Build from a full load (`class → [(ref, record)]`).
     pub fn from_records(records: HashMap<String, Vec<(String, RawRecord)>>) -> PoolState {
+        let started = std::time::Instant::now();
         let mut st = PoolState::default();
         for (class, recs) in records {
             let class = st.intern(&class);
@@ -161,7 +162,15 @@ impl PoolState {
             }
         }
         st.refresh_pool_uuid();
+        let stored = started.elapsed();
         st.rebuild_all();
+        debug!(
+            records = st.records.len(),
+            objects = st.objects.len(),
+            store_ms = stored.as_millis() as u64,
+            derive_ms = (started.elapsed() - stored).as_millis() as u64,
+            "full load derived"
+        );
         st
     }
 

@@ -457,6 +457,7 @@ impl Store {
         self.source(key)?;
         // Derive outside any lock.
         let new_state = PoolState::from_records(records);
+        let started = std::time::Instant::now();
         let src = self.source(key)?;
         let mut st = src.state.lock();
         if st.removed {
@@ -473,6 +474,11 @@ impl Store {
             self.publish(&mut index, &src.key, diff)
         };
         drop(st);
+        tracing::debug!(
+            pool = key,
+            publish_ms = started.elapsed().as_millis() as u64,
+            "full load published"
+        );
         match uuid {
             Some(pool_uuid) => {
                 info!(pool = key, %pool_uuid, "pool objects loaded");
