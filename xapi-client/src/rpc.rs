@@ -1,5 +1,7 @@
 //! One RPC over a [`Transport`]: JSON-RPC v2 first, XML-RPC fallback, XML-RPC results coerced by the schema.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -62,14 +64,18 @@ fn media_type_is(resp: &HttpResponse, expected: &str) -> bool {
 /// success envelope) or an XML-RPC value, already canonicalised. Decode it as a tree ([`Answer::into_value`]) or
 /// straight into compact records ([`Answer::into_records`]).
 pub(crate) enum Answer {
-    Json(Bytes),
+    /// The body and where its `result` lies in it.
+    Json {
+        body: Bytes,
+        result: Range<usize>,
+    },
     Value(Value),
 }
 
 impl Answer {
     pub fn into_value(self) -> Result<Value> {
         match self {
-            Answer::Json(body) => decode_json(&body),
+            Answer::Json { body, .. } => decode_json(&body),
             Answer::Value(v) => Ok(v),
         }
     }
@@ -82,9 +88,10 @@ impl Answer {
         keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<(Ref, RawRecord)>> {
         let records = match self {
-            Answer::Json(body) => {
-                raw::records_from_json_retained(Envelope::parse(&body)?.result_text()?, keep)
-            }
+            Answer::Json { body, result } => match std::str::from_utf8(&body[result]) {
+                Ok(text) => raw::records_from_json_retained(text, keep),
+                Err(e) => Err(CodecError::Json(e.to_string())),
+            },
             Answer::Value(v) => raw::records_from_value_retained(v, keep),
         };
         records.map_err(|e| Error::structure(format!("{class}.get_all_records: {e}")))
@@ -112,32 +119,41 @@ impl<'a> Envelope<'a> {
         Ok(env)
     }
 
-    fn result_text(&self) -> Result<&'a str> {
-        self.result
+    /// Where the `result` text lies in `body` (`None` for an error envelope), so that it is never looked for again.
+    fn outcome(&self, body: &[u8]) -> Result<Option<Range<usize>>> {
+        if self.error.is_some() {
+            return Ok(None);
+        }
+        let text = self
+            .result
             .map(RawValue::get)
-            .ok_or_else(|| Error::structure("response has neither result nor error"))
+            .ok_or_else(|| Error::structure("response has neither result nor error"))?;
+        let start = text.as_ptr() as usize - body.as_ptr() as usize;
+        Ok(Some(start..start + text.len()))
     }
 }
 
 /// Check a JSON-RPC body: a success envelope is kept for later decoding (bare `NaN`/`Infinity` tokens XAPI may
 /// write are rewritten first); an error envelope becomes the XAPI error.
 fn check_json(body: Bytes) -> Result<Answer> {
-    let body = match Envelope::parse(&body) {
-        Ok(_) => body,
+    let (body, outcome) = match Envelope::parse(&body).and_then(|env| env.outcome(&body)) {
+        Ok(outcome) => (body, outcome),
         Err(e) => match crate::compact::replace_non_finite(&body) {
-            Some(fixed) => Bytes::from(fixed),
+            Some(fixed) => {
+                let fixed = Bytes::from(fixed);
+                let outcome = Envelope::parse(&fixed)?.outcome(&fixed)?;
+                (fixed, outcome)
+            }
             None => return Err(e),
         },
     };
-    let env = Envelope::parse(&body)?;
-    if env.error.is_some() {
-        return match jsonrpc::decode_response(&body)?.result {
+    match outcome {
+        Some(result) => Ok(Answer::Json { body, result }),
+        None => match jsonrpc::decode_response(&body)?.result {
             Err(e) => Err(e.into()),
-            Ok(_) => Ok(Answer::Json(body)),
-        };
+            Ok(_) => Err(Error::structure("error envelope without an error")),
+        },
     }
-    env.result_text()?;
-    Ok(Answer::Json(body))
 }
 
 /// Perform one call. `params` already carries the session id when the method takes one.
