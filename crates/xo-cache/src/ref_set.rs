@@ -57,11 +57,12 @@ impl<T: Eq + Hash + Clone> RefSet<T> {
         }
     }
 
-    pub fn iter(&self) -> Box<dyn Iterator<Item = &T> + '_> {
-        match self {
-            RefSet::Few(items) => Box::new(items.iter()),
-            RefSet::Many(set) => Box::new(set.iter()),
-        }
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        let (few, many) = match self {
+            RefSet::Few(items) => (items.as_slice(), None),
+            RefSet::Many(set) => (&[][..], Some(set)),
+        };
+        few.iter().chain(many.into_iter().flatten())
     }
 
     /// Release spare capacity (after a bulk build).
