@@ -14,6 +14,22 @@ fn raw(dir: &std::path::Path) -> sled::Db {
         .unwrap()
 }
 
+/// `Store::open` once a handle just dropped in this process has let go of the database's file lock (sled's I/O
+/// threads may hold it a moment after the drop): only lock failures are retried, for up to 5 s.
+fn open_after_release(dir: &std::path::Path) -> Result<Store, StoreError> {
+    for _ in 0..100 {
+        match Store::open(dir) {
+            Err(StoreError::Db(sled::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+    Store::open(dir)
+}
+
 fn open(dir: &std::path::Path) -> Store {
     Store::open_with(
         dir,
@@ -259,7 +275,7 @@ fn newer_or_garbage_version_is_refused() {
         db.flush().unwrap();
     }
     assert!(matches!(
-        Store::open(dir.path()),
+        open_after_release(dir.path()),
         Err(StoreError::TooNew { found: 99, .. })
     ));
     let dir = tempfile::tempdir().unwrap();
@@ -272,7 +288,7 @@ fn newer_or_garbage_version_is_refused() {
         db.flush().unwrap();
     }
     assert!(matches!(
-        Store::open(dir.path()),
+        open_after_release(dir.path()),
         Err(StoreError::BadVersion(_))
     ));
 }
