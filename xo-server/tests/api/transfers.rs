@@ -1620,3 +1620,81 @@ async fn transfers_cross_pool_copy_over_plain_http_is_spliced_and_a_failed_impor
     .await;
     assert_eq!((guest_vm_count(&small), count(&small, "VDI")), (vms, vdis));
 }
+
+/// Waits until xo-server shows host `uuid` with `address`.
+async fn wait_for_host_address(c: &mut Client, uuid: &str, address: &str) {
+    for _ in 0..400 {
+        let all = c.ok("xo.getAllObjects", json!({})).await;
+        if all[uuid]["address"] == address {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("host {uuid} never showed address {address}");
+}
+
+#[tokio::test]
+async fn transfers_sr_stats_fails_as_xo_when_one_hosts_rrds_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sim(2, 0).await;
+    let server = start_with(config(dir.path()), |b| b).await;
+    let mut c = Client::admin(&server).await;
+    c.ok("server.add", add_params(&p)).await;
+    let shared = call(&p, "SR.get_all_records", vec![])
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(r, v)| {
+            v["shared"] == true && v["content_type"] != "iso" && pbd_hosts(&p, r).len() == 2
+        })
+        .map(|(r, _)| r.clone())
+        .expect("an SR shared by both hosts");
+    let sr = uuid_of(&p, "SR", &shared);
+    wait_for_pbd_hosts(&mut c, &sr).await;
+    let master = call(&p, "pool.get_all", vec![])[0].clone();
+    let master = call(&p, "pool.get_master", vec![master]);
+    let other = pbd_hosts(&p, &shared)
+        .into_iter()
+        .find(|h| *h != master)
+        .expect("a host that is not the master");
+    let (other_uuid, master_uuid) = (
+        uuid_of(&p, "host", &other),
+        uuid_of(&p, "host", master.as_str().unwrap()),
+    );
+    let address = p.state().host_address(&Ref::from(other.as_str()));
+
+    // the other host's RRD endpoint cannot be reached (nothing listens at its new address)
+    let set = |a: &str| {
+        p.state().write(|db| {
+            db.set_field("host", &Ref::from(other.as_str()), "address", json!(a))
+                .unwrap()
+        })
+    };
+    set("127.0.0.250");
+    wait_for_host_address(&mut c, &other_uuid, "127.0.0.250").await;
+    // XO's getSrStats awaits every host's stats together (Promise.all): one failure fails the call, with the
+    // error's message for an admin
+    let e = c
+        .err("sr.stats", json!({ "id": sr, "granularity": "minutes" }))
+        .await;
+    assert_eq!(e["code"], -32000, "{e}");
+    assert_ne!(e["message"], "unknown error from the peer", "{e}");
+    // the host that answers still has its own stats, and the failure is not cached
+    let h = c
+        .ok(
+            "host.stats",
+            json!({ "host": master_uuid, "granularity": "minutes" }),
+        )
+        .await;
+    assert!(h["stats"]["cpus"].is_object(), "{h}");
+    set(&address);
+    wait_for_host_address(&mut c, &other_uuid, &address).await;
+    let s = c
+        .ok("sr.stats", json!({ "id": sr, "granularity": "minutes" }))
+        .await;
+    assert_eq!(
+        s["stats"]["iowait"].as_object().map(|m| m.len()),
+        Some(2),
+        "{s}"
+    );
+}
