@@ -2,7 +2,10 @@
 //! xapi-sim vs through xo-server (`vm.export` + `$getFrom`), and a pool-to-pool `vm.copy` (export piped into an
 //! import of another simulated pool); throughput ratios and xo-server's peak memory (VmHWM) per size.
 //!
-//! `cargo run --release -p xo-server --example bench_transfer [-- --sizes 1,4 --runs 3]` (default: 4 GiB, 3 runs)
+//! `cargo run --release -p xo-server --example bench_transfer [-- --sizes 1,4 --runs 3 --modes through,copy]`
+//! (default: 4 GiB, 3 runs, both modes; `--modes through` alone, e.g. to profile the child with `perf record -p`;
+//! `relay` adds a bare relay child, the same download read with xapi-client and written to the client socket as
+//! it comes with no HTTP server around it: what one extra loopback hop costs by itself)
 //!
 //! Each run does the three transfers one after the other; the figures are the medians over the runs (ratios: the
 //! median of the per-run ratios), and the peak RSS is xo-server's VmHWM, reset before each transfer.
@@ -69,6 +72,65 @@ fn xo_child() -> anyhow::Result<()> {
         drop(server);
         Ok(())
     })
+}
+
+/// The reference relay (`--relay-child`): for each connection, a request head naming the pool in `Host` and the
+/// VM in `?ref=`, answered by the pool's `/export` read with xapi-client (as xo-server reads it) and written to the
+/// socket as it comes, behind a minimal head; no HTTP server, no JSON-RPC, no task. What one extra loopback hop
+/// costs by itself, to compare xo-server with.
+fn relay_child() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", l.local_addr()?);
+        std::io::stdout().flush()?;
+        loop {
+            let (s, _) = l.accept().await?;
+            tokio::spawn(async move {
+                if let Err(e) = relay_one(s).await {
+                    eprintln!("relay: {e}");
+                }
+            });
+        }
+    })
+}
+
+async fn relay_one(mut s: tokio::net::TcpStream) -> anyhow::Result<()> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut b).await?;
+        anyhow::ensure!(n > 0, "connection closed in the request head");
+        head.extend_from_slice(&b[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let host = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Host: "))
+        .ok_or_else(|| anyhow::anyhow!("no Host"))?
+        .trim();
+    let vm = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.split_once("ref="))
+        .map(|(_, r)| r.to_owned())
+        .ok_or_else(|| anyhow::anyhow!("no ref"))?;
+    let c = xapi_client::Client::connect(xapi_client::ClientOptions::new(
+        format!("http://{host}"),
+        "root",
+        "root",
+    ))
+    .await?;
+    let d = c.get_resource("/export", &[("ref", vm)]).await?;
+    s.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
+    let mut body = d.into_stream();
+    while let Some(chunk) = body.next().await {
+        s.write_all(&chunk?).await?;
+    }
+    Ok(())
 }
 
 fn call(p: &RunningPool, method: &str, args: Vec<Value>) -> anyhow::Result<Value> {
@@ -175,8 +237,13 @@ async fn rpc(ws: &mut Ws, id: &mut i64, method: &str, params: Value) -> anyhow::
 }
 
 async fn http_download(addr: &str, path: &str) -> anyhow::Result<u64> {
+    http_download_to(addr, path, "bench").await
+}
+
+/// The body length of `GET path` on `addr` (`Host: host`).
+async fn http_download_to(addr: &str, path: &str, host: &str) -> anyhow::Result<u64> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
         .await?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
@@ -237,7 +304,15 @@ fn reset_hwm(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-async fn run_size(gib: u64, runs: usize) -> anyhow::Result<()> {
+/// Which transfers through xo-server a run measures (besides the direct export).
+#[derive(Debug, Clone, Copy)]
+struct Modes {
+    through: bool,
+    copy: bool,
+    relay: bool,
+}
+
+async fn run_size(gib: u64, runs: usize, modes: Modes) -> anyhow::Result<()> {
     let size = gib * GIB;
     let a = pool(size + GIB, 2).await?;
     let b = pool(size + GIB, 1).await?;
@@ -283,6 +358,23 @@ async fn run_size(gib: u64, runs: usize) -> anyhow::Result<()> {
         )
         .await?;
     }
+    let relay = if modes.relay {
+        let mut r = std::process::Command::new(std::env::current_exe()?)
+            .arg("--relay-child")
+            .env_remove("GLIBC_TUNABLES")
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut l = String::new();
+        std::io::BufReader::new(
+            r.stdout
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+        )
+        .read_line(&mut l)?;
+        Some((r, l.trim().to_owned()))
+    } else {
+        None
+    };
     let hwm_start = status_kib(pid, "VmHWM:");
     // warm-up (not measured): the simulators' first export and import also fault their memory in
     let (xva, _) = direct_export(&a, &vm).await?;
@@ -296,74 +388,134 @@ async fn run_size(gib: u64, runs: usize) -> anyhow::Result<()> {
     destroy_copy(&b, new.as_str().unwrap_or_default())?;
 
     let (mut direct, mut through, mut copy) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut relayed, mut cpu_relay, mut own_relay) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cpu_through, mut cpu_copy) = (Vec::new(), Vec::new());
+    // CPU of this process (the simulated pools and the downloading client) per mode
+    let me = std::process::id();
+    let (mut own_direct, mut own_through, mut own_copy) = (Vec::new(), Vec::new(), Vec::new());
     let (mut hwm_export, mut hwm_copy) = (0, 0);
+    let rate = |t: Duration| mib_s(xva, t);
     // the modes interleaved, run after run, so that drifts of the machine hit them alike
     for run in 1..=runs {
+        let own = cpu_s(me);
         let (n, t_direct) = direct_export(&a, &vm).await?;
+        own_direct.push(cpu_s(me) - own);
         anyhow::ensure!(n == xva, "direct export sizes differ: {n} vs {xva}");
-
-        reset_hwm(pid);
-        let cpu = cpu_s(pid);
-        let url = rpc(&mut ws, &mut id, "vm.export", json!({"vm": vm_uuid})).await?;
-        let path = url["$getFrom"].as_str().unwrap_or_default().to_owned();
-        let t = Instant::now();
-        let n = http_download(&addr, &path).await?;
-        let t_xo = t.elapsed();
-        hwm_export = hwm_export.max(status_kib(pid, "VmHWM:"));
-        anyhow::ensure!(n == xva, "sizes differ: {n} vs {xva}");
-        cpu_through.push(cpu_s(pid) - cpu);
-
-        reset_hwm(pid);
-        let cpu = cpu_s(pid);
-        let t = Instant::now();
-        let new = rpc(
-            &mut ws,
-            &mut id,
-            "vm.copy",
-            json!({"vm": vm_uuid, "sr": sr_b, "name": "bench copy"}),
-        )
-        .await?;
-        let t_copy = t.elapsed();
-        hwm_copy = hwm_copy.max(status_kib(pid, "VmHWM:"));
-        cpu_copy.push(cpu_s(pid) - cpu);
-        destroy_copy(&b, new.as_str().unwrap_or_default())?;
-
-        println!(
-            "  run {run}: direct {:.0} MiB/s | through xo-server {:.0} MiB/s ({:.2}x) | pool-to-pool {:.0} MiB/s ({:.2}x)",
-            mib_s(xva, t_direct),
-            mib_s(xva, t_xo),
-            t_direct.as_secs_f64() / t_xo.as_secs_f64(),
-            mib_s(xva, t_copy),
-            t_direct.as_secs_f64() / t_copy.as_secs_f64(),
-        );
         direct.push(t_direct.as_secs_f64());
-        through.push(t_xo.as_secs_f64());
-        copy.push(t_copy.as_secs_f64());
+        let mut line = format!("  run {run}: direct {:.0} MiB/s", rate(t_direct));
+
+        if modes.through {
+            reset_hwm(pid);
+            let (cpu, own) = (cpu_s(pid), cpu_s(me));
+            let url = rpc(&mut ws, &mut id, "vm.export", json!({"vm": vm_uuid})).await?;
+            let path = url["$getFrom"].as_str().unwrap_or_default().to_owned();
+            let t = Instant::now();
+            let n = http_download(&addr, &path).await?;
+            let t_xo = t.elapsed();
+            hwm_export = hwm_export.max(status_kib(pid, "VmHWM:"));
+            anyhow::ensure!(n == xva, "sizes differ: {n} vs {xva}");
+            cpu_through.push(cpu_s(pid) - cpu);
+            own_through.push(cpu_s(me) - own);
+            through.push(t_xo.as_secs_f64());
+            line += &format!(
+                " | through xo-server {:.0} MiB/s ({:.2}x)",
+                rate(t_xo),
+                t_direct.as_secs_f64() / t_xo.as_secs_f64()
+            );
+        }
+
+        if let Some((r, raddr)) = &relay {
+            let (cpu, own) = (cpu_s(r.id()), cpu_s(me));
+            let pool_host = a.master_url().trim_end_matches('/').replace("http://", "");
+            let t = Instant::now();
+            let n = http_download_to(raddr, &format!("/export?ref={vm}"), &pool_host).await?;
+            let t_relay = t.elapsed();
+            anyhow::ensure!(n == xva, "relayed sizes differ: {n} vs {xva}");
+            cpu_relay.push(cpu_s(r.id()) - cpu);
+            own_relay.push(cpu_s(me) - own);
+            relayed.push(t_relay.as_secs_f64());
+            line += &format!(
+                " | bare relay {:.0} MiB/s ({:.2}x)",
+                rate(t_relay),
+                t_direct.as_secs_f64() / t_relay.as_secs_f64()
+            );
+        }
+
+        if modes.copy {
+            reset_hwm(pid);
+            let (cpu, own) = (cpu_s(pid), cpu_s(me));
+            let t = Instant::now();
+            let new = rpc(
+                &mut ws,
+                &mut id,
+                "vm.copy",
+                json!({"vm": vm_uuid, "sr": sr_b, "name": "bench copy"}),
+            )
+            .await?;
+            let t_copy = t.elapsed();
+            hwm_copy = hwm_copy.max(status_kib(pid, "VmHWM:"));
+            cpu_copy.push(cpu_s(pid) - cpu);
+            own_copy.push(cpu_s(me) - own);
+            destroy_copy(&b, new.as_str().unwrap_or_default())?;
+            copy.push(t_copy.as_secs_f64());
+            line += &format!(
+                " | pool-to-pool {:.0} MiB/s ({:.2}x)",
+                rate(t_copy),
+                t_direct.as_secs_f64() / t_copy.as_secs_f64()
+            );
+        }
+        println!("{line}");
     }
     let ratio = |m: &[f64]| median(direct.iter().zip(m).map(|(d, x)| d / x).collect());
-    let rate = |m: &[f64]| xva as f64 / (1 << 20) as f64 / median(m.to_vec());
-    println!(
-        "{gib} GiB written ({:.2} GiB XVA), median of {runs}: direct {:.0} MiB/s | through xo-server {:.0} MiB/s ({:.2}x direct) | pool-to-pool vm.copy {:.0} MiB/s ({:.2}x direct export)",
-        xva as f64 / GIB as f64,
-        rate(&direct),
-        rate(&through),
-        ratio(&through),
-        rate(&copy),
-        ratio(&copy),
-    );
+    let median_rate = |m: &[f64]| xva as f64 / (1 << 20) as f64 / median(m.to_vec());
     let gib_xva = xva as f64 / GIB as f64;
-    println!(
-        "  xo-server CPU time per GiB moved (median): {:.2} s through xo-server, {:.2} s pool-to-pool",
-        median(cpu_through) / gib_xva,
-        median(cpu_copy) / gib_xva,
+    let mut summary = format!(
+        "{gib} GiB written ({gib_xva:.2} GiB XVA), median of {runs}: direct {:.0} MiB/s",
+        median_rate(&direct)
     );
-    println!(
-        "  xo-server peak RSS (VmHWM): {} MiB after start+server.add, {} MiB during the exports, {} MiB during the copies",
-        hwm_start / 1024,
-        hwm_export / 1024,
-        hwm_copy / 1024
+    let mut cpu = String::from("  xo-server CPU time per GiB moved (median):");
+    let mut own = format!(
+        "  pools+client CPU time per GiB (median): {:.2} s direct",
+        median(own_direct) / gib_xva
     );
+    let mut hwm = format!(
+        "  xo-server peak RSS (VmHWM): {} MiB after start+server.add",
+        hwm_start / 1024
+    );
+    if modes.through {
+        summary += &format!(
+            " | through xo-server {:.0} MiB/s ({:.2}x direct)",
+            median_rate(&through),
+            ratio(&through)
+        );
+        cpu += &format!(" {:.2} s through xo-server", median(cpu_through) / gib_xva);
+        own += &format!(", {:.2} s through xo-server", median(own_through) / gib_xva);
+        hwm += &format!(", {} MiB during the exports", hwm_export / 1024);
+    }
+    if modes.relay {
+        summary += &format!(
+            " | bare relay {:.0} MiB/s ({:.2}x direct)",
+            median_rate(&relayed),
+            ratio(&relayed)
+        );
+        cpu += &format!(" ({:.2} s for the bare relay)", median(cpu_relay) / gib_xva);
+        own += &format!(", {:.2} s bare relay", median(own_relay) / gib_xva);
+    }
+    if modes.copy {
+        summary += &format!(
+            " | pool-to-pool vm.copy {:.0} MiB/s ({:.2}x direct export)",
+            median_rate(&copy),
+            ratio(&copy)
+        );
+        cpu += &format!(" {:.2} s pool-to-pool", median(cpu_copy) / gib_xva);
+        own += &format!(", {:.2} s pool-to-pool", median(own_copy) / gib_xva);
+        hwm += &format!(", {} MiB during the copies", hwm_copy / 1024);
+    }
+    println!("{summary}\n{cpu}\n{own}\n{hwm}");
+    if let Some((mut r, _)) = relay {
+        let _ = r.kill();
+        let _ = r.wait();
+    }
     drop(child.stdin.take());
     let _ = child.wait();
     a.shutdown().await;
@@ -382,6 +534,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--xo-child") {
         return xo_child();
+    }
+    if args.iter().any(|a| a == "--relay-child") {
+        return relay_child();
     }
     if cfg!(target_os = "linux") && std::env::var_os("GLIBC_TUNABLES").is_none() {
         // the tunables are read at start: run again with them
@@ -403,9 +558,23 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    let modes = args
+        .iter()
+        .position(|a| a == "--modes")
+        .and_then(|i| args.get(i + 1))
+        .map(|m| Modes {
+            through: m.split(',').any(|x| x == "through"),
+            copy: m.split(',').any(|x| x == "copy"),
+            relay: m.split(',').any(|x| x == "relay"),
+        })
+        .unwrap_or(Modes {
+            through: true,
+            copy: true,
+            relay: false,
+        });
     let rt = tokio::runtime::Runtime::new()?;
     for gib in sizes {
-        rt.block_on(run_size(gib, runs.max(1)))?;
+        rt.block_on(run_size(gib, runs.max(1), modes))?;
     }
     Ok(())
 }
