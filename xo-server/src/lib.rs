@@ -2,6 +2,7 @@
 //! [`Registry`], JSON-RPC over WebSocket at `/api/` ([`serve`]), the `all` notification broadcaster
 //! ([`App::publish`]) and the [`PoolConnector`] seam towards XAPI pools.
 
+mod alloc;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -50,6 +50,11 @@ impl RawRecord {
         )
     }
 
+    /// The JSON text, owned (no copy).
+    pub fn into_text(self) -> Box<str> {
+        self.0
+    }
+
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -4,29 +4,27 @@
 //!   (snapshot-tested). Cross-object data (metrics, guest metrics, VBD→VDI→SR→PBD chains, …) is read
 //!   through a [`Lookup`]; the [`Ctx`] wrapper records what was read so the store can re-derive exactly the
 //!   objects affected by a change.
-//! - [`Store`]: XO objects of many pools by id (`Arc<XoObject>`, parsed form + JSON text serialised once),
+//! - [`Store`]: XO objects of many pools by id (`Arc<XoObject>`, JSON text serialised once and packed),
 //!   per-pool [`PoolStatus`] and [`Store::wait_ready`], atomic [`Store::apply_reset`], incremental
 //!   [`Store::apply_changes`], one [`Batch`] per change set broadcast to every [`Subscription`] (a
 //!   subscriber that falls behind gets [`SubscriptionError::Lagged`] and is closed, never skipped).
 //! - [`filter`]: `xo.getAllObjects` filters: lodash `_.matches` objects and complex-matcher strings.
 //! - [`sync`]: the per-pool driver consuming any `Stream<Item = SyncInput>`.
 //!
-//! Memory & speed with large pools (10,000 VMs ≈ 65,000 records, 50,000 objects; figures from
-//! `examples/bench_transform.rs` on a loaded 2-core machine):
+//! Memory & speed with large pools (10,000 VMs ≈ 77,000 records, 54,000 objects; measured end to end by
+//! xo-server's `examples/bench_server.rs`):
 //! - Raw records keep only the top-level fields some transform reads ([`fields`]: the identifier-like
 //!   string literals of the transform sources; `tests/trimmed_records.rs` proves full and trimmed records
-//!   give the same objects). Saves ≈ 35 % of the fields.
-//! - An [`XoObject`] is its JSON text (needed for notifications anyway) plus id/type/ref/pool; the value
-//!   tree is parsed on demand ([`XoObject::value`] caches it in that object, [`XoObject::matches`] /
-//!   [`XoObject::to_value`] / [`XoObject::with_value`] don't). Store memory after a first load went from
-//!   +316 MiB to +109 MiB.
-//! - A full load is transformed and serialised on 2 threads, then indexed sequentially; the sync driver
-//!   runs large resets on a blocking thread, never on an async worker.
-//! - Tried and dropped: records at rest as compact JSON text parsed on demand. It saved ≈ 120 MiB in the
-//!   micro-benchmark but doubled incremental re-derivation time, and in xo-server the peak (maps + text
-//!   during the load) left the resident size higher, not lower (glibc keeps freed peak memory).
-//! - Still heavy: the raw records as `serde_json::Map`s (a `String` per key); the next step is a
-//!   per-class schema (field index + compact values) decoded straight from the XAPI JSON.
+//!   give the same objects). Saves ≈ 30 % of the bytes.
+//! - Records and objects are kept as JSON text, zstd-packed against a dictionary learnt per XAPI class / XO
+//!   type from its first texts ([`packed`]): ≈ 4× smaller than the text. A record is decoded (unpacked and
+//!   parsed) only while objects that read it are derived; an [`XoObject`]'s tree is parsed on demand
+//!   ([`XoObject::value`] caches it in that object, [`XoObject::matches`] / [`XoObject::to_value`] /
+//!   [`XoObject::with_value`] don't) and its text unpacked when written ([`XoObject::write_json`]).
+//! - A full load keeps its records plain while it is derived (transform and serialise on 2 threads, in chunks,
+//!   each VM next to the records that hang off it), then packs them on 2 threads; the sync driver runs large
+//!   resets on a blocking thread, never on an async worker. Internal tables hash with ahash.
+//! - xo-server uses jemalloc: with glibc's malloc the resident size after a 10k-VM sync was ~2× the live heap.
 //!
 //! Wire-shape notes (faithful to xo-server, which serialises with `JSON.stringify`): a single link to a
 //! NULL/unknown ref is *absent* (JS `undefined`), a link inside an array is `null`; NaN numbers are `null`;
@@ -55,9 +53,11 @@
 
 pub mod fields;
 pub mod filter;
+mod hash;
 pub mod jsval;
 pub mod lookup;
 pub mod object;
+pub mod packed;
 mod pool_state;
 mod ref_set;
 pub mod store;

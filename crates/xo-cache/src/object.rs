@@ -1,16 +1,18 @@
 //! `XoObject`: an immutable XO object, serialised once, shared by `Arc` between the store, queries and
 //! every subscriber.
 //!
-//! Memory: the object is kept as its JSON text only (plus id/type/ref/pool, which lookups and indexes
-//! need). The parsed tree is built on first [`XoObject::value`] call and cached in that object (methods
+//! Memory: the object is kept as its JSON text only, zstd-packed against its type's dictionary ([`Packed`]), plus
+//! id/type/ref/pool, which lookups and indexes need. The parsed tree is built on first [`XoObject::value`] call and cached in that object (methods
 //! touch few objects); whole-store scans ([`XoObject::matches`], used by `getAllObjects` filters) parse
 //! into a temporary instead, so a filtered listing does not make every object keep its tree.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
 use crate::jsval::Record;
+use crate::packed::Packed;
 
 /// An XO object (`{id, type, $pool, _xapiRef, …}`) with its JSON text computed once.
 #[derive(Debug, Clone)]
@@ -21,12 +23,13 @@ pub struct XoObject {
     pool: Option<Arc<str>>,
     /// Parsed form, built on demand from `json`.
     value: OnceLock<Value>,
-    json: Arc<str>,
+    json: Packed,
+    json_len: usize,
 }
 
 impl PartialEq for XoObject {
     fn eq(&self, other: &Self) -> bool {
-        self.json == other.json
+        self.same_json(other)
     }
 }
 
@@ -45,14 +48,18 @@ impl XoObject {
             .unwrap_or("")
             .into();
         let pool = obj.get("$pool").and_then(Value::as_str).map(Arc::from);
-        let json: Arc<str> = serde_json::to_string(&obj).ok()?.into();
+        let text = serde_json::to_string(&obj).ok()?;
+        let mut dict_kind = String::with_capacity(4 + kind.len());
+        dict_kind.push_str("obj:");
+        dict_kind.push_str(&kind);
         Some(XoObject {
             id,
             kind,
             xapi_ref,
             pool,
             value: OnceLock::new(),
-            json,
+            json: Packed::new(&dict_kind, &text),
+            json_len: text.len(),
         })
     }
 
@@ -119,12 +126,32 @@ impl XoObject {
 
     fn parse(&self) -> Value {
         // The text was produced by serde_json from a Value: it always parses back.
-        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+        serde_json::from_str(&self.json.text()).unwrap_or(Value::Null)
     }
 
-    /// The serialised JSON text (computed once at creation).
-    pub fn json(&self) -> &Arc<str> {
-        &self.json
+    /// The serialised JSON text (computed once at creation, unpacked on each call).
+    pub fn json(&self) -> Cow<'_, str> {
+        self.json.text()
+    }
+
+    /// Append the JSON text to `out`.
+    pub fn write_json(&self, out: &mut String) {
+        self.json.unpack_into(out);
+    }
+
+    /// Length of the JSON text.
+    pub fn json_len(&self) -> usize {
+        self.json_len
+    }
+
+    /// Bytes the packed JSON text takes.
+    pub fn packed_len(&self) -> usize {
+        self.json.packed_len()
+    }
+
+    /// Whether both serialise to the same JSON text.
+    pub fn same_json(&self, other: &XoObject) -> bool {
+        self.json_len == other.json_len && self.json.same_text(&other.json)
     }
 }
 
@@ -153,7 +180,7 @@ pub fn items_json<'a>(objects: impl IntoIterator<Item = &'a XoObject>) -> String
         first = false;
         out.push_str(&serde_json::to_string(o.id()).unwrap_or_else(|_| "\"\"".into()));
         out.push(':');
-        out.push_str(o.json());
+        o.write_json(&mut out);
     }
     out.push('}');
     out
@@ -179,7 +206,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.id(), "x");
         assert_eq!(o.kind(), "VM");
-        assert_eq!(&**o.json(), r#"{"a":[1.5,3],"id":"x","n":2,"type":"VM"}"#);
+        assert_eq!(o.json(), r#"{"a":[1.5,3],"id":"x","n":2,"type":"VM"}"#);
         assert_eq!(items_json([&o]), format!("{{\"x\":{}}}", o.json()));
     }
 }

@@ -1,20 +1,23 @@
 //! Per-pool derivation state: the pool's XAPI records, the XO object each produced, and the dependency
 //! indexes that say which objects to re-derive when a record changes.
 //!
-//! Memory: records are kept as the compact JSON text of the fields transforms read ([`RawRecord`]), decoded on
-//! demand while objects are derived and forgotten again after each derivation pass (a full load is derived in
-//! chunks, so only a chunk's worth of decoded records exists at any time).
+//! Memory: records are kept as the compact JSON text of the fields transforms read ([`RawRecord`]), zstd-packed
+//! against their class's dictionary ([`Packed`]), decoded on demand while objects are derived and forgotten again
+//! after each derivation pass (a full load is derived in chunks, so only a chunk's worth of decoded records exists
+//! at any time).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
+use serde_json::Value;
 use tracing::{debug, warn};
 use xapi_types::RawRecord;
 
+use crate::hash::{HashMap, HashSet};
 use crate::jsval::Record;
 use crate::lookup::{Deps, Lookup};
 use crate::object::XoObject;
+use crate::packed::Packed;
 use crate::ref_set::RefSet;
 use crate::sync::{ChangeOp, ObjectChange};
 use crate::transform;
@@ -53,35 +56,59 @@ const DERIVE_CHUNK: usize = 4096;
 /// the record per record.
 const UUID_INDEXED: &[&str] = &["vdi"];
 
-/// One XAPI record: its class, its trimmed JSON text, and its decoded form while a derivation needs it.
+/// One XAPI record: its class, its trimmed JSON text (packed), the uuid of an [`UUID_INDEXED`] class's record, and
+/// its decoded form while a derivation needs it.
 #[derive(Debug)]
 struct Stored {
     class: Arc<str>,
-    text: RawRecord,
+    text: Packed,
+    indexed_uuid: Option<Box<str>>,
     decoded: OnceLock<Record>,
 }
 
 impl Stored {
-    fn new(class: Arc<str>, text: RawRecord) -> Stored {
-        Stored {
+    /// A record, packed at once or (`pack == false`: a full load, packed after its derivation) kept plain for now.
+    fn new(class: Arc<str>, text: RawRecord, pack: bool) -> Stored {
+        let indexed_uuid = UUID_INDEXED
+            .contains(&&*class)
+            .then(|| text.get_str("uuid").map(String::into_boxed_str))
+            .flatten();
+        let mut s = Stored {
+            text: Packed::Plain(text.into_text()),
             class,
-            text,
+            indexed_uuid,
             decoded: OnceLock::new(),
+        };
+        if pack {
+            s.pack();
+        }
+        s
+    }
+
+    /// Pack a plain text.
+    fn pack(&mut self) {
+        if let Packed::Plain(text) = &self.text {
+            let mut kind = String::with_capacity(4 + self.class.len());
+            kind.push_str("rec:");
+            kind.push_str(&self.class);
+            self.text = Packed::new(&kind, text);
         }
     }
 
     /// The uuid, for records of [`UUID_INDEXED`] classes.
     fn indexed_uuid(&self) -> Option<String> {
-        if !UUID_INDEXED.contains(&&*self.class) {
-            return None;
-        }
-        self.uuid()
+        self.indexed_uuid.as_deref().map(str::to_owned)
+    }
+
+    /// The record as a tree (unpacked and parsed: the text is always a JSON object).
+    fn decode(&self) -> Record {
+        serde_json::from_str(&self.text.text()).unwrap_or_default()
     }
 
     fn uuid(&self) -> Option<String> {
         match self.decoded.get() {
             Some(rec) => rec.get("uuid").and_then(|v| v.as_str()).map(str::to_owned),
-            None => self.text.get_str("uuid"),
+            None => RawRecord::parse(&self.text.text()).ok()?.get_str("uuid"),
         }
     }
 }
@@ -132,7 +159,7 @@ impl Lookup for PoolState {
         let (key, s) = self.records.get_key_value(r)?;
         let rec = s.decoded.get_or_init(|| {
             self.decoded.lock().push(key.clone());
-            s.text.decode()
+            s.decode()
         });
         Some((&*s.class, rec))
     }
@@ -147,10 +174,14 @@ impl Lookup for PoolState {
 }
 
 impl PoolState {
-    /// Build from a full load (`class → [(ref, record)]`).
-    pub fn from_records(records: HashMap<String, Vec<(String, RawRecord)>>) -> PoolState {
+    /// Build from a full load (`class → [(ref, record)]`). The records are left plain: call
+    /// [`PoolState::pack_records`] once the objects are published.
+    pub fn from_records(
+        records: std::collections::HashMap<String, Vec<(String, RawRecord)>>,
+    ) -> PoolState {
         let started = std::time::Instant::now();
         let mut st = PoolState::default();
+        let mut hints = FamilyHints::default();
         for (class, recs) in records {
             let class = st.intern(&class);
             for (r, rec) in recs {
@@ -158,20 +189,50 @@ impl PoolState {
                 if &*class == "pool" {
                     st.pool_ref = Some(r.clone());
                 }
-                st.insert_record(r, Stored::new(class.clone(), trimmed(rec)));
+                let rec = trimmed(rec);
+                hints.note(&r, &class, &rec);
+                st.insert_record(r, Stored::new(class.clone(), rec, false));
             }
         }
         st.refresh_pool_uuid();
         let stored = started.elapsed();
-        st.rebuild_all();
+        st.rebuild_all(Some(hints));
         debug!(
             records = st.records.len(),
             objects = st.objects.len(),
+            objects_kib = st.objects.values().map(|o| o.packed_len()).sum::<usize>() >> 10,
+            objects_text_kib = st.objects.values().map(|o| o.json_len()).sum::<usize>() >> 10,
             store_ms = stored.as_millis() as u64,
             derive_ms = (started.elapsed() - stored).as_millis() as u64,
             "full load derived"
         );
         st
+    }
+
+    /// Pack the records still plain (a full load's: [`PoolState::from_records`] leaves them plain, for its
+    /// derivation), on up to [`DERIVE_THREADS`] threads.
+    pub fn pack_records(&mut self) {
+        let mut plain: Vec<&mut Stored> = self
+            .records
+            .values_mut()
+            .filter(|s| matches!(s.text, Packed::Plain(_)))
+            .collect();
+        let per_thread = plain.len().div_ceil(DERIVE_THREADS).max(1);
+        std::thread::scope(|scope| {
+            for part in plain.chunks_mut(per_thread) {
+                scope.spawn(move || part.iter_mut().for_each(|s| s.pack()));
+            }
+        });
+        debug!(
+            records = self.records.len(),
+            packed_kib = self
+                .records
+                .values()
+                .map(|s| s.text.packed_len())
+                .sum::<usize>()
+                >> 10,
+            "records packed"
+        );
     }
 
     /// Insert/replace a record, keeping the uuid index; returns whether it existed.
@@ -253,7 +314,8 @@ impl PoolState {
         ids
     }
 
-    fn rebuild_all(&mut self) {
+    /// Derive every object again (`hints`: the full load's family hints, else they are read from the records).
+    fn rebuild_all(&mut self, hints: Option<FamilyHints>) {
         self.objects.clear();
         self.deps.clear();
         self.rev_content.clear();
@@ -265,7 +327,9 @@ impl PoolState {
             .filter(|(_, s)| transform::is_transformed(&s.class))
             .map(|(r, _)| r.clone())
             .collect();
-        self.family_order(&mut refs);
+        let hints = hints.unwrap_or_else(|| self.family_hints());
+        hints.order(&self.records, &mut refs);
+        drop(hints);
         // Transform + serialise in parallel (read-only over the records), then index sequentially; chunk by
         // chunk, forgetting decoded records in between.
         for chunk in refs.chunks(DERIVE_CHUNK) {
@@ -286,44 +350,15 @@ impl PoolState {
         self.rev_fields.values_mut().for_each(RefSet::shrink);
     }
 
-    /// A full load's derivation order: each VM next to what hangs off it (records of classes with a `VM` field —
-    /// VBDs, VIFs, consoles… — and the VDIs behind its VBDs), so that a chunk decodes most of its records once
-    /// rather than once per chunk that reads them.
-    fn family_order(&self, refs: &mut [Arc<str>]) {
-        let vm_classes: HashSet<&str> = self
-            .classes
-            .values()
-            .filter(|c| xapi_types::schema::class(c).is_some_and(|c| c.field("VM").is_some()))
-            .map(|c| &**c)
-            .collect();
-        let vm_of = |s: &Stored| -> Option<String> {
-            if !vm_classes.contains(&*s.class) {
-                return None;
-            }
-            s.text
-                .get_str("VM")
-                .filter(|vm| vm != crate::lookup::NULL_REF)
-        };
-        let mut vbd_vm: HashMap<&str, String> = HashMap::new();
+    /// The family hints of the stored records (unpacked one by one).
+    fn family_hints(&self) -> FamilyHints {
+        let mut hints = FamilyHints::default();
         for (r, s) in &self.records {
-            if &*s.class == "vbd" {
-                if let Some(vm) = vm_of(s) {
-                    vbd_vm.insert(r, vm);
-                }
+            if let Ok(rec) = RawRecord::parse(&s.text.text()) {
+                hints.note(r, &s.class, &rec);
             }
         }
-        refs.sort_by_cached_key(|r| {
-            let s = self.records.get(r)?;
-            match &*s.class {
-                "vm" => Some(r.to_string()),
-                "vdi" => s.text.get("VBDs").and_then(|v| {
-                    v.as_array()?
-                        .iter()
-                        .find_map(|b| vbd_vm.get(b.as_str()?).cloned())
-                }),
-                _ => vm_of(s),
-            }
-        });
+        hints
     }
 
     /// Transform and serialise `refs` on up to [`DERIVE_THREADS`] threads (the records are only read).
@@ -473,7 +508,7 @@ impl PoolState {
             Some(map) => match XoObject::new(map) {
                 // Unchanged: keep the previous Arc (and its identity).
                 Some(o) => match &old {
-                    Some(prev) if prev.json() == o.json() => old.clone(),
+                    Some(prev) if prev.same_json(&o) => old.clone(),
                     _ => Some(Arc::new(o)),
                 },
                 None => {
@@ -495,10 +530,10 @@ impl PoolState {
 
     /// Apply incremental record changes; returns the resulting object diff.
     pub fn apply_changes(&mut self, changes: Vec<ObjectChange>) -> PoolDiff {
-        let mut content: HashSet<Arc<str>> = HashSet::new();
-        let mut existence: HashSet<Arc<str>> = HashSet::new();
+        let mut content: HashSet<Arc<str>> = HashSet::default();
+        let mut existence: HashSet<Arc<str>> = HashSet::default();
         // Fields changed by `mod`s of records that existed before (existence changes dirty everything).
-        let mut changed_fields: HashMap<Arc<str>, HashSet<String>> = HashMap::new();
+        let mut changed_fields: HashMap<Arc<str>, HashSet<String>> = HashMap::default();
         let mut pool_touched = false;
         for ch in changes {
             let class = self.intern(&ch.class);
@@ -527,7 +562,7 @@ impl PoolState {
                     }
                     let new = text.decode();
                     if let Some(old) = self.records.get(&r) {
-                        let old = old.text.decode();
+                        let old = old.decode();
                         let set = changed_fields.entry(r.clone()).or_default();
                         for (k, v) in &new {
                             if old.get(k) != Some(v) {
@@ -540,7 +575,7 @@ impl PoolState {
                             }
                         }
                     }
-                    let stored = Stored::new(class, text);
+                    let stored = Stored::new(class, text, true);
                     // Already decoded: keep it for this batch's derivations.
                     let _ = stored.decoded.set(new);
                     self.decoded.get_mut().push(r.clone());
@@ -555,10 +590,10 @@ impl PoolState {
         if pool_touched && self.refresh_pool_uuid() {
             // `$pool` of every object changes: rebuild everything.
             let before: Vec<Arc<XoObject>> = self.objects.values().cloned().collect();
-            self.rebuild_all();
+            self.rebuild_all(None);
             return diff_sets(before, self.objects.values().cloned().collect());
         }
-        let mut dirty: HashSet<Arc<str>> = HashSet::new();
+        let mut dirty: HashSet<Arc<str>> = HashSet::default();
         for r in &content {
             dirty.insert(r.clone());
             if let Some(set) = self.rev_content.get(&**r) {
@@ -599,6 +634,50 @@ impl PoolState {
     }
 }
 
+/// What a full load's derivation order is made from: the VM each record hangs off (records of classes with a `VM`
+/// field — VBDs, VIFs, consoles…) and the VBDs of each VDI.
+#[derive(Debug, Default)]
+struct FamilyHints {
+    vm_of: HashMap<Arc<str>, Box<str>>,
+    vbds_of_vdi: HashMap<Arc<str>, Vec<Box<str>>>,
+}
+
+impl FamilyHints {
+    fn note(&mut self, r: &Arc<str>, class: &str, rec: &RawRecord) {
+        if class == "vdi" {
+            if let Some(Value::Array(vbds)) = rec.get("VBDs") {
+                let vbds = vbds.iter().filter_map(|b| b.as_str()).map(Box::from);
+                self.vbds_of_vdi.insert(r.clone(), vbds.collect());
+            }
+            return;
+        }
+        if class == "vm" || xapi_types::schema::class(class).is_none_or(|c| c.field("VM").is_none())
+        {
+            return;
+        }
+        if let Some(vm) = rec.get_str("VM").filter(|vm| vm != crate::lookup::NULL_REF) {
+            self.vm_of.insert(r.clone(), vm.into());
+        }
+    }
+
+    /// Sort `refs` so that each VM comes next to what hangs off it (and the VDIs behind its VBDs): a chunk then
+    /// decodes most of its records once rather than once per chunk that reads them.
+    fn order(&self, records: &HashMap<Arc<str>, Stored>, refs: &mut [Arc<str>]) {
+        refs.sort_by_cached_key(|r| {
+            let s = records.get(r)?;
+            match &*s.class {
+                "vm" => Some(r.to_string()),
+                "vdi" => self
+                    .vbds_of_vdi
+                    .get(r)?
+                    .iter()
+                    .find_map(|b| self.vm_of.get(&**b).map(|vm| vm.to_string())),
+                _ => self.vm_of.get(r).map(|vm| vm.to_string()),
+            }
+        });
+    }
+}
+
 /// Only the fields some transform reads, as compact text (the record itself when it is already trimmed, as the
 /// pool watcher's records are).
 fn trimmed(rec: RawRecord) -> RawRecord {
@@ -611,7 +690,7 @@ type Pair = (Option<Arc<XoObject>>, Option<Arc<XoObject>>);
 /// Diff of (old, new) per record.
 fn diff_pairs(pairs: Vec<Pair>) -> PoolDiff {
     let mut diff = PoolDiff::default();
-    let mut up_ids: HashSet<Arc<str>> = HashSet::new();
+    let mut up_ids: HashSet<Arc<str>> = HashSet::default();
     let mut gone: Vec<Arc<str>> = Vec::new();
     for (old, new) in pairs {
         match (old, new) {
@@ -626,7 +705,7 @@ fn diff_pairs(pairs: Vec<Pair>) -> PoolDiff {
                     gone.push(o.id_arc());
                     up_ids.insert(n.id_arc());
                     diff.upserts.push(n);
-                } else if !Arc::ptr_eq(&o, &n) && o.json() != n.json() {
+                } else if !Arc::ptr_eq(&o, &n) && !o.same_json(&n) {
                     up_ids.insert(n.id_arc());
                     diff.upserts.push(n);
                 }
@@ -644,7 +723,7 @@ pub(crate) fn diff_sets(before: Vec<Arc<XoObject>>, after: Vec<Arc<XoObject>>) -
     let mut diff = PoolDiff::default();
     for n in after {
         match old.remove(n.id()) {
-            Some(o) if Arc::ptr_eq(&o, &n) || o.json() == n.json() => {}
+            Some(o) if Arc::ptr_eq(&o, &n) || o.same_json(&n) => {}
             _ => diff.upserts.push(n),
         }
     }

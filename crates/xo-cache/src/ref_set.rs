@@ -2,7 +2,7 @@
 //! dependents, for which a vector is a fraction of a hash set's memory; a record with many (a pool, a shared
 //! SR) switches to a hash set so that removals stay cheap.
 
-use std::collections::HashSet;
+use crate::hash::HashSet;
 use std::hash::Hash;
 
 /// Above this many entries the set is hashed.

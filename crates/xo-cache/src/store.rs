@@ -153,7 +153,7 @@ pub fn enter_notifications_for<'a>(
     let mut part: Vec<&XoObject> = Vec::new();
     let mut size = 0;
     for o in objects {
-        size += o.json().len() + o.id().len() + 4;
+        size += o.json_len() + o.id().len() + 4;
         part.push(o);
         if size >= max_bytes {
             frames.push(enter_notification_for(part.drain(..)));
@@ -491,6 +491,14 @@ impl Store {
                 });
             }
         }
+        // The objects are out: now compact the records (changes wait for it, readers don't).
+        let started = std::time::Instant::now();
+        src.state.lock().pack_records();
+        tracing::debug!(
+            pool = key,
+            pack_ms = started.elapsed().as_millis() as u64,
+            "full load's records packed"
+        );
         Ok(batch)
     }
 

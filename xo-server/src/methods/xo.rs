@@ -43,7 +43,7 @@ async fn get_all_objects(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiEr
                 let mut chunk = String::with_capacity(CHUNK + 4096);
                 while chunk.len() < CHUNK {
                     let Some(o) = it.next() else { break };
-                    chunk.push_str(o.json());
+                    o.write_json(&mut chunk);
                     chunk.push('\n');
                 }
                 Some(chunk)

@@ -78,7 +78,7 @@ async fn reset_publishes_every_object_once_and_marks_ready() {
     assert_eq!(store.get_by_any_ref(VM1).unwrap().id(), vm1_id());
     assert!(store.get_by_ref("nope", VM1).is_none());
     // The serialised form is the object.
-    let parsed: Value = serde_json::from_str(vm.json()).unwrap();
+    let parsed: Value = serde_json::from_str(&vm.json()).unwrap();
     assert_eq!(&parsed, vm.value());
 }
 
