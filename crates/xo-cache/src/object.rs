@@ -2,20 +2,22 @@
 //! every subscriber.
 //!
 //! Memory: the object is kept as its JSON text only, zstd-packed against its type's dictionary ([`Packed`]), plus
-//! id/type/ref/pool, which lookups and indexes need. The parsed tree is built on first [`XoObject::value`] call and cached in that object (methods
-//! touch few objects); whole-store scans ([`XoObject::matches`], used by `getAllObjects` filters) parse
-//! into a temporary instead, so a filtered listing does not make every object keep its tree.
+//! id/type/ref/pool, which lookups and indexes need. A full load's objects are made plain and packed once they are
+//! published ([`XoObject::pack`]): the text does not change, only its form. The parsed tree is built on first
+//! [`XoObject::value`] call and cached in that object (methods touch few objects); whole-store scans
+//! ([`XoObject::matches`], used by `getAllObjects` filters) parse into a temporary instead, so a filtered listing
+//! does not make every object keep its tree.
 
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
+use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::jsval::Record;
 use crate::packed::Packed;
 
 /// An XO object (`{id, type, $pool, _xapiRef, …}`) with its JSON text computed once.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct XoObject {
     id: Arc<str>,
     kind: Arc<str>,
@@ -23,8 +25,23 @@ pub struct XoObject {
     pool: Option<Arc<str>>,
     /// Parsed form, built on demand from `json`.
     value: OnceLock<Value>,
-    json: Packed,
+    /// The text, plain until [`XoObject::pack`] for a full load's objects, packed otherwise.
+    json: RwLock<Packed>,
     json_len: usize,
+}
+
+impl Clone for XoObject {
+    fn clone(&self) -> Self {
+        XoObject {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            xapi_ref: self.xapi_ref.clone(),
+            pool: self.pool.clone(),
+            value: self.value.clone(),
+            json: RwLock::new(self.json.read().clone()),
+            json_len: self.json_len,
+        }
+    }
 }
 
 impl PartialEq for XoObject {
@@ -36,7 +53,15 @@ impl PartialEq for XoObject {
 impl XoObject {
     /// Wrap a transformed object. `None` when it has no string `id`. Integral floats become integers
     /// (`480.0` → `480`), as `JSON.stringify` writes them.
-    pub fn new(mut obj: Record) -> Option<Self> {
+    pub fn new(obj: Record) -> Option<Self> {
+        let o = XoObject::new_unpacked(obj)?;
+        o.pack();
+        Some(o)
+    }
+
+    /// [`XoObject::new`] with the text left plain until [`XoObject::pack`] (a full load packs its objects once
+    /// they are out).
+    pub fn new_unpacked(mut obj: Record) -> Option<Self> {
         for v in obj.values_mut() {
             js_numbers(v);
         }
@@ -49,18 +74,29 @@ impl XoObject {
             .into();
         let pool = obj.get("$pool").and_then(Value::as_str).map(Arc::from);
         let text = serde_json::to_string(&obj).ok()?;
-        let mut dict_kind = String::with_capacity(4 + kind.len());
-        dict_kind.push_str("obj:");
-        dict_kind.push_str(&kind);
         Some(XoObject {
             id,
             kind,
             xapi_ref,
             pool,
             value: OnceLock::new(),
-            json: Packed::new(&dict_kind, &text),
             json_len: text.len(),
+            json: RwLock::new(Packed::Plain(text.into_boxed_str())),
         })
+    }
+
+    /// Pack the text against the type's dictionary, if it is still plain.
+    pub fn pack(&self) {
+        let packed = match &*self.json.read() {
+            Packed::Plain(text) => {
+                let mut dict_kind = String::with_capacity(4 + self.kind.len());
+                dict_kind.push_str("obj:");
+                dict_kind.push_str(&self.kind);
+                Packed::new(&dict_kind, text)
+            }
+            Packed::Zstd { .. } => return,
+        };
+        *self.json.write() = packed;
     }
 
     /// The XO id (usually the XAPI uuid).
@@ -126,17 +162,17 @@ impl XoObject {
 
     fn parse(&self) -> Value {
         // The text was produced by serde_json from a Value: it always parses back.
-        serde_json::from_str(&self.json.text()).unwrap_or(Value::Null)
+        serde_json::from_str(&self.json.read().text()).unwrap_or(Value::Null)
     }
 
     /// The serialised JSON text (computed once at creation, unpacked on each call).
-    pub fn json(&self) -> Cow<'_, str> {
-        self.json.text()
+    pub fn json(&self) -> String {
+        self.json.read().text().into_owned()
     }
 
     /// Append the JSON text to `out`.
     pub fn write_json(&self, out: &mut String) {
-        self.json.unpack_into(out);
+        self.json.read().unpack_into(out);
     }
 
     /// Length of the JSON text.
@@ -146,12 +182,13 @@ impl XoObject {
 
     /// Bytes the packed JSON text takes.
     pub fn packed_len(&self) -> usize {
-        self.json.packed_len()
+        self.json.read().packed_len()
     }
 
     /// Whether both serialise to the same JSON text.
     pub fn same_json(&self, other: &XoObject) -> bool {
-        self.json_len == other.json_len && self.json.same_text(&other.json)
+        std::ptr::eq(self, other)
+            || (self.json_len == other.json_len && self.json.read().same_text(&other.json.read()))
     }
 }
 
@@ -208,6 +245,38 @@ mod tests {
         assert_eq!(o.kind(), "VM");
         assert_eq!(o.json(), r#"{"a":[1.5,3],"id":"x","n":2,"type":"VM"}"#);
         assert_eq!(items_json([&o]), format!("{{\"x\":{}}}", o.json()));
+    }
+}
+
+#[cfg(test)]
+mod pack_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn packing_keeps_the_text_and_equality() {
+        let big = |n: u32| {
+            json!({"id": "p", "type": "test-pack", "name_label": "a VM with a long name", "n": n,
+                "tags": ["one", "two", "three"], "other": "x".repeat(200)})
+            .as_object()
+            .cloned()
+            .unwrap()
+        };
+        let plain = XoObject::new_unpacked(big(1)).unwrap();
+        let packed = XoObject::new(big(1)).unwrap();
+        assert_eq!(plain.packed_len(), plain.json_len());
+        assert!(packed.packed_len() < packed.json_len());
+        assert!(plain.same_json(&packed) && packed.same_json(&plain) && plain.same_json(&plain));
+        assert!(!plain.same_json(&XoObject::new(big(2)).unwrap()));
+        let text = plain.json();
+        plain.pack();
+        assert!(plain.packed_len() < plain.json_len());
+        assert_eq!(plain.json(), text);
+        assert_eq!(packed.json(), text);
+        let mut out = String::new();
+        plain.clone().write_json(&mut out);
+        assert_eq!(out, text);
+        assert_eq!(plain.to_value()["n"], 1);
     }
 }
 

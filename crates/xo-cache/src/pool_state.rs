@@ -174,8 +174,8 @@ impl Lookup for PoolState {
 }
 
 impl PoolState {
-    /// Build from a full load (`class → [(ref, record)]`). The records are left plain: call
-    /// [`PoolState::pack_records`] once the objects are published.
+    /// Build from a full load (`class → [(ref, record)]`). Records and objects are left plain: call
+    /// [`PoolState::pack`] once the objects are published.
     pub fn from_records(
         records: std::collections::HashMap<String, Vec<(String, RawRecord)>>,
     ) -> PoolState {
@@ -200,8 +200,6 @@ impl PoolState {
         debug!(
             records = st.records.len(),
             objects = st.objects.len(),
-            objects_kib = st.objects.values().map(|o| o.packed_len()).sum::<usize>() >> 10,
-            objects_text_kib = st.objects.values().map(|o| o.json_len()).sum::<usize>() >> 10,
             store_ms = stored.as_millis() as u64,
             derive_ms = (started.elapsed() - stored).as_millis() as u64,
             "full load derived"
@@ -209,9 +207,9 @@ impl PoolState {
         st
     }
 
-    /// Pack the records still plain (a full load's: [`PoolState::from_records`] leaves them plain, for its
-    /// derivation), on up to [`DERIVE_THREADS`] threads.
-    pub fn pack_records(&mut self) {
+    /// Pack the records and objects still plain (a full load's: [`PoolState::from_records`] leaves them plain,
+    /// to be out sooner), on up to [`DERIVE_THREADS`] threads.
+    pub fn pack(&mut self) {
         let mut plain: Vec<&mut Stored> = self
             .records
             .values_mut()
@@ -223,15 +221,21 @@ impl PoolState {
                 scope.spawn(move || part.iter_mut().for_each(|s| s.pack()));
             }
         });
+        let objects: Vec<&Arc<XoObject>> = self.objects.values().collect();
+        let per_thread = objects.len().div_ceil(DERIVE_THREADS).max(1);
+        std::thread::scope(|scope| {
+            for part in objects.chunks(per_thread) {
+                scope.spawn(move || part.iter().for_each(|o| o.pack()));
+            }
+        });
+        let kib = |n: usize| n >> 10;
         debug!(
             records = self.records.len(),
-            packed_kib = self
-                .records
-                .values()
-                .map(|s| s.text.packed_len())
-                .sum::<usize>()
-                >> 10,
-            "records packed"
+            records_kib = kib(self.records.values().map(|s| s.text.packed_len()).sum()),
+            objects = self.objects.len(),
+            objects_kib = kib(self.objects.values().map(|o| o.packed_len()).sum()),
+            objects_text_kib = kib(self.objects.values().map(|o| o.json_len()).sum()),
+            "records and objects packed"
         );
     }
 
@@ -368,7 +372,7 @@ impl PoolState {
                 return (None, Deps::default());
             };
             let (obj, deps) = transform::to_xo_with_deps(class, r, rec, self);
-            let obj = obj.and_then(|map| match XoObject::new(map) {
+            let obj = obj.and_then(|map| match XoObject::new_unpacked(map) {
                 Some(o) => Some(Arc::new(o)),
                 None => {
                     warn!(xapi_ref = %r, "transformed object has no id; dropped");
@@ -591,6 +595,7 @@ impl PoolState {
             // `$pool` of every object changes: rebuild everything.
             let before: Vec<Arc<XoObject>> = self.objects.values().cloned().collect();
             self.rebuild_all(None);
+            self.pack();
             return diff_sets(before, self.objects.values().cloned().collect());
         }
         let mut dirty: HashSet<Arc<str>> = HashSet::default();

@@ -491,13 +491,13 @@ impl Store {
                 });
             }
         }
-        // The objects are out: now compact the records (changes wait for it, readers don't).
+        // The objects are out: now pack the records and objects (changes wait for it, readers don't).
         let started = std::time::Instant::now();
-        src.state.lock().pack_records();
+        src.state.lock().pack();
         tracing::debug!(
             pool = key,
             pack_ms = started.elapsed().as_millis() as u64,
-            "full load's records packed"
+            "full load packed"
         );
         Ok(batch)
     }
