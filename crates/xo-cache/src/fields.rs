@@ -10,8 +10,9 @@
 //! `tests/trimmed_records.rs` checks it: every snapshot fixture record gives the same XO object from
 //! full and from trimmed records.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
+
+use crate::hash::HashSet;
 
 use crate::jsval::Record;
 
@@ -35,7 +36,7 @@ const SOURCES: &[&str] = &[
 ];
 
 static KEPT: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    let mut set = HashSet::new();
+    let mut set = HashSet::default();
     for src in SOURCES {
         let code = src.split("#[cfg(test)]").next().unwrap_or(src);
         set.extend(literals(code).filter(|l| is_field_name(l)));
