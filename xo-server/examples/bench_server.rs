@@ -111,7 +111,8 @@ impl Rpc {
         Ok(Rpc { ws, next: 0 })
     }
 
-    async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+    /// Send a request; returns its id.
+    async fn send(&mut self, method: &str, params: Value) -> anyhow::Result<i64> {
         self.next += 1;
         let id = self.next;
         self.ws
@@ -119,17 +120,16 @@ impl Rpc {
                 json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
             ))
             .await?;
+        Ok(id)
+    }
+
+    /// The next text frame for which `answer` says it is done.
+    async fn wait<T>(&mut self, mut answer: impl FnMut(&str) -> Option<T>) -> anyhow::Result<T> {
         loop {
             match self.ws.next().await {
-                // Large frames are `all` notifications (the whole pool entering): skipped unparsed.
-                Some(Ok(Message::Text(t))) if t.len() > 1 << 20 => {}
                 Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t)?;
-                    if v["id"] == json!(id) {
-                        if let Some(e) = v.get("error") {
-                            anyhow::bail!("{method}: {e}");
-                        }
-                        return Ok(v["result"].clone());
+                    if let Some(v) = answer(&t) {
+                        return Ok(v);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -138,25 +138,31 @@ impl Rpc {
         }
     }
 
+    async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let id = self.send(method, params).await?;
+        let v = self
+            .wait(|t| {
+                // Large frames are `all` notifications (the whole pool entering): skipped unparsed.
+                if t.len() > 1 << 20 {
+                    return None;
+                }
+                serde_json::from_str::<Value>(t)
+                    .ok()
+                    .filter(|v| v["id"] == json!(id))
+            })
+            .await?;
+        if let Some(e) = v.get("error") {
+            anyhow::bail!("{method}: {e}");
+        }
+        Ok(v["result"].clone())
+    }
+
     /// Send a call and wait for its answer frame, left unparsed; returns its size in bytes.
     async fn call_unparsed(&mut self, method: &str, params: Value) -> anyhow::Result<usize> {
-        self.next += 1;
-        let id = self.next;
-        self.ws
-            .send(Message::text(
-                json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
-            ))
-            .await?;
+        let id = self.send(method, params).await?;
         let tag = format!("\"id\":{id},");
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(t))) if t.get(..64).unwrap_or(&t).contains(&tag) => {
-                    return Ok(t.len())
-                }
-                Some(Ok(_)) => {}
-                other => anyhow::bail!("connection lost: {other:?}"),
-            }
-        }
+        self.wait(|t| t.get(..64).unwrap_or(t).contains(&tag).then_some(t.len()))
+            .await
     }
 
     async fn admin(url: &str) -> anyhow::Result<Rpc> {
