@@ -102,7 +102,7 @@ impl Stored {
 
     /// The record as a tree (unpacked and parsed: the text is always a JSON object).
     fn decode(&self) -> Record {
-        serde_json::from_str(&self.text.text()).unwrap_or_default()
+        crate::decode::parse_record(&self.text.text())
     }
 
     fn uuid(&self) -> Option<String> {
@@ -564,7 +564,7 @@ impl PoolState {
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }
-                    let new = text.decode();
+                    let new = crate::decode::parse_record(text.as_str());
                     if let Some(old) = self.records.get(&r) {
                         let old = old.decode();
                         let set = changed_fields.entry(r.clone()).or_default();
