@@ -263,13 +263,16 @@ impl PoolState {
     }
 
     /// Drop the decoded form of every record decoded since the last call (their text stays).
-    fn forget_decoded(&mut self) {
+    /// Returns how many there were.
+    fn forget_decoded(&mut self) -> usize {
         let refs = std::mem::take(self.decoded.get_mut());
+        let n = refs.len();
         for r in refs {
             if let Some(s) = self.records.get_mut(&r) {
                 s.decoded.take();
             }
         }
+        n
     }
 
     fn intern(&mut self, class: &str) -> Arc<str> {
@@ -336,9 +339,10 @@ impl PoolState {
         drop(hints);
         // Transform + serialise in parallel (read-only over the records), then index sequentially; chunk by
         // chunk, forgetting decoded records in between.
+        let mut decodes = 0;
         for chunk in refs.chunks(DERIVE_CHUNK) {
             let derived = self.derive_many(chunk);
-            self.forget_decoded();
+            decodes += self.forget_decoded();
             for (r, (obj, deps)) in chunk.iter().zip(derived) {
                 self.link(r, deps);
                 if let Some(o) = obj {
@@ -352,6 +356,7 @@ impl PoolState {
             .chain(self.rev_links.values_mut());
         sets.for_each(RefSet::shrink);
         self.rev_fields.values_mut().for_each(RefSet::shrink);
+        debug!(objects = refs.len(), decodes, "objects derived");
     }
 
     /// The family hints of the stored records (unpacked one by one).
@@ -634,7 +639,7 @@ impl PoolState {
         for r in dirty {
             pairs.push(self.derive(&r));
         }
-        self.forget_decoded();
+        let _ = self.forget_decoded();
         diff_pairs(pairs)
     }
 }
