@@ -24,6 +24,13 @@ pub trait Lookup {
         }
     }
 
+    /// The `uuid` of the record behind `r`: `None` when there is no such record, `Some(None)` when it has no
+    /// string uuid. Implementations may answer without decoding the record.
+    fn uuid_of(&self, r: &str) -> Option<Option<String>> {
+        self.get_any(r)
+            .map(|(_, rec)| rec.get("uuid").and_then(Value::as_str).map(str::to_owned))
+    }
+
     /// The uuid of the pool these records belong to (`$pool` of every XO object).
     fn pool_uuid(&self) -> Option<&str>;
 
@@ -215,12 +222,9 @@ impl<'a> Ctx<'a> {
             return None;
         }
         self.deps.borrow_mut().links.push(r.to_owned());
-        self.lookup.get_any(r).map(|(_, rec)| {
-            rec.get("uuid")
-                .and_then(Value::as_str)
-                .unwrap_or(r)
-                .to_owned()
-        })
+        self.lookup
+            .uuid_of(r)
+            .map(|uuid| uuid.unwrap_or_else(|| r.to_owned()))
     }
 
     /// XO `link(obj, field)` for a single ref: the target's id, or `None` (JS `undefined`, omitted on the

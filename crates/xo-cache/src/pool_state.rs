@@ -141,6 +141,9 @@ pub(crate) struct PoolState {
     records: HashMap<Arc<str>, Stored>,
     /// Refs whose record is currently decoded (see [`PoolState::forget_decoded`]).
     decoded: Mutex<Vec<Arc<str>>>,
+    /// During a full load's derivation: the uuids of the records decoded and forgotten so far, so that the objects
+    /// derived last (SRs, networks, hosts: they list thousands of VDIs, VIFs, VMs by id) need not decode them again.
+    load_uuids: HashMap<Arc<str>, Box<str>>,
     uuids: HashMap<String, Arc<str>>,
     classes: HashMap<String, Arc<str>>,
     pool_ref: Option<Arc<str>>,
@@ -164,6 +167,17 @@ impl Lookup for PoolState {
         Some((&*s.class, rec))
     }
 
+    fn uuid_of(&self, r: &str) -> Option<Option<String>> {
+        let s = self.records.get(r)?;
+        if s.decoded.get().is_none() {
+            if let Some(u) = self.load_uuids.get(r) {
+                return Some(Some(u.to_string()));
+            }
+        }
+        self.get_any(r)
+            .map(|(_, rec)| rec.get("uuid").and_then(Value::as_str).map(str::to_owned))
+    }
+
     fn pool_uuid(&self) -> Option<&str> {
         self.pool_uuid.as_deref()
     }
@@ -178,6 +192,14 @@ impl PoolState {
     /// [`PoolState::pack`] once the objects are published.
     pub fn from_records(
         records: std::collections::HashMap<String, Vec<(String, RawRecord)>>,
+    ) -> PoolState {
+        PoolState::from_records_in_chunks(records, DERIVE_CHUNK)
+    }
+
+    /// [`PoolState::from_records`] deriving `chunk` objects at a time.
+    fn from_records_in_chunks(
+        records: std::collections::HashMap<String, Vec<(String, RawRecord)>>,
+        chunk: usize,
     ) -> PoolState {
         let started = std::time::Instant::now();
         let mut st = PoolState::default();
@@ -196,7 +218,7 @@ impl PoolState {
         }
         st.refresh_pool_uuid();
         let stored = started.elapsed();
-        st.rebuild_all(Some(hints));
+        st.rebuild_all(Some(hints), chunk);
         debug!(
             records = st.records.len(),
             objects = st.objects.len(),
@@ -263,13 +285,21 @@ impl PoolState {
     }
 
     /// Drop the decoded form of every record decoded since the last call (their text stays).
-    /// Returns how many there were.
-    fn forget_decoded(&mut self) -> usize {
+    /// Returns how many there were. `remember`: keep their uuids in [`PoolState::load_uuids`].
+    fn forget_decoded(&mut self, remember: bool) -> usize {
         let refs = std::mem::take(self.decoded.get_mut());
         let n = refs.len();
         for r in refs {
-            if let Some(s) = self.records.get_mut(&r) {
-                s.decoded.take();
+            let Some(s) = self.records.get_mut(&r) else {
+                continue;
+            };
+            let Some(rec) = s.decoded.take() else {
+                continue;
+            };
+            if remember {
+                if let Some(Value::String(u)) = rec.get("uuid") {
+                    self.load_uuids.insert(r, u.as_str().into());
+                }
             }
         }
         n
@@ -322,7 +352,7 @@ impl PoolState {
     }
 
     /// Derive every object again (`hints`: the full load's family hints, else they are read from the records).
-    fn rebuild_all(&mut self, hints: Option<FamilyHints>) {
+    fn rebuild_all(&mut self, hints: Option<FamilyHints>, chunk_size: usize) {
         self.objects.clear();
         self.deps.clear();
         self.rev_content.clear();
@@ -340,9 +370,9 @@ impl PoolState {
         // Transform + serialise in parallel (read-only over the records), then index sequentially; chunk by
         // chunk, forgetting decoded records in between.
         let mut decodes = 0;
-        for chunk in refs.chunks(DERIVE_CHUNK) {
+        for chunk in refs.chunks(chunk_size.max(1)) {
             let derived = self.derive_many(chunk);
-            decodes += self.forget_decoded();
+            decodes += self.forget_decoded(true);
             for (r, (obj, deps)) in chunk.iter().zip(derived) {
                 self.link(r, deps);
                 if let Some(o) = obj {
@@ -356,6 +386,7 @@ impl PoolState {
             .chain(self.rev_links.values_mut());
         sets.for_each(RefSet::shrink);
         self.rev_fields.values_mut().for_each(RefSet::shrink);
+        self.load_uuids = HashMap::default();
         debug!(objects = refs.len(), decodes, "objects derived");
     }
 
@@ -599,7 +630,7 @@ impl PoolState {
         if pool_touched && self.refresh_pool_uuid() {
             // `$pool` of every object changes: rebuild everything.
             let before: Vec<Arc<XoObject>> = self.objects.values().cloned().collect();
-            self.rebuild_all(None);
+            self.rebuild_all(None, DERIVE_CHUNK);
             self.pack();
             return diff_sets(before, self.objects.values().cloned().collect());
         }
@@ -639,7 +670,7 @@ impl PoolState {
         for r in dirty {
             pairs.push(self.derive(&r));
         }
-        let _ = self.forget_decoded();
+        let _ = self.forget_decoded(false);
         diff_pairs(pairs)
     }
 }
@@ -671,20 +702,27 @@ impl FamilyHints {
     }
 
     /// Sort `refs` so that each VM comes next to what hangs off it (and the VDIs behind its VBDs): a chunk then
-    /// decodes most of its records once rather than once per chunk that reads them.
+    /// decodes most of its records once rather than once per chunk that reads them. Records of no VM come last:
+    /// SRs, networks and hosts list the VDIs, VIFs and VMs by id, known by then ([`PoolState::load_uuids`]).
     fn order(&self, records: &HashMap<Arc<str>, Stored>, refs: &mut [Arc<str>]) {
         refs.sort_by_cached_key(|r| {
-            let s = records.get(r)?;
-            match &*s.class {
-                "vm" => Some(r.to_string()),
-                "vdi" => self
-                    .vbds_of_vdi
-                    .get(r)?
-                    .iter()
-                    .find_map(|b| self.vm_of.get(&**b).map(|vm| vm.to_string())),
-                _ => self.vm_of.get(r).map(|vm| vm.to_string()),
-            }
+            let key = self.key(records, r);
+            (key.is_none(), key)
         });
+    }
+
+    /// The VM `r` hangs off (itself for a VM).
+    fn key(&self, records: &HashMap<Arc<str>, Stored>, r: &Arc<str>) -> Option<String> {
+        let s = records.get(r)?;
+        match &*s.class {
+            "vm" => Some(r.to_string()),
+            "vdi" => self
+                .vbds_of_vdi
+                .get(r)?
+                .iter()
+                .find_map(|b| self.vm_of.get(&**b).map(|vm| vm.to_string())),
+            _ => self.vm_of.get(r).map(|vm| vm.to_string()),
+        }
     }
 }
 
@@ -739,4 +777,48 @@ pub(crate) fn diff_sets(before: Vec<Arc<XoObject>>, after: Vec<Arc<XoObject>>) -
     }
     diff.removed = old.into_keys().collect();
     diff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixture pool (tests/fixtures/pool.json) as the watcher hands it over.
+    fn fixture() -> std::collections::HashMap<String, Vec<(String, RawRecord)>> {
+        let text = include_str!("../tests/fixtures/pool.json");
+        let v: std::collections::HashMap<String, Vec<(String, Value)>> =
+            serde_json::from_str(text).expect("fixture parses");
+        v.into_iter()
+            .map(|(class, recs)| {
+                let recs = recs
+                    .into_iter()
+                    .map(|(r, rec)| (r, RawRecord::parse(&rec.to_string()).expect("record")))
+                    .collect();
+                (class, recs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_chunks_derive_the_same_objects() {
+        // One chunk, then chunks of 3 objects: records are forgotten between chunks, and the SR, network and host
+        // objects (derived last) take the ids of records decoded in earlier chunks from `load_uuids`.
+        let whole = PoolState::from_records_in_chunks(fixture(), usize::MAX);
+        let mut chunked = PoolState::from_records_in_chunks(fixture(), 3);
+        assert!(whole.objects.len() > 20, "{}", whole.objects.len());
+        assert_eq!(whole.objects.len(), chunked.objects.len());
+        for (r, o) in &whole.objects {
+            assert_eq!(o.json(), chunked.objects[r].json(), "{r}");
+        }
+        assert!(chunked.load_uuids.is_empty());
+        assert!(chunked.decoded.get_mut().is_empty());
+        // Same dependencies: a change reaches the same objects.
+        assert_eq!(whole.deps.len(), chunked.deps.len());
+        for (r, d) in &whole.deps {
+            let c = &chunked.deps[r];
+            let set = |v: &[Arc<str>]| v.iter().cloned().collect::<HashSet<Arc<str>>>();
+            assert_eq!(set(&d.links), set(&c.links), "{r}");
+            assert_eq!(set(&d.content), set(&c.content), "{r}");
+        }
+    }
 }
