@@ -21,12 +21,12 @@
 //!   parsed) only while objects that read it are derived; an [`XoObject`]'s tree is parsed on demand
 //!   ([`XoObject::value`] caches it in that object, [`XoObject::matches`] / [`XoObject::to_value`] /
 //!   [`XoObject::with_value`] don't) and its text unpacked when written ([`XoObject::write_json`]).
-//! - A full load keeps its records plain while it is derived (transform and serialise on 2 threads, in chunks,
-//!   each VM next to the records that hang off it; SRs, networks and hosts last, taking the ids of the thousands
-//!   of VDIs, VIFs and VMs they list from the uuids noted as earlier chunks were forgotten), then packs them on 2
-//!   threads; the sync driver runs large
-//!   resets on a blocking thread, never on an async worker. Internal tables hash with ahash; record texts are
-//!   decoded with maps bulk-built (`decode.rs`), not inserted key by key.
+//! - A full load keeps its records and objects plain while it is derived (transform and serialise on 2 threads,
+//!   in chunks, each VM next to the records that hang off it; SRs, networks and hosts last, taking the ids of the
+//!   thousands of VDIs, VIFs and VMs they list from the uuids noted as earlier chunks were forgotten), and packs
+//!   them on 2 threads once the objects are published. The sync driver runs large resets on a blocking thread,
+//!   never on an async worker. Internal tables hash with ahash; record texts are decoded with maps bulk-built
+//!   (`decode.rs`), not inserted key by key.
 //! - xo-server uses jemalloc: with glibc's malloc the resident size after a 10k-VM sync was ~2× the live heap.
 //!
 //! Wire-shape notes (faithful to xo-server, which serialises with `JSON.stringify`): a single link to a
