@@ -33,4 +33,4 @@ pub use context::Ctx;
 pub use error::ApiError;
 pub use http::{router, serve, RunningServer};
 pub use pool::{ConnectError, ConnectionState, NoopConnector, PoolConnector, ServerStatus};
-pub use registry::{Access, Handler, Method, Registry, RegistryError};
+pub use registry::{Access, Handler, Method, Registry, RegistryError, Reply};

@@ -27,8 +27,24 @@ pub enum Access {
 
 /// A method implementation: receives the call context and the validated params object.
 pub type Handler = Arc<
-    dyn Fn(Ctx, Map<String, Value>) -> BoxFuture<'static, Result<Value, ApiError>> + Send + Sync,
+    dyn Fn(Ctx, Map<String, Value>) -> BoxFuture<'static, Result<Reply, ApiError>> + Send + Sync,
 >;
+
+/// What a method answers: a JSON value, or a result already serialised as JSON text (a large listing written as
+/// it is instead of being parsed into a tree and serialised again). XO task logs record a text result as `null`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A value.
+    Value(Value),
+    /// JSON text; only xo-server's own serialisations are put here (never checked again).
+    Json(String),
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Value(v)
+    }
+}
 
 /// One API method.
 #[derive(Clone)]
@@ -63,7 +79,22 @@ impl Method {
             params: None,
             access: Access::User,
             schema: None,
+            handler: Arc::new(move |ctx, p| {
+                let fut = handler(ctx, p);
+                Box::pin(async move { fut.await.map(Reply::Value) })
+            }),
+        }
+    }
+
+    /// [`Method::new`] for a handler that may answer JSON text ([`Reply::Json`]).
+    pub fn new_reply<F, Fut>(name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Ctx, Map<String, Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Reply, ApiError>> + Send + 'static,
+    {
+        Self {
             handler: Arc::new(move |ctx, p| Box::pin(handler(ctx, p))),
+            ..Method::new(name, |_, _| async { Ok(Value::Null) })
         }
     }
 
@@ -115,7 +146,7 @@ impl Method {
         &self,
         ctx: Ctx,
         params: Map<String, Value>,
-    ) -> BoxFuture<'static, Result<Value, ApiError>> {
+    ) -> BoxFuture<'static, Result<Reply, ApiError>> {
         (self.handler)(ctx, params)
     }
 

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::connection::Connection;
 use crate::context::Ctx;
 use crate::error::ApiError;
-use crate::registry::Access;
+use crate::registry::{Access, Reply};
 
 /// A parsed incoming frame.
 #[derive(Debug)]
@@ -41,6 +41,14 @@ pub fn response_ok(id: &RawValue, result: &Value) -> String {
         id.get(),
         result
     )
+}
+
+/// Serialises a success response whose result is JSON text ([`Reply::Json`]) or a value.
+pub fn response_reply(id: &RawValue, result: &Reply) -> String {
+    match result {
+        Reply::Value(v) => response_ok(id, v),
+        Reply::Json(text) => format!(r#"{{"id":{},"jsonrpc":"2.0","result":{}}}"#, id.get(), text),
+    }
 }
 
 /// Serialises an error response: `{"error":…,"id":…,"jsonrpc":"2.0"}`.
@@ -115,7 +123,7 @@ pub async fn call(
     connection: &Arc<Connection>,
     name: &str,
     mut params: Map<String, Value>,
-) -> (Result<Value, ApiError>, bool) {
+) -> (Result<Reply, ApiError>, bool) {
     // 1. method
     let Some(method) = app.registry().get(name) else {
         return (Err(ApiError::method_not_found(name)), false);
@@ -215,9 +223,22 @@ pub async fn call(
             connection: connection.clone(),
             user,
         };
-        match crate::tasks::api_call::run(task, method.call(ctx, params)).await {
-            Ok(Value::Null) => Ok(Value::Bool(true)),
-            other => other,
+        // The task records a value; a text answer is kept aside (its task records `null`).
+        let text = parking_lot::Mutex::new(None);
+        let fut = async {
+            match method.call(ctx, params).await? {
+                Reply::Value(v) => Ok(v),
+                Reply::Json(t) => {
+                    *text.lock() = Some(t);
+                    Ok(Value::Null)
+                }
+            }
+        };
+        let out = crate::tasks::api_call::run(task, fut).await;
+        match (out, text.into_inner()) {
+            (Ok(_), Some(t)) => Ok(Reply::Json(t)),
+            (Ok(Value::Null), None) => Ok(Reply::Value(Value::Bool(true))),
+            (out, _) => out.map(Reply::Value),
         }
     }
     .await;
@@ -230,6 +251,16 @@ pub async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_replies_are_written_as_they_are() {
+        let id = RawValue::from_string("-12".into()).unwrap();
+        let text = Reply::Json(r#"{"a":{"id":"a","n":1.5}}"#.into());
+        let value = Reply::Value(serde_json::json!({"a": {"id": "a", "n": 1.5}}));
+        let expected = r#"{"id":-12,"jsonrpc":"2.0","result":{"a":{"id":"a","n":1.5}}}"#;
+        assert_eq!(response_reply(&id, &text), expected);
+        assert_eq!(response_reply(&id, &value), expected);
+    }
 
     #[test]
     fn frames_are_classified() {

@@ -104,7 +104,7 @@ async fn serve_socket(app: App, socket: WebSocket, peer: SocketAddr) {
                     let _permit = permit;
                     let (result, admin) = rpc::call(&app, &conn, &method, params).await;
                     let text = match result {
-                        Ok(v) => rpc::response_ok(&id, &v),
+                        Ok(v) => rpc::response_reply(&id, &v),
                         Err(e) => rpc::response_err(&id, &e.to_json(admin)),
                     };
                     conn.send(Utf8Bytes::from(text)).await;
