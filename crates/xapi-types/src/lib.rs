@@ -33,6 +33,7 @@ pub mod raw;
 pub mod records;
 pub mod refs;
 pub mod schema;
+pub mod tree;
 pub mod xmlrpc;
 
 pub use error::{CodecError, XapiError};

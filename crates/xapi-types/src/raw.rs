@@ -72,7 +72,7 @@ impl RawRecord {
 
     /// The whole record.
     pub fn decode(&self) -> Map<String, Value> {
-        serde_json::from_str(&self.0).unwrap_or_default()
+        crate::tree::decode_object(&self.0)
     }
 
     /// Only the fields `keep` accepts; the others are skipped without being built.

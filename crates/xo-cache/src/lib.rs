@@ -26,7 +26,7 @@
 //!   thousands of VDIs, VIFs and VMs they list from the uuids noted as earlier chunks were forgotten), and packs
 //!   them on 2 threads once the objects are published. The sync driver runs large resets on a blocking thread,
 //!   never on an async worker. Internal tables hash with ahash; record texts are decoded with maps bulk-built
-//!   (`decode.rs`), not inserted key by key.
+//!   (`xapi_types::tree`), not inserted key by key.
 //! - xo-server uses jemalloc: with glibc's malloc the resident size after a 10k-VM sync was ~2× the live heap.
 //!
 //! Wire-shape notes (faithful to xo-server, which serialises with `JSON.stringify`): a single link to a
@@ -54,7 +54,6 @@
 //! let handle = xo_cache::spawn_pool_sync(store.clone(), server_id, input);
 //! ```
 
-mod decode;
 pub mod fields;
 pub mod filter;
 mod hash;

@@ -102,7 +102,7 @@ impl Stored {
 
     /// The record as a tree (unpacked and parsed: the text is always a JSON object).
     fn decode(&self) -> Record {
-        crate::decode::parse_record(&self.text.text())
+        xapi_types::tree::decode_object(&self.text.text())
     }
 
     fn uuid(&self) -> Option<String> {
@@ -600,7 +600,7 @@ impl PoolState {
                     if &*class == "pool" {
                         self.pool_ref = Some(r.clone());
                     }
-                    let new = crate::decode::parse_record(text.as_str());
+                    let new = text.decode();
                     if let Some(old) = self.records.get(&r) {
                         let old = old.decode();
                         let set = changed_fields.entry(r.clone()).or_default();
