@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::jsval::Record;
-use crate::packed::Packed;
+use crate::packed::{Family, Packed};
 
 /// An XO object (`{id, type, $pool, _xapiRef, …}`) with its JSON text computed once.
 #[derive(Debug)]
@@ -88,12 +88,7 @@ impl XoObject {
     /// Pack the text against the type's dictionary, if it is still plain.
     pub fn pack(&self) {
         let packed = match &*self.json.read() {
-            Packed::Plain(text) => {
-                let mut dict_kind = String::with_capacity(4 + self.kind.len());
-                dict_kind.push_str("obj:");
-                dict_kind.push_str(&self.kind);
-                Packed::new(&dict_kind, text)
-            }
+            Packed::Plain(text) => Packed::new(Family::Object, &self.kind, text),
             Packed::Zstd { .. } => return,
         };
         *self.json.write() = packed;

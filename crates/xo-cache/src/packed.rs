@@ -42,22 +42,36 @@ enum Slot {
     Ready(Arc<Dict>),
 }
 
-/// Dictionaries by kind, shared by every pool (a dictionary only holds example texts of the cache's own data).
-static DICTS: LazyLock<RwLock<HashMap<Box<str>, Slot>>> = LazyLock::new(Default::default);
+/// What a text is: an XAPI record or an XO object; with its class or type name, it names the dictionary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A XAPI record (named by its lower-case class).
+    Record,
+    /// An XO object (named by its type).
+    Object,
+}
+
+/// Dictionaries by family and name, shared by every pool (a dictionary only holds example texts of the cache's own
+/// data).
+static DICTS: LazyLock<[Dicts; 2]> = LazyLock::new(Default::default);
+
+/// One family's dictionaries by name.
+type Dicts = RwLock<HashMap<Box<str>, Slot>>;
 
 thread_local! {
     static CCTX: RefCell<CCtx<'static>> = RefCell::new(CCtx::create());
     static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
 }
 
-/// The dictionary of `kind`, learning from `text` while there is none yet.
-fn dict_for(kind: &str, text: &[u8]) -> Option<Arc<Dict>> {
-    if let Some(Slot::Ready(d)) = DICTS.read().get(kind) {
+/// The dictionary of `name` in `family`, learning from `text` while there is none yet.
+fn dict_for(family: Family, name: &str, text: &[u8]) -> Option<Arc<Dict>> {
+    let dicts = &DICTS[family as usize];
+    if let Some(Slot::Ready(d)) = dicts.read().get(name) {
         return Some(d.clone());
     }
-    let mut map = DICTS.write();
+    let mut map = dicts.write();
     let slot = map
-        .entry(kind.into())
+        .entry(name.into())
         .or_insert_with(|| Slot::Learning(Vec::with_capacity(DICT_BYTES)));
     match slot {
         Slot::Ready(d) => Some(d.clone()),
@@ -91,12 +105,12 @@ pub enum Packed {
 }
 
 impl Packed {
-    /// Pack `text`, a text of `kind` (e.g. `rec:VM`, `obj:VM`).
-    pub fn new(kind: &str, text: &str) -> Packed {
+    /// Pack `text`, a text of `family` named `name` (e.g. `(Record, "vm")`, `(Object, "VM")`).
+    pub fn new(family: Family, name: &str, text: &str) -> Packed {
         if text.len() < MIN_PACKED {
             return Packed::Plain(text.into());
         }
-        let dict = dict_for(kind, text.as_bytes());
+        let dict = dict_for(family, name, text.as_bytes());
         let mut out: Vec<u8> = Vec::with_capacity(zstd_safe::compress_bound(text.len()));
         let done = CCTX.with(|c| {
             let mut c = c.borrow_mut();
@@ -191,7 +205,10 @@ mod tests {
     fn round_trips_before_and_after_the_dictionary() {
         let kind = "test:round_trip";
         let texts: Vec<String> = (0..400).map(vm).collect();
-        let packed: Vec<Packed> = texts.iter().map(|t| Packed::new(kind, t)).collect();
+        let packed: Vec<Packed> = texts
+            .iter()
+            .map(|t| Packed::new(Family::Object, kind, t))
+            .collect();
         for (t, p) in texts.iter().zip(&packed) {
             assert_eq!(p.text(), t.as_str());
             let mut s = String::from("<");
@@ -213,19 +230,19 @@ mod tests {
     #[test]
     fn short_texts_stay_plain_and_equality_is_by_text() {
         let kind = "test:equality";
-        let short = Packed::new(kind, "{}");
+        let short = Packed::new(Family::Object, kind, "{}");
         assert!(matches!(short, Packed::Plain(_)));
         assert_eq!(short.text(), "{}");
-        let a = Packed::new(kind, &vm(1));
+        let a = Packed::new(Family::Object, kind, &vm(1));
         // Learn the dictionary, then pack the same text again: other bytes, same text.
         for i in 2..400 {
-            Packed::new(kind, &vm(i));
+            Packed::new(Family::Object, kind, &vm(i));
         }
-        let b = Packed::new(kind, &vm(1));
+        let b = Packed::new(Family::Object, kind, &vm(1));
         assert!(a.same_text(&b) && b.same_text(&a));
-        assert!(b.same_text(&Packed::new(kind, &vm(1))));
-        assert!(!b.same_text(&Packed::new(kind, &vm(2))));
+        assert!(b.same_text(&Packed::new(Family::Object, kind, &vm(1))));
+        assert!(!b.same_text(&Packed::new(Family::Object, kind, &vm(2))));
         assert!(!a.same_text(&short));
-        assert_eq!(Packed::new(kind, "").text(), "");
+        assert_eq!(Packed::new(Family::Object, kind, "").text(), "");
     }
 }

@@ -17,7 +17,7 @@ use crate::hash::{HashMap, HashSet};
 use crate::jsval::Record;
 use crate::lookup::{Deps, Lookup};
 use crate::object::XoObject;
-use crate::packed::Packed;
+use crate::packed::{Family, Packed};
 use crate::ref_set::RefSet;
 use crate::sync::{ChangeOp, ObjectChange};
 use crate::transform;
@@ -88,10 +88,7 @@ impl Stored {
     /// Pack a plain text.
     fn pack(&mut self) {
         if let Packed::Plain(text) = &self.text {
-            let mut kind = String::with_capacity(4 + self.class.len());
-            kind.push_str("rec:");
-            kind.push_str(&self.class);
-            self.text = Packed::new(&kind, text);
+            self.text = Packed::new(Family::Record, &self.class, text);
         }
     }
 
