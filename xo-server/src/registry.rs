@@ -73,17 +73,10 @@ impl Method {
         F: Fn(Ctx, Map<String, Value>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, ApiError>> + Send + 'static,
     {
-        Self {
-            name: name.into(),
-            description: None,
-            params: None,
-            access: Access::User,
-            schema: None,
-            handler: Arc::new(move |ctx, p| {
-                let fut = handler(ctx, p);
-                Box::pin(async move { fut.await.map(Reply::Value) })
-            }),
-        }
+        Method::new_reply(name, move |ctx, p| {
+            let fut = handler(ctx, p);
+            async move { fut.await.map(Reply::Value) }
+        })
     }
 
     /// [`Method::new`] for a handler that may answer JSON text ([`Reply::Json`]).
@@ -93,8 +86,12 @@ impl Method {
         Fut: Future<Output = Result<Reply, ApiError>> + Send + 'static,
     {
         Self {
+            name: name.into(),
+            description: None,
+            params: None,
+            access: Access::User,
+            schema: None,
             handler: Arc::new(move |ctx, p| Box::pin(handler(ctx, p))),
-            ..Method::new(name, |_, _| async { Ok(Value::Null) })
         }
     }
 
