@@ -6,38 +6,52 @@ use xo_store::{
     SCHEMA_VERSION,
 };
 
+/// A raw sled handle on the store's database, once any handle just dropped in this process has let go of its file
+/// lock (see [`after_lock_release`]).
 fn raw(dir: &std::path::Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .unwrap()
+    after_lock_release(
+        || sled::Config::new().path(dir).flush_every_ms(None).open(),
+        is_lock_error,
+    )
+    .unwrap()
 }
 
-/// `Store::open` once a handle just dropped in this process has let go of the database's file lock (sled's I/O
-/// threads may hold it a moment after the drop): only lock failures are retried, for up to 5 s.
+/// `Store::open` once a handle just dropped in this process has let go of the database's file lock.
 fn open_after_release(dir: &std::path::Path) -> Result<Store, StoreError> {
+    after_lock_release(|| Store::open(dir), is_store_lock_error)
+}
+
+/// Runs `open` until it stops failing on the database's file lock (sled's I/O threads may hold it a moment after
+/// the handle is dropped): only lock failures are retried, for up to 5 s.
+fn after_lock_release<T, E>(
+    open: impl Fn() -> Result<T, E>,
+    is_lock: impl Fn(&E) -> bool,
+) -> Result<T, E> {
     for _ in 0..100 {
-        match Store::open(dir) {
-            Err(StoreError::Db(sled::Error::Io(e)))
-                if e.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+        match open() {
+            Err(e) if is_lock(&e) => std::thread::sleep(std::time::Duration::from_millis(50)),
             other => return other,
         }
     }
-    Store::open(dir)
+    open()
 }
 
+/// sled reports a held lock as an `Other` I/O error whose message names it (the `WouldBlock` is only in the text).
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(e)
+        if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
+}
+
+fn is_store_lock_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(e) if is_lock_error(e))
+}
+
+/// The store with light hashing, once any handle just dropped has let go of the file lock.
 fn open(dir: &std::path::Path) -> Store {
-    Store::open_with(
-        dir,
-        StoreOptions {
-            hash_params: HashParams::light(),
-        },
-    )
-    .unwrap()
+    let options = || StoreOptions {
+        hash_params: HashParams::light(),
+    };
+    after_lock_release(|| Store::open_with(dir, options()), is_store_lock_error).unwrap()
 }
 
 #[test]
@@ -248,7 +262,7 @@ fn failed_migration_leaves_version_untouched() {
             ("b", json!({"email": "same"})),
         ],
     );
-    let err = Store::open(dir.path()).unwrap_err();
+    let err = open_after_release(dir.path()).unwrap_err();
     assert!(
         matches!(err, StoreError::Migration { from: 1, .. }),
         "{err}"
