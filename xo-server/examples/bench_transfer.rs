@@ -8,7 +8,10 @@
 //! it comes with no HTTP server around it: what one extra loopback hop costs by itself)
 //!
 //! Each run does the three transfers one after the other; the figures are the medians over the runs (ratios: the
-//! median of the per-run ratios), and the peak RSS is xo-server's VmHWM, reset before each transfer.
+//! median of the per-run ratios), and the peak RSS is xo-server's VmHWM, reset before each transfer. The CPU time
+//! per GiB of every process is measured too, which bounds the ratio a machine allows: the simulated pool, the
+//! client and xo-server share its cores, so a relayed transfer that needs C seconds of CPU per GiB in all cannot
+//! take less than C / cores seconds per GiB.
 //!
 //! xo-server runs in a child process (this binary with `--xo-child`, default allocator settings) so that its VmHWM
 //! and CPU time are its own; the simulated pools (plain HTTP, content in memory) run in this process, which
@@ -490,6 +493,28 @@ async fn run_size(gib: u64, runs: usize, modes: Modes) -> anyhow::Result<()> {
         "  xo-server peak RSS (VmHWM): {} MiB after start+server.add",
         hwm_start / 1024
     );
+    // Every process of the transfer shares this machine's cores: a mode that needs `cpu` seconds of CPU in all per
+    // GiB cannot take less than cpu / cores seconds per GiB, whatever the scheduling, hence a best ratio to direct.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let wall_direct = median(direct.clone()) / gib_xva;
+    let mut ceiling = Vec::new();
+    let mut bound = |name: &str, relay_cpu: &[f64], own_cpu: &[f64]| {
+        let cpu = median(relay_cpu.to_vec()) / gib_xva + median(own_cpu.to_vec()) / gib_xva;
+        ceiling.push(format!(
+            "{name} <= {:.2}x ({cpu:.2} s CPU per GiB in all)",
+            (cores * wall_direct / cpu).min(1.0)
+        ));
+    };
+    if modes.through {
+        bound("through xo-server", &cpu_through, &own_through);
+    }
+    if modes.relay {
+        bound("bare relay", &cpu_relay, &own_relay);
+    }
+    let ceiling = format!(
+        "  best ratio {cores} cores allow (direct takes {wall_direct:.2} s per GiB): {}",
+        ceiling.join(", ")
+    );
     if modes.through {
         summary += &format!(
             " | through xo-server {:.0} MiB/s ({:.2}x direct)",
@@ -529,7 +554,7 @@ async fn run_size(gib: u64, runs: usize, modes: Modes) -> anyhow::Result<()> {
         "  xo-server (or relay) CPU time per GiB moved (median): {}",
         cpu.join(", ")
     );
-    println!("{summary}\n{cpu}\n{own}\n{hwm}");
+    println!("{summary}\n{cpu}\n{own}\n{ceiling}\n{hwm}");
     if let Some((mut r, _)) = relay {
         let _ = r.kill();
         let _ = r.wait();

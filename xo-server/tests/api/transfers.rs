@@ -324,7 +324,7 @@ async fn transfers_export_then_import_into_another_pool_byte_identical() {
     let entries = tar_entries(&xva);
     assert_eq!(entries[0].0, "ova.xml");
     assert!(
-        entries.iter().any(|(n, _)| n.ends_with(".checksum")),
+        entries.iter().any(|(n, _)| n.ends_with(".xxhash")),
         "{entries:?}"
     );
     // one-shot: a second GET is a 404

@@ -14,7 +14,6 @@ pub(crate) mod update_upload;
 mod vhd;
 mod xva_export;
 mod xva_import;
-mod xxh64;
 mod zstd;
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! `GET /export` (spec §6.3, format §7): the VM's XVA generated on the fly — `ova.xml`, then each VDI as 1 MiB
-//! chunks `Ref:N/00000000`… each followed by its `.checksum` (SHA-1), all-zero chunks skipped except the first and
-//! the last — optionally gzip- or zstd-wrapped (`use_compression=true|gzip|zstd`).
+//! chunks `Ref:N/00000000`… each followed by its `.xxhash` (XXH64, as XAPI's `stream_vdi.ml` writes them; the legacy
+//! SHA-1 `.checksum` is only read, by the import), all-zero chunks skipped except the first and the last — optionally gzip- or zstd-wrapped (`use_compression=true|gzip|zstd`).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,7 +8,6 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use sha1::{Digest, Sha1};
 use xapi_types::{Ref, Type, Value, XapiError};
 
 use super::body::{channel, ChanWriter};
@@ -246,15 +245,29 @@ fn write_xva<W: Write>(
             }
             let name = format!("{}/{:08}", d.id, i);
             entry(&mut t, &name, &data)?;
-            let sum = hex(&Sha1::digest(&data));
-            entry(&mut t, &format!("{name}.checksum"), sum.as_bytes())?;
+            entry(&mut t, &format!("{name}.xxhash"), xxhash(&data).as_bytes())?;
         }
         pool.set_task_progress(task, (n + 1) as f64 / total as f64 * 0.99);
     }
     t.into_inner()
 }
 
+/// The `.xxhash` entry of a chunk: XXH64 (seed 0) as 16 upper-case hex digits (XAPI's `%016LX`).
+pub(crate) fn xxhash(data: &[u8]) -> String {
+    format!("{:016X}", twox_hash::XxHash64::oneshot(0, data))
+}
+
 /// Lower-case hex.
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xxhash_matches_known_vectors() {
+        assert_eq!(super::xxhash(b""), "EF46DB3751D8E999");
+        assert_eq!(super::xxhash(b"a"), "D24EC4F1A98C6E5B");
+        assert_eq!(super::xxhash(b"abc"), "44BC2CF5AD770999");
+    }
 }

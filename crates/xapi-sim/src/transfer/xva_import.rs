@@ -17,7 +17,7 @@ use super::common::{
     fail_client_task, resolve, status, transfer_headers, unauthorised, Head, TaskCtx,
 };
 use super::ovaxml::{self, ParsedObj};
-use super::xva_export::hex;
+use super::xva_export::{hex, xxhash};
 use super::Body;
 use crate::db::{Db, Record};
 use crate::state::PoolState;
@@ -302,9 +302,7 @@ fn import_inner(
             let expected = String::from_utf8_lossy(&sum).trim().to_owned();
             let ok = match ext {
                 "checksum" => expected.eq_ignore_ascii_case(&hex(&Sha1::digest(&data))),
-                "xxhash" => {
-                    expected.eq_ignore_ascii_case(&format!("{:016X}", super::xxh64::hash(&data, 0)))
-                }
+                "xxhash" => expected.eq_ignore_ascii_case(&xxhash(&data)),
                 other => {
                     return Err(import_error(format!(
                         "Invalid XVA file: unknown checksum type {other}"

@@ -319,6 +319,12 @@ async fn import(p: &P, xva: &[u8], extra: &str, send: Option<usize>) -> (Resp, V
     (r, t)
 }
 
+/// XAPI's `.xxhash` entry: 16 upper-case hex digits of XXH64 (seed 0).
+fn xxhash_hex(d: &[u8]) -> String {
+    format!("{:016X}", twox_hash::XxHash64::oneshot(0, d))
+}
+
+/// The legacy `.checksum` entry: lower-case SHA-1 hex.
 fn sha1_hex(d: &[u8]) -> String {
     use sha1::Digest;
     sha1::Sha1::digest(d)
@@ -384,13 +390,13 @@ async fn export_xva_lists_with_tar_and_reimports_byte_for_byte() {
         );
     }
     assert!(ova.contains("<name>export_vsn</name><value><i4>2</i4></value>"));
-    // Chunks: each followed by its SHA-1; first and last always present; sparse chunks skipped.
+    // Chunks: each followed by its XXH64 (modern XAPI); first and last always present; sparse chunks skipped.
     let chunks: Vec<&(String, Vec<u8>)> =
         es[1..].iter().filter(|(n, _)| !n.contains('.')).collect();
     assert!(!chunks.is_empty());
     for w in es[1..].chunks(2) {
-        assert_eq!(w[1].0, format!("{}.checksum", w[0].0));
-        assert_eq!(String::from_utf8_lossy(&w[1].1), sha1_hex(&w[0].1));
+        assert_eq!(w[1].0, format!("{}.xxhash", w[0].0));
+        assert_eq!(String::from_utf8_lossy(&w[1].1), xxhash_hex(&w[0].1));
         assert!(w[0].1.len() <= MIB);
     }
     let names: Vec<&str> = chunks.iter().map(|(n, _)| n.as_str()).collect();
@@ -556,9 +562,9 @@ async fn corrupt_chunk_is_rejected_and_rolled_back() {
     let mut odd = entries(&r.body);
     let j = odd
         .iter()
-        .position(|(n, _)| n.ends_with(".checksum"))
+        .position(|(n, _)| n.ends_with(".xxhash"))
         .unwrap();
-    odd[j].0 = odd[j].0.replace(".checksum", ".md5");
+    odd[j].0 = odd[j].0.replace(".xxhash", ".md5");
     let (_, t) = import(&b, &build_tar(&odd), "", None).await;
     assert_eq!(t["error_info"][0], "IMPORT_ERROR", "{t}");
     let (_, t) = import(&b, &build_tar(&entries(&r.body)[1..]), "", None).await;
@@ -568,6 +574,43 @@ async fn corrupt_chunk_is_rejected_and_rolled_back() {
         counts(&b).5 > before.5,
         "the forced import created its network"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sha1_checksums_are_verified() {
+    let a = P::new(2).await;
+    let vm = a.halted_vm_with_disk();
+    let r = export(&a, &vm, "").await;
+    // the same archive as an older XAPI writes it: `.checksum` entries holding each chunk's SHA-1
+    let mut legacy = entries(&r.body);
+    for i in 1..legacy.len() {
+        if let Some(stem) = legacy[i].0.strip_suffix(".xxhash").map(str::to_owned) {
+            legacy[i] = (
+                format!("{stem}.checksum"),
+                sha1_hex(&legacy[i - 1].1).into_bytes(),
+            );
+        }
+    }
+    assert!(legacy.iter().any(|(n, _)| n.ends_with(".checksum")));
+    let b = P::new(0).await;
+    let before = b.count("VM");
+    let (_, t) = import(&b, &build_tar(&legacy), "", None).await;
+    assert_eq!(t["status"], "success", "{t}");
+    assert_eq!(b.count("VM"), before + 1);
+    // a chunk that does not match its SHA-1 fails the import, which leaves nothing behind
+    let i = legacy
+        .iter()
+        .position(|(n, _)| n.ends_with("/00000001"))
+        .expect("chunk 1");
+    legacy[i].1[7] ^= 0x01;
+    let (_, t) = import(&b, &build_tar(&legacy), "", None).await;
+    assert_eq!(t["status"], "failure");
+    assert_eq!(t["error_info"][0], "IMPORT_ERROR", "{t}");
+    assert!(
+        t["error_info"][1].as_str().unwrap().contains("Checksum"),
+        "{t}"
+    );
+    assert_eq!(b.count("VM"), before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
