@@ -5,7 +5,9 @@
 //! `cargo run --release -p xo-server --example bench_transfer [-- --sizes 1,4 --runs 3 --modes through,copy]`
 //! (default: 4 GiB, 3 runs, both modes; `--modes through` alone, e.g. to profile the child with `perf record -p`;
 //! `relay` adds a bare relay child, the same download read with xapi-client and written to the client socket as
-//! it comes with no HTTP server around it: what one extra loopback hop costs by itself)
+//! it comes with no HTTP server around it: what one extra loopback hop costs by itself; `--source-rate 1100` paces
+//! the simulated hosts' exports to 1100 MiB/s, about what a 10 GbE link carries, as a real host's network or
+//! storage bounds them)
 //!
 //! Each run does the three transfers one after the other; the figures are the medians over the runs (ratios: the
 //! median of the per-run ratios), and the peak RSS is xo-server's VmHWM, reset before each transfer. The CPU time
@@ -154,10 +156,11 @@ fn call(p: &RunningPool, method: &str, args: Vec<Value>) -> anyhow::Result<Value
     Ok(p.call(method, v)?)
 }
 
-async fn pool(cap: u64, vms: usize) -> anyhow::Result<RunningPool> {
+async fn pool(cap: u64, vms: usize, rate: u64) -> anyhow::Result<RunningPool> {
     Ok(Sim::builder()
         .vms(vms)
         .vdi_content_cap(cap)
+        .export_rate(rate)
         .build()?
         .serve("127.0.0.1:0".parse()?, false)
         .await?)
@@ -323,10 +326,10 @@ struct Modes {
     relay: bool,
 }
 
-async fn run_size(gib: u64, runs: usize, modes: Modes) -> anyhow::Result<()> {
+async fn run_size(gib: u64, runs: usize, modes: Modes, rate: u64) -> anyhow::Result<()> {
     let size = gib * GIB;
-    let a = pool(size + GIB, 2).await?;
-    let b = pool(size + GIB, 1).await?;
+    let a = pool(size + GIB, 2, rate).await?;
+    let b = pool(size + GIB, 1, rate).await?;
     let vm = prepare_vm(&a, size)?;
     let vm_uuid = call(&a, "VM.get_uuid", vec![json!(vm)])?;
     let pool_b = call(&b, "pool.get_all", vec![])?[0].clone();
@@ -615,9 +618,18 @@ fn main() -> anyhow::Result<()> {
             copy: true,
             relay: false,
         });
+    let rate: u64 = args
+        .iter()
+        .position(|a| a == "--source-rate")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(0, |mib| mib << 20);
+    if rate > 0 {
+        println!("source paced to {} MiB/s", rate >> 20);
+    }
     let rt = tokio::runtime::Runtime::new()?;
     for gib in sizes {
-        rt.block_on(run_size(gib, runs.max(1), modes))?;
+        rt.block_on(run_size(gib, runs.max(1), modes, rate))?;
     }
     Ok(())
 }

@@ -111,6 +111,13 @@ impl SimBuilder {
         self
     }
 
+    /// Pace disk streams (`/export`, `/export_raw_vdi`) to `bytes_per_sec`, as a host whose storage or network
+    /// bounds them (default: as fast as the simulator goes; 0 also means that).
+    pub fn export_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.config.export_rate = (bytes_per_sec > 0).then_some(bytes_per_sec);
+        self
+    }
+
     /// Bound of a legacy `event.next` queue before `EVENTS_LOST`.
     pub fn legacy_queue_limit(mut self, n: usize) -> Self {
         self.config.legacy_queue_limit = n;

@@ -40,6 +40,10 @@ struct Args {
     /// Delay before answering a failed login, in milliseconds (XAPI: ~5000).
     #[arg(long, default_value_t = 0)]
     auth_failure_delay_ms: u64,
+    /// Pace disk exports (/export, /export_raw_vdi) to this many MiB/s, as a real host's storage or network
+    /// (0: as fast as the simulator goes).
+    #[arg(long, default_value_t = 0)]
+    export_rate_mib: u64,
 }
 
 #[tokio::main]
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
             .vms(args.vms)
             .credentials(args.user.clone(), args.password.clone())
             .auth_failure_delay(Duration::from_millis(args.auth_failure_delay_ms))
+            .export_rate(args.export_rate_mib << 20)
             .build()
             .with_context(|| format!("building pool {i}"))?;
         sim.state()

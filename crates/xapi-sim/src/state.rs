@@ -25,6 +25,9 @@ pub struct SimConfig {
     pub legacy_queue_limit: usize,
     /// Server-side batching delay of `event.from` (XAPI: 50 ms).
     pub event_batching: Duration,
+    /// Bytes per second that disk streams (`/export`, `/export_raw_vdi`) are paced to, like a host bound by its
+    /// storage or network (`None`: as fast as the simulator goes).
+    pub export_rate: Option<u64>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for SimConfig {
             .field("auth_failure_delay", &self.auth_failure_delay)
             .field("legacy_queue_limit", &self.legacy_queue_limit)
             .field("event_batching", &self.event_batching)
+            .field("export_rate", &self.export_rate)
             .finish()
     }
 }
@@ -47,6 +51,7 @@ impl Default for SimConfig {
             auth_failure_delay: Duration::ZERO,
             legacy_queue_limit: 10_000,
             event_batching: Duration::from_millis(50),
+            export_rate: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -44,19 +45,49 @@ impl hyper::body::Body for ChanBody {
     }
 }
 
-/// A blocking `Write` sending ~256 KiB pieces into a body channel (from a `spawn_blocking` thread).
+/// Holds a blocking producer to a byte rate ([`crate::state::SimConfig::export_rate`]).
+#[derive(Debug)]
+pub(crate) struct Pace {
+    rate: Option<u64>,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    pub(crate) fn new(rate: Option<u64>) -> Self {
+        Pace {
+            rate,
+            start: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// Account for `n` bytes handed out, sleeping (on this blocking thread) until the rate allows them.
+    pub(crate) fn after(&mut self, n: usize) {
+        let Some(rate) = self.rate else { return };
+        self.sent += n as u64;
+        let due = Duration::from_secs_f64(self.sent as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// A blocking `Write` sending ~256 KiB pieces into a body channel (from a `spawn_blocking` thread), paced.
 pub(crate) struct ChanWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
     buf: Vec<u8>,
+    pace: Pace,
 }
 
 const PIECE: usize = 256 * 1024;
 
 impl ChanWriter {
-    pub(crate) fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<io::Result<Bytes>>, pace: Pace) -> Self {
         ChanWriter {
             tx,
             buf: Vec::with_capacity(PIECE),
+            pace,
         }
     }
 
@@ -65,9 +96,12 @@ impl ChanWriter {
             return Ok(());
         }
         let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
+        let n = piece.len();
         self.tx
             .blocking_send(Ok(piece))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))?;
+        self.pace.after(n);
+        Ok(())
     }
 }
 

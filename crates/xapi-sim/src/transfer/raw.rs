@@ -114,9 +114,10 @@ pub(crate) async fn export(
     let disposition = format!("attachment; filename=\"{uuid}.{ext}\"");
     let (tx, body) = channel(4);
     let task = ctx.task.clone();
+    let mut pace = super::body::Pace::new(pool.config.export_rate);
     if format == Format::Vhd {
         tokio::task::spawn_blocking(move || {
-            let mut w = super::body::ChanWriter::new(tx);
+            let mut w = super::body::ChanWriter::new(tx, pace);
             let out = super::vhd::write(&mut w, &store, &vdi, &uuid, size, base.as_ref())
                 .map(|_| Value::from(""))
                 .map_err(|e| {
@@ -145,10 +146,12 @@ pub(crate) async fn export(
                 let len = (size - i * BLOCK).min(BLOCK) as usize;
                 zero.slice(..len)
             };
+            let n = piece.len();
             if tx.blocking_send(Ok(piece)).is_err() {
                 ok = false;
                 break;
             }
+            pace.after(n);
             if i % 64 == 0 {
                 p.set_task_progress(&ctx.task, (i as f64 / blocks.max(1) as f64).min(0.99));
             }

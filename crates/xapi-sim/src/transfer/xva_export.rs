@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 use xapi_types::{Ref, Type, Value, XapiError};
 
-use super::body::{channel, ChanWriter};
+use super::body::{channel, ChanWriter, Pace};
 use super::common::{
     fail_client_task, resolve, status, transfer_headers, unauthorised, Head, TaskCtx,
 };
@@ -89,8 +89,9 @@ pub(crate) async fn handle(
     let (tx, body) = channel(4);
     let p = pool.clone();
     let vm2 = vm.clone();
+    let pace = Pace::new(pool.config.export_rate);
     tokio::task::spawn_blocking(move || {
-        let w = ChanWriter::new(tx);
+        let w = ChanWriter::new(tx, pace);
         let res = match compression {
             Compression::None => {
                 write_xva(w, &hostname, &objs, &disks, &store, &p, &ctx.task).map(|w| (w, ()))

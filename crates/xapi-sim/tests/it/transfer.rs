@@ -577,6 +577,25 @@ async fn corrupt_chunk_is_rejected_and_rolled_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_rate_paces_disk_streams() {
+    // 4 MiB/s: an XVA of a few MiB cannot come faster than its size allows (a lower bound only)
+    let rate = 4 << 20;
+    let a = P::with(Sim::builder().vms(2).export_rate(rate).build().unwrap()).await;
+    let vm = a.halted_vm_with_disk();
+    let t = std::time::Instant::now();
+    let r = export(&a, &vm, "").await;
+    let floor = (r.body.len() as u64 - 256 * 1024) as f64 / rate as f64;
+    assert!(
+        t.elapsed().as_secs_f64() >= floor,
+        "{} bytes in {:?}",
+        r.body.len(),
+        t.elapsed()
+    );
+    // still a whole, valid archive
+    assert_eq!(entries(&r.body)[0].0, "ova.xml");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sha1_checksums_are_verified() {
     let a = P::new(2).await;
     let vm = a.halted_vm_with_disk();
