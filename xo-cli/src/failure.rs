@@ -59,10 +59,32 @@ impl From<xo_lib::Error> for Failure {
             | E::Timeout => Failure::Connection(text),
             E::Api(ref a) if a.is_authentication() => Failure::Auth(text),
             E::Api(ref a) if a.code == codes::INVALID_PARAMETERS => Failure::Usage(text),
-            E::Api(_) | E::Decode(_) | E::HttpStatus { .. } => Failure::Api(text),
+            E::HttpStatus { ref body, .. } => Failure::Api(match transfer_error(body) {
+                Some(why) => format!("{text}: {why}"),
+                None => text,
+            }),
+            E::Api(_) | E::Decode(_) => Failure::Api(text),
             E::Io(_) => Failure::Io(text),
         }
     }
+}
+
+/// What a failed transfer's answer says: xo-server answers an upload with a JSON-RPC response, whose error (with
+/// its data, e.g. the XAPI error) tells why.
+fn transfer_error(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    let e = v.get("error")?;
+    let api = xo_lib::ApiError::from_json(e);
+    // a XAPI error's message already names its code and parameters: its data would say it twice
+    let says_it = |d: &serde_json::Value| {
+        d.get("code")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|c| api.message.contains(c))
+    };
+    Some(match &api.data {
+        Some(d) if !d.is_null() && !says_it(d) => format!("{api} {d}"),
+        _ => api.to_string(),
+    })
 }
 
 impl From<std::io::Error> for Failure {
@@ -96,6 +118,42 @@ mod tests {
         assert_eq!(
             Failure::from(std::io::Error::other("x")).exit_code(),
             EXIT_IO
+        );
+    }
+
+    #[test]
+    fn failed_uploads_say_why() {
+        let failure = |status, reason: &str, body: &str| {
+            Failure::from(xo_lib::Error::HttpStatus {
+                status,
+                reason: reason.into(),
+                body: body.into(),
+            })
+        };
+        let f = failure(
+            500,
+            "Internal Server Error",
+            r#"{"id":0,"jsonrpc":"2.0","error":{"code":-32000,"message":"SR_OPERATION_NOT_SUPPORTED(OpaqueRef:x)","data":{"code":"SR_OPERATION_NOT_SUPPORTED","params":["OpaqueRef:x"]}}}"#,
+        );
+        assert_eq!(f.exit_code(), EXIT_API);
+        assert_eq!(
+            f.to_string(),
+            "500 Internal Server Error: SR_OPERATION_NOT_SUPPORTED(OpaqueRef:x) (code -32000)"
+        );
+        // an XO error's data tells more than its message
+        let f = failure(
+            500,
+            "Internal Server Error",
+            r#"{"id":0,"jsonrpc":"2.0","error":{"code":1,"message":"no such object","data":{"id":"x","type":"SR"}}}"#,
+        );
+        assert_eq!(
+            f.to_string(),
+            r#"500 Internal Server Error: no such object (code 1) {"id":"x","type":"SR"}"#
+        );
+        // an answer that is not JSON-RPC is left out
+        assert_eq!(
+            failure(404, "Not Found", "not found\n").to_string(),
+            "404 Not Found"
         );
     }
 }

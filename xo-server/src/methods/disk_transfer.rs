@@ -12,8 +12,9 @@ use serde_json::{json, Map, Value};
 use super::multipart;
 use super::opt_str;
 use super::resolve::{r, resolve, schema, spec_of, Resolve, Xapi};
+use super::upload_body::upload_stream;
 use super::vm_transfer::{
-    content_length, download_response, rpc_answer, upload_stream, upload_through_task, UploadTarget,
+    content_length, download_response, rpc_answer, upload_through_task, UploadTarget,
 };
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -88,7 +89,7 @@ async fn import_content(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiErr
             Box::pin(async move {
                 let len = content_length(&req);
                 let failed = Arc::new(AtomicBool::new(false));
-                let body = upload_stream(req, failed.clone());
+                let (body, rest) = upload_stream(req, failed.clone());
                 let out = upload_through_task(
                     &pools,
                     &client,
@@ -103,6 +104,7 @@ async fn import_content(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiErr
                     &failed,
                 )
                 .await;
+                rest.drain().await;
                 rpc_answer(out.map(|_| Value::Bool(true)), admin)
             })
         }),
@@ -185,7 +187,7 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
                     .and_then(|v| v.to_str().ok())
                     .and_then(multipart::boundary);
                 let failed = Arc::new(AtomicBool::new(false));
-                let body = upload_stream(req, failed.clone());
+                let (body, rest) = upload_stream(req, failed.clone());
                 let out = async {
                     let (len, body) = match parts {
                         Some(b) => {
@@ -249,6 +251,7 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
                     uuid
                 }
                 .await;
+                rest.drain().await;
                 rpc_answer(out, admin)
             })
         }),

@@ -20,6 +20,7 @@ mod system;
 mod tag;
 mod task;
 mod token;
+mod upload_body;
 mod user;
 mod vbd;
 mod vdi;

@@ -20,6 +20,7 @@ use xapi_client::{task_outcome, Client, Ref};
 
 use super::opt_str;
 use super::resolve::{r, resolve, s, schema, spec_of, Resolve, Xapi};
+use super::upload_body::upload_stream;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::registry::Method;
@@ -113,19 +114,6 @@ impl<S> Drop for GuardedDownload<S> {
             finish_task(self.client.clone(), t, true);
         }
     }
-}
-
-/// A request body as a stream, flagging `failed` when the client breaks it.
-pub(super) fn upload_stream(
-    req: Request,
-    failed: Arc<AtomicBool>,
-) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send + Unpin {
-    req.into_body().into_data_stream().map(move |r| {
-        if r.is_err() {
-            failed.store(true, Ordering::SeqCst);
-        }
-        r
-    })
 }
 
 /// `Content-Length` of a request.
@@ -376,7 +364,7 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
             Box::pin(async move {
                 let len = content_length(&req);
                 let failed = Arc::new(AtomicBool::new(false));
-                let body = upload_stream(req, failed.clone());
+                let (body, rest) = upload_stream(req, failed.clone());
                 let out = upload_through_task(
                     &pools,
                     &client,
@@ -391,6 +379,7 @@ async fn import(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
                     &failed,
                 )
                 .await;
+                rest.drain().await;
                 let out = match out {
                     Ok(v) => imported_vm_uuid(&pools, &client, v)
                         .await

@@ -419,6 +419,50 @@ async fn transfers_corrupt_and_truncated_uploads_leave_nothing() {
 }
 
 #[tokio::test]
+async fn transfers_upload_failing_early_still_answers_why() {
+    // XAPI rejects the archive from its first bytes while the client still sends 48 MiB: the answer must reach
+    // the client (the rest of the body is read and dropped, as node's http server does), not a connection reset
+    let mut e = env().await;
+    let ToImport { sr_b, vms, .. } = xva_to_import(&mut e).await;
+    let mut body = b"not an xva archive".to_vec();
+    body.resize(48 << 20, 0);
+    let url = e.c.ok("vm.import", json!({ "sr": sr_b })).await;
+    let mut s = tokio::net::TcpStream::connect(e.server.local_addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        path_of(&url, "$sendTo"),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // like hyper's client or a browser: a body that cannot be sent whole is a failed request
+    s.write_all(&body)
+        .await
+        .expect("the whole body is read by xo-server");
+    // the answer, on a connection left open: read until its JSON-RPC text is whole
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert!(n > 0, "closed without a whole answer: {out:?}");
+        out.extend_from_slice(&buf[..n]);
+        let end = out.windows(4).position(|w| w == b"\r\n\r\n");
+        if end.is_some_and(|end| serde_json::from_slice::<Value>(&out[end + 4..]).is_ok()) {
+            break;
+        }
+    }
+    let (status, _, answer) = split(out);
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 500);
+    assert_eq!(answer["error"]["data"]["code"], "IMPORT_ERROR", "{answer}");
+    assert_eq!(guest_vm_count(&e.b), vms);
+}
+
+#[tokio::test]
 async fn transfers_cross_pool_copy_streams_identical_disks() {
     let mut e = env().await;
     let vm = halted_vm_with_disk(&e.a);
