@@ -63,6 +63,7 @@ async fn export_content(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiErr
                 "/export_raw_vdi",
                 query,
                 disposition,
+                None,
             ))
         }),
     );

@@ -87,7 +87,7 @@ fn spec(method: &str) -> &'static [Resolve] {
 }
 
 /// `[[SR, permission]]` of every disk of the VM (XO's `checkPermissionOnSrs`).
-fn check_permission_on_srs(
+pub(super) fn check_permission_on_srs(
     ctx: &Ctx,
     pools: &crate::xapi::Pools,
     vm: &XoObject,
@@ -382,7 +382,7 @@ async fn resume(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
 
 // ------------------------------------------------------------ clone/copy
 
-fn as_ref(v: Value, what: &str) -> Result<String, ApiError> {
+pub(super) fn as_ref(v: Value, what: &str) -> Result<String, ApiError> {
     match v {
         Value::String(s) => Ok(s),
         other => Err(ApiError::internal(format!(

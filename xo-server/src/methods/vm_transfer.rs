@@ -3,7 +3,9 @@
 //! memory, never staged on disk: downloads are handed over in chunks of at most 256 KiB, and a pool-to-pool copy
 //! moves the export's bytes into the import's connection with `splice(2)` when both are plain TCP (Linux). Every transfer runs inside an XAPI
 //! task made for it (progress visible in the task objects); a download or upload broken by the client cancels the
-//! task, and an import is answered only once XAPI has finished it (so a failed one has been rolled back).
+//! task, and an import is answered only once XAPI has finished it (so a failed one has been rolled back). A running
+//! VM is exported as XO does it, through a snapshot `[XO Export] <name>` taken when the download starts and
+//! destroyed with its disks once the export's task is over.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 use xapi_client::{task_outcome, Client, Ref};
@@ -48,6 +51,14 @@ fn compression(p: &Map<String, Value>) -> &'static str {
 
 /// Cancel (when `cancel`) then wait for and destroy a transfer task, in the background.
 pub(super) fn finish_task(client: Arc<Client>, task: Ref, cancel: bool) {
+    finish_task_then(client, task, cancel, None)
+}
+
+/// Work to do once a transfer's XAPI task is over (e.g. destroying the snapshot it exported).
+pub(super) type Then = BoxFuture<'static, ()>;
+
+/// [`finish_task`], then `then` once the task is over.
+fn finish_task_then(client: Arc<Client>, task: Ref, cancel: bool, then: Option<Then>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -64,6 +75,9 @@ pub(super) fn finish_task(client: Arc<Client>, task: Ref, cancel: bool) {
                 .call("task.destroy", vec![task.0.clone().into()])
                 .await;
         }
+        if let Some(then) = then {
+            then.await;
+        }
     });
 }
 
@@ -73,14 +87,23 @@ pub(super) struct GuardedDownload<S> {
     inner: S,
     client: Arc<Client>,
     task: Option<Ref>,
+    then: Option<Then>,
 }
 
 impl<S> GuardedDownload<S> {
-    pub(super) fn new(inner: S, client: Arc<Client>, task: Ref) -> Self {
+    pub(super) fn new(inner: S, client: Arc<Client>, task: Ref, then: Option<Then>) -> Self {
         GuardedDownload {
             inner,
             client,
             task: Some(task),
+            then,
+        }
+    }
+
+    /// Finish the task (cancelling it when `cancel`), then run `then`.
+    fn finish(&mut self, cancel: bool) {
+        if let Some(t) = self.task.take() {
+            finish_task_then(self.client.clone(), t, cancel, self.then.take());
         }
     }
 }
@@ -91,16 +114,8 @@ impl<S: Stream<Item = xapi_client::Result<Bytes>> + Unpin> Stream for GuardedDow
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = self.inner.poll_next_unpin(cx);
         match &next {
-            Poll::Ready(None) => {
-                if let Some(t) = self.task.take() {
-                    finish_task(self.client.clone(), t, false);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(t) = self.task.take() {
-                    finish_task(self.client.clone(), t, true);
-                }
-            }
+            Poll::Ready(None) => self.finish(false),
+            Poll::Ready(Some(Err(_))) => self.finish(true),
             _ => {}
         }
         next
@@ -109,10 +124,10 @@ impl<S: Stream<Item = xapi_client::Result<Bytes>> + Unpin> Stream for GuardedDow
 
 impl<S> Drop for GuardedDownload<S> {
     fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
+        if let Some(t) = &self.task {
             tracing::debug!(task = %t, "download abandoned by the client: cancelling the XAPI task");
-            finish_task(self.client.clone(), t, true);
         }
+        self.finish(true);
     }
 }
 
@@ -141,7 +156,8 @@ pub(super) fn rpc_answer(result: Result<Value, ApiError>, admin: bool) -> Respon
     }
 }
 
-/// Streams a GET of `path` on the pool of `client` to the HTTP client, inside a task labelled `label`.
+/// Streams a GET of `path` on the pool of `client` to the HTTP client, inside a task labelled `label`; `then`
+/// runs once that task is over (the download ended, failed or was abandoned), or at once if it never started.
 pub(super) async fn download_response(
     pools: Arc<Pools>,
     client: Arc<Client>,
@@ -149,17 +165,23 @@ pub(super) async fn download_response(
     path: &'static str,
     query: Vec<(&'static str, String)>,
     disposition: String,
+    then: Option<Then>,
 ) -> Response {
     let task = match client.create_task(label, "").await {
         Ok(t) => t,
-        Err(e) => return error_response(&pools, e),
+        Err(e) => {
+            if let Some(then) = then {
+                then.await;
+            }
+            return error_response(&pools, e);
+        }
     };
     let mut q = query;
     q.push(("task_id", task.0.clone()));
     match client.get_resource(path, &q).await {
         Ok(d) => {
             let len = d.content_length;
-            let stream = GuardedDownload::new(d.into_stream(), client, task);
+            let stream = GuardedDownload::new(d.into_stream(), client, task, then);
             let mut resp = Body::from_stream(stream).into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -175,10 +197,59 @@ pub(super) async fn download_response(
             resp
         }
         Err(e) => {
-            finish_task(client, task, true);
+            finish_task_then(client, task, true, then);
             error_response(&pools, e)
         }
     }
+}
+
+/// XO's `VM_export` of a running (or paused) VM: a snapshot `[XO Export] <name_label>` is exported instead, and
+/// destroyed with its disks once the export's task is over (ended, failed or abandoned by the client).
+async fn export_snapshot_response(
+    x: Xapi,
+    vm_ref: String,
+    name_label: String,
+    compression: &'static str,
+    disposition: String,
+) -> Response {
+    let snap = x
+        .call_async(
+            "VM.snapshot",
+            vec![
+                vm_ref.into(),
+                format!("[XO Export] {name_label}").into(),
+                Value::Array(Vec::new()),
+            ],
+        )
+        .await
+        .and_then(|v| super::vm::as_ref(v, "VM.snapshot"));
+    let snap = match snap {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("export: snapshotting the running VM failed: {e}");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+        }
+    };
+    let query = vec![
+        ("ref", snap.clone()),
+        ("use_compression", compression.to_owned()),
+    ];
+    let (pools, client) = (x.pools.clone(), x.client.raw().clone());
+    let destroy: Then = Box::pin(async move {
+        if let Err(e) = super::vm::vm_destroy(&x, snap, super::vm::DestroyOpts::default()).await {
+            tracing::warn!("export: destroying the exported snapshot failed: {e}");
+        }
+    });
+    download_response(
+        pools,
+        client,
+        "[XO] VM export",
+        "/export",
+        query,
+        disposition,
+        Some(destroy),
+    )
+    .await
 }
 
 fn error_response(pools: &Pools, e: xapi_client::Error) -> Response {
@@ -301,25 +372,37 @@ async fn export(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         // OVA generation is not part of this server
         return Err(ApiError::not_implemented());
     }
+    // a running VM is exported through a snapshot, which needs `operate` on its disks' SRs (as XO)
+    let running = matches!(s(&vm, "power_state"), "Running" | "Paused");
+    if running {
+        super::vm::check_permission_on_srs(&ctx, &res.pools, &vm)?;
+    }
     let x = Xapi::of(&res.pools, &vm)?;
-    let client = x.client.raw().clone();
     let name = format!("{} - {}.xva", file_date(), s(&vm, "name_label"));
     let disposition = format!("attachment; filename=\"{}\"", name.replace('"', "'"));
-    let query = vec![
-        ("ref", vm.xapi_ref().to_owned()),
-        ("use_compression", compression(&p).to_owned()),
-    ];
-    let pools = res.pools.clone();
+    let compression = compression(&p);
+    let (vm_ref, name_label) = (vm.xapi_ref().to_owned(), s(&vm, "name_label").to_owned());
     let path = Transfers::of(&ctx.app).register(
         Some(&name),
         Box::new(move |_req| {
+            if running {
+                return Box::pin(export_snapshot_response(
+                    x,
+                    vm_ref,
+                    name_label,
+                    compression,
+                    disposition,
+                ));
+            }
+            let query = vec![("ref", vm_ref), ("use_compression", compression.to_owned())];
             Box::pin(download_response(
-                pools,
-                client,
+                x.pools.clone(),
+                x.client.raw().clone(),
                 "[XO] VM export",
                 "/export",
                 query,
                 disposition,
+                None,
             ))
         }),
     );
@@ -542,7 +625,8 @@ pub(super) async fn stream_across_pools(
 
 pub(super) fn methods() -> Vec<Method> {
     vec![
-        Method::new("vm.export", export).params(schema(
+        Method::new("vm.export", export)
+            .params(schema(
             r#"{"vm": {"type": "string"}, "compress": {"type": ["boolean", "string"], "optional": true}, "format": {"enum": ["xva", "ova"], "optional": true}}"#,
         )),
         Method::new("vm.import", import).params(schema(

@@ -1,6 +1,7 @@
 //! Transfers through xo-server against two in-process simulated pools: `vm.export` downloads (a valid tar),
 //! `vm.import` uploads into another pool (byte-identical disks), corrupt and truncated uploads (clean errors, no
-//! leftovers), cross-pool `vm.copy` streaming, a download abandoned mid-way (XAPI task stopped, VM unlocked),
+//! leftovers), an upload refused from its first bytes (the answer still reaches the client), a running VM's export
+//! (through a snapshot, destroyed afterwards; rights on its SRs), cross-pool `vm.copy` streaming, a download abandoned mid-way (XAPI task stopped, VM unlocked),
 //! `disk.exportContent`/`disk.importContent` round trip, `disk.import` (raw, VHD, multipart, truncated, unsupported), `vm.migrate` across pools by streaming (source removed
 //! only after the import; a running source refused; a failed import or VIF fix-up leaves the source intact and
 //! nothing behind), and the shapes of `vm.stats`/`host.stats`/`sr.stats`.
@@ -416,6 +417,82 @@ async fn transfers_corrupt_and_truncated_uploads_leave_nothing() {
     }
     wait_for(|| pending_tasks(&e.b) == 0, "import tasks finished").await;
     assert_eq!((guest_vm_count(&e.b), count(&e.b, "VDI")), (vms, vdis));
+}
+
+#[tokio::test]
+async fn transfers_export_of_a_running_vm_goes_through_a_snapshot() {
+    let mut e = env().await;
+    let all = call(&e.a, "VM.get_all_records", vec![]);
+    let (vm, _) = all
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["is_a_template"] == false && v["is_control_domain"] == false)
+        .find(|(_, v)| v["power_state"] == "Running" && !disks_of_rec(&e.a, v).is_empty())
+        .expect("a running VM with a disk");
+    let vm = vm.clone();
+    let name = call(&e.a, "VM.get_name_label", vec![json!(vm)]);
+
+    // rights (as XO): administrate on a running VM is not enough, its disks' SRs need operate
+    let uid =
+        e.c.ok("user.create", json!({"email": "ops@x", "password": "pw"}))
+            .await;
+    let mut u = Client::connect(&e.server).await;
+    u.ok(
+        "session.signIn",
+        json!({"email": "ops@x", "password": "pw"}),
+    )
+    .await;
+    let vm_id = uuid_of(&e.a, "VM", &vm);
+    e.c.ok(
+        "acl.add",
+        json!({"subject": uid, "object": vm_id, "action": "admin"}),
+    )
+    .await;
+    assert_eq!(
+        u.err("vm.export", json!({ "vm": vm_id })).await["code"],
+        2,
+        "no right on the disks' SRs"
+    );
+    for vdi in disks_of(&e.a, &vm) {
+        let sr = call(&e.a, "VDI.get_SR", vec![json!(vdi)]);
+        let sr = uuid_of(&e.a, "SR", sr.as_str().unwrap());
+        e.c.ok(
+            "acl.add",
+            json!({"subject": uid, "object": sr, "action": "operator"}),
+        )
+        .await;
+    }
+    let granted = u.ok("vm.export", json!({ "vm": vm_id })).await;
+    assert!(granted["$getFrom"].is_string(), "{granted}");
+
+    let (vms_before, vdis_before) = (count(&e.a, "VM"), count(&e.a, "VDI"));
+    let url =
+        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+            .await;
+    // XAPI refuses to export a running VM: XO exports a snapshot of it, made when the download starts
+    assert_eq!(count(&e.a, "VM"), vms_before);
+    let (status, head, xva) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    assert_eq!(status, 200, "{head}");
+    let entries = tar_entries(&xva);
+    assert_eq!(entries[0].0, "ova.xml");
+    let ova = {
+        let mut ar = tar::Archive::new(&xva[..]);
+        let mut first = ar.entries().unwrap().next().unwrap().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut first, &mut text).unwrap();
+        text
+    };
+    let label = format!("[XO Export] {}", name.as_str().unwrap());
+    assert!(ova.contains(&label), "the snapshot is what was exported");
+    // once the export's task is over, the snapshot and its disks are gone; the VM runs on
+    wait_for(
+        || count(&e.a, "VM") == vms_before && count(&e.a, "VDI") == vdis_before,
+        "the export snapshot destroyed",
+    )
+    .await;
+    wait_for(|| pending_tasks(&e.a) == 0, "export task finished").await;
+    assert_eq!(call(&e.a, "VM.get_power_state", vec![json!(vm)]), "Running");
 }
 
 #[tokio::test]
