@@ -493,6 +493,16 @@ async fn transfers_export_of_a_running_vm_goes_through_a_snapshot() {
     .await;
     wait_for(|| pending_tasks(&e.a) == 0, "export task finished").await;
     assert_eq!(call(&e.a, "VM.get_power_state", vec![json!(vm)]), "Running");
+
+    // a snapshot that cannot be taken fails the download as any failed export (XO's 'unknown error')
+    e.a.faults().fail_next(
+        "VM.snapshot",
+        xapi_types::XapiError::new("SR_FULL", ["0", "0"]),
+    );
+    let url = e.c.ok("vm.export", json!({ "vm": vm_id })).await;
+    let (status, _, body) = download(&e.server, &path_of(&url, "$getFrom")).await;
+    assert_eq!((status, &body[..]), (500, &b"unknown error\n"[..]));
+    assert_eq!(count(&e.a, "VM"), vms_before);
 }
 
 #[tokio::test]
