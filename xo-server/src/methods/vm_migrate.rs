@@ -229,10 +229,11 @@ async fn across_pools(
     }
     let imported = super::vm_transfer::stream_across_pools(
         pools,
-        vm,
+        (vm, vm.xapi_ref()),
         &sr,
         &Map::new(),
         ("[XO] VM migrate (export)", "[XO] VM migrate (import)"),
+        None,
     )
     .await?;
     if let Err(e) = fix_vifs(host_x, &imported, &nets).await {

@@ -49,16 +49,11 @@ fn compression(p: &Map<String, Value>) -> &'static str {
     }
 }
 
-/// Cancel (when `cancel`) then wait for and destroy a transfer task, in the background.
-pub(super) fn finish_task(client: Arc<Client>, task: Ref, cancel: bool) {
-    finish_task_then(client, task, cancel, None)
-}
-
 /// Work to do once a transfer's XAPI task is over (e.g. destroying the snapshot it exported).
 pub(super) type Then = BoxFuture<'static, ()>;
 
-/// [`finish_task`], then `then` once the task is over.
-fn finish_task_then(client: Arc<Client>, task: Ref, cancel: bool, then: Option<Then>) {
+/// Cancel (when `cancel`) then wait for and destroy a transfer task, then run `then`, in the background.
+fn finish_task(client: Arc<Client>, task: Ref, cancel: bool, then: Option<Then>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -103,7 +98,7 @@ impl<S> GuardedDownload<S> {
     /// Finish the task (cancelling it when `cancel`), then run `then`.
     fn finish(&mut self, cancel: bool) {
         if let Some(t) = self.task.take() {
-            finish_task_then(self.client.clone(), t, cancel, self.then.take());
+            finish_task(self.client.clone(), t, cancel, self.then.take());
         }
     }
 }
@@ -197,10 +192,39 @@ pub(super) async fn download_response(
             resp
         }
         Err(e) => {
-            finish_task_then(client, task, true, then);
+            finish_task(client, task, true, then);
             error_response(&pools, e)
         }
     }
+}
+
+/// Whether XO exports `vm` through a snapshot (`isVmRunning`: running or paused).
+fn exported_through_snapshot(vm: &XoObject) -> bool {
+    matches!(s(vm, "power_state"), "Running" | "Paused")
+}
+
+/// The snapshot `[XO Export] <name_label>` XO's `VM_export` takes of a running VM, to export instead of it.
+async fn export_snapshot(x: &Xapi, vm_ref: &str, name_label: &str) -> Result<String, ApiError> {
+    let snap = x
+        .call_async(
+            "VM.snapshot",
+            vec![
+                vm_ref.into(),
+                format!("[XO Export] {name_label}").into(),
+                Value::Array(Vec::new()),
+            ],
+        )
+        .await?;
+    super::vm::as_ref(snap, "VM.snapshot")
+}
+
+/// Destroys an export snapshot and its disks (to run once the export's task is over).
+fn destroy_export_snapshot(x: Xapi, snap: String) -> Then {
+    Box::pin(async move {
+        if let Err(e) = super::vm::vm_destroy(&x, snap, super::vm::DestroyOpts::default()).await {
+            tracing::warn!("export: destroying the exported snapshot failed: {e}");
+        }
+    })
 }
 
 /// XO's `VM_export` of a running (or paused) VM: a snapshot `[XO Export] <name_label>` is exported instead, and
@@ -212,17 +236,7 @@ async fn export_snapshot_response(
     compression: &'static str,
     disposition: String,
 ) -> Response {
-    let snap = x
-        .call_async(
-            "VM.snapshot",
-            vec![
-                vm_ref.into(),
-                format!("[XO Export] {name_label}").into(),
-                Value::Array(Vec::new()),
-            ],
-        )
-        .await
-        .and_then(|v| super::vm::as_ref(v, "VM.snapshot"));
+    let snap = export_snapshot(&x, &vm_ref, &name_label).await;
     let snap = match snap {
         Ok(s) => s,
         Err(e) => {
@@ -236,11 +250,7 @@ async fn export_snapshot_response(
         ("use_compression", compression.to_owned()),
     ];
     let (pools, client) = (x.pools.clone(), x.client.raw().clone());
-    let destroy: Then = Box::pin(async move {
-        if let Err(e) = super::vm::vm_destroy(&x, snap, super::vm::DestroyOpts::default()).await {
-            tracing::warn!("export: destroying the exported snapshot failed: {e}");
-        }
-    });
+    let destroy = destroy_export_snapshot(x, snap);
     download_response(
         pools,
         client,
@@ -374,7 +384,7 @@ async fn export(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         return Err(ApiError::not_implemented());
     }
     // a running VM is exported through a snapshot, which needs `operate` on its disks' SRs (as XO)
-    let running = matches!(s(&vm, "power_state"), "Running" | "Paused");
+    let running = exported_through_snapshot(&vm);
     if running {
         super::vm::check_permission_on_srs(&ctx, &res.pools, &vm)?;
     }
@@ -524,7 +534,7 @@ async fn import_from_url(
 }
 
 /// `vm.copy` to an SR of another pool: the source pool's `/export` piped into the target pool's `/import`, no
-/// intermediate file. Returns the new VM's id.
+/// intermediate file (a running VM through an export snapshot, as XO's `remoteCopyVm`). Returns the new VM's id.
 pub(super) async fn copy_across_pools(
     pools: &Arc<Pools>,
     vm: &XoObject,
@@ -533,12 +543,20 @@ pub(super) async fn copy_across_pools(
     compress: &Map<String, Value>,
 ) -> Result<String, ApiError> {
     let dst = Xapi::of(pools, sr)?;
+    let (source, then) = if exported_through_snapshot(vm) {
+        let src = Xapi::of(pools, vm)?;
+        let snap = export_snapshot(&src, vm.xapi_ref(), s(vm, "name_label")).await?;
+        (snap.clone(), Some(destroy_export_snapshot(src, snap)))
+    } else {
+        (vm.xapi_ref().to_owned(), None)
+    };
     let vm_ref = stream_across_pools(
         pools,
-        vm,
+        (vm, &source),
         sr,
         compress,
         ("[XO] VM copy (export)", "[XO] VM copy (import)"),
+        then,
     )
     .await?;
     dst.call(
@@ -556,36 +574,50 @@ pub(super) async fn copy_across_pools(
     dst.wait_object_id("VM", &vm_ref).await
 }
 
-/// The source pool's `/export` of `vm` piped into the `/import` of the pool of `sr` (tasks labelled with the
-/// export and import `labels`). Returns the imported VM's ref; a failed import has been rolled back by XAPI.
+/// The source pool's `/export` of `vm` (of the VM whose ref is given with it: itself, or its export snapshot)
+/// piped into the `/import` of the pool of `sr` (tasks labelled with the export and import `labels`); `then` runs
+/// once the export's task is over. Returns the imported VM's ref; a failed import has been rolled back by XAPI.
 pub(super) async fn stream_across_pools(
     pools: &Arc<Pools>,
-    vm: &XoObject,
+    (vm, source): (&XoObject, &str),
     sr: &XoObject,
     compress: &Map<String, Value>,
     labels: (&'static str, &'static str),
+    then: Option<Then>,
 ) -> Result<String, ApiError> {
-    let src = Xapi::of(pools, vm)?;
-    let dst = Xapi::of(pools, sr)?;
-    if dst.client.is_read_only() {
-        return Err(ApiError::internal(
-            "cannot call VM.import() in read only mode",
-        ));
-    }
-    let (sc, dc) = (src.client.raw().clone(), dst.client.raw().clone());
-    let task = sc
-        .create_task(labels.0, "")
-        .await
-        .map_err(|e| pools.map_error(e))?;
+    let ready = async {
+        let src = Xapi::of(pools, vm)?;
+        let dst = Xapi::of(pools, sr)?;
+        if dst.client.is_read_only() {
+            return Err(ApiError::internal(
+                "cannot call VM.import() in read only mode",
+            ));
+        }
+        let (sc, dc) = (src.client.raw().clone(), dst.client.raw().clone());
+        let task = sc
+            .create_task(labels.0, "")
+            .await
+            .map_err(|e| pools.map_error(e))?;
+        Ok((sc, dc, task))
+    };
+    let (sc, dc, task) = match ready.await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(then) = then {
+                then.await;
+            }
+            return Err(e);
+        }
+    };
     let query = vec![
-        ("ref", vm.xapi_ref().to_owned()),
+        ("ref", source.to_owned()),
         ("use_compression", compression(compress).to_owned()),
         ("task_id", task.0.clone()),
     ];
     let download = match sc.get_resource("/export", &query).await {
         Ok(d) => d,
         Err(e) => {
-            finish_task(sc, task, true);
+            finish_task(sc, task, true, then);
             return Err(pools.map_error(e));
         }
     };
@@ -613,7 +645,7 @@ pub(super) async fn stream_across_pools(
         },
     )
     .await;
-    finish_task(sc, task, !export_ended.load(Ordering::SeqCst));
+    finish_task(sc, task, !export_ended.load(Ordering::SeqCst), then);
     let out = out?;
     let vm_ref = out
         .as_array()

@@ -422,15 +422,7 @@ async fn transfers_corrupt_and_truncated_uploads_leave_nothing() {
 #[tokio::test]
 async fn transfers_export_of_a_running_vm_goes_through_a_snapshot() {
     let mut e = env().await;
-    let all = call(&e.a, "VM.get_all_records", vec![]);
-    let (vm, _) = all
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, v)| v["is_a_template"] == false && v["is_control_domain"] == false)
-        .find(|(_, v)| v["power_state"] == "Running" && !disks_of_rec(&e.a, v).is_empty())
-        .expect("a running VM with a disk");
-    let vm = vm.clone();
+    let vm = running_vm_with_disk(&e.a);
     let name = call(&e.a, "VM.get_name_label", vec![json!(vm)]);
 
     // rights (as XO): administrate on a running VM is not enough, its disks' SRs need operate
@@ -593,6 +585,61 @@ async fn transfers_cross_pool_copy_streams_identical_disks() {
         .await["code"],
         1
     );
+
+    // a running VM is copied through an export snapshot (XO's remoteCopyVm), destroyed afterwards
+    let running = running_vm_with_disk(&e.a);
+    let (vms_a, vdis_a) = (count(&e.a, "VM"), count(&e.a, "VDI"));
+    let id =
+        e.c.ok(
+            "vm.copy",
+            json!({ "vm": uuid_of(&e.a, "VM", &running), "sr": sr_b, "name": "live copy" }),
+        )
+        .await;
+    let new_vm = call(&e.b, "VM.get_by_uuid", vec![id]);
+    let new_vm = new_vm.as_str().unwrap();
+    assert_eq!(
+        call(&e.b, "VM.get_name_label", vec![json!(new_vm)]),
+        "live copy"
+    );
+    assert_eq!(
+        call(&e.b, "VM.get_is_a_template", vec![json!(new_vm)]),
+        false
+    );
+    assert_eq!(
+        call(&e.b, "VM.get_is_a_snapshot", vec![json!(new_vm)]),
+        false
+    );
+    let (src, dst) = (disks_of(&e.a, &running), disks_of(&e.b, new_vm));
+    assert_eq!(src.len(), dst.len());
+    for (s, d) in src.iter().zip(&dst) {
+        assert_eq!(content(&e.a, s), content(&e.b, d));
+    }
+    wait_for(
+        || count(&e.a, "VM") == vms_a && count(&e.a, "VDI") == vdis_a,
+        "the export snapshot destroyed",
+    )
+    .await;
+    assert_eq!(
+        call(&e.a, "VM.get_power_state", vec![json!(running)]),
+        "Running"
+    );
+}
+
+/// A running guest VM with a disk.
+fn running_vm_with_disk(p: &RunningPool) -> String {
+    let all = call(p, "VM.get_all_records", vec![]);
+    let mut c: Vec<&String> = all
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["is_a_template"] == false && v["is_control_domain"] == false)
+        .filter(|(_, v)| v["power_state"] == "Running" && !disks_of_rec(p, v).is_empty())
+        .map(|(r, _)| r)
+        .collect();
+    c.sort();
+    c.first()
+        .map(|r| r.to_string())
+        .expect("a running VM with a disk")
 }
 
 #[tokio::test]

@@ -22,8 +22,10 @@ pub(crate) struct Obj {
 }
 
 /// The objects an export of `vm` writes: the VM, its VBDs, the VDIs of its disks (not CD images), its VIFs, their networks and the
-/// SRs of the VDIs. Ids are `Ref:0…` in that order.
-pub(crate) fn collect(db: &Db, vm: &Ref) -> Result<Vec<Obj>, XapiError> {
+/// SRs of the VDIs. Ids are `Ref:0…` in that order. Without `snapshot_metadata` (a full export), the VM is written
+/// as XAPI's `export.ml` `make_vm` does: not a snapshot, no snapshot links or time (an exported snapshot comes back
+/// as a template of its own).
+pub(crate) fn collect(db: &Db, vm: &Ref, snapshot_metadata: bool) -> Result<Vec<Obj>, XapiError> {
     let vmr = db.record("VM", vm)?;
     let mut list: Vec<(&'static str, Ref)> = vec![("VM", vm.clone())];
     let refs = |rec: &Record, f: &str| -> Vec<Ref> {
@@ -80,6 +82,14 @@ pub(crate) fn collect(db: &Db, vm: &Ref) -> Result<Vec<Obj>, XapiError> {
     for (class, r) in list {
         let mut snap = db.record(class, &r)?.clone();
         rename_refs(class, &mut snap, |x| ids.get(x).cloned());
+        if class == "VM" && !snapshot_metadata {
+            snap.insert("is_a_snapshot".into(), Value::Bool(false));
+            snap.insert("snapshot_of".into(), Ref::NULL_STR.into());
+            snap.insert("snapshots".into(), Value::Array(Vec::new()));
+            snap.insert("snapshot_time".into(), xapi_types::datetime::EPOCH.into());
+            snap.insert("transportable_snapshot_id".into(), "".into());
+            snap.insert("parent".into(), Ref::NULL_STR.into());
+        }
         out.push(Obj {
             class,
             id: ids[&r].clone(),

@@ -154,7 +154,7 @@ fn plan(
             [vm.as_str(), "halted", &power.to_ascii_lowercase()],
         ));
     }
-    let objs = ovaxml::collect(db, vm)?;
+    let objs = ovaxml::collect(db, vm, metadata_only)?;
     let mut disks: Vec<DiskPlan> = objs
         .iter()
         .filter(|o| o.class == "VDI")

@@ -577,6 +577,38 @@ async fn corrupt_chunk_is_rejected_and_rolled_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_snapshot_comes_back_as_a_template() {
+    // export.ml's make_vm: a full export drops the snapshot metadata
+    let a = P::new(2).await;
+    let vm = a.halted_vm_with_disk();
+    let snap = a.call("VM.snapshot", vec![json!(vm), json!("before upgrade")]);
+    let snap = snap.as_str().unwrap().to_owned();
+    let r = export(&a, &snap, "").await;
+    let ova = String::from_utf8(entries(&r.body)[0].1.clone()).unwrap();
+    assert!(ova.contains("<name>is_a_snapshot</name><value><boolean>0</boolean></value>"));
+    assert!(ova.contains("<name>snapshot_of</name><value>OpaqueRef:NULL</value>"));
+    let b = P::new(0).await;
+    let (_, t) = import(&b, &r.body, "", None).await;
+    assert_eq!(t["status"], "success", "{t}");
+    let new = t["result"]
+        .as_str()
+        .unwrap()
+        .split("<value>")
+        .nth(2)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(b.call("VM.get_is_a_snapshot", vec![json!(new)]), false);
+    assert_eq!(b.call("VM.get_is_a_template", vec![json!(new)]), true);
+    assert_eq!(
+        b.call("VM.get_name_label", vec![json!(new)]),
+        "before upgrade"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_rate_paces_disk_streams() {
     // 4 MiB/s: an XVA of a few MiB cannot come faster than its size allows (a lower bound only)
     let rate = 4 << 20;
