@@ -557,19 +557,7 @@ async fn transfers_cross_pool_copy_streams_identical_disks() {
     assert_eq!(guest_vm_count(&e.b), before + 1);
     let new_vm = call(&e.b, "VM.get_by_uuid", vec![json!(id)]);
     let new_vm = new_vm.as_str().unwrap();
-    assert_eq!(
-        call(&e.b, "VM.get_name_label", vec![json!(new_vm)]),
-        "over there"
-    );
-    assert_eq!(
-        call(&e.b, "VM.get_is_a_template", vec![json!(new_vm)]),
-        false
-    );
-    let (src, dst) = (disks_of(&e.a, &vm), disks_of(&e.b, new_vm));
-    assert_eq!(src.len(), dst.len());
-    for (s, d) in src.iter().zip(&dst) {
-        assert_eq!(content(&e.a, s), content(&e.b, d));
-    }
+    assert_copied(&e, &vm, new_vm, "over there");
     // both pools' transfer tasks are done
     wait_for(
         || pending_tasks(&e.a) == 0 && pending_tasks(&e.b) == 0,
@@ -597,23 +585,7 @@ async fn transfers_cross_pool_copy_streams_identical_disks() {
         .await;
     let new_vm = call(&e.b, "VM.get_by_uuid", vec![id]);
     let new_vm = new_vm.as_str().unwrap();
-    assert_eq!(
-        call(&e.b, "VM.get_name_label", vec![json!(new_vm)]),
-        "live copy"
-    );
-    assert_eq!(
-        call(&e.b, "VM.get_is_a_template", vec![json!(new_vm)]),
-        false
-    );
-    assert_eq!(
-        call(&e.b, "VM.get_is_a_snapshot", vec![json!(new_vm)]),
-        false
-    );
-    let (src, dst) = (disks_of(&e.a, &running), disks_of(&e.b, new_vm));
-    assert_eq!(src.len(), dst.len());
-    for (s, d) in src.iter().zip(&dst) {
-        assert_eq!(content(&e.a, s), content(&e.b, d));
-    }
+    assert_copied(&e, &running, new_vm, "live copy");
     wait_for(
         || count(&e.a, "VM") == vms_a && count(&e.a, "VDI") == vdis_a,
         "the export snapshot destroyed",
@@ -623,6 +595,19 @@ async fn transfers_cross_pool_copy_streams_identical_disks() {
         call(&e.a, "VM.get_power_state", vec![json!(running)]),
         "Running"
     );
+}
+
+/// `new_vm` (pool b) is a plain VM named `name` whose disks hold what those of `vm` (pool a) hold.
+fn assert_copied(e: &Env, vm: &str, new_vm: &str, name: &str) {
+    assert_eq!(call(&e.b, "VM.get_name_label", vec![json!(new_vm)]), name);
+    for flag in ["VM.get_is_a_template", "VM.get_is_a_snapshot"] {
+        assert_eq!(call(&e.b, flag, vec![json!(new_vm)]), false, "{flag}");
+    }
+    let (src, dst) = (disks_of(&e.a, vm), disks_of(&e.b, new_vm));
+    assert_eq!(src.len(), dst.len());
+    for (s, d) in src.iter().zip(&dst) {
+        assert_eq!(content(&e.a, s), content(&e.b, d));
+    }
 }
 
 /// A running guest VM with a disk.

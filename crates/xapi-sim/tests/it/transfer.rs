@@ -324,6 +324,20 @@ fn xxhash_hex(d: &[u8]) -> String {
     format!("{:016X}", twox_hash::XxHash64::oneshot(0, d))
 }
 
+/// The first VM ref of a successful import task's result (`<value><array><data><value>OpaqueRef:…`).
+fn imported_vm(task: &Value) -> String {
+    task["result"]
+        .as_str()
+        .unwrap()
+        .split("<value>")
+        .nth(2)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The legacy `.checksum` entry: lower-case SHA-1 hex.
 fn sha1_hex(d: &[u8]) -> String {
     use sha1::Digest;
@@ -447,14 +461,7 @@ async fn export_xva_lists_with_tar_and_reimports_byte_for_byte() {
         result.starts_with("<value><array><data><value>OpaqueRef:"),
         "{result}"
     );
-    let new_vm = result
-        .split("<value>")
-        .nth(2)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let new_vm = imported_vm(&t);
     assert_eq!(b.count("VM"), vms0 + 1);
     assert!(b.count("VDI") > vdis0);
     let src = a.call("VM.get_record", vec![json!(vm)]);
@@ -494,23 +501,11 @@ async fn gzip_export_reimports() {
     assert_eq!(t["status"], "success", "{t}");
     // restore=true keeps the VM's uuid (a second restore into the same pool cannot, and gets a new one).
     let uuid = a.call("VM.get_uuid", vec![json!(vm)]);
-    let vm_of = |t: &Value| {
-        t["result"]
-            .as_str()
-            .unwrap()
-            .split("<value>")
-            .nth(2)
-            .unwrap()
-            .split('<')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    assert_ne!(b.call("VM.get_uuid", vec![json!(vm_of(&t))]), uuid);
+    assert_ne!(b.call("VM.get_uuid", vec![json!(imported_vm(&t))]), uuid);
     let (_, t) = import(&b, &r.body, "&restore=true", None).await;
-    assert_eq!(b.call("VM.get_uuid", vec![json!(vm_of(&t))]), uuid);
+    assert_eq!(b.call("VM.get_uuid", vec![json!(imported_vm(&t))]), uuid);
     let (_, t) = import(&b, &r.body, "&restore=true", None).await;
-    assert_ne!(b.call("VM.get_uuid", vec![json!(vm_of(&t))]), uuid);
+    assert_ne!(b.call("VM.get_uuid", vec![json!(imported_vm(&t))]), uuid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,16 +585,7 @@ async fn an_exported_snapshot_comes_back_as_a_template() {
     let b = P::new(0).await;
     let (_, t) = import(&b, &r.body, "", None).await;
     assert_eq!(t["status"], "success", "{t}");
-    let new = t["result"]
-        .as_str()
-        .unwrap()
-        .split("<value>")
-        .nth(2)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let new = imported_vm(&t);
     assert_eq!(b.call("VM.get_is_a_snapshot", vec![json!(new)]), false);
     assert_eq!(b.call("VM.get_is_a_template", vec![json!(new)]), true);
     assert_eq!(
@@ -1360,16 +1346,7 @@ async fn xo_style_upload_with_fake_length_succeeds() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.headers.get("task-id"), Some(&task));
     // The CD drive (if any) comes back empty; disks come back with their data.
-    let new_vm = t["result"]
-        .as_str()
-        .unwrap()
-        .split("<value>")
-        .nth(2)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let new_vm = imported_vm(&t);
     let vbds = b.call("VM.get_VBDs", vec![json!(new_vm)]);
     for vbd in vbds.as_array().unwrap() {
         let rec = b.call("VBD.get_record", vec![vbd.clone()]);
