@@ -1,7 +1,7 @@
 //! Transfers through xo-server against two in-process simulated pools: `vm.export` downloads (a valid tar),
 //! `vm.import` uploads into another pool (byte-identical disks), corrupt and truncated uploads (clean errors, no
 //! leftovers), an upload refused from its first bytes (the answer still reaches the client), a running VM's export
-//! (through a snapshot, destroyed afterwards; rights on its SRs), cross-pool `vm.copy` streaming, a download abandoned mid-way (XAPI task stopped, VM unlocked),
+//! (through a snapshot, destroyed afterwards; rights on its SRs), cross-pool `vm.copy` streaming, a download abandoned mid-way (XAPI task stopped, VM unlocked, a running VM's export snapshot removed),
 //! `disk.exportContent`/`disk.importContent` round trip, `disk.import` (raw, VHD, multipart, truncated, unsupported), `vm.migrate` across pools by streaming (source removed
 //! only after the import; a running source refused; a failed import or VIF fix-up leaves the source intact and
 //! nothing behind), and the shapes of `vm.stats`/`host.stats`/`sr.stats`.
@@ -631,11 +631,32 @@ fn running_vm_with_disk(p: &RunningPool) -> String {
 async fn transfers_client_disconnect_mid_download_stops_the_xapi_task() {
     let mut e = env().await;
     let vm = halted_vm_with_disk(&e.a);
-    for d in disks_of(&e.a, &vm) {
+    abandon_export(&mut e, &vm).await;
+    // the VM is not left locked by the export
+    wait_for(
+        || call(&e.a, "VM.get_current_operations", vec![json!(vm)]) == json!({}),
+        "VM unlocked",
+    )
+    .await;
+    // a running VM's export snapshot goes too when its download is abandoned
+    let running = running_vm_with_disk(&e.a);
+    let (vms, vdis) = (count(&e.a, "VM"), count(&e.a, "VDI"));
+    abandon_export(&mut e, &running).await;
+    wait_for(
+        || count(&e.a, "VM") == vms && count(&e.a, "VDI") == vdis,
+        "the export snapshot destroyed",
+    )
+    .await;
+}
+
+/// Starts `vm.export` of `vm` (its disks filled first), reads the first bytes, then goes away: the XAPI export task
+/// ends cancelled or failed.
+async fn abandon_export(e: &mut Env, vm: &str) {
+    for d in disks_of(&e.a, vm) {
         fill(&e.a, &d);
     }
     let url =
-        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", &vm) }))
+        e.c.ok("vm.export", json!({ "vm": uuid_of(&e.a, "VM", vm) }))
             .await;
     let mut s = tokio::net::TcpStream::connect(e.server.local_addr())
         .await
@@ -654,10 +675,12 @@ async fn transfers_client_disconnect_mid_download_stops_the_xapi_task() {
     assert!(n > 0);
     // the export is under way
     let task = e.a.state().read(|db| {
-        db.find("task", |r| r["name_label"] == "[XO] VM export")
-            .into_iter()
-            .map(|r| r.0)
-            .next()
+        db.find("task", |r| {
+            r["name_label"] == "[XO] VM export" && r["status"] == "pending"
+        })
+        .into_iter()
+        .map(|r| r.0)
+        .next()
     });
     let task = task.expect("the XO export task in XAPI");
     drop(s);
@@ -674,12 +697,6 @@ async fn transfers_client_disconnect_mid_download_stops_the_xapi_task() {
     .await;
     let st = status().unwrap();
     assert!(st == "cancelled" || st == "failure", "{st}");
-    // the VM is not left locked by the export
-    wait_for(
-        || call(&e.a, "VM.get_current_operations", vec![json!(vm)]) == json!({}),
-        "VM unlocked",
-    )
-    .await;
 }
 
 #[tokio::test]
