@@ -203,8 +203,18 @@ fn exported_through_snapshot(vm: &XoObject) -> bool {
     matches!(s(vm, "power_state"), "Running" | "Paused")
 }
 
-/// The snapshot `[XO Export] <name_label>` XO's `VM_export` takes of a running VM, to export instead of it.
-async fn export_snapshot(x: &Xapi, vm_ref: &str, name_label: &str) -> Result<String, ApiError> {
+/// What an export of the VM `vm_ref` reads, as XO's `VM_export`: the VM itself, or when `running` a fresh
+/// snapshot `[XO Export] <name_label>` and the work that destroys it with its disks once the export's task is over
+/// (ended, failed or abandoned by the client).
+async fn export_source(
+    x: Xapi,
+    vm_ref: String,
+    name_label: &str,
+    running: bool,
+) -> Result<(String, Option<Then>), ApiError> {
+    if !running {
+        return Ok((vm_ref, None));
+    }
     let snap = x
         .call_async(
             "VM.snapshot",
@@ -215,52 +225,17 @@ async fn export_snapshot(x: &Xapi, vm_ref: &str, name_label: &str) -> Result<Str
             ],
         )
         .await?;
-    super::vm::as_ref(snap, "VM.snapshot")
-}
-
-/// Destroys an export snapshot and its disks (to run once the export's task is over).
-fn destroy_export_snapshot(x: Xapi, snap: String) -> Then {
-    Box::pin(async move {
-        if let Err(e) = super::vm::vm_destroy(&x, snap, super::vm::DestroyOpts::default()).await {
-            tracing::warn!("export: destroying the exported snapshot failed: {e}");
+    let snap = super::vm::as_ref(snap, "VM.snapshot")?;
+    let destroy: Then = Box::pin({
+        let snap = snap.clone();
+        async move {
+            if let Err(e) = super::vm::vm_destroy(&x, snap, super::vm::DestroyOpts::default()).await
+            {
+                tracing::warn!("export: destroying the exported snapshot failed: {e}");
+            }
         }
-    })
-}
-
-/// XO's `VM_export` of a running (or paused) VM: a snapshot `[XO Export] <name_label>` is exported instead, and
-/// destroyed with its disks once the export's task is over (ended, failed or abandoned by the client).
-async fn export_snapshot_response(
-    x: Xapi,
-    vm_ref: String,
-    name_label: String,
-    compression: &'static str,
-    disposition: String,
-) -> Response {
-    let snap = export_snapshot(&x, &vm_ref, &name_label).await;
-    let snap = match snap {
-        Ok(s) => s,
-        Err(e) => {
-            // as XO, the answer does not tell XAPI's details to whoever holds the URL
-            tracing::debug!("export: snapshotting the running VM failed: {e}");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "unknown error\n").into_response();
-        }
-    };
-    let query = vec![
-        ("ref", snap.clone()),
-        ("use_compression", compression.to_owned()),
-    ];
-    let (pools, client) = (x.pools.clone(), x.client.raw().clone());
-    let destroy = destroy_export_snapshot(x, snap);
-    download_response(
-        pools,
-        client,
-        "[XO] VM export",
-        "/export",
-        query,
-        disposition,
-        Some(destroy),
-    )
-    .await
+    });
+    Ok((snap, Some(destroy)))
 }
 
 fn error_response(pools: &Pools, e: xapi_client::Error) -> Response {
@@ -396,25 +371,29 @@ async fn export(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let path = Transfers::of(&ctx.app).register(
         Some(&name),
         Box::new(move |_req| {
-            if running {
-                return Box::pin(export_snapshot_response(
-                    x,
-                    vm_ref,
-                    name_label,
-                    compression,
+            Box::pin(async move {
+                let (pools, client) = (x.pools.clone(), x.client.raw().clone());
+                let (source, then) = match export_source(x, vm_ref, &name_label, running).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // as XO, the answer does not tell XAPI's details to whoever holds the URL
+                        tracing::debug!("export: snapshotting the running VM failed: {e}");
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "unknown error\n")
+                            .into_response();
+                    }
+                };
+                let query = vec![("ref", source), ("use_compression", compression.to_owned())];
+                download_response(
+                    pools,
+                    client,
+                    "[XO] VM export",
+                    "/export",
+                    query,
                     disposition,
-                ));
-            }
-            let query = vec![("ref", vm_ref), ("use_compression", compression.to_owned())];
-            Box::pin(download_response(
-                x.pools.clone(),
-                x.client.raw().clone(),
-                "[XO] VM export",
-                "/export",
-                query,
-                disposition,
-                None,
-            ))
+                    then,
+                )
+                .await
+            })
         }),
     );
     Ok(json!({ "$getFrom": path }))
@@ -543,13 +522,13 @@ pub(super) async fn copy_across_pools(
     compress: &Map<String, Value>,
 ) -> Result<String, ApiError> {
     let dst = Xapi::of(pools, sr)?;
-    let (source, then) = if exported_through_snapshot(vm) {
-        let src = Xapi::of(pools, vm)?;
-        let snap = export_snapshot(&src, vm.xapi_ref(), s(vm, "name_label")).await?;
-        (snap.clone(), Some(destroy_export_snapshot(src, snap)))
-    } else {
-        (vm.xapi_ref().to_owned(), None)
-    };
+    let (source, then) = export_source(
+        Xapi::of(pools, vm)?,
+        vm.xapi_ref().to_owned(),
+        s(vm, "name_label"),
+        exported_through_snapshot(vm),
+    )
+    .await?;
     let vm_ref = stream_across_pools(
         pools,
         (vm, &source),

@@ -258,11 +258,6 @@ pub(crate) fn xxhash(data: &[u8]) -> String {
     format!("{:016X}", twox_hash::XxHash64::oneshot(0, data))
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

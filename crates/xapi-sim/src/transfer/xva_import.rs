@@ -17,7 +17,7 @@ use super::common::{
     fail_client_task, resolve, status, transfer_headers, unauthorised, Head, TaskCtx,
 };
 use super::ovaxml::{self, ParsedObj};
-use super::xva_export::{hex, xxhash};
+use super::xva_export::xxhash;
 use super::Body;
 use crate::db::{Db, Record};
 use crate::state::PoolState;
@@ -301,7 +301,7 @@ fn import_inner(
             }
             let expected = String::from_utf8_lossy(&sum).trim().to_owned();
             let ok = match ext {
-                "checksum" => expected.eq_ignore_ascii_case(&hex(&Sha1::digest(&data))),
+                "checksum" => expected.eq_ignore_ascii_case(&sha1_hex(&data)),
                 "xxhash" => expected.eq_ignore_ascii_case(&xxhash(&data)),
                 other => {
                     return Err(import_error(format!(
@@ -540,4 +540,12 @@ fn create_objects(
     }
     crate::ops::allowed::update_vm_tree(db, &vm_ref)?;
     Ok((vm_ref, disks))
+}
+
+/// The legacy `.checksum` entry of a chunk (older XAPIs wrote it; only read now): lower-case SHA-1 hex.
+fn sha1_hex(data: &[u8]) -> String {
+    Sha1::digest(data)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
