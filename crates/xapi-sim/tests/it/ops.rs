@@ -1927,6 +1927,13 @@ fn sr_and_pbd_life_cycle() {
     let e = t.fail("PBD.unplug", vec![json!(pbd0)]);
     assert_eq!(e, vec!["VDI_IN_USE", vdi.as_str(), "unplug"]);
     t.call("VM.hard_shutdown", vec![json!(vm)]);
+    // a disk reset at boot forbids snapshots of its VM until it goes with its SR
+    t.call(
+        "VDI.add_to_sm_config",
+        vec![json!(vdi), json!("on_boot"), json!("reset")],
+    );
+    t.call("VM.update_allowed_operations", vec![json!(vm)]);
+    assert!(!t.ops("VM", &vm).contains(&"snapshot".to_owned()));
     for p in &pbds {
         t.call("PBD.unplug", vec![p.clone()]);
     }
@@ -1940,6 +1947,7 @@ fn sr_and_pbd_life_cycle() {
     t.call("PBD.unplug", vec![pbds[0].clone()]);
     t.call("SR.forget", vec![json!(sr)]);
     assert!(!t.exists("SR", &sr) && !t.exists("VDI", &vdi));
+    assert!(t.ops("VM", &vm).contains(&"snapshot".to_owned()));
     assert_eq!(
         t.str_field(
             "VBD",
