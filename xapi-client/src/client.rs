@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
-use xapi_types::{RawRecord, Ref};
+use xapi_types::{RawRecord, Ref, XapiError};
 
 use crate::http::{Endpoint, Transport};
 use crate::rpc::Answer;
@@ -162,7 +162,8 @@ impl Client {
         self.relogin(gen).await.map(|_| ())
     }
 
-    /// `session.logout`; the client may log in again later. A session already invalid is not an error.
+    /// `session.logout` (following a master change once, as calls do); the client may log in again later. A session
+    /// already invalid is not an error.
     pub async fn logout(&self) -> Result<()> {
         let sid = {
             let mut s = self.lock_session();
@@ -171,19 +172,30 @@ impl Client {
         };
         let Some(sid) = sid else { return Ok(()) };
         let params = [Value::String(sid.expose().to_owned())];
-        match self
-            .send(
-                &self.transport(),
-                "session.logout",
-                &params,
-                CallFlags::default(),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(Error::Xapi(e)) if e.code == SESSION_INVALID => Ok(()),
-            Err(e) => Err(redact_session(e, &params[0])),
+        let mut redirected = false;
+        loop {
+            let transport = self.transport();
+            match self
+                .send(&transport, "session.logout", &params, CallFlags::default())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(Error::Xapi(e)) if e.code == SESSION_INVALID => return Ok(()),
+                // the master moved since the login: the session lives on in the pool until told to the new one
+                Err(Error::Xapi(e)) if e.code == HOST_IS_SLAVE && !redirected => {
+                    redirected = true;
+                    self.follow_master(&transport, &e, "session.logout")?;
+                }
+                Err(e) => return Err(redact_session(e, &params[0])),
+            }
         }
+    }
+
+    /// After `HOST_IS_SLAVE [master]` from `transport`'s host: talk to the master from now on.
+    fn follow_master(&self, transport: &Arc<Transport>, e: &XapiError, method: &str) -> Result<()> {
+        let master = e.params.first().map(String::as_str).unwrap_or_default();
+        tracing::info!(method, master, "pool master moved");
+        self.redirect(transport, master)
     }
 
     /// Call `method` with the session id inserted as first parameter.
@@ -249,9 +261,7 @@ impl Client {
                 }
                 Err(Error::Xapi(e)) if e.code == HOST_IS_SLAVE && !redirected => {
                     redirected = true;
-                    let master = e.params.first().cloned().unwrap_or_default();
-                    tracing::info!(method, master, "pool master moved");
-                    self.redirect(&transport, &master)?;
+                    self.follow_master(&transport, &e, method)?;
                 }
                 r => return r.map_err(|e| redact_session(e, &full[0])),
             }

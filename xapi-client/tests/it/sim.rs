@@ -304,6 +304,22 @@ async fn sim_master_change_is_followed() {
 }
 
 #[tokio::test]
+async fn sim_logout_after_a_master_change_ends_the_session_on_the_new_master() {
+    let p = pool(3, 20, false).await;
+    let c = Client::connect(opts(p.master_url())).await.unwrap();
+    let sessions = || p.state().read(|db| db.refs("session").len());
+    let before = sessions();
+    p.set_master(2).unwrap();
+    // the old master answers HOST_IS_SLAVE: the logout is told to the new one
+    c.logout().await.unwrap();
+    assert_eq!(sessions(), before - 1);
+    assert_eq!(
+        c.url().trim_end_matches('/'),
+        p.master_url().trim_end_matches('/')
+    );
+}
+
+#[tokio::test]
 async fn sim_watcher_reports_disconnection_when_pool_goes_away() {
     let p = pool(1, 20, false).await;
     let c = Client::connect(opts(p.master_url())).await.unwrap();
