@@ -77,7 +77,15 @@ pub(crate) async fn serve_host(
                 continue;
             }
         };
-        let hc = hc.clone();
+        // a member ejected from the pool came back as a pool of its own
+        let hc = match hc.pool.reborn(&hc.host) {
+            Some((pool, host)) => Arc::new(HostCtx {
+                pool,
+                registry: hc.registry.clone(),
+                host,
+            }),
+            None => hc.clone(),
+        };
         let tls = tls.clone();
         let mut sd = shutdown.clone();
         tokio::spawn(async move {

@@ -79,6 +79,8 @@ pub struct PoolState {
     pub(crate) legacy: Mutex<HashMap<Ref, LegacyRegistration>>,
     /// Console screens (text + RFB) per VM, served on `/console`.
     pub consoles: crate::console::Consoles,
+    /// Ejected members: the pool each now masters alone, and its ref there (their listeners serve it).
+    reborn: Mutex<HashMap<Ref, (std::sync::Arc<PoolState>, Ref)>>,
 }
 
 impl PoolState {
@@ -92,6 +94,7 @@ impl PoolState {
             local_sessions: Mutex::new(HashSet::new()),
             legacy: Mutex::new(HashMap::new()),
             consoles: crate::console::Consoles::default(),
+            reborn: Mutex::new(HashMap::new()),
         }
     }
 
@@ -127,9 +130,19 @@ impl PoolState {
         self.shutdown.load(Ordering::SeqCst)
     }
 
+    /// Marks the pool (and the pools its ejected members made) as shutting down and wakes blocked calls.
     pub(crate) fn set_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.notify();
+        let reborn: Vec<_> = self
+            .reborn
+            .lock()
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in reborn {
+            p.set_shutdown();
+        }
     }
 
     /// The pool object.
@@ -232,6 +245,16 @@ impl PoolState {
         for s in gone {
             self.destroy_session(&s);
         }
+    }
+
+    /// `host` left this pool and is now `alone` in `pool`: what its listener serves from now on.
+    pub fn set_reborn(&self, host: &Ref, pool: std::sync::Arc<PoolState>, alone: Ref) {
+        self.reborn.lock().insert(host.clone(), (pool, alone));
+    }
+
+    /// The pool an ejected member masters now, and its ref there.
+    pub fn reborn(&self, host: &Ref) -> Option<(std::sync::Arc<PoolState>, Ref)> {
+        self.reborn.lock().get(host).cloned()
     }
 
     /// Make `host` the master: `pool.master` moves; the old master now answers `HOST_IS_SLAVE`.

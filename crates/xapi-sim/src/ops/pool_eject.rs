@@ -3,7 +3,10 @@
 //! still runs, is paused or suspended there (`OPERATION_NOT_ALLOWED [VM resident on host]`). Otherwise the
 //! host's PBDs are unplugged, SRs only it could reach are forgotten (their VDIs go), its control domain is
 //! destroyed, and its record goes with everything hanging off it (PIFs, host_cpus, metrics…); its
-//! sessions end (it reboots into a pool of its own, which the simulator does not serve).
+//! sessions end and it comes back as the master of a pool of its own (a fresh database, as after its reboot:
+//! the same uuid, name and address, its local storage empty), which its listener serves from then on.
+
+use std::sync::Arc;
 
 use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
@@ -13,6 +16,8 @@ use super::helpers::{b, get, pool_ref, refs, rf, s, valid, void, Params};
 use super::sr_lifecycle::drop_sr;
 use crate::db::Db;
 use crate::rpc::{Ctx, Registry};
+use crate::seed::{seed, SeedSpec};
+use crate::state::PoolState;
 
 pub fn register(reg: &mut Registry) {
     reg.register("pool.eject", eject);
@@ -20,10 +25,62 @@ pub fn register(reg: &mut Registry) {
 
 fn eject(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let host = Params::new(&ctx.method, &p).r(0)?;
+    let who = ctx.pool.read(|db| Identity::of(db, &host))?;
     ctx.pool.write(|db| eject_host(db, &host))?;
-    // the host restarts out of the pool: its sessions are gone
+    // the host restarts out of the pool: its sessions are gone, and it comes back on its own
     ctx.pool.restart_host(&host);
+    let (db, alone) = who.standalone()?;
+    ctx.pool.set_reborn(
+        &host,
+        Arc::new(PoolState::new(db, ctx.pool.config.clone())),
+        alone,
+    );
     Ok(void())
+}
+
+/// What an ejected host keeps through its reboot (XAPI's inventory and the host's own settings).
+struct Identity {
+    uuid: String,
+    name_label: String,
+    hostname: String,
+    address: std::net::Ipv4Addr,
+}
+
+impl Identity {
+    fn of(db: &Db, host: &Ref) -> Result<Identity, XapiError> {
+        let h = get(db, "host", host)?;
+        Ok(Identity {
+            uuid: s(&h, "uuid").to_owned(),
+            name_label: s(&h, "name_label").to_owned(),
+            hostname: s(&h, "hostname").to_owned(),
+            address: s(&h, "address")
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+        })
+    }
+
+    /// The database of the one-host pool the host makes after its reboot, and its host.
+    fn standalone(&self) -> Result<(Db, Ref), XapiError> {
+        let mut db = Db::new();
+        seed(
+            &mut db,
+            &SeedSpec {
+                hosts: 1,
+                vms: 0,
+                name: String::new(),
+                first_address: self.address,
+            },
+        )?;
+        let host = db
+            .refs("host")
+            .into_iter()
+            .next()
+            .ok_or_else(|| XapiError::internal("a seeded pool without a host"))?;
+        db.set_field("host", &host, "uuid", json!(self.uuid))?;
+        db.set_field("host", &host, "name_label", json!(self.name_label))?;
+        db.set_field("host", &host, "hostname", json!(self.hostname))?;
+        Ok((db, host))
+    }
 }
 
 /// Removes `host` from the pool database (see the module doc), or fails without changing anything.

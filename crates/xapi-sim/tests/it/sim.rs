@@ -294,6 +294,59 @@ async fn slaves_redirect_to_the_master() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_ejected_member_comes_back_as_a_pool_of_its_own() {
+    let p = pool(3, 0).await;
+    let urls = p.host_urls();
+    let s = login(&urls[0]).await;
+    let hosts = json_call(&urls[0], true, "host.get_all_records", &[json!(s)])
+        .await
+        .unwrap();
+    let (member, rec) = hosts
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, h)| h["address"] == "127.0.0.2")
+        .map(|(r, h)| (r.clone(), h.clone()))
+        .unwrap();
+    json_call(&urls[0], true, "pool.eject", &[json!(s), json!(member)])
+        .await
+        .unwrap();
+    // the old pool goes on without it
+    let left = json_call(&urls[0], true, "host.get_all", &[json!(s)])
+        .await
+        .unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 2);
+    // it no longer answers HOST_IS_SLAVE: it masters a pool of its own, with the same identity
+    let alone = login(&urls[1]).await;
+    let hosts = json_call(&urls[1], true, "host.get_all_records", &[json!(alone)])
+        .await
+        .unwrap();
+    let hosts = hosts.as_object().unwrap();
+    assert_eq!(hosts.len(), 1);
+    let (me, h) = hosts.iter().next().unwrap();
+    for f in ["uuid", "name_label", "hostname", "address"] {
+        assert_eq!(h[f], rec[f], "{f}");
+    }
+    let pools = json_call(&urls[1], true, "pool.get_all_records", &[json!(alone)])
+        .await
+        .unwrap();
+    let pools: Vec<&Value> = pools.as_object().unwrap().values().collect();
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0]["master"], json!(me));
+    assert_ne!(
+        json_call(&urls[0], true, "pool.get_all", &[json!(s)])
+            .await
+            .unwrap(),
+        json_call(&urls[1], true, "pool.get_all", &[json!(alone)])
+            .await
+            .unwrap()
+    );
+    // the old pool's sessions mean nothing there
+    let e = code(json_call(&urls[1], true, "VM.get_all", &[json!(s)]).await);
+    assert_eq!(e[0], "SESSION_INVALID");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn list_methods_is_a_bare_array() {
     let p = pool(1, 0).await;
     let body = xmlrpc::encode_call("system.listMethods", &[], None);
