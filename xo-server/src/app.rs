@@ -322,7 +322,8 @@ impl App {
         };
         let new_error = error.map(|e| {
             tracing::warn!(server = id, error = %e, "cannot connect to XAPI server");
-            let mut v = serde_json::json!({ "message": e.message });
+            let mut v = serde_json::Value::Object(e.data.clone().unwrap_or_default());
+            v["message"] = e.message.clone().into();
             if let Some(c) = &e.code {
                 v["code"] = c.clone().into();
             }

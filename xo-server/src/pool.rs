@@ -48,6 +48,9 @@ pub struct ConnectError {
     pub message: String,
     /// XAPI/OS error code if any (e.g. `SESSION_AUTHENTICATION_FAILED`).
     pub code: Option<String>,
+    /// More about the failure, stored on the server and shown to admins (e.g. XO's `PoolAlreadyConnected`
+    /// properties).
+    pub data: Option<Map<String, Value>>,
 }
 
 /// Connects and disconnects XAPI pools. The app calls `connect` for enabled servers at start, on

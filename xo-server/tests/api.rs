@@ -836,6 +836,7 @@ impl PoolConnector for RecordingConnector {
                 Err(ConnectError {
                     message: "connect ECONNREFUSED".into(),
                     code: Some("ECONNREFUSED".into()),
+                    data: None,
                 })
             } else {
                 Ok(())

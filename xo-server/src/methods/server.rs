@@ -110,7 +110,17 @@ fn connect_error_to_api(id: &str, e: crate::pool::ConnectError) -> ApiError {
     match e.code.as_deref() {
         Some("SESSION_AUTHENTICATION_FAILED") => crate::xapi::authentication_failed(),
         Some("ECONNREFUSED" | "EHOSTUNREACH" | "ETIMEDOUT") => crate::xapi::server_unreachable(id),
-        _ => ApiError::internal(e.message),
+        _ => match e.data {
+            // shown to admins as XO serialises its own errors: the properties, the message, the name
+            Some(mut data) => {
+                data.insert("message".into(), json!(e.message));
+                ApiError::Internal {
+                    message: e.message,
+                    data: Some(Value::Object(data)),
+                }
+            }
+            None => ApiError::internal(e.message),
+        },
     }
 }
 

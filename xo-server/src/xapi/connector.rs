@@ -71,7 +71,11 @@ fn connect_error(e: &xapi_client::Error) -> ConnectError {
         E::Xapi(x) => format!("{}({})", x.code, x.params.join(", ")),
         e => e.to_string(),
     };
-    ConnectError { message, code }
+    ConnectError {
+        message,
+        code,
+        data: None,
+    }
 }
 
 /// Watcher events as the sync driver wants them.
@@ -149,9 +153,58 @@ impl Pools {
             let mut conns = self.conns.lock();
             if conns.get(server_id).is_some_and(|c| Arc::ptr_eq(c, conn)) {
                 conns.remove(server_id);
+                self.release_pool(server_id);
             }
         }
         teardown(&self.cache, server_id, conn).await;
+    }
+
+    /// Records that `server_id` connects the pool `client` is logged into, unless another server still
+    /// connects it: XO's `PoolAlreadyConnected` (`this pool is already connected`), with the pool's and both
+    /// servers' ids.
+    async fn claim_pool(&self, client: &Client, server_id: &str) -> Result<(), ConnectError> {
+        let pools = client
+            .call("pool.get_all_records", vec![])
+            .await
+            .map_err(|e| connect_error(&e))?;
+        let Some(pool_uuid) = pools
+            .as_object()
+            .and_then(|m| m.values().next())
+            .and_then(|p| p.get("uuid"))
+            .and_then(Value::as_str)
+        else {
+            return Err(ConnectError {
+                message: "the XAPI server has no pool".into(),
+                code: None,
+                data: None,
+            });
+        };
+        let conns = self.conns.lock();
+        let mut owners = self.owners.lock();
+        match owners.get(pool_uuid) {
+            Some(holder) if holder != server_id && conns.contains_key(holder) => {
+                let mut data = Map::new();
+                data.insert("poolId".into(), json!(pool_uuid));
+                data.insert("connectedServerId".into(), json!(holder));
+                data.insert("connectingServerId".into(), json!(server_id));
+                data.insert("name".into(), json!("PoolAlreadyConnected"));
+                Err(ConnectError {
+                    message: "this pool is already connected".into(),
+                    code: None,
+                    data: Some(data),
+                })
+            }
+            _ => {
+                owners.retain(|_, s| s != server_id);
+                owners.insert(pool_uuid.to_owned(), server_id.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets the pool `server_id` connected (its connection is gone).
+    fn release_pool(&self, server_id: &str) {
+        self.owners.lock().retain(|_, s| s != server_id);
     }
 
     /// Waits for a connection started by another call. `Ok(false)`: that attempt failed (retry).
@@ -169,10 +222,12 @@ impl Pools {
             Ok(Err(e)) => Err(ConnectError {
                 message: e.to_string(),
                 code: None,
+                data: None,
             }),
             Err(_) => Err(ConnectError {
                 message: "timed out waiting for the pool objects".into(),
                 code: Some("ETIMEDOUT".into()),
+                data: None,
             }),
         }
     }
@@ -212,6 +267,7 @@ impl Pools {
                     return Err(ConnectError {
                         message: "another connection attempt is in progress".into(),
                         code: None,
+                        data: None,
                     })
                 }
             }
@@ -241,6 +297,7 @@ impl Pools {
                 return Err(ConnectError {
                     message: format!("timed out connecting to {}", server.host),
                     code: Some("ETIMEDOUT".into()),
+                    data: None,
                 });
             }
         };
@@ -248,6 +305,11 @@ impl Pools {
             // disconnected meanwhile
             logout(client);
             return Ok(());
+        }
+        if let Err(e) = self.claim_pool(&client, &id).await {
+            logout(client);
+            self.drop_conn(&id, &conn).await;
+            return Err(e);
         }
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let handle = spawn_pool_sync(
@@ -276,6 +338,7 @@ impl Pools {
                 Err(ConnectError {
                     message: error.unwrap_or_else(|| "disconnected".into()),
                     code: None,
+                    data: None,
                 })
             }
             // removed: disconnected meanwhile
@@ -285,6 +348,7 @@ impl Pools {
                 Err(ConnectError {
                     message: "timed out loading the pool objects".into(),
                     code: Some("ETIMEDOUT".into()),
+                    data: None,
                 })
             }
         }
@@ -292,6 +356,7 @@ impl Pools {
 
     async fn do_disconnect(self: Arc<Self>, server_id: String) {
         let conn = self.conns.lock().remove(&server_id);
+        self.release_pool(&server_id);
         if let Some(conn) = conn {
             tracing::info!(server = %server_id, "disconnecting from XAPI server");
             teardown(&self.cache, &server_id, &conn).await;
@@ -349,6 +414,7 @@ impl PoolConnector for Pools {
             let pools = Pools::of(&app).map_err(|e| ConnectError {
                 message: e.to_string(),
                 code: None,
+                data: None,
             })?;
             pools.do_connect(app, server).await
         })

@@ -89,6 +89,9 @@ pub struct Pools {
     cache: Store,
     /// Connections by XAPI server id (the cache's pool key).
     conns: Mutex<HashMap<String, Arc<ServerConn>>>,
+    /// The server each pool is connected through, by pool uuid (XO's `_serverIdsByPool`): a second server of
+    /// the same pool is refused.
+    owners: Mutex<HashMap<String, String>>,
     app: OnceLock<WeakApp>,
     forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -122,6 +125,7 @@ impl Pools {
             config,
             cache,
             conns: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
             app: OnceLock::new(),
             forwarder: Mutex::new(None),
         }

@@ -241,6 +241,29 @@ async fn pool_admin_host_detach_ejects_and_registers_the_host() {
     // detaching it again: it is no longer an object
     let e = c.err("host.detach", json!({"id": slave})).await;
     assert_eq!(e["code"], 1, "{e}");
+    // told the port the simulated hosts listen on, the new server reaches the pool the host now masters alone
+    let port = pool
+        .master_url()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    c.ok(
+        "server.set",
+        json!({"id": new_id, "host": format!("{address}:{port}")}),
+    )
+    .await;
+    c.ok("server.enable", json!({"id": new_id})).await;
+    c.wait_server(&new_id, |s| s["status"] == "connected").await;
+    c.wait_all(|p| p["type"] == "enter" && p["items"].get(slave.as_str()).is_some())
+        .await;
+    let hosts = host_objects(&mut c).await;
+    assert_eq!(hosts.as_object().unwrap().len(), 3);
+    let old_pool = &entry["poolId"];
+    assert!(!old_pool.is_null(), "{entry}");
+    assert_ne!(&hosts[slave.as_str()]["$pool"], old_pool);
+    assert_eq!(hosts[slave.as_str()]["address"], address.as_str());
     server.shutdown().await;
 }
 
@@ -599,5 +622,50 @@ async fn pool_admin_slow_client_is_cut_off_with_a_reason() {
     // the server and other clients are fine
     let mut other = Client::admin(&server).await;
     assert_eq!(other.server_entry(&sid).await["status"], "connected");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pool_admin_a_pool_connects_through_one_server_only() {
+    let pool = sim(2, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::admin(&server).await;
+    let first = connect_pool(&mut c, &pool).await;
+    let pool_id = c.server_entry(&first).await["poolId"].clone();
+    let objects = c.ok("xo.getAllObjects", json!({})).await;
+    // the same pool through a member's address: the login lands on the master, and XO refuses the second
+    // connection with PoolAlreadyConnected
+    let member = pool.host_urls()[1].trim_end_matches('/').to_owned();
+    let second = add_server(
+        &mut c,
+        json!({"host": member, "username": "root", "password": "root", "allowUnauthorized": true, "autoConnect": false}),
+    )
+    .await;
+    let e = c.err("server.enable", json!({"id": second})).await;
+    assert_eq!(e["code"], -32000, "{e}");
+    assert_eq!(e["message"], "this pool is already connected", "{e}");
+    assert_eq!(e["data"]["name"], "PoolAlreadyConnected", "{e}");
+    assert_eq!(e["data"]["poolId"], pool_id, "{e}");
+    assert_eq!(e["data"]["connectedServerId"], first.as_str(), "{e}");
+    assert_eq!(e["data"]["connectingServerId"], second.as_str(), "{e}");
+    let s = c.server_entry(&second).await;
+    assert_eq!(s["status"], "disconnected", "{s}");
+    assert_eq!(
+        s["error"]["message"], "this pool is already connected",
+        "{s}"
+    );
+    assert_eq!(c.server_entry(&first).await["status"], "connected");
+    // nothing was loaded twice, nothing was lost
+    assert_eq!(c.ok("xo.getAllObjects", json!({})).await, objects);
+    // once the first lets go, the second connects
+    c.ok("server.disable", json!({"id": first})).await;
+    c.ok("server.enable", json!({"id": second})).await;
+    let s = c.server_entry(&second).await;
+    assert_eq!(
+        (&s["status"], &s["poolId"]),
+        (&json!("connected"), &pool_id)
+    );
+    assert!(s.get("error").is_none_or(Value::is_null), "{s}");
     server.shutdown().await;
 }
