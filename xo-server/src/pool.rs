@@ -53,6 +53,35 @@ pub struct ConnectError {
     pub data: Option<Map<String, Value>>,
 }
 
+/// `name` of XO's error for a pool already connected through another server.
+const POOL_ALREADY_CONNECTED: &str = "PoolAlreadyConnected";
+
+impl ConnectError {
+    /// XO's `PoolAlreadyConnected` (`this pool is already connected`): `connecting` reached the pool
+    /// `pool_id`, which `connected` already connects.
+    pub fn pool_already_connected(pool_id: &str, connected: &str, connecting: &str) -> Self {
+        let mut data = Map::new();
+        data.insert("poolId".into(), pool_id.into());
+        data.insert("connectedServerId".into(), connected.into());
+        data.insert("connectingServerId".into(), connecting.into());
+        data.insert("name".into(), POOL_ALREADY_CONNECTED.into());
+        ConnectError {
+            message: "this pool is already connected".into(),
+            code: None,
+            data: Some(data),
+        }
+    }
+
+    /// Whether this is [`ConnectError::pool_already_connected`].
+    pub fn is_pool_already_connected(&self) -> bool {
+        self.data
+            .as_ref()
+            .and_then(|d| d.get("name"))
+            .and_then(Value::as_str)
+            == Some(POOL_ALREADY_CONNECTED)
+    }
+}
+
 /// Connects and disconnects XAPI pools. The app calls `connect` for enabled servers at start, on
 /// `server.add` (autoConnect) and `server.enable`; `disconnect` on `server.disable` and `server.remove`.
 /// Implementations publish pool objects through [`App::publish`]. Keep only a [`crate::WeakApp`] if the

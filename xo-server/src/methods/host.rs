@@ -335,11 +335,17 @@ fn register_ejected(app: &crate::App, server_id: &str, address: String) {
             let result = app.connector().connect(app.clone(), server).await;
             app.record_connect_result(&id, result.as_ref().err());
             match result {
-                Err(e) if e.code.as_deref() == Some("EHOSTUNREACH") => continue,
+                Err(e) if retry_ejected_connect(&e) => continue,
                 _ => return,
             }
         }
     });
+}
+
+/// Whether connecting an ejected host failed only because it is not back yet, as XO decides: unreachable
+/// while it reboots, or still a member of the pool it left (its login lands on that pool, already connected).
+fn retry_ejected_connect(e: &crate::pool::ConnectError) -> bool {
+    e.code.as_deref() == Some("EHOSTUNREACH") || e.is_pool_already_connected()
 }
 
 pub(super) fn methods() -> Vec<Method> {
@@ -377,5 +383,24 @@ mod tests {
         assert_eq!(compare_versions("8.2.1", "8.3.0"), Ordering::Less);
         assert_eq!(compare_versions("8.3", "8.3.0"), Ordering::Equal);
         assert_eq!(compare_versions("10.0", "9.9"), Ordering::Greater);
+    }
+
+    #[test]
+    fn an_ejected_host_is_tried_again_while_it_is_not_back() {
+        use crate::pool::ConnectError;
+        let failure = |code: &str| ConnectError {
+            message: code.into(),
+            code: Some(code.into()),
+            data: None,
+        };
+        assert!(retry_ejected_connect(&failure("EHOSTUNREACH")));
+        assert!(retry_ejected_connect(
+            &ConnectError::pool_already_connected("pool", "old server", "new server")
+        ));
+        // XO gives up on anything else
+        assert!(!retry_ejected_connect(&failure("ECONNREFUSED")));
+        assert!(!retry_ejected_connect(&failure(
+            "SESSION_AUTHENTICATION_FAILED"
+        )));
     }
 }

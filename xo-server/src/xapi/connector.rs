@@ -182,18 +182,9 @@ impl Pools {
         let conns = self.conns.lock();
         let mut owners = self.owners.lock();
         match owners.get(pool_uuid) {
-            Some(holder) if holder != server_id && conns.contains_key(holder) => {
-                let mut data = Map::new();
-                data.insert("poolId".into(), json!(pool_uuid));
-                data.insert("connectedServerId".into(), json!(holder));
-                data.insert("connectingServerId".into(), json!(server_id));
-                data.insert("name".into(), json!("PoolAlreadyConnected"));
-                Err(ConnectError {
-                    message: "this pool is already connected".into(),
-                    code: None,
-                    data: Some(data),
-                })
-            }
+            Some(holder) if holder != server_id && conns.contains_key(holder) => Err(
+                ConnectError::pool_already_connected(pool_uuid, holder, server_id),
+            ),
             _ => {
                 owners.retain(|_, s| s != server_id);
                 owners.insert(pool_uuid.to_owned(), server_id.to_owned());
