@@ -240,6 +240,18 @@ pub fn update_vm_tree(db: &mut Db, vm: &Ref) -> Result<(), XapiError> {
     Ok(())
 }
 
+/// Recompute each of `vms` that still exists with what hangs off it ([`update_vm_tree`]), once each.
+pub fn update_vm_trees(db: &mut Db, mut vms: Vec<Ref>) -> Result<(), XapiError> {
+    vms.sort();
+    vms.dedup();
+    for vm in vms {
+        if db.exists("VM", &vm) {
+            update_vm_tree(db, &vm)?;
+        }
+    }
+    Ok(())
+}
+
 /// Recompute every object's `allowed_operations` and every host's `memory_free` (for pool builders after
 /// seeding).
 pub fn refresh_all(db: &mut Db) -> Result<(), XapiError> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
 
-use super::allowed::update_vm;
+use super::allowed::update_vm_trees;
 use super::helpers::{b, get, pool_ref, refs, rf, s, valid, void, Params};
 use super::sr_lifecycle::drop_sr;
 use crate::db::Db;
@@ -162,14 +162,7 @@ pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     if db.exists("host_metrics", &metrics) {
         db.destroy("host_metrics", &metrics)?;
     }
-    touched_vms.sort();
-    touched_vms.dedup();
-    for vm in touched_vms {
-        if db.exists("VM", &vm) {
-            update_vm(db, &vm)?;
-        }
-    }
-    Ok(())
+    update_vm_trees(db, touched_vms)
 }
 
 /// Destroys a (control-domain) VM with its devices, consoles and metrics.

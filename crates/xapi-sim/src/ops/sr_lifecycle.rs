@@ -4,7 +4,7 @@
 use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
 
-use super::allowed::{update_vm_tree, vdi_in_use};
+use super::allowed::{update_vm_trees, vdi_in_use};
 use super::helpers::{b, get, jr, refs, rf, s, void, Params};
 use crate::db::{rec, Db};
 use crate::rpc::{Ctx, Registry};
@@ -156,15 +156,8 @@ fn forget(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 /// [`drop_sr`], then the allowed operations of the VMs (and their devices) whose disks went with the SR: a VM
 /// loses e.g. what an `on_boot=reset` disk forbade.
 fn drop_sr_and_refresh(db: &mut Db, sr: &Ref, pbds: Vec<Ref>) -> Result<(), XapiError> {
-    let mut vms = drop_sr(db, sr, pbds)?;
-    vms.sort();
-    vms.dedup();
-    for vm in vms {
-        if db.exists("VM", &vm) {
-            update_vm_tree(db, &vm)?;
-        }
-    }
-    Ok(())
+    let vms = drop_sr(db, sr, pbds)?;
+    update_vm_trees(db, vms)
 }
 
 fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
