@@ -148,6 +148,38 @@ pub fn generated_block(uuid: &str, idx: u64, size: u64) -> Option<Vec<u8>> {
 
 impl Inner {
     /// Take ownership accounting for a block being dropped from a map.
+    /// Block `idx` of `vdi` (already explicit blocks) becomes `buf` (a hole when all zeros), within the cap.
+    fn set_block(&mut self, vdi: &Ref, idx: u64, buf: Block) -> Result<(), XapiError> {
+        let zero = buf.iter().all(|b| *b == 0);
+        let add = if zero { 0 } else { buf.len() as u64 };
+        let freed = match self.disks.get(vdi) {
+            // a block only this disk holds is freed by the write
+            Some(Disk::Blocks(m)) => m
+                .get(&idx)
+                .filter(|b| Arc::strong_count(b) == 1)
+                .map_or(0, |b| b.len() as u64),
+            _ => 0,
+        };
+        if self.used.saturating_sub(freed).saturating_add(add) > self.cap {
+            return Err(out_of_space());
+        }
+        let old = match self.disks.get_mut(vdi) {
+            Some(Disk::Blocks(m)) => {
+                if zero {
+                    m.remove(&idx)
+                } else {
+                    m.insert(idx, buf)
+                }
+            }
+            _ => None,
+        };
+        self.used += add;
+        if let Some(b) = old {
+            self.release(b);
+        }
+        Ok(())
+    }
+
     fn release(&mut self, b: Block) {
         if Arc::strong_count(&b) == 1 {
             self.used = self.used.saturating_sub(b.len() as u64);
@@ -361,43 +393,42 @@ impl VdiStore {
             let within = (pos % BLOCK) as usize;
             let len = block_len(idx, size);
             let n = rest.len().min(len - within);
-            let cur = match g.disks.get(vdi) {
-                Some(Disk::Blocks(m)) => m.get(&idx).cloned(),
-                _ => None,
-            };
-            let mut buf = cur.as_ref().map(|b| b.as_ref().clone()).unwrap_or_default();
-            buf.resize(len, 0);
-            buf[within..within + n].copy_from_slice(&rest[..n]);
-            let zero = buf.iter().all(|b| *b == 0);
-            let add = if zero { 0 } else { len as u64 };
-            let old_unique = cur.as_ref().is_some_and(|b| Arc::strong_count(b) == 2);
-            let freed = if old_unique {
-                cur.as_ref().map_or(0, |b| b.len() as u64)
+            let buf = if within == 0 && n == len {
+                // the whole block: no need for what it held
+                rest[..n].to_vec()
             } else {
-                0
-            };
-            if g.used.saturating_sub(freed).saturating_add(add) > g.cap {
-                return Err(out_of_space());
-            }
-            drop(cur);
-            let old = match g.disks.get_mut(vdi) {
-                Some(Disk::Blocks(m)) => {
-                    if zero {
-                        m.remove(&idx)
-                    } else {
-                        m.insert(idx, Arc::new(buf))
-                    }
+                let mut buf = match g.disks.get(vdi) {
+                    Some(Disk::Blocks(m)) => m.get(&idx).map(|b| b.as_ref().clone()),
+                    _ => None,
                 }
-                _ => None,
+                .unwrap_or_default();
+                buf.resize(len, 0);
+                buf[within..within + n].copy_from_slice(&rest[..n]);
+                buf
             };
-            g.used += add;
-            if let Some(b) = old {
-                g.release(b);
-            }
+            g.set_block(vdi, idx, Arc::new(buf))?;
             pos += n as u64;
             rest = &rest[n..];
         }
         Ok(())
+    }
+
+    /// Make `data` block `idx` of `vdi` (a disk of `size` bytes) as it is, without copying it: the XVA import's
+    /// chunks. When `data` is not the whole block it is written with [`VdiStore::write_at`].
+    pub fn write_block(
+        &self,
+        vdi: &Ref,
+        uuid: &str,
+        size: u64,
+        idx: u64,
+        data: Vec<u8>,
+    ) -> Result<(), XapiError> {
+        if data.len() != block_len(idx, size) {
+            return self.write_at(vdi, uuid, size, idx.saturating_mul(BLOCK), &data);
+        }
+        let mut g = self.inner.lock();
+        g.blocks_mut(vdi, uuid, size)?;
+        g.set_block(vdi, idx, Arc::new(data))
     }
 }
 
@@ -468,5 +499,36 @@ mod tests {
         assert_eq!(e.code, "SR_BACKEND_FAILURE_44");
         // Overwriting an owned block in place fits.
         s.write_at(&a, "u", 10 * BLOCK, 0, &[2]).unwrap();
+    }
+
+    #[test]
+    fn whole_blocks_move_in_as_they_are() {
+        let s = VdiStore::default();
+        s.set_cap(3 * BLOCK);
+        let a = Ref::from("OpaqueRef:a");
+        let size = 4 * BLOCK + 100;
+        s.create_empty(&a);
+        let full = vec![7u8; BLOCK as usize];
+        s.write_block(&a, "u", size, 1, full.clone()).unwrap();
+        assert_eq!(s.read_block(&a, "u", 1, size), full);
+        assert_eq!(s.used(), BLOCK);
+        // the last, short block of the disk is whole at its own length
+        s.write_block(&a, "u", size, 4, vec![9u8; 100]).unwrap();
+        assert_eq!(s.read_block(&a, "u", 4, size), vec![9u8; 100]);
+        // a piece of a block is written into it
+        s.write_block(&a, "u", size, 2, vec![5u8; 10]).unwrap();
+        let b2 = s.read_block(&a, "u", 2, size);
+        assert_eq!((&b2[..10], b2[10]), (&[5u8; 10][..], 0));
+        assert_eq!(s.used(), 2 * BLOCK + 100);
+        // zeros make a hole and give the space back
+        s.write_block(&a, "u", size, 1, vec![0u8; BLOCK as usize])
+            .unwrap();
+        assert_eq!(s.allocated(&a, "u", size), vec![2, 4]);
+        assert_eq!(s.used(), BLOCK + 100);
+        // past the cap: refused, and nothing changes
+        s.write_block(&a, "u", size, 0, full.clone()).unwrap();
+        let e = s.write_block(&a, "u", size, 1, full).unwrap_err();
+        assert_eq!(e.code, "SR_BACKEND_FAILURE_44");
+        assert_eq!(s.allocated(&a, "u", size), vec![0, 2, 4]);
     }
 }

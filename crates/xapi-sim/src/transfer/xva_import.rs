@@ -21,7 +21,7 @@ use super::xva_export::xxhash;
 use super::Body;
 use crate::db::{Db, Record};
 use crate::state::PoolState;
-use crate::vdi_data::VdiStore;
+use crate::vdi_data::{VdiStore, BLOCK};
 
 /// Largest `ova.xml` accepted.
 const MAX_OVA: u64 = 64 << 20;
@@ -259,12 +259,11 @@ fn import_inner(
         .collect();
     let total: u64 = recv.values().map(|r| r.size).sum::<u64>().max(1);
     let mut done: u64 = 0;
-    // one buffer for the data chunks, one for their checksums, reused (no fresh pages per chunk); a chunk's digest
-    // is computed when its checksum entry arrives, of the kind that entry names
-    let mut data: Vec<u8> = Vec::new();
+    // each data chunk is read into a buffer of its size that then becomes its disk's block as it is (no second
+    // copy), once its checksum entry is checked (the entry's kind says which digest); the checksums' buffer is
+    // reused
+    let mut unwritten: Option<Unwritten> = None;
     let mut sum: Vec<u8> = Vec::new();
-    // path of the chunk whose bytes are in `data`
-    let mut held = String::new();
     for e in entries {
         let mut e = e.map_err(bad)?;
         let path = e.path().map_err(bad)?.to_string_lossy().into_owned();
@@ -292,17 +291,24 @@ fn import_inner(
                     "Invalid XVA file: checksum {path} without data"
                 )));
             };
-            if pname != stem
-                || held.strip_prefix(id).and_then(|h| h.strip_prefix('/')) != Some(stem)
-            {
-                return Err(import_error(format!(
-                    "Invalid XVA file: checksum {path} does not follow its chunk"
-                )));
-            }
+            let chunk = match unwritten.take() {
+                Some(u)
+                    if pname == stem
+                        && u.path.strip_prefix(id).and_then(|h| h.strip_prefix('/'))
+                            == Some(stem) =>
+                {
+                    u
+                }
+                _ => {
+                    return Err(import_error(format!(
+                        "Invalid XVA file: checksum {path} does not follow its chunk"
+                    )))
+                }
+            };
             let expected = String::from_utf8_lossy(&sum).trim().to_owned();
             let ok = match ext {
-                "checksum" => expected.eq_ignore_ascii_case(&sha1_hex(&data)),
-                "xxhash" => expected.eq_ignore_ascii_case(&xxhash(&data)),
+                "checksum" => expected.eq_ignore_ascii_case(&sha1_hex(&chunk.bytes)),
+                "xxhash" => expected.eq_ignore_ascii_case(&xxhash(&chunk.bytes)),
                 other => {
                     return Err(import_error(format!(
                         "Invalid XVA file: unknown checksum type {other}"
@@ -312,9 +318,14 @@ fn import_inner(
             if !ok && !flags.force {
                 return Err(import_error(format!("Checksum failed on {path}")));
             }
+            chunk.write(&store)?;
             continue;
         }
-        data.clear();
+        // the previous chunk came without a checksum
+        if let Some(u) = unwritten.take() {
+            u.write(&store)?;
+        }
+        let mut data = Vec::with_capacity(e.size() as usize);
         (&mut e)
             .take(MAX_CHUNK)
             .read_to_end(&mut data)
@@ -339,13 +350,22 @@ fn import_inner(
                 "Invalid XVA file: chunk {path} past the end of the disk"
             )));
         }
-        store.write_at(&d.r, &d.uuid, d.size, offset, &data)?;
         d.end = offset + data.len() as u64;
         d.last_index = Some(idx);
         d.pending = Some(file.to_owned());
-        held.clone_from(&path);
         done += data.len() as u64;
+        unwritten = Some(Unwritten {
+            path,
+            vdi: d.r.clone(),
+            uuid: d.uuid.clone(),
+            size: d.size,
+            offset,
+            bytes: data,
+        });
         pool.set_task_progress(task, (done as f64 / total as f64).min(0.99));
+    }
+    if let Some(u) = unwritten.take() {
+        u.write(&store)?;
     }
     for (id, d) in &recv {
         if d.end < d.size {
@@ -355,6 +375,30 @@ fn import_inner(
         }
     }
     Ok(vm)
+}
+
+/// The last data chunk read, not yet in its disk: it goes there once its checksum entry is checked, or when the
+/// next chunk or the end of the archive comes without one.
+struct Unwritten {
+    /// Its entry's path.
+    path: String,
+    vdi: Ref,
+    uuid: String,
+    /// The disk's size.
+    size: u64,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl Unwritten {
+    fn write(self, store: &VdiStore) -> Result<(), XapiError> {
+        if self.offset % BLOCK == 0 {
+            let idx = self.offset / BLOCK;
+            store.write_block(&self.vdi, &self.uuid, self.size, idx, self.bytes)
+        } else {
+            store.write_at(&self.vdi, &self.uuid, self.size, self.offset, &self.bytes)
+        }
+    }
 }
 
 /// VDI fields carried over from an exported VDI.
