@@ -33,6 +33,8 @@ pub fn register(reg: &mut Registry) {
     );
     reg.register("host.reboot", reboot);
     reg.register("host.shutdown", shutdown);
+    reg.register("host.power_on", power_on);
+    reg.register("host.set_power_on_mode", set_power_on_mode);
     reg.register("host.get_servertime", get_servertime);
     reg.register("host.get_server_localtime", get_server_localtime);
     reg.register("host.restart_agent", restart_agent);
@@ -279,6 +281,61 @@ fn reboot(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
 
 fn shutdown(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     power_cycle(ctx, p, false)
+}
+
+/// `host.power_on`: refused with `HOST_POWER_ON_MODE_DISABLED` unless a power-on mode is set (XAPI then asks
+/// that mode's plugin to start the machine, which a live host ignores); a host that is down comes back after
+/// its boot time.
+fn power_on(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let host = host_param(ctx, &p)?;
+    let live = ctx.pool.read(|db| {
+        let h = get(db, "host", &host)?;
+        if s(&h, "power_on_mode").is_empty() {
+            return Err(XapiError::code("HOST_POWER_ON_MODE_DISABLED"));
+        }
+        let metrics = rf(&h, "metrics");
+        Ok(db
+            .get("host_metrics", &metrics)
+            .is_some_and(|m| b(m, "live")))
+    })?;
+    if live {
+        return Ok(void());
+    }
+    let pool: Arc<PoolState> = ctx.pool.clone();
+    std::thread::Builder::new()
+        .name("xapi-sim-host-power-on".into())
+        .spawn(move || {
+            std::thread::sleep(HOST_REBOOT_DOWNTIME);
+            if let Err(e) = pool.write(|db| bring_host_up(db, &host)) {
+                tracing::warn!(error = %e, "host coming up failed");
+            }
+        })
+        .map_err(|e| XapiError::internal(format!("cannot spawn: {e}")))?;
+    Ok(void())
+}
+
+/// `host.set_power_on_mode(host, mode, config)`: how `host.power_on` starts the machine (`""`: it cannot).
+fn set_power_on_mode(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let pp = Params::new(&ctx.method, &p);
+    let host = pp.r(0)?;
+    let mode = pp.s(1)?;
+    let config = p.get(2).cloned().unwrap_or_else(|| json!({}));
+    if !config.is_object() {
+        return Err(XapiError::new(
+            "FIELD_TYPE_ERROR",
+            ["power_on_config".to_owned()],
+        ));
+    }
+    ctx.pool.write(|db| {
+        get(db, "host", &host)?;
+        set(
+            db,
+            "host",
+            &host,
+            vec![("power_on_mode", json!(mode)), ("power_on_config", config)],
+        )
+    })?;
+    Ok(void())
 }
 
 fn get_servertime(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {

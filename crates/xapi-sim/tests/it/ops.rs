@@ -1096,6 +1096,28 @@ fn host_reboot_and_shutdown() {
         vec![json!(vm), json!(hs[1]), json!(false), json!(false)],
     );
     assert_eq!(e[0], "HOST_OFFLINE");
+    // powering it on needs a power-on mode
+    assert_eq!(t.ops("host", &hs[1]), vec!["power_on"]);
+    let e = t.fail("host.power_on", vec![json!(hs[1])]);
+    assert_eq!(e, vec!["HOST_POWER_ON_MODE_DISABLED"]);
+    t.call(
+        "host.set_power_on_mode",
+        vec![json!(hs[1]), json!("wake-on-lan"), json!({})],
+    );
+    assert_eq!(t.str_field("host", &hs[1], "power_on_mode"), "wake-on-lan");
+    t.call("host.power_on", vec![json!(hs[1])]);
+    t.wait_for("host powered on", |t| {
+        t.field("host_metrics", &metrics, "live") == true
+            && t.field("host", &hs[1], "enabled") == true
+    });
+    // a live host ignores it
+    t.call("host.power_on", vec![json!(hs[1])]);
+    assert_eq!(t.field("host", &hs[1], "enabled"), true);
+    let e = t.fail(
+        "host.set_power_on_mode",
+        vec![json!(hs[1]), json!("IPMI"), json!("not a map")],
+    );
+    assert_eq!(e[0], "FIELD_TYPE_ERROR");
 }
 
 #[test]
