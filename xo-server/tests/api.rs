@@ -19,6 +19,8 @@ use xo_server::{
 mod acl;
 #[path = "api/console.rs"]
 mod console;
+#[path = "api/everyday.rs"]
+mod everyday;
 #[path = "api/ldap.rs"]
 mod ldap;
 #[path = "api/objects.rs"]

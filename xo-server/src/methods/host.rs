@@ -1,5 +1,6 @@
 //! `host.*` acting on XAPI: enable/disable, restart (evacuation first, XO's version guard), restartAgent
-//! (and its alias `restart_agent`), set, detach — `packages/xo-server/src/api/host.mjs`.
+//! (and its alias `restart_agent`), set, detach, setMaintenanceMode, start, stop —
+//! `packages/xo-server/src/api/host.mjs`.
 
 use std::cmp::Ordering;
 
@@ -29,6 +30,12 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
         &[r("host", "id", HOST, "administrate")],
     ),
     ("host.set", &[r("host", "id", HOST, "administrate")]),
+    (
+        "host.setMaintenanceMode",
+        &[r("host", "id", HOST, "administrate")],
+    ),
+    ("host.start", &[r("host", "id", HOST, "operate")]),
+    ("host.stop", &[r("host", "id", HOST, "operate")]),
 ];
 
 async fn host_call(
@@ -166,6 +173,84 @@ async fn restart(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     }
     clear_host(&x, &host, force).await?;
     x.call_async("host.reboot", vec![host.xapi_ref().into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
+/// XO's `setMaintenanceMode`: on, the host is cleared (disabled, its VMs evacuated; re-enabled if that
+/// fails); the VMs of `vmsToForceMigrate` (running guests whose migration is blocked) have that block lifted
+/// meanwhile and restored afterwards. Off, the host is enabled again.
+async fn set_maintenance_mode(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let on = p
+        .get("maintenance")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let forced: Vec<String> = p
+        .get("vmsToForceMigrate")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    let (x, host) = host_call(ctx, p, "host.setMaintenanceMode").await?;
+    if !on {
+        x.call("host.enable", vec![host.xapi_ref().into()]).await?;
+        return Ok(Value::Bool(true));
+    }
+    let mut vms = Vec::new();
+    for id in &forced {
+        let vm = x
+            .pools
+            .object(id)
+            .filter(|o| o.kind() == "VM")
+            .ok_or_else(|| ApiError::no_such_object(id, Some("VM")))?;
+        vms.push(vm);
+    }
+    let mut lifted = Vec::new();
+    for vm in &vms {
+        match super::vm::unblock(&x, vm, &["pool_migrate", "migrate_send"]).await {
+            Ok(restore) => lifted.push((vm.clone(), restore)),
+            Err(e) => {
+                reblock_all(&x, lifted).await;
+                return Err(e);
+            }
+        }
+    }
+    let cleared = clear_host(&x, &host, false).await;
+    reblock_all(&x, lifted).await;
+    cleared?;
+    Ok(Value::Bool(true))
+}
+
+/// VMs whose blocked operations were lifted, with what to restore.
+type Lifted = Vec<(std::sync::Arc<XoObject>, Vec<(String, String)>)>;
+
+async fn reblock_all(x: &Xapi, lifted: Lifted) {
+    for (vm, restore) in lifted {
+        super::vm::reblock(x, &vm, restore).await;
+    }
+}
+
+/// XO's `powerOnHost`: `host.power_on` (XAPI refuses it without a power-on mode).
+async fn start(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p, "host.start").await?;
+    x.call_async("host.power_on", vec![host.xapi_ref().into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
+/// XO's `shutdownHost`: the host is cleared first (or only disabled with `bypassEvacuate`), then shut down.
+async fn stop(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let bypass_evacuate = opt_bool(&p, "bypassEvacuate").unwrap_or(false);
+    let (x, host) = host_call(ctx, p, "host.stop").await?;
+    // no backup jobs run in this server: the backup guard (bypassBackupCheck) has nothing to wait for
+    if bypass_evacuate {
+        x.call("host.disable", vec![host.xapi_ref().into()]).await?;
+    } else {
+        clear_host(&x, &host, false).await?;
+    }
+    x.call_async("host.shutdown", vec![host.xapi_ref().into()])
         .await?;
     Ok(Value::Bool(true))
 }
@@ -371,6 +456,15 @@ pub(super) fn methods() -> Vec<Method> {
         Method::new("host.detach", detach)
             .description("eject the host of a pool")
             .params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("host.setMaintenanceMode", set_maintenance_mode)
+            .description("manage the maintenance mode")
+            .params(schema(r#"{"id": {"type": "string"}, "maintenance": {"type": "boolean"}, "vmsToForceMigrate": {"type": "array", "items": {"type": "string"}, "optional": true}}"#)),
+        Method::new("host.start", start)
+            .description("start the host")
+            .params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("host.stop", stop)
+            .description("stop the host")
+            .params(schema(r#"{"bypassBackupCheck": {"type": "boolean", "optional": true}, "id": {"type": "string"}, "bypassEvacuate": {"type": "boolean", "optional": true}}"#)),
     ]
 }
 

@@ -9,6 +9,7 @@ mod message;
 mod multipart;
 mod network;
 pub mod patches;
+mod pbd;
 mod plugin;
 mod pool;
 pub mod resolve;
@@ -26,6 +27,7 @@ mod vbd;
 mod vdi;
 mod vif;
 mod vm;
+mod vm_cd_boot;
 mod vm_disks;
 mod vm_edit;
 mod vm_migrate;
@@ -60,6 +62,7 @@ pub fn core_methods() -> Vec<Method> {
 pub fn object_methods() -> Vec<Method> {
     let mut v = Vec::new();
     v.extend(vm::methods());
+    v.extend(vm_cd_boot::methods());
     v.extend(host::methods());
     v.extend(pool::methods());
     v.extend(sr::methods());
@@ -67,6 +70,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(vbd::methods());
     v.extend(vif::methods());
     v.extend(network::methods());
+    v.extend(pbd::methods());
     v.extend(tag::methods());
     v.extend(message::methods());
     v.extend(task::methods());

@@ -49,6 +49,7 @@ pub(crate) const fn r(
 pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
     let mut v = Vec::new();
     v.extend_from_slice(super::vm::RESOLVES);
+    v.extend_from_slice(super::vm_cd_boot::RESOLVES);
     v.extend_from_slice(super::host::RESOLVES);
     v.extend_from_slice(super::pool::RESOLVES);
     v.extend_from_slice(super::sr::RESOLVES);
@@ -56,6 +57,7 @@ pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
     v.extend_from_slice(super::vbd::RESOLVES);
     v.extend_from_slice(super::vif::RESOLVES);
     v.extend_from_slice(super::network::RESOLVES);
+    v.extend_from_slice(super::pbd::RESOLVES);
     v.extend_from_slice(super::tag::RESOLVES);
     v.extend_from_slice(super::message::RESOLVES);
     v.extend_from_slice(super::task::RESOLVES);

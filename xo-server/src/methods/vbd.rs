@@ -1,4 +1,4 @@
-//! `vbd.connect`, `vbd.disconnect`, `vbd.delete` (`packages/xo-server/src/api/vbd.mjs`).
+//! `vbd.connect`, `vbd.disconnect`, `vbd.delete`, `vbd.setBootable` (`packages/xo-server/src/api/vbd.mjs`).
 
 use serde_json::{Map, Value};
 
@@ -14,6 +14,10 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
     (
         "vbd.disconnect",
         &[r("vbd", "id", &["VBD"], "administrate")],
+    ),
+    (
+        "vbd.setBootable",
+        &[r("vbd", "vbd", &["VBD"], "administrate")],
     ),
 ];
 
@@ -51,10 +55,21 @@ async fn delete(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     Ok(Value::Bool(true))
 }
 
+async fn set_bootable(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let bootable = p.get("bootable").and_then(Value::as_bool).unwrap_or(false);
+    let (x, vbd) = vbd_of(&ctx, &p, "vbd.setBootable").await?;
+    x.call("VBD.set_bootable", vec![vbd.into(), bootable.into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
 pub(super) fn methods() -> Vec<Method> {
     vec![
         Method::new("vbd.connect", connect).params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("vbd.disconnect", disconnect).params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("vbd.delete", delete).params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("vbd.setBootable", set_bootable).params(schema(
+            r#"{"vbd": {"type": "string"}, "bootable": {"type": "boolean"}}"#,
+        )),
     ]
 }

@@ -1,5 +1,5 @@
-//! `vif.delete` and `vm.createInterface` (XO's way of creating a VIF) — `packages/xo-server/src/api/
-//! vif.mjs`, `vm.mjs`.
+//! `vif.delete`, `vif.connect`, `vif.disconnect` and `vm.createInterface` (XO's way of creating a VIF) —
+//! `packages/xo-server/src/api/vif.mjs`, `vm.mjs`.
 
 use serde_json::{Map, Value};
 
@@ -12,7 +12,9 @@ use crate::registry::Method;
 
 /// `resolve` entries of the methods of this file.
 pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
+    ("vif.connect", &[r("vif", "id", &["VIF"], "operate")]),
     ("vif.delete", &[r("vif", "id", &["VIF"], "administrate")]),
+    ("vif.disconnect", &[r("vif", "id", &["VIF"], "operate")]),
     (
         "vm.createInterface",
         &[
@@ -28,6 +30,33 @@ async fn delete(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let x = Xapi::of(&res.pools, vif)?;
     vif_destroy(&x, vif.xapi_ref()).await?;
     Ok(Value::Bool(true))
+}
+
+/// `VIF.plug` (`connect`) or XO's `VIF.unplug_force` of the VIF of `method`.
+async fn plug(
+    ctx: Ctx,
+    p: Map<String, Value>,
+    method: &str,
+    connect: bool,
+) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, method)).await?;
+    let vif = res.get("vif")?;
+    let x = Xapi::of(&res.pools, vif)?;
+    let call = if connect {
+        "VIF.plug"
+    } else {
+        "VIF.unplug_force"
+    };
+    x.call_async(call, vec![vif.xapi_ref().into()]).await?;
+    Ok(Value::Bool(true))
+}
+
+async fn connect(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    plug(ctx, p, "vif.connect", true).await
+}
+
+async fn disconnect(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    plug(ctx, p, "vif.disconnect", false).await
 }
 
 fn strings(p: &Map<String, Value>, key: &str) -> Vec<Value> {
@@ -72,6 +101,8 @@ async fn create_interface(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiE
 
 pub(super) fn methods() -> Vec<Method> {
     vec![
+        Method::new("vif.connect", connect).params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("vif.disconnect", disconnect).params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("vif.delete", delete)
             .params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("vm.createInterface", create_interface)

@@ -250,7 +250,11 @@ async fn start(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
 }
 
 /// Lifts the blocked `ops` of the VM, returning what to restore.
-async fn unblock(x: &Xapi, vm: &XoObject, ops: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) async fn unblock(
+    x: &Xapi,
+    vm: &XoObject,
+    ops: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
     let blocked = vm.get("blockedOperations").and_then(Value::as_object);
     let mut restore = Vec::new();
     for op in ops {
@@ -267,7 +271,7 @@ async fn unblock(x: &Xapi, vm: &XoObject, ops: &[&str]) -> Result<Vec<(String, S
     Ok(restore)
 }
 
-async fn reblock(x: &Xapi, vm: &XoObject, restore: Vec<(String, String)>) {
+pub(super) async fn reblock(x: &Xapi, vm: &XoObject, restore: Vec<(String, String)>) {
     for (op, reason) in restore {
         if let Err(e) = x
             .call(

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::resolve::{parse_size, plain_error, ri, rs, Xapi, NULL_REF};
+use super::resolve::{parse_size, plain_error, ri, rs, CallError, Xapi, NULL_REF};
 use super::vdi::move_vdi;
 use crate::error::ApiError;
 use crate::xapi::Pools;
@@ -298,16 +298,40 @@ async fn vbds_of(x: &Xapi, vm_ref: &str) -> Result<Vec<(String, Map<String, Valu
     Ok(out)
 }
 
-/// Inserts a CD into the VM's CD drive (created when missing).
-async fn insert_cd(x: &Xapi, vm_ref: &str, cd_ref: &str, bootable: bool) -> Result<(), ApiError> {
-    let drive = vbds_of(x, vm_ref)
+/// The VM's CD drive (its first CD VBD) and its record.
+pub(super) async fn cd_drive(
+    x: &Xapi,
+    vm_ref: &str,
+) -> Result<Option<(String, Map<String, Value>)>, ApiError> {
+    Ok(vbds_of(x, vm_ref)
         .await?
         .into_iter()
-        .find(|(_, rec)| rs(rec, "type") == "CD");
-    match drive {
+        .find(|(_, rec)| rs(rec, "type") == "CD"))
+}
+
+/// XO's `_insertCdIntoVm`: inserts a CD into the VM's CD drive (created when missing); with `force`, a drive
+/// that is not empty is emptied first. The drive is made `bootable` or not.
+pub(super) async fn insert_cd(
+    x: &Xapi,
+    vm_ref: &str,
+    cd_ref: &str,
+    bootable: bool,
+    force: bool,
+) -> Result<(), ApiError> {
+    match cd_drive(x, vm_ref).await? {
         Some((vbd, rec)) => {
-            x.call_async("VBD.insert", vec![vbd.clone().into(), cd_ref.into()])
-                .await?;
+            let insert = vec![vbd.clone().into(), cd_ref.into()];
+            match x.try_call_async("VBD.insert", insert.clone()).await {
+                Err(CallError::Xapi(e)) if force && e.code == "VBD_NOT_EMPTY" => {
+                    if let Err(e) = x.call_async("VBD.eject", vec![vbd.clone().into()]).await {
+                        tracing::debug!("VBD.eject before a forced insert failed: {e}");
+                    }
+                    x.call_async("VBD.insert", insert).await?;
+                }
+                other => {
+                    other.map_err(|e| x.api(e))?;
+                }
+            }
             if rec.get("bootable").and_then(Value::as_bool) != Some(bootable) {
                 x.call("VBD.set_bootable", vec![vbd.into(), bootable.into()])
                     .await?;
@@ -367,7 +391,7 @@ pub(super) async fn provision_disks_and_vifs(
     }
     let mut has_bootable = false;
     if let Install::Cd(cd) = &d.install {
-        insert_cd(x, vm_ref, cd, true).await?;
+        insert_cd(x, vm_ref, cd, true, false).await?;
         has_bootable = true;
     }
     let vbds = vbds_of(x, vm_ref).await?;

@@ -13,15 +13,15 @@ use xo_store::User;
 use super::pools::{add_params, sim, sim_session};
 use super::{config, start_with, Client, TIMEOUT};
 
-struct Env {
+pub(crate) struct Env {
     _dir: tempfile::TempDir,
-    server: xo_server::RunningServer,
-    pool: RunningPool,
-    c: Client,
-    server_id: String,
+    pub(crate) server: xo_server::RunningServer,
+    pub(crate) pool: RunningPool,
+    pub(crate) c: Client,
+    pub(crate) server_id: String,
 }
 
-async fn env(hosts: usize, vms: usize) -> Env {
+pub(crate) async fn env(hosts: usize, vms: usize) -> Env {
     env_with(hosts, vms, |b| b).await
 }
 
@@ -46,7 +46,7 @@ async fn env_with(
 }
 
 impl Client {
-    async fn objects(&mut self, filter: Value) -> Map<String, Value> {
+    pub(crate) async fn objects(&mut self, filter: Value) -> Map<String, Value> {
         match self
             .ok("xo.getAllObjects", json!({ "filter": filter }))
             .await
@@ -57,18 +57,18 @@ impl Client {
     }
 
     /// The only object matching `filter`.
-    async fn one(&mut self, filter: Value) -> Value {
+    pub(crate) async fn one(&mut self, filter: Value) -> Value {
         let all = self.objects(filter.clone()).await;
         assert_eq!(all.len(), 1, "{filter}: {all:?}");
         all.into_iter().next().unwrap().1
     }
 
-    async fn object(&mut self, id: &str) -> Option<Value> {
+    pub(crate) async fn object(&mut self, id: &str) -> Option<Value> {
         self.objects(json!({ "id": id })).await.remove(id)
     }
 
     /// Polls the object `id` until `pred` holds (`None`: the object is gone), bounded by TIMEOUT.
-    async fn wait_object(
+    pub(crate) async fn wait_object(
         &mut self,
         id: &str,
         pred: impl Fn(Option<&Value>) -> bool,
@@ -87,18 +87,34 @@ impl Client {
         }
     }
 
-    async fn wait_field(&mut self, id: &str, field: &str, value: Value) -> Value {
+    pub(crate) async fn wait_field(&mut self, id: &str, field: &str, value: Value) -> Value {
         self.wait_object(id, |o| o.is_some_and(|o| o[field] == value))
             .await
             .unwrap()
     }
 
-    async fn wait_gone(&mut self, id: &str) {
+    /// Polls until exactly one object matches `filter`; that object.
+    pub(crate) async fn wait_object_by(&mut self, filter: Value) -> Value {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let all = self.objects(filter.clone()).await;
+            if all.len() == 1 {
+                return all.into_iter().next().unwrap().1;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no single object matches {filter}: {all:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) async fn wait_gone(&mut self, id: &str) {
         self.wait_object(id, |o| o.is_none()).await;
     }
 }
 
-fn id(v: &Value) -> String {
+pub(crate) fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 

@@ -1,0 +1,471 @@
+//! Everyday operations of a sysadmin against a simulated pool: a VM's CD drive (insert, eject, forced
+//! insert), its boot order, making a template, a host's maintenance mode (with blocked migrations forced
+//! through), host power off and on, the pool's default SR and master.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use xo_server::methods::resolve::{PermissionChecker, Permissions};
+use xo_store::User;
+
+use super::objects::{env, id};
+use super::pools::sim_session;
+use super::Client;
+
+/// The sim's record of `class` `r` (`r` a XAPI ref).
+fn sim_record(pool: &xapi_sim::RunningPool, class: &str, r: &str) -> Value {
+    pool.state().read(|db| {
+        Value::Object(
+            db.get(class, &xapi_types::Ref::from(r))
+                .unwrap()
+                .clone()
+                .into_iter()
+                .collect(),
+        )
+    })
+}
+
+/// The CD drive of the VM `vm` (an XO id), as an XO VBD object.
+async fn cd_drive(c: &mut Client, vm: &str) -> Option<Value> {
+    c.objects(json!({"type": "VBD", "VM": vm, "is_cd_drive": true}))
+        .await
+        .into_values()
+        .next()
+}
+
+#[tokio::test]
+async fn everyday_cd_drive_and_boot_order() {
+    let mut e = env(1, 20).await;
+    let c = &mut e.c;
+    let vm = id(&c.one(json!({"type": "VM", "name_label": "vm-00012"})).await);
+    let iso = id(&c
+        .one(json!({"type": "VDI", "name_label": "guest-tools.iso"}))
+        .await);
+    let drive = id(&cd_drive(c, &vm)
+        .await
+        .expect("the seeded VM has a CD drive"));
+
+    // insert, then the same again without force: the drive is not empty
+    assert_eq!(
+        c.ok(
+            "vm.insertCd",
+            json!({"id": vm, "cd_id": iso, "force": false})
+        )
+        .await,
+        true
+    );
+    c.wait_field(&drive, "VDI", json!(iso)).await;
+    let err = c
+        .err(
+            "vm.insertCd",
+            json!({"id": vm, "cd_id": iso, "force": false}),
+        )
+        .await;
+    assert_eq!(err["data"]["code"], "VBD_NOT_EMPTY", "{err}");
+    // forced (the default): emptied, then inserted
+    c.ok("vm.insertCd", json!({"id": vm, "cd_id": iso})).await;
+    c.wait_field(&drive, "VDI", json!(iso)).await;
+
+    // eject; ejecting an empty drive is XAPI's refusal
+    assert_eq!(c.ok("vm.ejectCd", json!({"id": vm})).await, true);
+    c.wait_object(&drive, |o| o.is_some_and(|o| o.get("VDI").is_none()))
+        .await;
+    let err = c.err("vm.ejectCd", json!({"id": vm})).await;
+    assert_eq!(err["data"]["code"], "VBD_IS_EMPTY", "{err}");
+
+    // a VM without a CD drive gets one
+    let template = id(&c
+        .objects(json!({"type": "VM-template"}))
+        .await
+        .into_values()
+        .find(|t| t["name_label"].as_str().unwrap().contains("Debian"))
+        .unwrap());
+    let bare = c
+        .ok(
+            "vm.create",
+            json!({"template": template, "name_label": "no drive yet"}),
+        )
+        .await;
+    let bare = bare.as_str().unwrap().to_owned();
+    assert!(cd_drive(c, &bare).await.is_none());
+    c.ok("vm.insertCd", json!({"id": bare, "cd_id": iso})).await;
+    c.wait_object(&bare, |o| {
+        o.is_some_and(|o| !o["$VBDs"].as_array().unwrap().is_empty())
+    })
+    .await;
+    let new_drive = cd_drive(c, &bare).await.expect("a CD drive was created");
+    assert_eq!(new_drive["VDI"], iso.as_str());
+    // nothing to eject from a VM without a drive
+    let driveless = c
+        .ok(
+            "vm.create",
+            json!({"template": template, "name_label": "no drive"}),
+        )
+        .await;
+    assert_eq!(c.ok("vm.ejectCd", json!({"id": driveless})).await, true);
+
+    // boot order of an HVM guest: only the `order` key changes
+    let vm_obj = c.object(&vm).await.unwrap();
+    assert_eq!(vm_obj["virtualizationMode"], "hvm");
+    let vm_ref = vm_obj["_xapiRef"].as_str().unwrap().to_owned();
+    let before = sim_record(&e.pool, "VM", &vm_ref)["HVM_boot_params"].clone();
+    assert_eq!(
+        c.ok("vm.setBootOrder", json!({"vm": vm, "order": "dn"}))
+            .await,
+        true
+    );
+    let after = sim_record(&e.pool, "VM", &vm_ref)["HVM_boot_params"].clone();
+    assert_eq!(after["order"], "dn");
+    for (k, v) in before.as_object().unwrap() {
+        if k != "order" {
+            assert_eq!(&after[k], v, "{k} kept");
+        }
+    }
+    // a PV guest has no boot order
+    e.pool
+        .state()
+        .write(|db| {
+            let r = xapi_types::Ref::from(vm_ref.as_str());
+            db.set_field("VM", &r, "HVM_boot_policy", json!(""))?;
+            db.set_field("VM", &r, "domain_type", json!("pv"))
+        })
+        .unwrap();
+    c.wait_field(&vm, "virtualizationMode", json!("pv")).await;
+    let err = c
+        .err("vm.setBootOrder", json!({"vm": vm, "order": "c"}))
+        .await;
+    assert_eq!(err["code"], 10, "{err}");
+    e.server.shutdown().await;
+}
+
+/// Grants everything except on one object (the pool).
+struct AllBut(String);
+
+impl PermissionChecker for AllBut {
+    fn first_denied(&self, _user: &User, pairs: &[(String, String)]) -> Option<usize> {
+        pairs.iter().position(|(id, _)| *id == self.0)
+    }
+}
+
+#[tokio::test]
+async fn everyday_convert_to_template() {
+    let mut e = env(1, 20).await;
+    let c = &mut e.c;
+    let halted: Vec<String> = c
+        .objects(json!({"type": "VM", "power_state": "Halted"}))
+        .await
+        .values()
+        .map(id)
+        .collect();
+    let running = id(&c
+        .objects(json!({"type": "VM", "power_state": "Running"}))
+        .await
+        .into_values()
+        .next()
+        .unwrap());
+
+    assert_eq!(
+        c.ok("vm.convertToTemplate", json!({"id": halted[0]})).await,
+        true
+    );
+    c.wait_field(&halted[0], "type", json!("VM-template")).await;
+    // XO's alias
+    c.ok("vm.convert", json!({"id": halted[1]})).await;
+    c.wait_field(&halted[1], "type", json!("VM-template")).await;
+    // a running VM cannot become a template
+    let err = c.err("vm.convertToTemplate", json!({"id": running})).await;
+    assert_eq!(err["code"], 13, "{err}");
+
+    // a user who may administrate the VM but not its pool is refused
+    let pool_id = c.object(&halted[2]).await.unwrap()["$pool"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    e.server
+        .app()
+        .set_extension(Arc::new(Permissions(Arc::new(AllBut(pool_id)))));
+    c.ok(
+        "user.create",
+        json!({"email": "vmadmin", "password": "pw", "permission": "none"}),
+    )
+    .await;
+    let mut u = Client::connect(&e.server).await;
+    u.ok(
+        "session.signIn",
+        json!({"email": "vmadmin", "password": "pw"}),
+    )
+    .await;
+    let err = u
+        .err("vm.convertToTemplate", json!({"id": halted[2]}))
+        .await;
+    assert_eq!(err["code"], 2, "{err}");
+    assert_eq!(c.object(&halted[2]).await.unwrap()["type"], "VM");
+    e.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn everyday_host_maintenance_power_and_pool() {
+    let mut e = env(3, 30).await;
+    let c = &mut e.c;
+    let pool = c.one(json!({"type": "pool"})).await;
+    let master = pool["master"].as_str().unwrap().to_owned();
+    let hosts: Vec<Value> = c
+        .objects(json!({"type": "host"}))
+        .await
+        .into_values()
+        .collect();
+    let member = hosts.iter().find(|h| h["id"] != master.as_str()).unwrap();
+    let (member, member_ref) = (id(member), member["_xapiRef"].as_str().unwrap().to_owned());
+    let guests = |objs: serde_json::Map<String, Value>| objs.len();
+    let on_member = c
+        .objects(json!({"type": "VM", "power_state": "Running", "$container": member}))
+        .await;
+    assert!(!on_member.is_empty(), "the seed runs guests on every host");
+
+    // guests on the host's local storage cannot leave it: XAPI's refusal, and the host is enabled again
+    let err = c
+        .err(
+            "host.setMaintenanceMode",
+            json!({"id": member, "maintenance": true}),
+        )
+        .await;
+    assert_eq!(err["data"]["code"], "CANNOT_EVACUATE_HOST", "{err}");
+    c.wait_field(&member, "enabled", json!(true)).await;
+    // the seed puts the disks of the odd-numbered VMs on local storage: those are stopped
+    let (local, shared): (Vec<&Value>, Vec<&Value>) = on_member.values().partition(|v| {
+        let n: u32 = v["name_label"].as_str().unwrap()[3..].parse().unwrap();
+        n % 2 == 1
+    });
+    assert!(!shared.is_empty());
+    for v in &local {
+        c.ok("vm.stop", json!({"id": id(v), "force": true})).await;
+    }
+    for v in &local {
+        c.wait_field(&id(v), "power_state", json!("Halted")).await;
+    }
+
+    // a guest whose migration is blocked stops the maintenance mode, and the host stays enabled
+    let blocked = shared[0].clone();
+    let (blocked, blocked_ref) = (
+        id(&blocked),
+        blocked["_xapiRef"].as_str().unwrap().to_owned(),
+    );
+    e.pool
+        .state()
+        .write(|db| {
+            db.set_field(
+                "VM",
+                &xapi_types::Ref::from(blocked_ref.as_str()),
+                "blocked_operations",
+                json!({"pool_migrate": "kept here"}),
+            )
+        })
+        .unwrap();
+    c.wait_object(&blocked, |o| {
+        o.is_some_and(|o| o["blockedOperations"].get("pool_migrate").is_some())
+    })
+    .await;
+    let err = c
+        .err(
+            "host.setMaintenanceMode",
+            json!({"id": member, "maintenance": true}),
+        )
+        .await;
+    assert_eq!(
+        (&err["code"], &err["message"]),
+        (&json!(19), &json!("operation blocked")),
+        "{err}"
+    );
+    assert_eq!(err["data"]["objectId"], blocked.as_str(), "{err}");
+    c.wait_field(&member, "enabled", json!(true)).await;
+    // forced through: the host is emptied and disabled; the block is back afterwards
+    assert_eq!(
+        c.ok(
+            "host.setMaintenanceMode",
+            json!({"id": member, "maintenance": true, "vmsToForceMigrate": [blocked]}),
+        )
+        .await,
+        true
+    );
+    c.wait_field(&member, "enabled", json!(false)).await;
+    assert_eq!(
+        guests(
+            c.objects(json!({"type": "VM", "power_state": "Running", "$container": member}))
+                .await
+        ),
+        0
+    );
+    assert_eq!(
+        sim_record(&e.pool, "VM", &blocked_ref)["blocked_operations"],
+        json!({"pool_migrate": "kept here"})
+    );
+    assert_ne!(
+        c.object(&blocked).await.unwrap()["$container"],
+        member.as_str()
+    );
+    // an unknown VM to force is refused before anything changes
+    c.ok(
+        "host.setMaintenanceMode",
+        json!({"id": member, "maintenance": false}),
+    )
+    .await;
+    c.wait_field(&member, "enabled", json!(true)).await;
+    let err = c
+        .err(
+            "host.setMaintenanceMode",
+            json!({"id": member, "maintenance": true, "vmsToForceMigrate": ["nope"]}),
+        )
+        .await;
+    assert_eq!(err["code"], 1, "{err}");
+    assert_eq!(c.object(&member).await.unwrap()["enabled"], true);
+
+    // power: stop clears and shuts the host down; start needs a power-on mode
+    assert_eq!(c.ok("host.stop", json!({"id": member})).await, true);
+    c.wait_field(&member, "power_state", json!("Halted")).await;
+    let err = c.err("host.start", json!({"id": member})).await;
+    assert_eq!(err["data"]["code"], "HOST_POWER_ON_MODE_DISABLED", "{err}");
+    e.pool
+        .call(
+            "host.set_power_on_mode",
+            vec![
+                sim_session(&e.pool),
+                json!(member_ref),
+                json!("wake-on-lan"),
+                json!({}),
+            ],
+        )
+        .unwrap();
+    assert_eq!(c.ok("host.start", json!({"id": member})).await, true);
+    c.wait_field(&member, "power_state", json!("Running")).await;
+    c.wait_field(&member, "enabled", json!(true)).await;
+
+    // the pool's default SR, then its master
+    let sr = c
+        .objects(json!({"type": "SR", "content_type": "user"}))
+        .await
+        .into_values()
+        .find(|s| s["id"] != pool["default_SR"])
+        .unwrap();
+    let sr = id(&sr);
+    assert_eq!(c.ok("pool.setDefaultSr", json!({"sr": sr})).await, true);
+    c.wait_field(&id(&pool), "default_SR", json!(sr)).await;
+    assert_eq!(
+        c.ok("pool.setPoolMaster", json!({"host": member})).await,
+        true
+    );
+    c.wait_field(&id(&pool), "master", json!(member)).await;
+    // the connection follows the new master
+    assert_eq!(c.ok("host.enable", json!({"id": master})).await, true);
+    e.server.shutdown().await;
+}
+
+/// Creates an NFS SR through the sim (plugged on every host); its XAPI ref.
+fn new_nfs_sr(pool: &xapi_sim::RunningPool, name: &str) -> String {
+    let session = sim_session(pool);
+    let host = pool.call("host.get_all", vec![session.clone()]).unwrap()[0].clone();
+    pool.call(
+        "SR.create",
+        vec![
+            session,
+            host,
+            json!({"server": "10.0.0.9", "serverpath": format!("/{name}")}),
+            json!(0),
+            json!(name),
+            json!(""),
+            json!("nfs"),
+            json!("user"),
+            json!(true),
+            json!({}),
+        ],
+    )
+    .unwrap()
+    .as_str()
+    .unwrap()
+    .to_owned()
+}
+
+#[tokio::test]
+async fn everyday_storage_connections_and_devices() {
+    let mut e = env(3, 20).await;
+    let c = &mut e.c;
+    new_nfs_sr(&e.pool, "spare");
+    let sr = id(&c
+        .wait_object_by(json!({"type": "SR", "name_label": "spare"}))
+        .await);
+    let attached = |objs: &serde_json::Map<String, Value>| {
+        objs.values()
+            .map(|p| p["attached"].as_bool().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let all = c.objects(json!({"type": "PBD", "SR": sr})).await;
+    assert_eq!(attached(&all), vec![true; 3]);
+
+    // every host lets go of it, then connects again
+    assert_eq!(c.ok("sr.disconnectAllPbds", json!({"id": sr})).await, true);
+    for p in all.keys() {
+        c.wait_field(p, "attached", json!(false)).await;
+    }
+    c.ok("sr.connectAllPbds", json!({"id": sr})).await;
+    for p in all.keys() {
+        c.wait_field(p, "attached", json!(true)).await;
+    }
+    // one host's connection alone; an attached PBD cannot be deleted
+    let one = all.keys().next().unwrap().clone();
+    c.ok("pbd.disconnect", json!({"id": one})).await;
+    c.wait_field(&one, "attached", json!(false)).await;
+    c.ok("pbd.connect", json!({"id": one})).await;
+    c.wait_field(&one, "attached", json!(true)).await;
+    let other = all.keys().nth(1).unwrap().clone();
+    c.ok("pbd.disconnect", json!({"id": other})).await;
+    c.wait_field(&other, "attached", json!(false)).await;
+    assert_eq!(c.ok("pbd.delete", json!({"id": other})).await, true);
+    c.wait_gone(&other).await;
+
+    // forget: every PBD unplugged first, then the SR's records go
+    assert_eq!(c.ok("sr.forget", json!({"id": sr})).await, true);
+    c.wait_gone(&sr).await;
+
+    // destroy refuses an SR that holds a disk, and leaves it connected
+    new_nfs_sr(&e.pool, "doomed");
+    let doomed = id(&c
+        .wait_object_by(json!({"type": "SR", "name_label": "doomed"}))
+        .await);
+    let disk = c
+        .ok(
+            "disk.create",
+            json!({"name": "in the way", "size": 1 << 20, "sr": doomed}),
+        )
+        .await;
+    let err = c.err("sr.destroy", json!({"id": doomed})).await;
+    assert_eq!(err["data"]["code"], "SR_NOT_EMPTY", "{err}");
+    c.ok("sr.connectAllPbds", json!({"id": doomed})).await;
+    c.ok("vdi.delete", json!({"id": disk})).await;
+    c.wait_gone(disk.as_str().unwrap()).await;
+    assert_eq!(c.ok("sr.destroy", json!({"id": doomed})).await, true);
+    c.wait_gone(&doomed).await;
+
+    // a running VM's network interface: unplugged and plugged again
+    let running = c
+        .objects(json!({"type": "VM", "power_state": "Running"}))
+        .await
+        .into_values()
+        .next()
+        .unwrap();
+    let vif = running["VIFs"][0].as_str().unwrap().to_owned();
+    c.wait_field(&vif, "attached", json!(true)).await;
+    assert_eq!(c.ok("vif.disconnect", json!({"id": vif})).await, true);
+    c.wait_field(&vif, "attached", json!(false)).await;
+    assert_eq!(c.ok("vif.connect", json!({"id": vif})).await, true);
+    c.wait_field(&vif, "attached", json!(true)).await;
+
+    // a disk made bootable, then not
+    let vbd = running["$VBDs"][0].as_str().unwrap().to_owned();
+    let was = c.object(&vbd).await.unwrap()["bootable"].as_bool().unwrap();
+    c.ok("vbd.setBootable", json!({"vbd": vbd, "bootable": !was}))
+        .await;
+    c.wait_field(&vbd, "bootable", json!(!was)).await;
+    c.ok("vbd.setBootable", json!({"vbd": vbd, "bootable": was}))
+        .await;
+    c.wait_field(&vbd, "bootable", json!(was)).await;
+    e.server.shutdown().await;
+}
