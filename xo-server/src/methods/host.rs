@@ -19,6 +19,10 @@ const HOST: &[&str] = &["host"];
 pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
     ("host.detach", &[r("host", "id", HOST, "administrate")]),
     ("host.disable", &[r("host", "id", HOST, "administrate")]),
+    (
+        "host.emergencyShutdownHost",
+        &[r("host", "host", HOST, "administrate")],
+    ),
     ("host.enable", &[r("host", "id", HOST, "administrate")]),
     ("host.restart", &[r("host", "id", HOST, "operate")]),
     (
@@ -230,6 +234,36 @@ async fn reblock_all(x: &Xapi, lifted: Lifted) {
     for (vm, restore) in lifted {
         super::vm::reblock(x, &vm, restore).await;
     }
+}
+
+/// XO's `emergencyShutdownHost`: disabled, every guest running there suspended (failures ignored), then shut
+/// down.
+async fn emergency_shutdown(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p, "host.emergencyShutdownHost").await?;
+    let host_ref = host.xapi_ref();
+    x.call("host.disable", vec![host_ref.into()]).await?;
+    let resident = x.field("host", host_ref, "resident_VMs").await?;
+    let guests: Vec<String> = resident
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    let suspends = guests.iter().map(|vm| async {
+        let control = x.field("VM", vm, "is_control_domain").await?;
+        if control.as_bool() != Some(true) {
+            x.call_async("VM.suspend", vec![vm.as_str().into()]).await?;
+        }
+        Ok::<_, ApiError>(())
+    });
+    for r in futures::future::join_all(suspends).await {
+        if let Err(e) = r {
+            tracing::debug!("suspending a guest before an emergency shutdown failed: {e}");
+        }
+    }
+    x.call_async("host.shutdown", vec![host_ref.into()]).await?;
+    Ok(Value::Bool(true))
 }
 
 /// XO's `powerOnHost`: `host.power_on` (XAPI refuses it without a power-on mode).
@@ -459,6 +493,9 @@ pub(super) fn methods() -> Vec<Method> {
         Method::new("host.setMaintenanceMode", set_maintenance_mode)
             .description("manage the maintenance mode")
             .params(schema(r#"{"id": {"type": "string"}, "maintenance": {"type": "boolean"}, "vmsToForceMigrate": {"type": "array", "items": {"type": "string"}, "optional": true}}"#)),
+        Method::new("host.emergencyShutdownHost", emergency_shutdown)
+            .description("suspend all VMs and shutdown host")
+            .params(schema(r#"{"host": {"type": "string"}}"#)),
         Method::new("host.start", start)
             .description("start the host")
             .params(schema(r#"{"id": {"type": "string"}}"#)),

@@ -3,6 +3,7 @@
 
 mod api;
 mod disk_transfer;
+mod fixed_lists;
 mod group;
 mod host;
 mod message;
@@ -70,6 +71,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(vbd::methods());
     v.extend(vif::methods());
     v.extend(network::methods());
+    v.extend(fixed_lists::methods());
     v.extend(pbd::methods());
     v.extend(tag::methods());
     v.extend(message::methods());

@@ -1,5 +1,5 @@
-//! `network.create` (optionally a VLAN on a PIF) and `network.delete` (VLANs and bonds first) —
-//! `packages/xo-server/src/api/network.mjs`, `xapi/index.mjs` `createNetwork` / `deleteNetwork`.
+//! `network.create` (optionally a VLAN on a PIF), `network.set` and `network.delete` (VLANs and bonds first)
+//! — `packages/xo-server/src/api/network.mjs`, `xapi/index.mjs` `createNetwork` / `deleteNetwork`.
 
 use serde_json::{json, Map, Value};
 
@@ -19,7 +19,57 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
         "network.delete",
         &[r("network", "id", &["network"], "administrate")],
     ),
+    (
+        "network.set",
+        &[r("network", "id", &["network"], "administrate")],
+    ),
 ];
+
+/// XO's `network.set`: names, MTU, `automatic` (other_config), the default locking mode (`defaultIsLocked`:
+/// `disabled` or `unlocked`), and NBD (the `nbd` purpose; `insecure_nbd` goes either way).
+async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, "network.set")).await?;
+    let network = res.get("network")?;
+    let x = Xapi::of(&res.pools, network)?;
+    let n = network.xapi_ref();
+    for field in ["name_label", "name_description"] {
+        if let Some(v) = opt_str(&p, field) {
+            x.call(&format!("network.set_{field}"), vec![n.into(), v.into()])
+                .await?;
+        }
+    }
+    if let Some(mtu) = p.get("mtu").and_then(Value::as_i64) {
+        x.call("network.set_MTU", vec![n.into(), mtu.into()])
+            .await?;
+    }
+    if let Some(on) = opt_bool(&p, "automatic") {
+        let v = on.then_some("true");
+        x.update_map("network", n, "other_config", "automatic", v)
+            .await?;
+    }
+    if let Some(locked) = opt_bool(&p, "defaultIsLocked") {
+        let mode = if locked { "disabled" } else { "unlocked" };
+        x.call(
+            "network.set_default_locking_mode",
+            vec![n.into(), mode.into()],
+        )
+        .await?;
+    }
+    if let Some(nbd) = opt_bool(&p, "nbd") {
+        x.call(
+            "network.remove_purpose",
+            vec![n.into(), "insecure_nbd".into()],
+        )
+        .await?;
+        let method = if nbd {
+            "network.add_purpose"
+        } else {
+            "network.remove_purpose"
+        };
+        x.call(method, vec![n.into(), "nbd".into()]).await?;
+    }
+    Ok(Value::Bool(true))
+}
 
 async fn create(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "network.create")).await?;
@@ -117,5 +167,7 @@ pub(super) fn methods() -> Vec<Method> {
             .params(schema(r#"{"pool": {"type": "string"}, "name": {"type": "string"}, "nbd": {"type": "boolean", "optional": true}, "description": {"type": "string", "minLength": 0, "optional": true}, "pif": {"type": "string", "optional": true}, "mtu": {"type": "integer", "optional": true, "minimum": 68}, "vlan": {"type": "integer", "optional": true}}"#)),
         Method::new("network.delete", delete)
             .params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("network.set", set)
+            .params(schema(r#"{"automatic": {"type": "boolean", "optional": true}, "defaultIsLocked": {"type": "boolean", "optional": true}, "id": {"type": "string"}, "mtu": {"type": "integer", "minimum": 68, "optional": true}, "name_description": {"type": "string", "minLength": 0, "optional": true}, "name_label": {"type": "string", "optional": true}, "nbd": {"type": "boolean", "optional": true}}"#)),
     ]
 }

@@ -1,8 +1,11 @@
-//! `vbd.connect`, `vbd.disconnect`, `vbd.delete`, `vbd.setBootable` (`packages/xo-server/src/api/vbd.mjs`).
+//! `vbd.connect`, `vbd.disconnect`, `vbd.delete`, `vbd.set` (position), `vbd.setBootable`
+//! (`packages/xo-server/src/api/vbd.mjs`), and `vm.attachDisk` (a VBD for an existing disk, `vm.mjs`).
 
 use serde_json::{Map, Value};
 
 use super::resolve::{r, resolve, schema, spec_of, Resolve, Xapi};
+use super::vm_disks::vbd_create;
+use super::{opt_bool, opt_str};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::registry::Method;
@@ -15,9 +18,17 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
         "vbd.disconnect",
         &[r("vbd", "id", &["VBD"], "administrate")],
     ),
+    ("vbd.set", &[r("vbd", "id", &["VBD"], "administrate")]),
     (
         "vbd.setBootable",
         &[r("vbd", "vbd", &["VBD"], "administrate")],
+    ),
+    (
+        "vm.attachDisk",
+        &[
+            r("vm", "vm", &["VM"], "administrate"),
+            r("vdi", "vdi", &["VDI"], "administrate"),
+        ],
     ),
 ];
 
@@ -55,6 +66,40 @@ async fn delete(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     Ok(Value::Bool(true))
 }
 
+/// XO's `vbd.set`: the device position (`userdevice`).
+async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let position = match p.get("position") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let (x, vbd) = vbd_of(&ctx, &p, "vbd.set").await?;
+    if let Some(position) = position {
+        x.call("VBD.set_userdevice", vec![vbd.into(), position.into()])
+            .await?;
+    }
+    Ok(Value::Bool(true))
+}
+
+/// XO's `vm.attachDisk`: a VBD for the disk `vdi` on the VM (`position`: its userdevice, else the first
+/// free one; `mode` `RW` unless told `RO`).
+async fn attach_disk(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, "vm.attachDisk")).await?;
+    let (vm, vdi) = (res.get("vm")?, res.get("vdi")?);
+    let x = Xapi::of(&res.pools, vm)?;
+    vbd_create(
+        &x,
+        vm.xapi_ref(),
+        Some(vdi.xapi_ref()),
+        opt_bool(&p, "bootable").unwrap_or(false),
+        opt_str(&p, "position").map(str::to_owned),
+        opt_str(&p, "mode"),
+        false,
+    )
+    .await?;
+    Ok(Value::Bool(true))
+}
+
 async fn set_bootable(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let bootable = p.get("bootable").and_then(Value::as_bool).unwrap_or(false);
     let (x, vbd) = vbd_of(&ctx, &p, "vbd.setBootable").await?;
@@ -68,6 +113,12 @@ pub(super) fn methods() -> Vec<Method> {
         Method::new("vbd.connect", connect).params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("vbd.disconnect", disconnect).params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("vbd.delete", delete).params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("vbd.set", set).params(schema(
+            r#"{"id": {"type": "string"}, "position": {"type": ["string", "number"], "optional": true}}"#,
+        )),
+        Method::new("vm.attachDisk", attach_disk).params(schema(
+            r#"{"bootable": {"type": "boolean", "optional": true}, "mode": {"type": "string", "optional": true}, "position": {"type": "string", "optional": true}, "vdi": {"type": "string"}, "vm": {"type": "string"}}"#,
+        )),
         Method::new("vbd.setBootable", set_bootable).params(schema(
             r#"{"vbd": {"type": "string"}, "bootable": {"type": "boolean"}}"#,
         )),

@@ -469,3 +469,120 @@ async fn everyday_storage_connections_and_devices() {
     c.wait_field(&vbd, "bootable", json!(was)).await;
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_networks_disks_lists_and_emergency_shutdown() {
+    let mut e = env(3, 20).await;
+    let c = &mut e.c;
+    // the fixed lists forms are built from
+    assert_eq!(
+        c.ok("vm.getHaValues", json!({})).await,
+        json!(["best-effort", "restart", ""])
+    );
+    assert_eq!(
+        c.ok("vif.getLockingModeValues", json!({})).await,
+        json!(["disabled", "locked", "network_default", "unlocked"])
+    );
+    assert_eq!(
+        c.ok("network.getBondModes", json!({})).await,
+        json!(["balance-slb", "active-backup", "lacp"])
+    );
+
+    // a network's settings
+    let net = id(&c
+        .objects(json!({"type": "network"}))
+        .await
+        .into_values()
+        .next()
+        .unwrap());
+    let args = json!({"id": net, "name_label": "storage lan", "mtu": 9000, "automatic": true,
+        "defaultIsLocked": true, "nbd": true});
+    assert_eq!(c.ok("network.set", args).await, true);
+    let n = c
+        .wait_object(&net, |o| {
+            o.is_some_and(|o| o["name_label"] == "storage lan")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (&n["MTU"], &n["automatic"], &n["defaultIsLocked"], &n["nbd"]),
+        (&json!(9000), &json!(true), &json!(true), &json!(true))
+    );
+    c.ok(
+        "network.set",
+        json!({"id": net, "automatic": false, "defaultIsLocked": false, "nbd": false}),
+    )
+    .await;
+    let n = c
+        .wait_object(&net, |o| o.is_some_and(|o| o["automatic"] == false))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&n["defaultIsLocked"], &n["nbd"]),
+        (&json!(false), &json!(false))
+    );
+    let err = c.err("network.set", json!({"id": net, "mtu": 12})).await;
+    assert_eq!(err["code"], 10, "{err}");
+
+    // a disk attached to a halted VM, read-only at position 5, then moved to 6
+    let vm = id(&c.one(json!({"type": "VM", "name_label": "vm-00012"})).await);
+    let sr = c.one(json!({"type": "pool"})).await["default_SR"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let disk = c
+        .ok(
+            "disk.create",
+            json!({"name": "data", "size": 1 << 20, "sr": sr}),
+        )
+        .await;
+    let disk = disk.as_str().unwrap().to_owned();
+    assert_eq!(
+        c.ok(
+            "vm.attachDisk",
+            json!({"vm": vm, "vdi": disk, "position": "5", "mode": "RO"}),
+        )
+        .await,
+        true
+    );
+    let vbd = c
+        .wait_object_by(json!({"type": "VBD", "VM": vm, "VDI": disk}))
+        .await;
+    assert_eq!(
+        (&vbd["position"], &vbd["read_only"]),
+        (&json!("5"), &json!(true))
+    );
+    assert_eq!(
+        c.ok("vbd.set", json!({"id": id(&vbd), "position": 6}))
+            .await,
+        true
+    );
+    c.wait_field(&id(&vbd), "position", json!("6")).await;
+
+    // emergency shutdown of a member: its guests suspended, the host down
+    let master = c.one(json!({"type": "pool"})).await["master"].clone();
+    let member = c
+        .objects(json!({"type": "host"}))
+        .await
+        .into_values()
+        .find(|h| h["id"] != master)
+        .unwrap();
+    let member = id(&member);
+    let guests: Vec<String> = c
+        .objects(json!({"type": "VM", "power_state": "Running", "$container": member}))
+        .await
+        .values()
+        .map(id)
+        .collect();
+    assert!(!guests.is_empty());
+    assert_eq!(
+        c.ok("host.emergencyShutdownHost", json!({"host": member}))
+            .await,
+        true
+    );
+    for g in &guests {
+        c.wait_field(g, "power_state", json!("Suspended")).await;
+    }
+    c.wait_field(&member, "power_state", json!("Halted")).await;
+    e.server.shutdown().await;
+}
