@@ -27,6 +27,7 @@ mod user;
 mod vbd;
 mod vdi;
 mod vif;
+mod vif_set;
 mod vm;
 mod vm_cd_boot;
 mod vm_disks;
@@ -70,6 +71,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(vdi::methods());
     v.extend(vbd::methods());
     v.extend(vif::methods());
+    v.extend(vif_set::methods());
     v.extend(network::methods());
     v.extend(fixed_lists::methods());
     v.extend(pbd::methods());

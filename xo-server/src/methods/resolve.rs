@@ -56,6 +56,7 @@ pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
     v.extend_from_slice(super::vdi::RESOLVES);
     v.extend_from_slice(super::vbd::RESOLVES);
     v.extend_from_slice(super::vif::RESOLVES);
+    v.extend_from_slice(super::vif_set::RESOLVES);
     v.extend_from_slice(super::network::RESOLVES);
     v.extend_from_slice(super::pbd::RESOLVES);
     v.extend_from_slice(super::tag::RESOLVES);

@@ -586,3 +586,94 @@ async fn everyday_networks_disks_lists_and_emergency_shutdown() {
     c.wait_field(&member, "power_state", json!("Halted")).await;
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_vif_settings() {
+    let mut e = env(1, 20).await;
+    let c = &mut e.c;
+    let running = c
+        .objects(json!({"type": "VM", "power_state": "Running"}))
+        .await
+        .into_values()
+        .next()
+        .unwrap();
+    let vif = running["VIFs"][0].as_str().unwrap().to_owned();
+    let set = |extra: Value| {
+        let mut p = json!({"id": vif});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    };
+
+    // allowed addresses lock the VIF; the id stays
+    let same = c
+        .ok(
+            "vif.set",
+            set(json!({"allowedIpv4Addresses": ["10.0.0.5"]})),
+        )
+        .await;
+    assert_eq!(same, vif.as_str());
+    let o = c
+        .wait_object(&vif, |o| o.is_some_and(|o| o["lockingMode"] == "locked"))
+        .await
+        .unwrap();
+    assert_eq!(o["allowedIpv4Addresses"], json!(["10.0.0.5"]));
+    c.ok("vif.set", set(json!({"lockingMode": "disabled"})))
+        .await;
+    c.wait_field(&vif, "lockingMode", json!("disabled")).await;
+    // a rate limit, then none; TX checksumming
+    c.ok(
+        "vif.set",
+        set(json!({"rateLimit": 1000, "txChecksumming": false})),
+    )
+    .await;
+    let o = c.wait_field(&vif, "rateLimit", json!(1000)).await;
+    assert_eq!(o["txChecksumming"], false);
+    c.ok("vif.set", set(json!({"rateLimit": null}))).await;
+    c.wait_object(&vif, |o| o.is_some_and(|o| o.get("rateLimit").is_none()))
+        .await;
+
+    // another network: moved, same VIF, its locks and addresses reset
+    let current = c.object(&vif).await.unwrap()["$network"].clone();
+    let other = c
+        .objects(json!({"type": "network"}))
+        .await
+        .into_values()
+        .find(|n| n["id"] != current)
+        .map(|n| id(&n))
+        .unwrap();
+    assert_eq!(
+        c.ok("vif.set", set(json!({"network": other}))).await,
+        vif.as_str()
+    );
+    let o = c.wait_field(&vif, "$network", json!(other)).await;
+    assert_eq!(
+        (
+            &o["lockingMode"],
+            &o["allowedIpv4Addresses"],
+            &o["attached"]
+        ),
+        (&json!("network_default"), &json!([]), &json!(true))
+    );
+
+    // a new MAC: the VIF is replaced, plugged as it was
+    let new = c
+        .ok("vif.set", set(json!({"mac": "02:00:00:00:00:42"})))
+        .await;
+    let new = new.as_str().unwrap().to_owned();
+    assert_ne!(new, vif);
+    c.wait_gone(&vif).await;
+    let o = c.wait_field(&new, "MAC", json!("02:00:00:00:00:42")).await;
+    assert_eq!(
+        (&o["attached"], &o["$network"]),
+        (&json!(true), &json!(other))
+    );
+
+    // an unknown network
+    let err = c
+        .err("vif.set", json!({"id": new, "network": "nope"}))
+        .await;
+    assert_eq!(err["code"], 1, "{err}");
+    e.server.shutdown().await;
+}
