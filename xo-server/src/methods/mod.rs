@@ -17,6 +17,7 @@ pub mod resolve;
 mod server;
 mod session;
 mod sr;
+mod sr_create;
 mod stats;
 mod system;
 mod tag;
@@ -68,6 +69,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(host::methods());
     v.extend(pool::methods());
     v.extend(sr::methods());
+    v.extend(sr_create::methods());
     v.extend(vdi::methods());
     v.extend(vbd::methods());
     v.extend(vif::methods());

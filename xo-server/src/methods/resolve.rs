@@ -53,6 +53,7 @@ pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
     v.extend_from_slice(super::host::RESOLVES);
     v.extend_from_slice(super::pool::RESOLVES);
     v.extend_from_slice(super::sr::RESOLVES);
+    v.extend_from_slice(super::sr_create::RESOLVES);
     v.extend_from_slice(super::vdi::RESOLVES);
     v.extend_from_slice(super::vbd::RESOLVES);
     v.extend_from_slice(super::vif::RESOLVES);

@@ -677,3 +677,135 @@ async fn everyday_vif_settings() {
     assert_eq!(err["code"], 1, "{err}");
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_adding_storage() {
+    let mut e = env(2, 4).await;
+    let c = &mut e.c;
+    let host = id(&c
+        .objects(json!({"type": "host"}))
+        .await
+        .into_values()
+        .next()
+        .unwrap());
+    let pbds_of = |sr: &Value| sr["$PBDs"].as_array().unwrap().len();
+
+    // NFS: shared, a PBD per host with XO's device configuration
+    let nfs = c
+        .ok(
+            "sr.createNfs",
+            json!({"host": host, "nameLabel": "nfs vms", "nameDescription": "", "server": "10.0.0.7",
+                "serverPath": "/exports/vms", "nfsVersion": "4.1"}),
+        )
+        .await;
+    let nfs = nfs.as_str().unwrap().to_owned();
+    let sr = c
+        .wait_object(&nfs, |o| {
+            o.is_some_and(|o| o["$PBDs"].as_array().is_some_and(|a| a.len() == 2))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (&sr["SR_type"], &sr["shared"], &sr["content_type"]),
+        (&json!("nfs"), &json!(true), &json!("user"))
+    );
+    let pbd = c.object(sr["$PBDs"][0].as_str().unwrap()).await.unwrap();
+    assert_eq!(
+        (
+            &pbd["device_config"]["server"],
+            &pbd["device_config"]["serverpath"],
+            &pbd["device_config"]["nfsversion"]
+        ),
+        (&json!("10.0.0.7"), &json!("/exports/vms"), &json!("4.1"))
+    );
+
+    // forgotten, then reattached by its uuid: same SR, connected on every host again
+    c.ok("sr.forget", json!({"id": nfs})).await;
+    c.wait_gone(&nfs).await;
+    let again = c
+        .ok(
+            "sr.createNfs",
+            json!({"host": host, "nameLabel": "nfs vms", "nameDescription": "back", "server": "10.0.0.7",
+                "serverPath": "/exports/vms", "srUuid": nfs}),
+        )
+        .await;
+    assert_eq!(again, nfs.as_str());
+    let sr = c
+        .wait_object(&nfs, |o| {
+            o.is_some_and(|o| o["$PBDs"].as_array().is_some_and(|a| a.len() == 2))
+        })
+        .await
+        .unwrap();
+    assert_eq!(sr["name_description"], "back");
+    for p in sr["$PBDs"].as_array().unwrap() {
+        c.wait_field(p.as_str().unwrap(), "attached", json!(true))
+            .await;
+    }
+
+    // an ISO library on an SMB share: the password is stored, never shown
+    let smb = c
+        .ok(
+            "sr.createIso",
+            json!({"host": host, "nameLabel": "isos", "nameDescription": "", "path": "\\\\files\\isos",
+                "type": "smb", "user": "u", "password": "secret-pw"}),
+        )
+        .await;
+    let sr = c
+        .wait_object(smb.as_str().unwrap(), |o| {
+            o.is_some_and(|o| pbds_of(o) == 2)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (&sr["content_type"], &sr["shared"]),
+        (&json!("iso"), &json!(true))
+    );
+    let pbd = c.object(sr["$PBDs"][0].as_str().unwrap()).await.unwrap();
+    assert_eq!(pbd["device_config"]["location"], "//files/isos");
+    assert_eq!(pbd["device_config"]["type"], "cifs");
+    assert!(!pbd.to_string().contains("secret-pw"), "{pbd}");
+    // a local one: not shared
+    let local = c
+        .ok(
+            "sr.createIso",
+            json!({"host": host, "nameLabel": "local isos", "nameDescription": "", "path": "/opt/isos",
+                "type": "local"}),
+        )
+        .await;
+    let sr = c
+        .wait_object(local.as_str().unwrap(), |o| {
+            o.is_some_and(|o| pbds_of(o) == 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(sr["shared"], false);
+
+    // local disks
+    for (method, kind) in [("sr.createExt", "ext"), ("sr.createLvm", "lvm")] {
+        let uuid = c
+            .ok(
+                method,
+                json!({"host": host, "nameLabel": kind, "nameDescription": "", "device": "/dev/sdb"}),
+            )
+            .await;
+        let sr = c
+            .wait_object(uuid.as_str().unwrap(), |o| {
+                o.is_some_and(|o| pbds_of(o) == 1)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (&sr["SR_type"], &sr["shared"]),
+            (&json!(kind), &json!(false))
+        );
+    }
+    // an unknown host
+    let err = c
+        .err(
+            "sr.createExt",
+            json!({"host": "nope", "nameLabel": "x", "nameDescription": "", "device": "/dev/sdc"}),
+        )
+        .await;
+    assert_eq!(err["code"], 1, "{err}");
+    e.server.shutdown().await;
+}
