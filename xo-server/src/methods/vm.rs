@@ -64,6 +64,13 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
         &[r("snapshot", "snapshot", &["VM-snapshot"], "view")],
     ),
     (
+        "vm.setAndRestart",
+        &[
+            r("VM", "id", ALL_VMS, "administrate"),
+            r("suspendSr", "suspendSr", &["SR"], "administrate"),
+        ],
+    ),
+    (
         "vm.set",
         &[
             r("VM", "id", ALL_VMS, "administrate"),
@@ -1077,6 +1084,38 @@ async fn migrate(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     Ok(Value::Bool(true))
 }
 
+/// The params of `vm.set` (those of `vm.setAndRestart` too, with `force`).
+const SET_PARAMS: &str = r#"{"id": {"type": "string"}, "auto_poweron": {"type": "boolean", "optional": true}, "name_label": {"type": "string", "optional": true}, "name_description": {"type": "string", "minLength": 0, "optional": true}, "notes": {"type": ["string", "null"], "maxLength": 2048, "optional": true}, "high_availability": {"optional": true, "enum": ["best-effort", "restart", ""]}, "CPUs": {"type": "integer", "optional": true}, "cpusMax": {"type": ["integer", "string"], "optional": true}, "memory": {"type": ["integer", "string"], "optional": true}, "memoryMin": {"type": ["integer", "string"], "optional": true}, "memoryMax": {"type": ["integer", "string"], "optional": true}, "memoryStaticMax": {"type": ["integer", "string"], "optional": true}, "PV_args": {"type": "string", "optional": true}, "cpuMask": {"type": "array", "items": {"type": "integer"}, "optional": true}, "cpuWeight": {"type": ["integer", "null"], "optional": true}, "cpuCap": {"type": ["integer", "null"], "optional": true}, "affinityHost": {"type": ["string", "null"], "optional": true}, "vga": {"type": "string", "optional": true}, "videoram": {"type": "number", "optional": true}, "coresPerSocket": {"type": ["string", "number", "null"], "optional": true}, "hasVendorDevice": {"type": "boolean", "optional": true}, "expNestedHvm": {"type": "boolean", "optional": true}, "nestedVirt": {"type": "boolean", "optional": true}, "resourceSet": {"type": ["string", "null"], "optional": true}, "share": {"type": "boolean", "optional": true}, "startDelay": {"type": "integer", "optional": true}, "secureBoot": {"type": "boolean", "optional": true}, "nicType": {"type": ["string", "null"], "optional": true}, "hvmBootFirmware": {"type": ["string", "null"], "optional": true}, "virtualizationMode": {"type": "string", "optional": true}, "viridian": {"type": "boolean", "optional": true}, "blockedOperations": {"type": "object", "optional": true, "properties": {"*": {"type": ["boolean", "null", "string"]}}}, "creation": {"type": "object", "optional": true, "properties": {"user": {"type": "string", "optional": true}}}, "suspendSr": {"type": ["string", "null"], "optional": true}, "uefiMode": {"enum": ["setup", "user"], "optional": true}, "xenStoreData": {"description": "properties that should be set or deleted (if null) in the VM XenStore", "optional": true, "type": "object", "additionalProperties": {"type": ["null", "string"]}}}"#;
+
+fn set_and_restart_params() -> Value {
+    let mut m = Map::new();
+    m.insert("force".into(), json!({"type": "boolean", "optional": true}));
+    if let Value::Object(set) = schema(SET_PARAMS) {
+        m.extend(set);
+    }
+    Value::Object(m)
+}
+
+/// XO's `setAndRestart`: the VM is stopped (hard with `force`), changed as `vm.set` does, then started
+/// again whether the change worked or not.
+async fn set_and_restart(ctx: Ctx, mut p: Map<String, Value>) -> Result<Value, ApiError> {
+    let force = p.remove("force").unwrap_or(Value::Bool(false));
+    let id = p.get("id").cloned().unwrap_or(Value::Null);
+    let power = |ctx: &Ctx| {
+        let mut q = Map::new();
+        q.insert("id".into(), id.clone());
+        q.insert("force".into(), force.clone());
+        (ctx.clone(), q)
+    };
+    let (c, q) = power(&ctx);
+    stop(c, q).await?;
+    let changed = set(ctx.clone(), p).await;
+    let (c, q) = power(&ctx);
+    let started = start(c, q).await;
+    changed?;
+    started
+}
+
 pub(super) fn methods() -> Vec<Method> {
     vec![
         Method::new("vm.start", start)
@@ -1101,8 +1140,8 @@ pub(super) fn methods() -> Vec<Method> {
             .params(schema(r#"{"snapshot": {"type": "string"}}"#)),
         Method::new("vm.delete", delete)
             .params(schema(r#"{"id": {"type": "string"}, "deleteDisks": {"optional": true, "type": "boolean"}, "force": {"optional": true, "type": "boolean"}, "forceDeleteDefaultTemplate": {"optional": true, "type": "boolean"}, "forceBlockedOperation": {"optional": true, "type": "boolean"}}"#)),
-        Method::new("vm.set", set)
-            .params(schema(r#"{"id": {"type": "string"}, "auto_poweron": {"type": "boolean", "optional": true}, "name_label": {"type": "string", "optional": true}, "name_description": {"type": "string", "minLength": 0, "optional": true}, "notes": {"type": ["string", "null"], "maxLength": 2048, "optional": true}, "high_availability": {"optional": true, "enum": ["best-effort", "restart", ""]}, "CPUs": {"type": "integer", "optional": true}, "cpusMax": {"type": ["integer", "string"], "optional": true}, "memory": {"type": ["integer", "string"], "optional": true}, "memoryMin": {"type": ["integer", "string"], "optional": true}, "memoryMax": {"type": ["integer", "string"], "optional": true}, "memoryStaticMax": {"type": ["integer", "string"], "optional": true}, "PV_args": {"type": "string", "optional": true}, "cpuMask": {"type": "array", "items": {"type": "integer"}, "optional": true}, "cpuWeight": {"type": ["integer", "null"], "optional": true}, "cpuCap": {"type": ["integer", "null"], "optional": true}, "affinityHost": {"type": ["string", "null"], "optional": true}, "vga": {"type": "string", "optional": true}, "videoram": {"type": "number", "optional": true}, "coresPerSocket": {"type": ["string", "number", "null"], "optional": true}, "hasVendorDevice": {"type": "boolean", "optional": true}, "expNestedHvm": {"type": "boolean", "optional": true}, "nestedVirt": {"type": "boolean", "optional": true}, "resourceSet": {"type": ["string", "null"], "optional": true}, "share": {"type": "boolean", "optional": true}, "startDelay": {"type": "integer", "optional": true}, "secureBoot": {"type": "boolean", "optional": true}, "nicType": {"type": ["string", "null"], "optional": true}, "hvmBootFirmware": {"type": ["string", "null"], "optional": true}, "virtualizationMode": {"type": "string", "optional": true}, "viridian": {"type": "boolean", "optional": true}, "blockedOperations": {"type": "object", "optional": true, "properties": {"*": {"type": ["boolean", "null", "string"]}}}, "creation": {"type": "object", "optional": true, "properties": {"user": {"type": "string", "optional": true}}}, "suspendSr": {"type": ["string", "null"], "optional": true}, "uefiMode": {"enum": ["setup", "user"], "optional": true}, "xenStoreData": {"description": "properties that should be set or deleted (if null) in the VM XenStore", "optional": true, "type": "object", "additionalProperties": {"type": ["null", "string"]}}}"#)),
+        Method::new("vm.set", set).params(schema(SET_PARAMS)),
+        Method::new("vm.setAndRestart", set_and_restart).params(set_and_restart_params()),
         Method::new("vm.create", create)
             .params(schema(r#"{"acls": {"type": "array", "optional": true, "items": {"type": "object", "properties": {"subject": {"type": "string"}, "action": {"type": "string"}}}}, "affinityHost": {"type": "string", "optional": true}, "bootAfterCreate": {"type": "boolean", "optional": true}, "cloudConfig": {"type": "string", "optional": true}, "createVtpm": {"type": "boolean", "default": false}, "networkConfig": {"type": "string", "optional": true}, "coreOs": {"type": "boolean", "optional": true}, "clone": {"type": "boolean", "optional": true}, "coresPerSocket": {"type": ["string", "number"], "optional": true}, "resourceSet": {"type": "string", "optional": true}, "destroyCloudConfigVdiAfterBoot": {"type": "boolean", "optional": true}, "installation": {"type": "object", "optional": true, "properties": {"method": {"type": "string"}, "repository": {"type": "string"}}}, "vgpuType": {"type": "string", "optional": true}, "gpuGroup": {"type": "string", "optional": true}, "name_label": {"type": "string"}, "name_description": {"type": "string", "minLength": 0, "optional": true}, "pv_args": {"type": "string", "optional": true}, "share": {"type": "boolean", "optional": true}, "template": {"type": "string"}, "VIFs": {"optional": true, "type": "array", "items": {"type": "object", "properties": {"network": {"type": "string"}, "mac": {"optional": true, "type": "string"}, "allowedIpv4Addresses": {"optional": true, "type": "array", "items": {"type": "string"}}, "allowedIpv6Addresses": {"optional": true, "type": "array", "items": {"type": "string"}}}}}, "VDIs": {"optional": true, "type": "array", "items": {"type": "object", "properties": {"size": {"type": ["integer", "string"]}, "SR": {"type": "string"}, "type": {"type": "string"}}, "additionalProperties": true}}, "existingDisks": {"optional": true, "type": "object", "additionalProperties": {"type": "object", "properties": {"size": {"type": ["integer", "string"], "optional": true}, "$SR": {"type": "string", "optional": true}}, "additionalProperties": true}}, "hvmBootFirmware": {"type": "string", "optional": true}, "copyHostBiosStrings": {"type": "boolean", "optional": true}, "*": {}}"#)),
         Method::new("vm.migrate", migrate)

@@ -809,3 +809,41 @@ async fn everyday_adding_storage() {
     assert_eq!(err["code"], 1, "{err}");
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_set_and_restart() {
+    let mut e = env(1, 20).await;
+    let c = &mut e.c;
+    let vm = id(&c
+        .objects(json!({"type": "VM", "power_state": "Running"}))
+        .await
+        .into_values()
+        .next()
+        .unwrap());
+    // a change XAPI makes only on a halted VM: the static memory maximum
+    assert_eq!(
+        c.ok(
+            "vm.setAndRestart",
+            json!({"id": vm, "memoryStaticMax": 6u64 << 30, "name_label": "bigger", "force": true}),
+        )
+        .await,
+        true
+    );
+    let o = c
+        .wait_object(&vm, |o| {
+            o.is_some_and(|o| o["power_state"] == "Running" && o["name_label"] == "bigger")
+        })
+        .await
+        .unwrap();
+    assert_eq!(o["memory"]["static"][1], json!(6u64 << 30));
+    // a refused change still leaves the VM running again
+    let err = c
+        .err(
+            "vm.setAndRestart",
+            json!({"id": vm, "CPUs": 1000, "force": true}),
+        )
+        .await;
+    assert_ne!(err["code"], Value::Null, "{err}");
+    c.wait_field(&vm, "power_state", json!("Running")).await;
+    e.server.shutdown().await;
+}
