@@ -21,6 +21,7 @@ mod sr_create;
 mod stats;
 mod system;
 mod tag;
+mod tag_config;
 mod task;
 mod token;
 mod upload_body;
@@ -78,6 +79,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(fixed_lists::methods());
     v.extend(pbd::methods());
     v.extend(tag::methods());
+    v.extend(tag_config::methods());
     v.extend(message::methods());
     v.extend(task::methods());
     v.extend(vm_transfer::methods());

@@ -847,3 +847,47 @@ async fn everyday_set_and_restart() {
     c.wait_field(&vm, "power_state", json!("Running")).await;
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_tag_colours() {
+    let mut e = env(1, 0).await;
+    let c = &mut e.c;
+    assert_eq!(c.ok("tag.getAllConfigured", json!({})).await, json!([]));
+    assert_eq!(
+        c.ok("tag.set", json!({"id": "prod", "color": "#ff0000"}))
+            .await,
+        true
+    );
+    c.ok("tag.set", json!({"id": "dev", "color": "00ff00"}))
+        .await;
+    c.ok("tag.set", json!({"id": "plain"})).await;
+    // a colour left out keeps the one set
+    c.ok("tag.set", json!({"id": "prod"})).await;
+    let all = json!([{"id": "dev", "color": "00ff00"}, {"id": "plain"}, {"id": "prod", "color": "#ff0000"}]);
+    assert_eq!(c.ok("tag.getAllConfigured", json!({})).await, all);
+    // not a colour
+    let err = c.err("tag.set", json!({"id": "x", "color": "red"})).await;
+    assert_eq!(err["code"], 10, "{err}");
+    // any user reads them; only admins set them
+    c.ok(
+        "user.create",
+        json!({"email": "viewer", "password": "pw", "permission": "none"}),
+    )
+    .await;
+    let mut u = Client::connect(&e.server).await;
+    u.ok(
+        "session.signIn",
+        json!({"email": "viewer", "password": "pw"}),
+    )
+    .await;
+    assert_eq!(u.ok("tag.getAllConfigured", json!({})).await, all);
+    let err = u.err("tag.set", json!({"id": "prod", "color": null})).await;
+    assert_eq!(err["code"], 2, "{err}");
+    // null: the configuration goes
+    c.ok("tag.set", json!({"id": "prod", "color": null})).await;
+    assert_eq!(
+        c.ok("tag.getAllConfigured", json!({})).await,
+        json!([{"id": "dev", "color": "00ff00"}, {"id": "plain"}])
+    );
+    e.server.shutdown().await;
+}
