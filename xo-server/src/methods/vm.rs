@@ -1099,6 +1099,8 @@ fn set_and_restart_params() -> Value {
 /// XO's `setAndRestart`: the VM is stopped (hard with `force`), changed as `vm.set` does, then started
 /// again whether the change worked or not.
 async fn set_and_restart(ctx: Ctx, mut p: Map<String, Value>) -> Result<Value, ApiError> {
+    // checked as `vm.set` is, before anything stops
+    resolve(&ctx, &p, spec("vm.setAndRestart")).await?;
     let force = p.remove("force").unwrap_or(Value::Bool(false));
     let id = p.get("id").cloned().unwrap_or(Value::Null);
     let power = |ctx: &Ctx| {
