@@ -824,7 +824,7 @@ async fn everyday_set_and_restart() {
     assert_eq!(
         c.ok(
             "vm.setAndRestart",
-            json!({"id": vm, "memoryStaticMax": 6u64 << 30, "name_label": "bigger", "force": true}),
+            json!({"id": vm, "memoryStaticMax": 16u64 << 30, "name_label": "bigger", "force": true}),
         )
         .await,
         true
@@ -835,7 +835,7 @@ async fn everyday_set_and_restart() {
         })
         .await
         .unwrap();
-    assert_eq!(o["memory"]["static"][1], json!(6u64 << 30));
+    assert_eq!(o["memory"]["static"][1], json!(16u64 << 30));
     // a refused change still leaves the VM running again
     let err = c
         .err(
