@@ -86,6 +86,11 @@ async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
 async fn attach_disk(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "vm.attachDisk")).await?;
     let (vm, vdi) = (res.get("vm")?, res.get("vdi")?);
+    if vm.pool() != vdi.pool() {
+        return Err(ApiError::invalid_parameters_message(
+            "the VM and the disk are in different pools",
+        ));
+    }
     let x = Xapi::of(&res.pools, vm)?;
     vbd_create(
         &x,

@@ -41,6 +41,11 @@ async fn insert(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let force = opt_bool(&p, "force").unwrap_or(true);
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "vm.insertCd")).await?;
     let (vm, cd) = (res.get("vm")?, res.get("vdi")?);
+    if vm.pool() != cd.pool() {
+        return Err(ApiError::invalid_parameters_message(
+            "the VM and the CD are in different pools",
+        ));
+    }
     let x = Xapi::of(&res.pools, vm)?;
     insert_cd(&x, vm.xapi_ref(), cd.xapi_ref(), false, force).await?;
     Ok(Value::Bool(true))

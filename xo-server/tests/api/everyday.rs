@@ -135,6 +135,42 @@ async fn everyday_cd_drive_and_boot_order() {
         .err("vm.setBootOrder", json!({"vm": vm, "order": "c"}))
         .await;
     assert_eq!(err["code"], 10, "{err}");
+
+    // a CD or a disk of another pool
+    let other = super::pools::sim(1, 0).await;
+    c.ok("server.add", super::pools::add_params(&other)).await;
+    let here = c.object(&iso).await.unwrap()["$pool"].clone();
+    let mut foreign = None;
+    let deadline = tokio::time::Instant::now() + super::TIMEOUT;
+    while foreign.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other pool's ISO never came"
+        );
+        foreign = c
+            .objects(json!({"type": "VDI", "name_label": "guest-tools.iso"}))
+            .await
+            .into_values()
+            .find(|v| v["$pool"] != here)
+            .map(|v| id(&v));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let foreign = foreign.unwrap();
+    let err = c
+        .err("vm.insertCd", json!({"id": vm, "cd_id": foreign}))
+        .await;
+    assert_eq!(
+        (&err["code"], &err["message"]),
+        (
+            &json!(10),
+            &json!("the VM and the CD are in different pools")
+        ),
+        "{err}"
+    );
+    let err = c
+        .err("vm.attachDisk", json!({"vm": vm, "vdi": foreign}))
+        .await;
+    assert_eq!(err["code"], 10, "{err}");
     e.server.shutdown().await;
 }
 
