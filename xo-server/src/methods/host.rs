@@ -242,14 +242,7 @@ async fn emergency_shutdown(ctx: Ctx, p: Map<String, Value>) -> Result<Value, Ap
     let (x, host) = host_call(ctx, p, "host.emergencyShutdownHost").await?;
     let host_ref = host.xapi_ref();
     x.call("host.disable", vec![host_ref.into()]).await?;
-    let resident = x.field("host", host_ref, "resident_VMs").await?;
-    let guests: Vec<String> = resident
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let guests = x.field_refs("host", host_ref, "resident_VMs").await?;
     let suspends = guests.iter().map(|vm| async {
         let control = x.field("VM", vm, "is_control_domain").await?;
         if control.as_bool() != Some(true) {

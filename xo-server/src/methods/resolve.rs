@@ -295,6 +295,24 @@ impl Xapi {
         }
     }
 
+    /// The refs of the set field `field` of `class` `r`, as XAPI has them now.
+    pub async fn field_refs(
+        &self,
+        class: &str,
+        r: &str,
+        field: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .field(class, r, field)
+            .await?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// XO's `update_<map>(key, value)`: removes the key, then adds it unless `value` is `None`.
     pub async fn update_map(
         &self,

@@ -58,15 +58,7 @@ async fn sr_and_pbds(
     let res = resolve(ctx, p, spec_of(RESOLVES, method)).await?;
     let sr = res.get("sr")?;
     let x = Xapi::of(&res.pools, sr)?;
-    let pbds = x
-        .field("SR", sr.xapi_ref(), "PBDs")
-        .await?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let pbds = x.field_refs("SR", sr.xapi_ref(), "PBDs").await?;
     Ok((x, sr.xapi_ref().to_owned(), pbds))
 }
 

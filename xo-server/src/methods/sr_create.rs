@@ -180,24 +180,28 @@ async fn create_iso(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> 
     create(ctx, p, "sr.createIso", new).await
 }
 
-async fn create_ext(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+/// A local SR of type `sr_type` on the host's `device`.
+async fn on_local_device(
+    ctx: Ctx,
+    p: Map<String, Value>,
+    method: &str,
+    sr_type: &'static str,
+) -> Result<Value, ApiError> {
     let new = NewSr {
         device_config: on_device(&p),
-        sr_type: "ext",
+        sr_type,
         content_type: "user",
         shared: false,
     };
-    create(ctx, p, "sr.createExt", new).await
+    create(ctx, p, method, new).await
+}
+
+async fn create_ext(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    on_local_device(ctx, p, "sr.createExt", "ext").await
 }
 
 async fn create_lvm(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
-    let new = NewSr {
-        device_config: on_device(&p),
-        sr_type: "lvm",
-        content_type: "user",
-        shared: false,
-    };
-    create(ctx, p, "sr.createLvm", new).await
+    on_local_device(ctx, p, "sr.createLvm", "lvm").await
 }
 
 pub(super) fn methods() -> Vec<Method> {
