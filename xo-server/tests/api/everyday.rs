@@ -933,3 +933,64 @@ async fn everyday_tag_colours() {
     );
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_recovery_start() {
+    let mut e = env(1, 20).await;
+    let c = &mut e.c;
+    let iso = id(&c
+        .one(json!({"type": "VDI", "name_label": "guest-tools.iso"}))
+        .await);
+    let ref_of = |o: &Value| o["_xapiRef"].as_str().unwrap().to_owned();
+
+    // HVM: started from the CD, the boot order back as it was
+    let hvm = c.one(json!({"type": "VM", "name_label": "vm-00012"})).await;
+    let (vm, vm_ref) = (id(&hvm), ref_of(&hvm));
+    c.ok("vm.insertCd", json!({"id": vm, "cd_id": iso})).await;
+    let order = sim_record(&e.pool, "VM", &vm_ref)["HVM_boot_params"]["order"].clone();
+    assert_ne!(order, "d");
+    assert_eq!(c.ok("vm.recoveryStart", json!({"id": vm})).await, true);
+    c.wait_field(&vm, "power_state", json!("Running")).await;
+    assert_eq!(
+        sim_record(&e.pool, "VM", &vm_ref)["HVM_boot_params"]["order"],
+        order
+    );
+    let err = c.err("vm.recoveryStart", json!({"id": vm})).await;
+    assert_eq!(err["code"], 13, "{err}");
+
+    // PV: the bootloader and the drives' flags back as they were; the install source is the CD
+    let pv = c.one(json!({"type": "VM", "name_label": "vm-00013"})).await;
+    let (pv, pv_ref) = (id(&pv), ref_of(&pv));
+    e.pool
+        .state()
+        .write(|db| {
+            let r = xapi_types::Ref::from(pv_ref.as_str());
+            db.set_field("VM", &r, "HVM_boot_policy", json!(""))?;
+            db.set_field("VM", &r, "domain_type", json!("pv"))?;
+            db.set_field("VM", &r, "PV_bootloader", json!("pygrub"))
+        })
+        .unwrap();
+    c.wait_field(&pv, "virtualizationMode", json!("pv")).await;
+    let flags = |pool: &xapi_sim::RunningPool| {
+        let rec = sim_record(pool, "VM", &pv_ref);
+        let mut v: Vec<(String, Value)> = rec["VBDs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let b = b.as_str().unwrap();
+                (b.to_owned(), sim_record(pool, "VBD", b)["bootable"].clone())
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let before = flags(&e.pool);
+    assert_eq!(c.ok("vm.recoveryStart", json!({"id": pv})).await, true);
+    c.wait_field(&pv, "power_state", json!("Running")).await;
+    let rec = sim_record(&e.pool, "VM", &pv_ref);
+    assert_eq!(rec["PV_bootloader"], "pygrub");
+    assert_eq!(rec["other_config"]["install-repository"], "cdrom");
+    assert_eq!(flags(&e.pool), before);
+    e.server.shutdown().await;
+}
