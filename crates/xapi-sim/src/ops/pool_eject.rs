@@ -5,6 +5,7 @@
 //! destroyed, and its record goes with everything hanging off it (PIFs, host_cpus, metrics…); its
 //! sessions end and it comes back as the master of a pool of its own (a fresh database, as after its reboot:
 //! the same uuid, name and address, its local storage empty), which its listener serves from then on.
+//! `host.destroy` removes the records of a member that is down for good the same way.
 
 use std::sync::Arc;
 
@@ -21,6 +22,13 @@ use crate::state::PoolState;
 
 pub fn register(reg: &mut Registry) {
     reg.register("pool.eject", eject);
+    reg.register("host.destroy", destroy);
+}
+
+fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let host = Params::new(&ctx.method, &p).r(0)?;
+    ctx.pool.write(|db| destroy_host(db, &host))?;
+    Ok(void())
 }
 
 fn eject(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -106,8 +114,37 @@ pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
             ["VM resident on host"],
         ));
     }
-    // the point of no return: everything below only removes records
-    let pbds = refs(&h, "PBDs");
+    remove_member(db, host, &h)
+}
+
+/// `host.destroy`: the record of a member that is gone for good (not live, not the master, no guest resident)
+/// goes with everything hanging off it, as in [`eject_host`]; `HOST_IS_LIVE`, `HOST_CANNOT_DESTROY_SELF`,
+/// `HOST_HAS_RESIDENT_VMS` otherwise.
+pub fn destroy_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
+    let h = get(db, "host", host)?;
+    let live = db
+        .get("host_metrics", &rf(&h, "metrics"))
+        .is_some_and(|m| b(m, "live"));
+    if live {
+        return Err(XapiError::new("HOST_IS_LIVE", [host.0.clone()]));
+    }
+    let pool = pool_ref(db);
+    if db.get("pool", &pool).map(|p| rf(p, "master")).as_ref() == Some(host) {
+        return Err(XapiError::new("HOST_CANNOT_DESTROY_SELF", [host.0.clone()]));
+    }
+    let guests = refs(&h, "resident_VMs")
+        .iter()
+        .any(|vm| db.get("VM", vm).is_some_and(|r| !b(r, "is_control_domain")));
+    if guests {
+        return Err(XapiError::new("HOST_HAS_RESIDENT_VMS", [host.0.clone()]));
+    }
+    remove_member(db, host, &h)
+}
+
+/// The records of `host` (whose record is `h`) and of what hangs off it go; SRs only it reached are forgotten.
+fn remove_member(db: &mut Db, host: &Ref, h: &crate::db::Record) -> Result<(), XapiError> {
+    let resident = refs(h, "resident_VMs");
+    let pbds = refs(h, "PBDs");
     let mut touched_vms = Vec::new();
     for pbd in &pbds {
         let Some(sr) = db.get("PBD", pbd).map(|r| rf(r, "SR")) else {
@@ -129,8 +166,8 @@ pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     for vm in &control_domains {
         destroy_vm(db, vm)?;
     }
-    if valid(db, "VM", &rf(&h, "control_domain")) {
-        destroy_vm(db, &rf(&h, "control_domain"))?;
+    if valid(db, "VM", &rf(h, "control_domain")) {
+        destroy_vm(db, &rf(h, "control_domain"))?;
     }
     // every other record of the host (PIFs, host_cpus, crashdumps, patches, PCIs…) and their metrics
     let classes: Vec<&'static str> = db.table_counts().into_iter().map(|(c, _)| c).collect();
@@ -157,7 +194,7 @@ pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     }) {
         db.set_field("VM", &vm, "affinity", json!(Ref::NULL_STR))?;
     }
-    let metrics = rf(&h, "metrics");
+    let metrics = rf(h, "metrics");
     db.destroy("host", host)?;
     if db.exists("host_metrics", &metrics) {
         db.destroy("host_metrics", &metrics)?;

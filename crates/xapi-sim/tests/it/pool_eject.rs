@@ -202,3 +202,49 @@ fn pool_eject_removes_the_member_and_what_hangs_off_it() {
         "HANDLE_INVALID"
     );
 }
+
+#[test]
+fn host_destroy_forgets_a_member_that_is_down_for_good() {
+    let p = P::new();
+    let pool = p.call("pool.get_all", vec![])[0].clone();
+    let master = p.call("pool.get_master", vec![pool]);
+    let slave = p
+        .all("host")
+        .keys()
+        .find(|r| json!(r) != master)
+        .unwrap()
+        .clone();
+    // a live host, the master: refused, nothing changes
+    let before = p.total();
+    assert_eq!(
+        p.fail("host.destroy", vec![json!(slave)]),
+        ["HOST_IS_LIVE", slave.as_str()]
+    );
+    assert_eq!(p.total(), before);
+    let metrics = p.call("host.get_metrics", vec![json!(slave)]);
+    let sim = &p.sim;
+    sim.state()
+        .write(|db| {
+            db.set_field(
+                "host_metrics",
+                &xapi_types::Ref::from(metrics.as_str().unwrap()),
+                "live",
+                json!(false),
+            )
+        })
+        .unwrap();
+    // down, but guests are still resident there
+    let e = p.fail("host.destroy", vec![json!(slave)]);
+    assert_eq!(e, ["HOST_HAS_RESIDENT_VMS", slave.as_str()]);
+    for vm in strs(&p.call("host.get_resident_VMs", vec![json!(slave)])) {
+        let v = p.call("VM.get_record", vec![json!(vm)]);
+        if v["is_control_domain"] == false {
+            p.call("VM.power_state_reset", vec![json!(vm)]);
+        }
+    }
+    p.call("host.destroy", vec![json!(slave)]);
+    assert!(!p.all("host").contains_key(&slave));
+    assert!(p.all("PBD").values().all(|pbd| pbd["host"] != json!(slave)));
+    let e = p.fail("host.destroy", vec![master.clone()]);
+    assert_eq!(e[0], "HOST_IS_LIVE");
+}
