@@ -1,5 +1,5 @@
 //! `host.*` acting on XAPI: enable/disable, restart (evacuation first, XO's version guard), restartAgent
-//! (and its alias `restart_agent`), set, detach, setMaintenanceMode, start, stop —
+//! (and its alias `restart_agent`), set, detach, forget, setMaintenanceMode, start, stop, emergencyShutdownHost —
 //! `packages/xo-server/src/api/host.mjs`.
 
 use std::cmp::Ordering;
@@ -24,6 +24,7 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
         &[r("host", "host", HOST, "administrate")],
     ),
     ("host.enable", &[r("host", "id", HOST, "administrate")]),
+    ("host.forget", &[r("host", "id", HOST, "administrate")]),
     ("host.restart", &[r("host", "id", HOST, "operate")]),
     (
         "host.restartAgent",
@@ -259,6 +260,14 @@ async fn emergency_shutdown(ctx: Ctx, p: Map<String, Value>) -> Result<Value, Ap
     Ok(Value::Bool(true))
 }
 
+/// XO's `forgetHost`: `host.destroy` (XAPI forgets only a member that is down and holds no guest).
+async fn forget(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p, "host.forget").await?;
+    x.call_async("host.destroy", vec![host.xapi_ref().into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
 /// XO's `powerOnHost`: `host.power_on` (XAPI refuses it without a power-on mode).
 async fn start(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let (x, host) = host_call(ctx, p, "host.start").await?;
@@ -489,6 +498,9 @@ pub(super) fn methods() -> Vec<Method> {
         Method::new("host.emergencyShutdownHost", emergency_shutdown)
             .description("suspend all VMs and shutdown host")
             .params(schema(r#"{"host": {"type": "string"}}"#)),
+        Method::new("host.forget", forget)
+            .description("remove the host record from XAPI database")
+            .params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("host.start", start)
             .description("start the host")
             .params(schema(r#"{"id": {"type": "string"}}"#)),

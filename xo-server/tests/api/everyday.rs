@@ -382,6 +382,10 @@ async fn everyday_host_maintenance_power_and_pool() {
     c.wait_field(&member, "power_state", json!("Running")).await;
     c.wait_field(&member, "enabled", json!(true)).await;
 
+    // a live host cannot be forgotten
+    let err = c.err("host.forget", json!({"id": member})).await;
+    assert_eq!(err["data"]["code"], "HOST_IS_LIVE", "{err}");
+
     // the pool's default SR, then its master
     let sr = c
         .objects(json!({"type": "SR", "content_type": "user"}))
@@ -625,6 +629,13 @@ async fn everyday_networks_disks_lists_and_emergency_shutdown() {
         c.wait_field(g, "power_state", json!("Suspended")).await;
     }
     c.wait_field(&member, "power_state", json!("Halted")).await;
+    // down for good: forgotten, with what hung off it
+    assert_eq!(c.ok("host.forget", json!({"id": member})).await, true);
+    c.wait_gone(&member).await;
+    assert!(c
+        .objects(json!({"type": "PBD", "host": member}))
+        .await
+        .is_empty());
     e.server.shutdown().await;
 }
 
