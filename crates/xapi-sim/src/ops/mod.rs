@@ -10,6 +10,7 @@ pub mod helpers;
 pub mod host;
 pub mod message;
 pub mod network;
+pub mod pif;
 pub mod placement;
 pub mod pool;
 pub mod pool_eject;
@@ -34,6 +35,7 @@ pub fn register(reg: &mut Registry) {
     vbd::register(reg);
     vif::register(reg);
     network::register(reg);
+    pif::register(reg);
     vm::register(reg);
     vm_clone::register(reg);
     vm_config::register(reg);

@@ -2124,3 +2124,79 @@ fn vbds_and_vifs_keep_a_metrics_row_and_free_their_slots() {
     let e = t.fail("VM.get_allowed_VIF_devices", vec![json!("OpaqueRef:nope")]);
     assert_eq!(e[0], "HANDLE_INVALID");
 }
+
+#[test]
+fn pif_plug_reconfigure_forget_and_management() {
+    let t = T::new(1);
+    let host = t.hosts()[0].clone();
+    let eth0 = t.field("host", &host, "PIFs")[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // a second NIC, unconfigured
+    let net = t.str_field("PIF", &eth0, "network");
+    let eth1 = t.sim.state().write(|db| {
+        db.insert(
+            "PIF",
+            xapi_sim::db::rec([
+                ("device", json!("eth1")),
+                ("host", json!(host)),
+                ("network", json!(net)),
+                ("physical", json!(true)),
+                ("currently_attached", json!(false)),
+                ("ip_configuration_mode", json!("None")),
+                ("ipv6_configuration_mode", json!("None")),
+            ]),
+        )
+        .unwrap()
+        .0
+    });
+    t.call("PIF.plug", vec![json!(eth1)]);
+    assert_eq!(t.field("PIF", &eth1, "currently_attached"), true);
+    t.call("PIF.unplug", vec![json!(eth1)]);
+    assert_eq!(t.field("PIF", &eth1, "currently_attached"), false);
+    let e = t.fail("PIF.unplug", vec![json!(eth0)]);
+    assert_eq!(e, vec!["PIF_IS_MANAGEMENT_INTERFACE", eth0.as_str()]);
+    // no network configuration: cannot carry the management traffic
+    let e = t.fail("host.management_reconfigure", vec![json!(eth1)]);
+    assert_eq!(e[0], "PIF_HAS_NO_NETWORK_CONFIGURATION");
+    let static_ip = |ip: &str| {
+        vec![
+            json!(eth1),
+            json!("Static"),
+            json!(ip),
+            json!("255.255.255.0"),
+            json!("10.1.0.1"),
+            json!("10.1.0.53"),
+        ]
+    };
+    let e = t.fail("PIF.reconfigure_ip", static_ip("10.1.0.300"));
+    assert_eq!(e, vec!["INVALID_IP_ADDRESS_SPECIFIED", "10.1.0.300"]);
+    t.call("PIF.reconfigure_ip", static_ip("10.1.0.7"));
+    assert_eq!(t.str_field("PIF", &eth1, "IP"), "10.1.0.7");
+    assert_eq!(t.str_field("PIF", &eth1, "ip_configuration_mode"), "Static");
+    t.call(
+        "PIF.reconfigure_ipv6",
+        vec![
+            json!(eth1),
+            json!("Static"),
+            json!("fd00::7/64"),
+            json!(""),
+            json!(""),
+        ],
+    );
+    assert_eq!(t.field("PIF", &eth1, "IPv6"), json!(["fd00::7/64"]));
+    // the management traffic moves to eth1; eth0 may then go
+    t.call("host.management_reconfigure", vec![json!(eth1)]);
+    assert_eq!(
+        (
+            t.field("PIF", &eth1, "management"),
+            t.field("PIF", &eth0, "management")
+        ),
+        (json!(true), json!(false))
+    );
+    t.call("PIF.forget", vec![json!(eth0)]);
+    assert!(!t.exists("PIF", &eth0));
+    let e = t.fail("PIF.forget", vec![json!(eth1)]);
+    assert_eq!(e[0], "PIF_IS_MANAGEMENT_INTERFACE");
+}
