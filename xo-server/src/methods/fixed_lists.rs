@@ -1,5 +1,6 @@
 //! Methods that answer XO's fixed lists, for forms: `vm.getHaValues`, `vif.getLockingModeValues`,
-//! `network.getBondModes` (`packages/xo-server/src/api/vm.mjs`, `vif.mjs`, `network.mjs`).
+//! `network.getBondModes`, `pif.getIpv4ConfigurationModes`, `pif.getIpv6ConfigurationModes`
+//! (`packages/xo-server/src/api/vm.mjs`, `vif.mjs`, `network.mjs`, `pif.mjs`).
 
 use serde_json::json;
 
@@ -17,6 +18,14 @@ pub(super) fn methods() -> Vec<Method> {
         .params(json!({})),
         Method::new("network.getBondModes", |_, _| async {
             Ok(json!(["balance-slb", "active-backup", "lacp"]))
+        })
+        .params(json!({})),
+        Method::new("pif.getIpv4ConfigurationModes", |_, _| async {
+            Ok(json!(["None", "DHCP", "Static"]))
+        })
+        .params(json!({})),
+        Method::new("pif.getIpv6ConfigurationModes", |_, _| async {
+            Ok(json!(["None", "DHCP", "Static", "Autoconf"]))
         })
         .params(json!({})),
     ]

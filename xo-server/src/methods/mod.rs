@@ -11,6 +11,7 @@ mod multipart;
 mod network;
 pub mod patches;
 mod pbd;
+mod pif;
 mod plugin;
 mod pool;
 pub mod resolve;
@@ -78,6 +79,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(network::methods());
     v.extend(fixed_lists::methods());
     v.extend(pbd::methods());
+    v.extend(pif::methods());
     v.extend(tag::methods());
     v.extend(tag_config::methods());
     v.extend(message::methods());

@@ -60,6 +60,7 @@ pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
     v.extend_from_slice(super::vif_set::RESOLVES);
     v.extend_from_slice(super::network::RESOLVES);
     v.extend_from_slice(super::pbd::RESOLVES);
+    v.extend_from_slice(super::pif::RESOLVES);
     v.extend_from_slice(super::tag::RESOLVES);
     v.extend_from_slice(super::message::RESOLVES);
     v.extend_from_slice(super::task::RESOLVES);

@@ -1005,3 +1005,77 @@ async fn everyday_recovery_start() {
     assert_eq!(flags(&e.pool), before);
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_host_network_interfaces() {
+    let mut e = env(1, 0).await;
+    let c = &mut e.c;
+    assert_eq!(
+        c.ok("pif.getIpv4ConfigurationModes", json!({})).await,
+        json!(["None", "DHCP", "Static"])
+    );
+    assert_eq!(
+        c.ok("pif.getIpv6ConfigurationModes", json!({})).await,
+        json!(["None", "DHCP", "Static", "Autoconf"])
+    );
+    let eth0 = c.one(json!({"type": "PIF", "device": "eth0"})).await;
+    let (eth0, eth0_ref) = (id(&eth0), eth0["_xapiRef"].as_str().unwrap().to_owned());
+    // a second NIC appears on the host, unconfigured and unplugged
+    e.pool.state().write(|db| {
+        let pif = db
+            .get("PIF", &xapi_types::Ref::from(eth0_ref.as_str()))
+            .unwrap()
+            .clone();
+        let mut rec = xapi_sim::db::rec([
+            ("device", json!("eth1")),
+            ("physical", json!(true)),
+            ("currently_attached", json!(false)),
+            ("ip_configuration_mode", json!("None")),
+            ("ipv6_configuration_mode", json!("None")),
+        ]);
+        for k in ["host", "network"] {
+            rec.insert(k.into(), pif[k].clone());
+        }
+        db.insert("PIF", rec).unwrap();
+    });
+    let eth1 = id(&c
+        .wait_object_by(json!({"type": "PIF", "device": "eth1"}))
+        .await);
+
+    assert_eq!(c.ok("pif.connect", json!({"id": eth1})).await, true);
+    c.wait_field(&eth1, "attached", json!(true)).await;
+    let ip = json!({"id": eth1, "mode": "Static", "ip": "10.1.0.7", "netmask": "255.255.255.0",
+        "gateway": "10.1.0.1", "dns": "10.1.0.53", "ipv6Mode": "Static", "ipv6": "fd00::7/64"});
+    assert_eq!(c.ok("pif.reconfigureIp", ip).await, true);
+    c.wait_object(&eth1, |o| {
+        o.is_some_and(|o| {
+            (&o["mode"], &o["ip"], &o["ipv6Mode"], &o["ipv6"])
+                == (
+                    &json!("Static"),
+                    &json!("10.1.0.7"),
+                    &json!("Static"),
+                    &json!(["fd00::7/64"]),
+                )
+        })
+    })
+    .await;
+    let bad = json!({"id": eth1, "mode": "Static", "ip": "10.1.0.300", "netmask": "255.255.255.0"});
+    let err = c.err("pif.reconfigureIp", bad).await;
+    assert_eq!(err["data"]["code"], "INVALID_IP_ADDRESS_SPECIFIED", "{err}");
+
+    // the management interface: its DNS changes, it stays the management one; it cannot be unplugged
+    let dns = json!({"id": eth0, "mode": "Static", "ip": c.object(&eth0).await.unwrap()["ip"],
+        "netmask": "255.0.0.0", "gateway": "127.0.0.254", "dns": "9.9.9.9"});
+    c.ok("pif.reconfigureIp", dns).await;
+    let o = c.wait_field(&eth0, "dns", json!("9.9.9.9")).await;
+    assert_eq!(o["management"], true);
+    let err = c.err("pif.disconnect", json!({"id": eth0})).await;
+    assert_eq!(err["data"]["code"], "PIF_IS_MANAGEMENT_INTERFACE", "{err}");
+
+    // the second NIC: unplugged, then forgotten
+    c.ok("pif.disconnect", json!({"id": eth1})).await;
+    c.wait_field(&eth1, "attached", json!(false)).await;
+    assert_eq!(c.ok("pif.delete", json!({"id": eth1})).await, true);
+    c.wait_gone(&eth1).await;
+    e.server.shutdown().await;
+}
