@@ -1,5 +1,6 @@
 //! `host.*` acting on XAPI: enable/disable, restart (evacuation first, XO's version guard), restartAgent
-//! (and its alias `restart_agent`), set, detach, forget, setMaintenanceMode, start, stop, emergencyShutdownHost —
+//! (and its alias `restart_agent`), set, detach, forget, setMaintenanceMode, start, stop, emergencyShutdownHost,
+//! setRemoteSyslogHost, scanPifs —
 //! `packages/xo-server/src/api/host.mjs`.
 
 use std::cmp::Ordering;
@@ -34,7 +35,12 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
         "host.restart_agent",
         &[r("host", "id", HOST, "administrate")],
     ),
+    ("host.scanPifs", &[r("host", "id", HOST, "administrate")]),
     ("host.set", &[r("host", "id", HOST, "administrate")]),
+    (
+        "host.setRemoteSyslogHost",
+        &[r("host", "id", HOST, "administrate")],
+    ),
     (
         "host.setMaintenanceMode",
         &[r("host", "id", HOST, "administrate")],
@@ -265,6 +271,28 @@ async fn forget(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let (x, host) = host_call(ctx, p, "host.forget").await?;
     x.call_async("host.destroy", vec![host.xapi_ref().into()])
         .await?;
+    Ok(Value::Bool(true))
+}
+
+/// XO's `setRemoteSyslogHost`: the host's `logging` (`syslog_destination`, or nothing with `null`), then
+/// `host.syslog_reconfigure`.
+async fn set_remote_syslog_host(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let logging = match p.get("syslogDestination") {
+        Some(Value::String(d)) => json!({ "syslog_destination": d }),
+        _ => json!({}),
+    };
+    let (x, host) = host_call(ctx, p, "host.setRemoteSyslogHost").await?;
+    x.call("host.set_logging", vec![host.xapi_ref().into(), logging])
+        .await?;
+    x.call("host.syslog_reconfigure", vec![host.xapi_ref().into()])
+        .await?;
+    Ok(Value::Bool(true))
+}
+
+/// XO's `scanPifs`: `PIF.scan` looks for new physical interfaces of the host.
+async fn scan_pifs(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let (x, host) = host_call(ctx, p, "host.scanPifs").await?;
+    x.call("PIF.scan", vec![host.xapi_ref().into()]).await?;
     Ok(Value::Bool(true))
 }
 
@@ -500,6 +528,12 @@ pub(super) fn methods() -> Vec<Method> {
             .params(schema(r#"{"host": {"type": "string"}}"#)),
         Method::new("host.forget", forget)
             .description("remove the host record from XAPI database")
+            .params(schema(r#"{"id": {"type": "string"}}"#)),
+        Method::new("host.setRemoteSyslogHost", set_remote_syslog_host).params(schema(
+            r#"{"id": {"type": "string"}, "syslogDestination": {"type": ["null", "string"]}}"#,
+        )),
+        Method::new("host.scanPifs", scan_pifs)
+            .description("Refresh the list of physical interfaces for this host")
             .params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("host.start", start)
             .description("start the host")

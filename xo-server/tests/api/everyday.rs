@@ -1072,6 +1072,28 @@ async fn everyday_host_network_interfaces() {
     let err = c.err("pif.disconnect", json!({"id": eth0})).await;
     assert_eq!(err["data"]["code"], "PIF_IS_MANAGEMENT_INTERFACE", "{err}");
 
+    // the host's syslog goes to a remote server, then back to local; a scan of its NICs finds nothing new
+    let host = c.one(json!({"type": "host"})).await;
+    let host_id = id(&host);
+    c.ok(
+        "host.setRemoteSyslogHost",
+        json!({"id": host_id, "syslogDestination": "logs.example.org"}),
+    )
+    .await;
+    c.wait_field(
+        &host_id,
+        "logging",
+        json!({"syslog_destination": "logs.example.org"}),
+    )
+    .await;
+    c.ok(
+        "host.setRemoteSyslogHost",
+        json!({"id": host_id, "syslogDestination": null}),
+    )
+    .await;
+    c.wait_field(&host_id, "logging", json!({})).await;
+    assert_eq!(c.ok("host.scanPifs", json!({"id": host_id})).await, true);
+
     // the second NIC: unplugged, then forgotten
     c.ok("pif.disconnect", json!({"id": eth1})).await;
     c.wait_field(&eth1, "attached", json!(false)).await;

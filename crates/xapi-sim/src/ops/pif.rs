@@ -1,7 +1,8 @@
 //! PIF messages (XA `xapi_pif.ml`, `xapi_host.ml`): `PIF.plug` / `unplug` (the management interface cannot be
 //! unplugged: `PIF_IS_MANAGEMENT_INTERFACE`), `PIF.reconfigure_ip` / `reconfigure_ipv6` (modes checked, a static
-//! address needed: `INVALID_IP_ADDRESS_SPECIFIED`), `PIF.forget`, and `host.management_reconfigure` (which PIF
-//! carries the management traffic of its host).
+//! address needed: `INVALID_IP_ADDRESS_SPECIFIED`), `PIF.forget`, `PIF.scan` (a simulated host's NICs never
+//! change: nothing new is found), `host.management_reconfigure` (which PIF carries the management traffic of its
+//! host), and `host.syslog_reconfigure` (applies `host.logging`: nothing to restart here).
 
 use serde_json::json;
 use xapi_types::{Ref, Value, XapiError};
@@ -16,7 +17,16 @@ pub fn register(reg: &mut Registry) {
     reg.register("PIF.reconfigure_ip", reconfigure_ip);
     reg.register("PIF.reconfigure_ipv6", reconfigure_ipv6);
     reg.register("PIF.forget", forget);
+    reg.register("PIF.scan", host_only);
     reg.register("host.management_reconfigure", management_reconfigure);
+    reg.register("host.syslog_reconfigure", host_only);
+}
+
+/// Messages that only need their host to exist in a simulator.
+fn host_only(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
+    let host = Params::new(&ctx.method, &p).r(0)?;
+    ctx.pool.read(|db| get(db, "host", &host))?;
+    Ok(void())
 }
 
 fn not_management(db: &Db, pif: &Ref) -> Result<(), XapiError> {
