@@ -522,18 +522,27 @@ async fn everyday_networks_disks_lists_and_emergency_shutdown() {
     let mut e = env(3, 20).await;
     let c = &mut e.c;
     // the fixed lists forms are built from
-    assert_eq!(
-        c.ok("vm.getHaValues", json!({})).await,
-        json!(["best-effort", "restart", ""])
-    );
-    assert_eq!(
-        c.ok("vif.getLockingModeValues", json!({})).await,
-        json!(["disabled", "locked", "network_default", "unlocked"])
-    );
-    assert_eq!(
-        c.ok("network.getBondModes", json!({})).await,
-        json!(["balance-slb", "active-backup", "lacp"])
-    );
+    for (method, list) in [
+        ("vm.getHaValues", json!(["best-effort", "restart", ""])),
+        (
+            "vif.getLockingModeValues",
+            json!(["disabled", "locked", "network_default", "unlocked"]),
+        ),
+        (
+            "network.getBondModes",
+            json!(["balance-slb", "active-backup", "lacp"]),
+        ),
+        (
+            "pif.getIpv4ConfigurationModes",
+            json!(["None", "DHCP", "Static"]),
+        ),
+        (
+            "pif.getIpv6ConfigurationModes",
+            json!(["None", "DHCP", "Static", "Autoconf"]),
+        ),
+    ] {
+        assert_eq!(c.ok(method, json!({})).await, list, "{method}");
+    }
 
     // a network's settings
     let net = id(&c
@@ -1010,14 +1019,6 @@ async fn everyday_recovery_start() {
 async fn everyday_host_network_interfaces() {
     let mut e = env(1, 0).await;
     let c = &mut e.c;
-    assert_eq!(
-        c.ok("pif.getIpv4ConfigurationModes", json!({})).await,
-        json!(["None", "DHCP", "Static"])
-    );
-    assert_eq!(
-        c.ok("pif.getIpv6ConfigurationModes", json!({})).await,
-        json!(["None", "DHCP", "Static", "Autoconf"])
-    );
     let eth0 = c.one(json!({"type": "PIF", "device": "eth0"})).await;
     let (eth0, eth0_ref) = (id(&eth0), eth0["_xapiRef"].as_str().unwrap().to_owned());
     // a second NIC appears on the host, unconfigured and unplugged

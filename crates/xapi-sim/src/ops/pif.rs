@@ -67,9 +67,7 @@ fn reconfigure_ip(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pif = pp.r(0)?;
     let mode = pp.s(1)?;
     let (ip, netmask, gateway, dns) = (pp.s(2)?, pp.s(3)?, pp.s(4)?, pp.s(5)?);
-    if !["None", "DHCP", "Static"].contains(&mode.as_str()) {
-        return Err(XapiError::new("INVALID_VALUE", ["mode".to_owned(), mode]));
-    }
+    check_mode(&mode, &["None", "DHCP", "Static"])?;
     if mode == "Static" {
         if ip.parse::<std::net::Ipv4Addr>().is_err() {
             return Err(invalid_ip(&ip));
@@ -86,21 +84,27 @@ fn reconfigure_ip(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     } else {
         (String::new(), String::new(), String::new())
     };
-    ctx.pool.write(|db| {
-        set(
-            db,
-            "PIF",
-            &pif,
-            vec![
-                ("ip_configuration_mode", json!(mode)),
-                ("IP", json!(ip)),
-                ("netmask", json!(netmask)),
-                ("gateway", json!(gateway)),
-                ("DNS", json!(dns)),
-            ],
-        )
-    })?;
+    let fields = vec![
+        ("ip_configuration_mode", json!(mode)),
+        ("IP", json!(ip)),
+        ("netmask", json!(netmask)),
+        ("gateway", json!(gateway)),
+        ("DNS", json!(dns)),
+    ];
+    ctx.pool.write(|db| set(db, "PIF", &pif, fields))?;
     Ok(void())
+}
+
+/// `INVALID_VALUE [mode, m]` unless `m` is one of `allowed`.
+fn check_mode(m: &str, allowed: &[&str]) -> Result<(), XapiError> {
+    if allowed.contains(&m) {
+        Ok(())
+    } else {
+        Err(XapiError::new(
+            "INVALID_VALUE",
+            ["mode".to_owned(), m.to_owned()],
+        ))
+    }
 }
 
 fn reconfigure_ipv6(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -108,9 +112,7 @@ fn reconfigure_ipv6(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     let pif = pp.r(0)?;
     let mode = pp.s(1)?;
     let (ipv6, gateway, dns) = (pp.s(2)?, pp.s(3)?, pp.s(4)?);
-    if !["None", "DHCP", "Static", "Autoconf"].contains(&mode.as_str()) {
-        return Err(XapiError::new("INVALID_VALUE", ["mode".to_owned(), mode]));
-    }
+    check_mode(&mode, &["None", "DHCP", "Static", "Autoconf"])?;
     if mode == "Static" {
         let addr = ipv6.split('/').next().unwrap_or_default();
         if addr.parse::<std::net::Ipv6Addr>().is_err() {
@@ -122,19 +124,13 @@ fn reconfigure_ipv6(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
     } else {
         Vec::new()
     };
-    ctx.pool.write(|db| {
-        set(
-            db,
-            "PIF",
-            &pif,
-            vec![
-                ("ipv6_configuration_mode", json!(mode)),
-                ("IPv6", json!(addresses)),
-                ("ipv6_gateway", json!(gateway)),
-                ("DNS", json!(dns)),
-            ],
-        )
-    })?;
+    let fields = vec![
+        ("ipv6_configuration_mode", json!(mode)),
+        ("IPv6", json!(addresses)),
+        ("ipv6_gateway", json!(gateway)),
+        ("DNS", json!(dns)),
+    ];
+    ctx.pool.write(|db| set(db, "PIF", &pif, fields))?;
     Ok(void())
 }
 
