@@ -211,10 +211,11 @@ async fn set_maintenance_mode(ctx: Ctx, p: Map<String, Value>) -> Result<Value, 
     }
     let mut vms = Vec::new();
     for id in &forced {
+        // a VM of this host's pool
         let vm = x
             .pools
             .object(id)
-            .filter(|o| o.kind() == "VM")
+            .filter(|o| o.kind() == "VM" && o.pool() == host.pool())
             .ok_or_else(|| ApiError::no_such_object(id, Some("VM")))?;
         vms.push(vm);
     }

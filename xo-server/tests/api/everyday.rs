@@ -360,6 +360,33 @@ async fn everyday_host_maintenance_power_and_pool() {
         )
         .await;
     assert_eq!(err["code"], 1, "{err}");
+    // nor a VM of another pool
+    let other = super::pools::sim(1, 1).await;
+    c.ok("server.add", super::pools::add_params(&other)).await;
+    let here = pool["id"].clone();
+    let deadline = tokio::time::Instant::now() + super::TIMEOUT;
+    let foreign = loop {
+        let found = c
+            .objects(json!({"type": "VM"}))
+            .await
+            .into_values()
+            .find(|v| v["$pool"] != here);
+        if let Some(v) = found {
+            break id(&v);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other pool's VM never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let err = c
+        .err(
+            "host.setMaintenanceMode",
+            json!({"id": member, "maintenance": true, "vmsToForceMigrate": [foreign]}),
+        )
+        .await;
+    assert_eq!(err["code"], 1, "{err}");
     assert_eq!(c.object(&member).await.unwrap()["enabled"], true);
 
     // power: stop clears and shuts the host down; start needs a power-on mode
@@ -388,7 +415,7 @@ async fn everyday_host_maintenance_power_and_pool() {
 
     // the pool's default SR, then its master
     let sr = c
-        .objects(json!({"type": "SR", "content_type": "user"}))
+        .objects(json!({"type": "SR", "content_type": "user", "$pool": pool["id"]}))
         .await
         .into_values()
         .find(|s| s["id"] != pool["default_SR"])
