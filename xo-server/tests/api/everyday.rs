@@ -754,6 +754,28 @@ async fn everyday_vif_settings() {
     })
     .await;
 
+    // a move XAPI refuses: the VIF is recreated on the other network instead, under a new id
+    e.pool.faults().fail_next(
+        "VIF.move",
+        xapi_types::XapiError::new("INTERNAL_ERROR", ["move failed"]),
+    );
+    let moved = c.ok("vif.set", set(json!({"network": current}))).await;
+    let moved = moved.as_str().unwrap().to_owned();
+    assert_ne!(moved, vif);
+    c.wait_gone(&vif).await;
+    c.wait_object(&moved, |o| {
+        o.is_some_and(|o| o["$network"] == current && o["attached"] == true)
+    })
+    .await;
+    let vif = moved;
+    let set = |extra: Value| {
+        let mut p = json!({"id": vif});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    };
+
     // a new MAC: the VIF is replaced, plugged as it was
     let new = c
         .ok("vif.set", set(json!({"mac": "02:00:00:00:00:42"})))
@@ -764,7 +786,7 @@ async fn everyday_vif_settings() {
     c.wait_object(&new, |o| {
         o.is_some_and(|o| {
             (&o["MAC"], &o["attached"], &o["$network"])
-                == (&json!("02:00:00:00:00:42"), &json!(true), &json!(other))
+                == (&json!("02:00:00:00:00:42"), &json!(true), &current)
         })
     })
     .await;
@@ -1004,6 +1026,20 @@ async fn everyday_recovery_start() {
     );
     let err = c.err("vm.recoveryStart", json!({"id": vm})).await;
     assert_eq!(err["code"], 13, "{err}");
+    // a start XAPI refuses: the boot order is restored all the same
+    let other = c.one(json!({"type": "VM", "name_label": "vm-00014"})).await;
+    let (other, other_ref) = (id(&other), ref_of(&other));
+    let order = sim_record(&e.pool, "VM", &other_ref)["HVM_boot_params"]["order"].clone();
+    e.pool.faults().fail_next(
+        "VM.start",
+        xapi_types::XapiError::new("NO_HOSTS_AVAILABLE", Vec::<String>::new()),
+    );
+    let err = c.err("vm.recoveryStart", json!({"id": other})).await;
+    assert_eq!(err["code"], 7, "{err}");
+    assert_eq!(
+        sim_record(&e.pool, "VM", &other_ref)["HVM_boot_params"]["order"],
+        order
+    );
 
     // PV: the bootloader and the drives' flags back as they were; the install source is the CD
     let pv = c.one(json!({"type": "VM", "name_label": "vm-00013"})).await;

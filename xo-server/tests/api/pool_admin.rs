@@ -669,3 +669,40 @@ async fn pool_admin_a_pool_connects_through_one_server_only() {
     assert!(s.get("error").is_none_or(Value::is_null), "{s}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pool_admin_a_failed_pool_lookup_leaves_the_server_disconnected() {
+    let pool = sim(1, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut c = Client::admin(&server).await;
+    let mut params = add_params(&pool);
+    params["autoConnect"] = json!(false);
+    let id = add_server(&mut c, params).await;
+    // the first call after the login asks which pool this is
+    pool.faults().fail_next(
+        "pool.get_all_records",
+        xapi_types::XapiError::new("INTERNAL_ERROR", ["pool lookup failed"]),
+    );
+    let e = c.err("server.enable", json!({"id": id})).await;
+    assert_eq!(e["code"], -32000, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("pool lookup failed"),
+        "{e}"
+    );
+    let s = c.server_entry(&id).await;
+    assert_eq!(s["status"], "disconnected", "{s}");
+    assert!(c
+        .ok("xo.getAllObjects", json!({"filter": {"type": "VM"}}))
+        .await
+        .as_object()
+        .unwrap()
+        .is_empty());
+    // the next attempt connects
+    c.ok("server.enable", json!({"id": id})).await;
+    assert_eq!(c.server_entry(&id).await["status"], "connected");
+    server.shutdown().await;
+}
