@@ -1,4 +1,5 @@
-//! `network.create` (optionally a VLAN on a PIF), `network.set` and `network.delete` (VLANs and bonds first)
+//! `network.create` (optionally a VLAN on a PIF), `network.createBonded` (a bond per host), `network.set` and
+//! `network.delete` (VLANs and bonds first)
 //! — `packages/xo-server/src/api/network.mjs`, `xapi/index.mjs` `createNetwork` / `deleteNetwork`.
 
 use serde_json::{json, Map, Value};
@@ -13,6 +14,10 @@ use crate::registry::Method;
 pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
     (
         "network.create",
+        &[r("pool", "pool", &["pool"], "administrate")],
+    ),
+    (
+        "network.createBonded",
         &[r("pool", "pool", &["pool"], "administrate")],
     ),
     (
@@ -71,6 +76,74 @@ async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     Ok(Value::Bool(true))
 }
 
+/// XO's `createNetwork`: a network named `name` (`description`, `mtu` 1500 unless given), not automatic so that
+/// XenCenter does not get confused; its ref.
+async fn new_network(x: &Xapi, p: &Map<String, Value>) -> Result<String, ApiError> {
+    let mtu = p.get("mtu").and_then(Value::as_i64).unwrap_or(1500);
+    let rec = json!({
+        "name_label": req_str(p, "name")?,
+        "name_description": opt_str(p, "description").unwrap_or("Created with Xen Orchestra"),
+        "MTU": mtu,
+        "other_config": {"automatic": "false"},
+    });
+    let net = x.call("network.create", vec![rec]).await?;
+    net.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::internal("network.create did not return a ref"))
+}
+
+/// XO's `createBondedNetwork`: a new network, then on every host a bond of the PIFs that share a network with
+/// the given `pifs` (all bonds are tried; the first failure is returned). Answers the network's XAPI record, as
+/// XO does.
+async fn create_bonded(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
+    let res = resolve(&ctx, &p, spec_of(RESOLVES, "network.createBonded")).await?;
+    let pool = res.get("pool")?;
+    let x = Xapi::of(&res.pools, pool)?;
+    let mode = req_str(&p, "bondMode")?.to_owned();
+    let mut by_host: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for id in strs_param(&p, "pifs") {
+        let pif = res.pools.object_of_type(&id, &["PIF"])?;
+        let network = pif.get("$network").and_then(Value::as_str).unwrap_or("");
+        let network = res.pools.object_of_type(network, &["network"])?;
+        let members = network.get("PIFs").and_then(Value::as_array).cloned();
+        for m in members.into_iter().flatten() {
+            let Some(m) = m.as_str().and_then(|m| res.pools.object(m)) else {
+                continue;
+            };
+            let host = m
+                .get("$host")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            by_host.entry(host).or_default().push(m.xapi_ref().into());
+        }
+    }
+    let net = new_network(&x, &p).await?;
+    let bonds = by_host.into_values().map(|pifs| {
+        let params = vec![
+            net.clone().into(),
+            Value::Array(pifs),
+            "".into(),
+            mode.clone().into(),
+        ];
+        x.call("Bond.create", params)
+    });
+    for r in futures::future::join_all(bonds).await {
+        r?;
+    }
+    Ok(Value::Object(x.record("network", &net).await?))
+}
+
+fn strs_param(p: &Map<String, Value>, key: &str) -> Vec<String> {
+    p.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
 async fn create(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
     let res = resolve(&ctx, &p, spec_of(RESOLVES, "network.create")).await?;
     let pool = res.get("pool")?;
@@ -79,20 +152,8 @@ async fn create(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
         None => None,
     };
     let x = Xapi::of(&res.pools, pool)?;
-    let mtu = p.get("mtu").and_then(Value::as_i64).unwrap_or(1500);
     let vlan = p.get("vlan").and_then(Value::as_i64).unwrap_or(0);
-    let rec = json!({
-        "name_label": req_str(&p, "name")?,
-        "name_description": opt_str(&p, "description").unwrap_or("Created with Xen Orchestra"),
-        "MTU": mtu,
-        // not automatic, so that XenCenter does not get confused
-        "other_config": {"automatic": "false"},
-    });
-    let net = x.call("network.create", vec![rec]).await?;
-    let net = net
-        .as_str()
-        .ok_or_else(|| ApiError::internal("network.create did not return a ref"))?
-        .to_owned();
+    let net = new_network(&x, &p).await?;
     let finish = async {
         if let Some(pif) = &pif {
             x.call(
@@ -165,6 +226,9 @@ pub(super) fn methods() -> Vec<Method> {
     vec![
         Method::new("network.create", create)
             .params(schema(r#"{"pool": {"type": "string"}, "name": {"type": "string"}, "nbd": {"type": "boolean", "optional": true}, "description": {"type": "string", "minLength": 0, "optional": true}, "pif": {"type": "string", "optional": true}, "mtu": {"type": "integer", "optional": true, "minimum": 68}, "vlan": {"type": "integer", "optional": true}}"#)),
+        Method::new("network.createBonded", create_bonded)
+            .description("Create a bonded network. bondMode can be balance-slb, active-backup or lacp")
+            .params(schema(r#"{"pool": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string", "minLength": 0, "optional": true}, "pifs": {"type": "array", "items": {"type": "string"}}, "mtu": {"type": "integer", "optional": true, "minimum": 68}, "bondMode": {"enum": ["balance-slb", "active-backup", "lacp"]}}"#)),
         Method::new("network.delete", delete)
             .params(schema(r#"{"id": {"type": "string"}}"#)),
         Method::new("network.set", set)

@@ -1165,3 +1165,84 @@ async fn everyday_host_network_interfaces() {
     c.wait_gone(&eth1).await;
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_bonded_network() {
+    let mut e = env(2, 0).await;
+    let c = &mut e.c;
+    let pool = id(&c.one(json!({"type": "pool"})).await);
+    // two more NICs on every host, each pair on a network of its own
+    let session = sim_session(&e.pool);
+    let hosts = e.pool.call("host.get_all", vec![session.clone()]).unwrap();
+    for dev in ["eth1", "eth2"] {
+        let net = e
+            .pool
+            .call(
+                "network.create",
+                vec![
+                    session.clone(),
+                    json!({"name_label": format!("Pool-wide network associated with {dev}"), "other_config": {}}),
+                ],
+            )
+            .unwrap();
+        for h in hosts.as_array().unwrap() {
+            e.pool.state().write(|db| {
+                let rec = xapi_sim::db::rec([
+                    ("device", json!(dev)),
+                    ("host", h.clone()),
+                    ("network", net.clone()),
+                    ("VLAN", json!(-1)),
+                    ("physical", json!(true)),
+                    ("currently_attached", json!(true)),
+                ]);
+                db.insert("PIF", rec).unwrap();
+            });
+        }
+    }
+    let deadline = tokio::time::Instant::now() + super::TIMEOUT;
+    let nics = loop {
+        let nics: Vec<Value> = c
+            .objects(json!({"type": "PIF"}))
+            .await
+            .into_values()
+            .filter(|p| p["device"] == "eth1" || p["device"] == "eth2")
+            .collect();
+        if nics.len() == 4 {
+            break nics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{nics:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // one NIC of one host names its network: the same NICs of every host are bonded
+    let host0 = nics[0]["$host"].clone();
+    let picked: Vec<Value> = nics
+        .iter()
+        .filter(|p| p["$host"] == host0)
+        .map(|p| p["id"].clone())
+        .collect();
+    let args = json!({"pool": pool, "name": "bonded", "pifs": picked, "bondMode": "active-backup"});
+    let net = c.ok("network.createBonded", args).await;
+    assert_eq!(net["name_label"], "bonded", "{net}");
+    assert_eq!(net["PIFs"].as_array().unwrap().len(), 2, "{net}");
+    let net = c
+        .wait_object_by(json!({"type": "network", "name_label": "bonded"}))
+        .await;
+    let masters = c.objects(json!({"type": "PIF", "device": "bond0"})).await;
+    assert_eq!(masters.len(), 2);
+    assert!(masters.values().all(|m| m["$network"] == net["id"]));
+    // deleting the network takes its bonds away
+    assert_eq!(c.ok("network.delete", json!({"id": id(&net)})).await, true);
+    c.wait_gone(&id(&net)).await;
+    for m in masters.keys() {
+        c.wait_gone(m).await;
+    }
+    // one NIC alone cannot make a bond
+    let err = c
+        .err(
+            "network.createBonded",
+            json!({"pool": pool, "name": "lonely", "pifs": [picked[0]], "bondMode": "lacp"}),
+        )
+        .await;
+    assert_eq!(err["data"]["code"], "PIF_BOND_NEEDS_MORE_MEMBERS", "{err}");
+    e.server.shutdown().await;
+}

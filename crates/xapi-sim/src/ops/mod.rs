@@ -5,6 +5,7 @@
 //! Pool builders should call [`allowed::refresh_all`] and [`placement::update_host_memory`] after seeding.
 
 pub mod allowed;
+pub mod bond;
 pub mod device;
 pub mod helpers;
 pub mod host;
@@ -36,6 +37,7 @@ pub fn register(reg: &mut Registry) {
     vif::register(reg);
     network::register(reg);
     pif::register(reg);
+    bond::register(reg);
     vm::register(reg);
     vm_clone::register(reg);
     vm_config::register(reg);

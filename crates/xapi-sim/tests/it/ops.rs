@@ -2200,3 +2200,92 @@ fn pif_plug_reconfigure_forget_and_management() {
     let e = t.fail("PIF.forget", vec![json!(eth1)]);
     assert_eq!(e[0], "PIF_IS_MANAGEMENT_INTERFACE");
 }
+
+#[test]
+fn bond_create_and_destroy() {
+    let t = T::new(2);
+    let hs = t.hosts();
+    let eth0 = t.field("host", &hs[0], "PIFs")[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ip = t.str_field("PIF", &eth0, "IP");
+    let nic = |host: &str, dev: &str| {
+        t.sim.state().write(|db| {
+            db.insert(
+                "PIF",
+                xapi_sim::db::rec([
+                    ("device", json!(dev)),
+                    ("host", json!(host)),
+                    ("VLAN", json!(-1)),
+                    ("physical", json!(true)),
+                    ("currently_attached", json!(true)),
+                ]),
+            )
+            .unwrap()
+            .0
+        })
+    };
+    let eth1 = nic(&hs[0], "eth1");
+    let other_host = nic(&hs[1], "eth1");
+    let net = t
+        .call(
+            "network.create",
+            vec![json!({"name_label": "bonded", "other_config": {}})],
+        )
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create = |members: Vec<&str>, mode: &str| {
+        vec![
+            json!(net),
+            json!(members),
+            json!(""),
+            json!(mode),
+            json!({}),
+        ]
+    };
+    assert_eq!(
+        t.fail("Bond.create", create(vec![&eth0], "active-backup")),
+        vec!["PIF_BOND_NEEDS_MORE_MEMBERS"]
+    );
+    assert_eq!(
+        t.fail("Bond.create", create(vec![&eth0, &other_host], "lacp")),
+        vec!["PIF_CANNOT_BOND_CROSS_HOST"]
+    );
+    assert_eq!(
+        t.fail("Bond.create", create(vec![&eth0, &eth1], "round-robin"))[0],
+        "INVALID_VALUE"
+    );
+    let bond = t
+        .call("Bond.create", create(vec![&eth0, &eth1], "active-backup"))
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let master = t.str_field("Bond", &bond, "master");
+    let mut slaves: Vec<String> = t
+        .field("Bond", &bond, "slaves")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    slaves.sort();
+    let mut want = vec![eth0.clone(), eth1.clone()];
+    want.sort();
+    assert_eq!(slaves, want);
+    assert_eq!(t.str_field("PIF", &master, "device"), "bond0");
+    assert_eq!(t.str_field("PIF", &master, "network"), net);
+    // the management interface and its address moved to the bond
+    assert_eq!(t.field("PIF", &master, "management"), true);
+    assert_eq!(t.str_field("PIF", &master, "IP"), ip);
+    assert_eq!(t.field("PIF", &eth0, "management"), false);
+    assert_eq!(
+        t.fail("Bond.create", create(vec![&eth0, &eth1], "lacp")),
+        vec!["PIF_ALREADY_BONDED", eth0.as_str()]
+    );
+    t.call("Bond.destroy", vec![json!(bond)]);
+    assert!(!t.exists("Bond", &bond) && !t.exists("PIF", &master));
+    assert_eq!(t.field("PIF", &eth0, "management"), true);
+    assert_eq!(t.str_field("PIF", &eth1, "bond_slave_of"), "OpaqueRef:NULL");
+}
