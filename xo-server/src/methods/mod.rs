@@ -6,6 +6,7 @@ mod disk_transfer;
 mod fixed_lists;
 mod group;
 mod host;
+mod host_health;
 mod message;
 mod multipart;
 mod network;
@@ -69,6 +70,7 @@ pub fn object_methods() -> Vec<Method> {
     v.extend(vm::methods());
     v.extend(vm_cd_boot::methods());
     v.extend(host::methods());
+    v.extend(host_health::methods());
     v.extend(pool::methods());
     v.extend(sr::methods());
     v.extend(sr_create::methods());

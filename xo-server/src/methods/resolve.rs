@@ -51,6 +51,7 @@ pub fn resolve_table() -> Vec<(&'static str, &'static [Resolve])> {
     v.extend_from_slice(super::vm::RESOLVES);
     v.extend_from_slice(super::vm_cd_boot::RESOLVES);
     v.extend_from_slice(super::host::RESOLVES);
+    v.extend_from_slice(super::host_health::RESOLVES);
     v.extend_from_slice(super::pool::RESOLVES);
     v.extend_from_slice(super::sr::RESOLVES);
     v.extend_from_slice(super::sr_create::RESOLVES);

@@ -1246,3 +1246,85 @@ async fn everyday_bonded_network() {
     assert_eq!(err["data"]["code"], "PIF_BOND_NEEDS_MORE_MEMBERS", "{err}");
     e.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn everyday_host_health_and_management_interface() {
+    let mut e = env(1, 0).await;
+    let c = &mut e.c;
+    let host = c.one(json!({"type": "host"})).await;
+    let (host, host_ref) = (id(&host), host["_xapiRef"].as_str().unwrap().to_owned());
+    assert_eq!(
+        c.ok("host.isHostServerTimeConsistent", json!({"host": host}))
+            .await,
+        true
+    );
+    // the seeded hosts say threads_per_core = 2 in cpu_info
+    assert_eq!(
+        c.ok("host.isHyperThreadingEnabled", json!({"id": host}))
+            .await,
+        true
+    );
+    // without it, the plugin is asked; a simulated host has no such plugin
+    e.pool
+        .state()
+        .write(|db| {
+            let r = xapi_types::Ref::from(host_ref.as_str());
+            db.update("host", &r, |h| {
+                if let Some(Value::Object(info)) = h.get_mut("cpu_info") {
+                    info.remove("threads_per_core");
+                }
+            })
+        })
+        .unwrap();
+
+    assert_eq!(
+        c.ok("host.isHyperThreadingEnabled", json!({"id": host}))
+            .await,
+        Value::Null
+    );
+    assert_eq!(
+        c.ok("host.getSmartctlHealth", json!({"id": host})).await,
+        Value::Null
+    );
+    assert_eq!(
+        c.ok(
+            "host.getSmartctlInformation",
+            json!({"id": host, "deviceNames": ["/dev/sda"]})
+        )
+        .await,
+        Value::Null
+    );
+    // the management interface stays on eth0; it cannot move to a NIC without an address
+    let eth0 = c.one(json!({"type": "PIF", "device": "eth0"})).await;
+    e.pool.state().write(|db| {
+        let rec = xapi_sim::db::rec([
+            ("device", json!("eth1")),
+            ("host", json!(host_ref)),
+            ("physical", json!(true)),
+            ("ip_configuration_mode", json!("None")),
+        ]);
+        db.insert("PIF", rec).unwrap();
+    });
+    let eth1 = id(&c
+        .wait_object_by(json!({"type": "PIF", "device": "eth1"}))
+        .await);
+    let err = c
+        .err(
+            "host.managementReconfigure",
+            json!({"id": host, "pif": eth1}),
+        )
+        .await;
+    assert_eq!(
+        err["data"]["code"], "PIF_HAS_NO_NETWORK_CONFIGURATION",
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(
+            "host.managementReconfigure",
+            json!({"id": host, "pif": id(&eth0)})
+        )
+        .await,
+        true
+    );
+    e.server.shutdown().await;
+}
