@@ -147,7 +147,6 @@ pub fn generated_block(uuid: &str, idx: u64, size: u64) -> Option<Vec<u8>> {
 }
 
 impl Inner {
-    /// Take ownership accounting for a block being dropped from a map.
     /// Block `idx` of `vdi` (already explicit blocks) becomes `buf` (a hole when all zeros), within the cap.
     fn set_block(&mut self, vdi: &Ref, idx: u64, buf: Block) -> Result<(), XapiError> {
         let zero = buf.iter().all(|b| *b == 0);
@@ -180,6 +179,7 @@ impl Inner {
         Ok(())
     }
 
+    /// Take ownership accounting for a block being dropped from a map.
     fn release(&mut self, b: Block) {
         if Arc::strong_count(&b) == 1 {
             self.used = self.used.saturating_sub(b.len() as u64);

@@ -122,12 +122,7 @@ fn bond(
         let pif = get(db, "PIF", m)?;
         if b(&pif, "management") {
             // the management interface moves to the bond, with its address
-            let mut moved: Vec<(&str, Value)> = IP_FIELDS
-                .iter()
-                .filter_map(|f| pif.get(*f).map(|v| (*f, v.clone())))
-                .collect();
-            moved.push(("management", json!(true)));
-            set(db, "PIF", &master, moved)?;
+            take_management(db, &pif, &master)?;
             set(db, "PIF", m, vec![("management", json!(false))])?;
         }
         set(
@@ -141,6 +136,16 @@ fn bond(
         )?;
     }
     Ok(bond)
+}
+
+/// PIF `to` becomes the management interface with the IP configuration of `from` (a PIF record).
+fn take_management(db: &mut Db, from: &crate::db::Record, to: &Ref) -> Result<(), XapiError> {
+    let mut moved: Vec<(&str, Value)> = IP_FIELDS
+        .iter()
+        .filter_map(|f| from.get(*f).map(|v| (*f, v.clone())))
+        .collect();
+    moved.push(("management", json!(true)));
+    set(db, "PIF", to, moved)
 }
 
 fn destroy(ctx: &Ctx, p: Vec<Value>) -> Result<Value, XapiError> {
@@ -163,12 +168,7 @@ fn unbond(db: &mut Db, bond: &Ref) -> Result<(), XapiError> {
                 slaves.first().cloned().unwrap_or_else(Ref::null)
             };
             if valid(db, "PIF", &target) {
-                let mut moved: Vec<(&str, Value)> = IP_FIELDS
-                    .iter()
-                    .filter_map(|f| m.get(*f).map(|v| (*f, v.clone())))
-                    .collect();
-                moved.push(("management", json!(true)));
-                set(db, "PIF", &target, moved)?;
+                take_management(db, &m, &target)?;
             }
         }
     }

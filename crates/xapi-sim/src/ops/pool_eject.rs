@@ -18,7 +18,7 @@ use super::sr_lifecycle::drop_sr;
 use crate::db::Db;
 use crate::rpc::{Ctx, Registry};
 use crate::seed::{seed, SeedSpec};
-use crate::state::PoolState;
+use crate::state::{master_of, PoolState};
 
 pub fn register(reg: &mut Registry) {
     reg.register("pool.eject", eject);
@@ -98,7 +98,7 @@ pub fn eject_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     if db.get("pool", &pool).is_some_and(|p| b(p, "ha_enabled")) {
         return Err(XapiError::code("HA_IS_ENABLED"));
     }
-    if db.get("pool", &pool).map(|p| rf(p, "master")).as_ref() == Some(host) {
+    if master_of(db) == *host {
         return Err(XapiError::new(
             "INTERNAL_ERROR",
             ["Xapi_pool.Cannot_eject_master"],
@@ -128,8 +128,7 @@ pub fn destroy_host(db: &mut Db, host: &Ref) -> Result<(), XapiError> {
     if live {
         return Err(XapiError::new("HOST_IS_LIVE", [host.0.clone()]));
     }
-    let pool = pool_ref(db);
-    if db.get("pool", &pool).map(|p| rf(p, "master")).as_ref() == Some(host) {
+    if master_of(db) == *host {
         return Err(XapiError::new("HOST_CANNOT_DESTROY_SELF", [host.0.clone()]));
     }
     let guests = refs(&h, "resident_VMs")
