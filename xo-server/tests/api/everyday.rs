@@ -39,6 +39,15 @@ async fn new_user(admin: &mut Client, server: &xo_server::RunningServer, email: 
     u
 }
 
+/// The params `extra` with `id`.
+fn with_id(id: &str, extra: Value) -> Value {
+    let mut p = json!({ "id": id });
+    p.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    p
+}
+
 /// The CD drive of the VM `vm` (an XO id), as an XO VBD object.
 async fn cd_drive(c: &mut Client, vm: &str) -> Option<Value> {
     c.objects(json!({"type": "VBD", "VM": vm, "is_cd_drive": true}))
@@ -686,13 +695,7 @@ async fn everyday_vif_settings() {
         .next()
         .unwrap();
     let vif = running["VIFs"][0].as_str().unwrap().to_owned();
-    let set = |extra: Value| {
-        let mut p = json!({"id": vif});
-        p.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        p
-    };
+    let set = |extra: Value| with_id(&vif, extra);
 
     // allowed addresses lock the VIF; the id stays
     let same = c
@@ -768,13 +771,7 @@ async fn everyday_vif_settings() {
     })
     .await;
     let vif = moved;
-    let set = |extra: Value| {
-        let mut p = json!({"id": vif});
-        p.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        p
-    };
+    let set = |extra: Value| with_id(&vif, extra);
 
     // a new MAC: the VIF is replaced, plugged as it was
     let new = c
