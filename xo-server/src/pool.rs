@@ -57,6 +57,15 @@ pub struct ConnectError {
 const POOL_ALREADY_CONNECTED: &str = "PoolAlreadyConnected";
 
 impl ConnectError {
+    /// A failure with its message and, if any, its XAPI/OS code.
+    pub fn new(message: impl Into<String>, code: Option<&str>) -> Self {
+        ConnectError {
+            message: message.into(),
+            code: code.map(str::to_owned),
+            data: None,
+        }
+    }
+
     /// XO's `PoolAlreadyConnected` (`this pool is already connected`): `connecting` reached the pool
     /// `pool_id`, which `connected` already connects.
     pub fn pool_already_connected(pool_id: &str, connected: &str, connecting: &str) -> Self {

@@ -835,11 +835,10 @@ impl PoolConnector for RecordingConnector {
         let fail = server.host == "unreachable";
         Box::pin(async move {
             if fail {
-                Err(ConnectError {
-                    message: "connect ECONNREFUSED".into(),
-                    code: Some("ECONNREFUSED".into()),
-                    data: None,
-                })
+                Err(ConnectError::new(
+                    "connect ECONNREFUSED",
+                    Some("ECONNREFUSED"),
+                ))
             } else {
                 Ok(())
             }

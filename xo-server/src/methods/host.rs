@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 
 use serde_json::{json, Map, Value};
 
-use super::resolve::{incorrect_state, r, resolve, s, schema, spec_of, CallError, Resolve, Xapi};
+use super::resolve::{
+    incorrect_state, r, resolve_one, s, schema, spec_of, str_list, CallError, Resolve, Xapi,
+};
 use super::{opt_bool, opt_str};
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -54,9 +56,7 @@ async fn host_call(
     p: Map<String, Value>,
     method: &str,
 ) -> Result<(Xapi, std::sync::Arc<XoObject>), ApiError> {
-    let res = resolve(&ctx, &p, spec_of(RESOLVES, method)).await?;
-    let host = res.get("host")?.clone();
-    Ok((Xapi::of(&res.pools, &host)?, host))
+    resolve_one(&ctx, &p, spec_of(RESOLVES, method), "host").await
 }
 
 async fn enable(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
@@ -196,14 +196,7 @@ async fn set_maintenance_mode(ctx: Ctx, p: Map<String, Value>) -> Result<Value, 
         .get("maintenance")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let forced: Vec<String> = p
-        .get("vmsToForceMigrate")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let forced = str_list(p.get("vmsToForceMigrate"));
     let (x, host) = host_call(ctx, p, "host.setMaintenanceMode").await?;
     if !on {
         x.call("host.enable", vec![host.xapi_ref().into()]).await?;
@@ -559,11 +552,7 @@ mod tests {
     #[test]
     fn an_ejected_host_is_tried_again_while_it_is_not_back() {
         use crate::pool::ConnectError;
-        let failure = |code: &str| ConnectError {
-            message: code.into(),
-            code: Some(code.into()),
-            data: None,
-        };
+        let failure = |code: &str| ConnectError::new(code, Some(code));
         assert!(retry_ejected_connect(&failure("EHOSTUNREACH")));
         assert!(retry_ejected_connect(
             &ConnectError::pool_already_connected("pool", "old server", "new server")

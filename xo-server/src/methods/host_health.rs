@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::resolve::{r, resolve, schema, spec_of, CallError, Resolve, Xapi};
+use super::resolve::{r, resolve, resolve_one, schema, spec_of, CallError, Resolve, Xapi};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::registry::{Method, Reply};
@@ -45,9 +45,7 @@ async fn host_of(
     p: &Map<String, Value>,
     method: &str,
 ) -> Result<(Xapi, std::sync::Arc<XoObject>), ApiError> {
-    let res = resolve(ctx, p, spec_of(RESOLVES, method)).await?;
-    let host = res.get("host")?.clone();
-    Ok((Xapi::of(&res.pools, &host)?, host))
+    resolve_one(ctx, p, spec_of(RESOLVES, method), "host").await
 }
 
 async fn is_time_consistent(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::resolve::{r, resolve, schema, spec_of, strs, Resolve, Xapi, NULL_REF};
+use super::resolve::{r, resolve, schema, spec_of, str_list, strs, Resolve, Xapi, NULL_REF};
 use super::{opt_bool, opt_str, req_str};
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -101,7 +101,7 @@ async fn create_bonded(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiErro
     let x = Xapi::of(&res.pools, pool)?;
     let mode = req_str(&p, "bondMode")?.to_owned();
     let mut by_host: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    for id in strs_param(&p, "pifs") {
+    for id in str_list(p.get("pifs")) {
         let pif = res.pools.object_of_type(&id, &["PIF"])?;
         let network = pif.get("$network").and_then(Value::as_str).unwrap_or("");
         let network = res.pools.object_of_type(network, &["network"])?;
@@ -132,16 +132,6 @@ async fn create_bonded(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiErro
         r?;
     }
     Ok(Value::Object(x.record("network", &net).await?))
-}
-
-fn strs_param(p: &Map<String, Value>, key: &str) -> Vec<String> {
-    p.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect()
 }
 
 async fn create(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::resolve::{r, resolve, schema, spec_of, Resolve};
+use super::resolve::{r, resolve_one, schema, spec_of, Resolve};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::registry::Method;
@@ -26,9 +26,7 @@ async fn on_pbd(
     xapi_method: &str,
     r#async: bool,
 ) -> Result<Value, ApiError> {
-    let res = resolve(&ctx, &p, spec_of(RESOLVES, method)).await?;
-    let pbd = res.get("pbd")?;
-    let x = super::resolve::Xapi::of(&res.pools, pbd)?;
+    let (x, pbd) = resolve_one(&ctx, &p, spec_of(RESOLVES, method), "pbd").await?;
     let params = vec![pbd.xapi_ref().into()];
     if r#async {
         x.call_async(xapi_method, params).await?;

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::opt_str;
-use super::resolve::{r, resolve, schema, spec_of, Resolve, Xapi};
+use super::resolve::{r, resolve_one, schema, spec_of, Resolve, Xapi};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::registry::Method;
@@ -26,9 +26,7 @@ async fn pif_of(
     p: &Map<String, Value>,
     method: &str,
 ) -> Result<(Xapi, std::sync::Arc<XoObject>), ApiError> {
-    let res = resolve(ctx, p, spec_of(RESOLVES, method)).await?;
-    let pif = res.get("pif")?.clone();
-    Ok((Xapi::of(&res.pools, &pif)?, pif))
+    resolve_one(ctx, p, spec_of(RESOLVES, method), "pif").await
 }
 
 async fn connect(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {

@@ -304,15 +304,7 @@ impl Xapi {
         r: &str,
         field: &str,
     ) -> Result<Vec<String>, ApiError> {
-        Ok(self
-            .field(class, r, field)
-            .await?
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect())
+        Ok(str_list(Some(&self.field(class, r, field).await?)))
     }
 
     /// XO's `update_<map>(key, value)`: removes the key, then adds it unless `value` is `None`.
@@ -478,14 +470,29 @@ pub(crate) fn s<'a>(o: &'a XoObject, key: &str) -> &'a str {
 
 /// A string array field of an object value.
 pub(crate) fn strs(o: &XoObject, key: &str) -> Vec<String> {
-    o.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    str_list(o.get(key))
+}
+
+/// The strings of a JSON array (a list param, a set field), none when it is absent or not an array.
+pub(crate) fn str_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Resolves `method`'s entries (`spec`) and gives the object under `key` with the XAPI of its pool.
+pub(crate) async fn resolve_one(
+    ctx: &Ctx,
+    p: &Map<String, Value>,
+    spec: &'static [Resolve],
+    key: &str,
+) -> Result<(Xapi, Arc<XoObject>), ApiError> {
+    let res = resolve(ctx, p, spec).await?;
+    let obj = res.get(key)?.clone();
+    Ok((Xapi::of(&res.pools, &obj)?, obj))
 }
 
 /// A string of a raw XAPI record.

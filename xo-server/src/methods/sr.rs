@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::opt_str;
-use super::resolve::{r, resolve, schema, spec_of, Resolve, Xapi};
+use super::resolve::{r, resolve_one, schema, spec_of, Resolve, Xapi};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::registry::Method;
@@ -26,9 +26,7 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
 ];
 
 async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
-    let res = resolve(&ctx, &p, spec_of(RESOLVES, "sr.set")).await?;
-    let sr = res.get("sr")?;
-    let x = Xapi::of(&res.pools, sr)?;
+    let (x, sr) = resolve_one(&ctx, &p, spec_of(RESOLVES, "sr.set"), "sr").await?;
     for field in ["name_label", "name_description"] {
         if let Some(v) = opt_str(&p, field) {
             x.call(
@@ -42,9 +40,7 @@ async fn set(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
 }
 
 async fn scan(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
-    let res = resolve(&ctx, &p, spec_of(RESOLVES, "sr.scan")).await?;
-    let sr = res.get("sr")?;
-    let x = Xapi::of(&res.pools, sr)?;
+    let (x, sr) = resolve_one(&ctx, &p, spec_of(RESOLVES, "sr.scan"), "sr").await?;
     x.call_async("SR.scan", vec![sr.xapi_ref().into()]).await?;
     Ok(Value::Bool(true))
 }
@@ -55,9 +51,7 @@ async fn sr_and_pbds(
     p: &Map<String, Value>,
     method: &str,
 ) -> Result<(Xapi, String, Vec<String>), ApiError> {
-    let res = resolve(ctx, p, spec_of(RESOLVES, method)).await?;
-    let sr = res.get("sr")?;
-    let x = Xapi::of(&res.pools, sr)?;
+    let (x, sr) = resolve_one(ctx, p, spec_of(RESOLVES, method), "sr").await?;
     let pbds = x.field_refs("SR", sr.xapi_ref(), "PBDs").await?;
     Ok((x, sr.xapi_ref().to_owned(), pbds))
 }

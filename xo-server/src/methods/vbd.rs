@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::resolve::{r, resolve, schema, spec_of, Resolve, Xapi};
+use super::resolve::{r, resolve, resolve_one, schema, spec_of, Resolve, Xapi};
 use super::vm_disks::vbd_create;
 use super::{opt_bool, opt_str};
 use crate::context::Ctx;
@@ -37,9 +37,8 @@ async fn vbd_of(
     p: &Map<String, Value>,
     method: &str,
 ) -> Result<(Xapi, String), ApiError> {
-    let res = resolve(ctx, p, spec_of(RESOLVES, method)).await?;
-    let vbd = res.get("vbd")?;
-    Ok((Xapi::of(&res.pools, vbd)?, vbd.xapi_ref().to_owned()))
+    let (x, vbd) = resolve_one(ctx, p, spec_of(RESOLVES, method), "vbd").await?;
+    Ok((x, vbd.xapi_ref().to_owned()))
 }
 
 async fn connect(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::opt_str;
-use super::resolve::{check_permissions, r, resolve, schema, spec_of, Resolve, Xapi};
+use super::resolve::{check_permissions, r, resolve, resolve_one, schema, spec_of, Resolve, Xapi};
 use super::vm_disks::{vif_create, vif_destroy};
 use crate::context::Ctx;
 use crate::error::ApiError;
@@ -25,9 +25,7 @@ pub(super) static RESOLVES: &[(&str, &[Resolve])] = &[
 ];
 
 async fn delete(ctx: Ctx, p: Map<String, Value>) -> Result<Value, ApiError> {
-    let res = resolve(&ctx, &p, spec_of(RESOLVES, "vif.delete")).await?;
-    let vif = res.get("vif")?;
-    let x = Xapi::of(&res.pools, vif)?;
+    let (x, vif) = resolve_one(&ctx, &p, spec_of(RESOLVES, "vif.delete"), "vif").await?;
     vif_destroy(&x, vif.xapi_ref()).await?;
     Ok(Value::Bool(true))
 }
@@ -39,9 +37,7 @@ async fn plug(
     method: &str,
     connect: bool,
 ) -> Result<Value, ApiError> {
-    let res = resolve(&ctx, &p, spec_of(RESOLVES, method)).await?;
-    let vif = res.get("vif")?;
-    let x = Xapi::of(&res.pools, vif)?;
+    let (x, vif) = resolve_one(&ctx, &p, spec_of(RESOLVES, method), "vif").await?;
     let call = if connect {
         "VIF.plug"
     } else {

@@ -71,11 +71,7 @@ fn connect_error(e: &xapi_client::Error) -> ConnectError {
         E::Xapi(x) => format!("{}({})", x.code, x.params.join(", ")),
         e => e.to_string(),
     };
-    ConnectError {
-        message,
-        code,
-        data: None,
-    }
+    ConnectError::new(message, code.as_deref())
 }
 
 /// Watcher events as the sync driver wants them.
@@ -173,11 +169,7 @@ impl Pools {
             .and_then(|p| p.get("uuid"))
             .and_then(Value::as_str)
         else {
-            return Err(ConnectError {
-                message: "the XAPI server has no pool".into(),
-                code: None,
-                data: None,
-            });
+            return Err(ConnectError::new("the XAPI server has no pool", None));
         };
         let conns = self.conns.lock();
         let mut owners = self.owners.lock();
@@ -210,16 +202,11 @@ impl Pools {
             Ok(Err(xo_cache::WaitError::UnknownPool(_) | xo_cache::WaitError::Removed(_))) => {
                 Ok(false)
             }
-            Ok(Err(e)) => Err(ConnectError {
-                message: e.to_string(),
-                code: None,
-                data: None,
-            }),
-            Err(_) => Err(ConnectError {
-                message: "timed out waiting for the pool objects".into(),
-                code: Some("ETIMEDOUT".into()),
-                data: None,
-            }),
+            Ok(Err(e)) => Err(ConnectError::new(e.to_string(), None)),
+            Err(_) => Err(ConnectError::new(
+                "timed out waiting for the pool objects",
+                Some("ETIMEDOUT"),
+            )),
         }
     }
 
@@ -255,11 +242,10 @@ impl Pools {
                     }
                 }
                 None => {
-                    return Err(ConnectError {
-                        message: "another connection attempt is in progress".into(),
-                        code: None,
-                        data: None,
-                    })
+                    return Err(ConnectError::new(
+                        "another connection attempt is in progress",
+                        None,
+                    ))
                 }
             }
         };
@@ -285,11 +271,10 @@ impl Pools {
             }
             Err(_) => {
                 self.drop_conn(&id, &conn).await;
-                return Err(ConnectError {
-                    message: format!("timed out connecting to {}", server.host),
-                    code: Some("ETIMEDOUT".into()),
-                    data: None,
-                });
+                return Err(ConnectError::new(
+                    format!("timed out connecting to {}", server.host),
+                    Some("ETIMEDOUT"),
+                ));
             }
         };
         if !self.is_current(&id, &conn) {
@@ -326,21 +311,19 @@ impl Pools {
             }
             Ok(Err(xo_cache::WaitError::Disconnected { error, .. })) => {
                 self.drop_conn(&id, &conn).await;
-                Err(ConnectError {
-                    message: error.unwrap_or_else(|| "disconnected".into()),
-                    code: None,
-                    data: None,
-                })
+                Err(ConnectError::new(
+                    error.unwrap_or_else(|| "disconnected".into()),
+                    None,
+                ))
             }
             // removed: disconnected meanwhile
             Ok(Err(_)) => Ok(()),
             Err(_) => {
                 self.drop_conn(&id, &conn).await;
-                Err(ConnectError {
-                    message: "timed out loading the pool objects".into(),
-                    code: Some("ETIMEDOUT".into()),
-                    data: None,
-                })
+                Err(ConnectError::new(
+                    "timed out loading the pool objects",
+                    Some("ETIMEDOUT"),
+                ))
             }
         }
     }
@@ -402,11 +385,7 @@ fn logout(client: Arc<Client>) {
 impl PoolConnector for Pools {
     fn connect(&self, app: App, server: Server) -> BoxFuture<'static, Result<(), ConnectError>> {
         Box::pin(async move {
-            let pools = Pools::of(&app).map_err(|e| ConnectError {
-                message: e.to_string(),
-                code: None,
-                data: None,
-            })?;
+            let pools = Pools::of(&app).map_err(|e| ConnectError::new(e.to_string(), None))?;
             pools.do_connect(app, server).await
         })
     }
